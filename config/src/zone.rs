@@ -1,0 +1,1056 @@
+//! The zone spec (`zones.yaml`): zones with their static records, pools of
+//! endpoints, and steered records.
+//!
+//! Parsing runs in two stages. [`raw`] holds serde structs that mirror the
+//! file (unknown keys rejected); [`validate`] checks every cross-field rule
+//! and produces the [`ZoneSpec`] the rest of Meridian uses, or every problem
+//! found, each with its file position and field path.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::Deserialize;
+
+use crate::values::{DomainName, Ttl};
+use crate::yaml::{index_segment, key_segment, Document, Lenient};
+use crate::{Diagnostic, Diagnostics};
+
+/// A validated zone spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZoneSpec {
+    pub zones: Vec<Zone>,
+    pub pools: BTreeMap<String, Pool>,
+}
+
+/// One authoritative zone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Zone {
+    pub name: DomainName,
+    /// TTL for records that do not give one.
+    pub default_ttl: u32,
+    pub soa: Soa,
+    pub ns: Vec<NameServer>,
+    pub records: Vec<RecordSet>,
+    pub steered: Vec<SteeredRecord>,
+}
+
+/// SOA fields; the serial is not configured, it follows the state version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Soa {
+    pub mname: DomainName,
+    pub rname: DomainName,
+    pub refresh: u32,
+    pub retry: u32,
+    pub expire: u32,
+    /// Negative-caching TTL (RFC 2308).
+    pub minimum: u32,
+    /// TTL of the SOA record itself.
+    pub ttl: u32,
+}
+
+/// An apex name server, with glue addresses when its name is in the zone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NameServer {
+    pub name: DomainName,
+    pub addresses: Vec<IpAddr>,
+}
+
+/// The record types a static record set may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RecordType {
+    A,
+    #[serde(rename = "AAAA")]
+    Aaaa,
+    #[serde(rename = "CNAME")]
+    Cname,
+    #[serde(rename = "MX")]
+    Mx,
+    #[serde(rename = "TXT")]
+    Txt,
+    #[serde(rename = "CAA")]
+    Caa,
+    #[serde(rename = "SRV")]
+    Srv,
+    #[serde(rename = "NS")]
+    Ns,
+}
+
+impl RecordType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordType::A => "A",
+            RecordType::Aaaa => "AAAA",
+            RecordType::Cname => "CNAME",
+            RecordType::Mx => "MX",
+            RecordType::Txt => "TXT",
+            RecordType::Caa => "CAA",
+            RecordType::Srv => "SRV",
+            RecordType::Ns => "NS",
+        }
+    }
+}
+
+/// The data of one static record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordData {
+    A(Ipv4Addr),
+    Aaaa(Ipv6Addr),
+    Cname(DomainName),
+    Mx {
+        preference: u16,
+        exchange: DomainName,
+    },
+    /// Character strings, each at most 255 octets.
+    Txt(Vec<String>),
+    Caa {
+        critical: bool,
+        tag: String,
+        value: String,
+    },
+    Srv {
+        priority: u16,
+        weight: u16,
+        port: u16,
+        target: DomainName,
+    },
+    Ns(DomainName),
+}
+
+/// All records of one name and type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordSet {
+    pub name: DomainName,
+    pub rtype: RecordType,
+    pub ttl: u32,
+    pub data: Vec<RecordData>,
+}
+
+/// The types a steered record answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub enum SteeredType {
+    A,
+    #[serde(rename = "AAAA")]
+    Aaaa,
+    #[serde(rename = "CNAME")]
+    Cname,
+}
+
+impl SteeredType {
+    pub fn as_record_type(self) -> RecordType {
+        match self {
+            SteeredType::A => RecordType::A,
+            SteeredType::Aaaa => RecordType::Aaaa,
+            SteeredType::Cname => RecordType::Cname,
+        }
+    }
+}
+
+/// A name whose answer the steering pipeline computes per query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SteeredRecord {
+    pub name: DomainName,
+    pub rtype: SteeredType,
+    pub ttl: u32,
+    pub pool: String,
+    pub steps: Vec<Step>,
+    pub on_all_down: OnAllDown,
+}
+
+/// One step of a steering pipeline, as configured.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Drop endpoints that are not enabled (and, later, not healthy).
+    Health,
+    /// Keep only the best (lowest) priority tier that has candidates.
+    Priority,
+    /// Order candidates by a random draw weighted by endpoint weight.
+    Weighted,
+    /// Keep at most this many candidates.
+    First(u16),
+}
+
+/// What to answer when the pipeline leaves no candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OnAllDown {
+    /// Answer every enabled endpoint, healthy or not.
+    FailOpen,
+    /// Answer NODATA.
+    NoData,
+    /// Answer this fixed set.
+    Sorry(Vec<EndpointAddress>),
+}
+
+/// A named set of endpoints that steered records choose from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    pub name: String,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// Where an endpoint is reached: an address for A/AAAA answers, a host name
+/// for CNAME answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointAddress {
+    Ip(IpAddr),
+    Host(DomainName),
+}
+
+impl EndpointAddress {
+    fn parse(text: &str) -> Result<EndpointAddress, String> {
+        if let Ok(ip) = text.parse::<IpAddr>() {
+            return Ok(EndpointAddress::Ip(ip));
+        }
+        DomainName::parse(text)
+            .map(EndpointAddress::Host)
+            .map_err(|_| format!("expected an IP address or a host name, got {text:?}"))
+    }
+
+    fn fits(&self, t: SteeredType) -> bool {
+        matches!(
+            (self, t),
+            (EndpointAddress::Ip(IpAddr::V4(_)), SteeredType::A)
+                | (EndpointAddress::Ip(IpAddr::V6(_)), SteeredType::Aaaa)
+                | (EndpointAddress::Host(_), SteeredType::Cname)
+        )
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            EndpointAddress::Ip(IpAddr::V4(_)) => "an IPv4 address",
+            EndpointAddress::Ip(IpAddr::V6(_)) => "an IPv6 address",
+            EndpointAddress::Host(_) => "a host name",
+        }
+    }
+}
+
+impl std::fmt::Display for EndpointAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndpointAddress::Ip(ip) => ip.fmt(f),
+            EndpointAddress::Host(h) => h.fmt(f),
+        }
+    }
+}
+
+/// Whether an operator wants an endpoint in answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminState {
+    /// In service.
+    #[default]
+    Enabled,
+    /// Taking no new clients; existing ones finish (no DNS answers).
+    Drained,
+    /// Out of service.
+    Disabled,
+}
+
+/// One backend that steered records can answer with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub id: String,
+    pub address: EndpointAddress,
+    pub region: String,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    pub weight: u16,
+    pub cost: f64,
+    /// Failover tier: lower is preferred.
+    pub priority: u16,
+    pub state: AdminState,
+}
+
+/// serde structs that mirror the file.
+pub mod raw {
+    use std::collections::BTreeMap;
+
+    use serde::de::{Deserializer, Error as _};
+    use serde::Deserialize;
+    use serde_yaml::Value;
+
+    use super::{AdminState, RecordType, SteeredType};
+    use crate::values::{Count, Text, Ttl, Weight, U16, U32};
+    use crate::yaml::{describe, parse_value, tagged, Lenient};
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ZoneSpec {
+        #[serde(default)]
+        pub zones: BTreeMap<String, Lenient<Zone>>,
+        #[serde(default)]
+        pub pools: BTreeMap<String, Lenient<Pool>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Zone {
+        pub ttl: Option<Ttl>,
+        pub soa: Soa,
+        pub ns: Vec<NameServer>,
+        #[serde(default)]
+        pub records: Vec<Lenient<Record>>,
+        #[serde(default)]
+        pub steered: Vec<Lenient<Steered>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Soa {
+        pub mname: Option<String>,
+        pub rname: String,
+        pub refresh: Option<U32>,
+        pub retry: Option<U32>,
+        pub expire: Option<U32>,
+        pub minimum: Option<U32>,
+        pub ttl: Option<Ttl>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct NameServer {
+        pub name: String,
+        #[serde(default)]
+        pub addresses: Vec<std::net::IpAddr>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Record {
+        pub name: String,
+        #[serde(rename = "type")]
+        pub rtype: RecordType,
+        pub ttl: Option<Ttl>,
+        #[serde(default)]
+        pub value: Option<Text>,
+        #[serde(default)]
+        pub values: Vec<Text>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Steered {
+        pub name: String,
+        #[serde(rename = "type")]
+        pub rtype: SteeredType,
+        pub ttl: Option<Ttl>,
+        pub pool: String,
+        #[serde(default)]
+        pub steps: Vec<Step>,
+        #[serde(default)]
+        pub on_all_down: Option<OnAllDown>,
+    }
+
+    #[derive(Debug)]
+    pub enum Step {
+        Health,
+        Priority,
+        Weighted,
+        First(Count),
+    }
+
+    const STEPS: &str = "`health`, `priority`, `weighted` or `first: N`";
+
+    impl<'de> Deserialize<'de> for Step {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let v = Value::deserialize(d)?;
+            let (name, arg) = tagged(v).map_err(D::Error::custom)?;
+            let no_arg = |step: Step| match &arg {
+                None | Some(Value::Null) => Ok(step),
+                Some(a) => Err(D::Error::custom(format!(
+                    "step `{name}` takes no argument, got {}",
+                    describe(a)
+                ))),
+            };
+            match name.as_str() {
+                "health" => no_arg(Step::Health),
+                "priority" => no_arg(Step::Priority),
+                "weighted" => no_arg(Step::Weighted),
+                "first" => match arg {
+                    Some(a) => parse_value::<Count>(a)
+                        .map(Step::First)
+                        .map_err(|f| D::Error::custom(format!("first: {}", f.message))),
+                    None => Err(D::Error::custom("step `first` needs a count: `first: 2`")),
+                },
+                other => Err(D::Error::custom(format!(
+                    "unknown step `{other}`, expected {STEPS}"
+                ))),
+            }
+        }
+    }
+
+    #[derive(Debug)]
+    pub enum OnAllDown {
+        FailOpen,
+        NoData,
+        Sorry(Vec<Text>),
+    }
+
+    impl<'de> Deserialize<'de> for OnAllDown {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let v = Value::deserialize(d)?;
+            let (name, arg) = tagged(v).map_err(D::Error::custom)?;
+            match (name.as_str(), arg) {
+                ("fail_open", None) => Ok(OnAllDown::FailOpen),
+                ("nodata", None) => Ok(OnAllDown::NoData),
+                ("sorry", Some(a)) => parse_value::<Vec<Text>>(a)
+                    .map(OnAllDown::Sorry)
+                    .map_err(|f| D::Error::custom(format!("sorry: {}", f.message))),
+                (other, _) => Err(D::Error::custom(format!(
+                    "unknown on_all_down `{other}`, expected `fail_open`, `nodata` or `sorry: [addresses]`"
+                ))),
+            }
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Pool {
+        pub endpoints: Vec<Lenient<Endpoint>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Endpoint {
+        pub id: String,
+        pub address: String,
+        pub region: String,
+        pub lat: Option<f64>,
+        pub lon: Option<f64>,
+        pub weight: Option<Weight>,
+        pub cost: Option<f64>,
+        pub priority: Option<U16>,
+        #[serde(default)]
+        pub state: AdminState,
+    }
+}
+
+/// Default TTL of a zone's records.
+pub const DEFAULT_ZONE_TTL: u32 = 3600;
+/// Default TTL of steered answers: short, so changes reach clients soon.
+pub const DEFAULT_STEERED_TTL: u32 = 30;
+
+/// Parses and validates a zone spec. `file` names the source in messages.
+pub fn parse(file: &str, text: &str) -> Result<ZoneSpec, Diagnostics> {
+    let doc = Document::parse(file, text)?;
+    let raw: raw::ZoneSpec = match crate::yaml::parse_value(doc.value.clone()) {
+        Ok(r) => r,
+        Err(f) => return Err(Diagnostics(vec![doc.parse_error("", &f)])),
+    };
+    validate(&doc, raw)
+}
+
+/// Collects diagnostics against one document.
+struct Checker<'d> {
+    doc: &'d Document,
+    errors: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn err(&mut self, path: &str, message: impl Into<String>) {
+        self.errors.push(self.doc.error(path, message));
+    }
+
+    fn key_err(&mut self, path: &str, message: impl Into<String>) {
+        self.errors.push(self.doc.key_error(path, message));
+    }
+
+    /// Unwraps a lenient item, recording its failure.
+    fn item<'a, T>(&mut self, path: &str, item: &'a Lenient<T>) -> Option<&'a T> {
+        match item {
+            Lenient::Ok(t) => Some(t),
+            Lenient::Failed(f) => {
+                self.errors.push(self.doc.parse_error(path, f));
+                None
+            }
+        }
+    }
+
+    /// Resolves an owner name written in a zone: `@`, relative, or absolute.
+    fn owner(&mut self, path: &str, text: &str, zone: &DomainName) -> Option<DomainName> {
+        let full = if text == "@" {
+            zone.as_str().to_string()
+        } else if text.ends_with('.') {
+            text.to_string()
+        } else if zone.as_str() == "." {
+            format!("{text}.")
+        } else {
+            format!("{text}.{zone}")
+        };
+        match DomainName::parse(&full) {
+            Ok(n) if n.is_within(zone) => Some(n),
+            Ok(n) => {
+                self.err(path, format!("{n} is outside its zone {zone}"));
+                None
+            }
+            Err(e) => {
+                self.err(path, e);
+                None
+            }
+        }
+    }
+
+    /// A name used as record data (targets): absolute, or relative to the zone.
+    fn target(&mut self, path: &str, text: &str, zone: &DomainName) -> Option<DomainName> {
+        let full = if text.ends_with('.') || text == "@" {
+            if text == "@" {
+                zone.as_str().to_string()
+            } else {
+                text.to_string()
+            }
+        } else {
+            format!("{text}.{zone}")
+        };
+        match DomainName::parse(&full) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.err(path, e);
+                None
+            }
+        }
+    }
+}
+
+fn validate(doc: &Document, raw: raw::ZoneSpec) -> Result<ZoneSpec, Diagnostics> {
+    let mut c = Checker {
+        doc,
+        errors: Vec::new(),
+    };
+
+    let mut pools = BTreeMap::new();
+    for (name, item) in &raw.pools {
+        let path = key_segment("pools", name);
+        if let Some(p) = c.item(&path, item) {
+            if let Some(pool) = validate_pool(&mut c, &path, name, p) {
+                pools.insert(name.clone(), pool);
+            }
+        }
+    }
+
+    let mut zones = Vec::new();
+    let mut zone_names: HashMap<String, String> = HashMap::new();
+    for (name, item) in &raw.zones {
+        let path = key_segment("zones", name);
+        let zname = match DomainName::parse(name) {
+            Ok(n) => n,
+            Err(e) => {
+                c.key_err(&path, e);
+                continue;
+            }
+        };
+        if let Some(first) = zone_names.insert(zname.key(), name.clone()) {
+            c.key_err(
+                &path,
+                format!("zone {zname} is defined twice (also as {first:?})"),
+            );
+            continue;
+        }
+        if let Some(z) = c.item(&path, item) {
+            if let Some(zone) = validate_zone(&mut c, &path, zname, z, &raw.pools, &pools) {
+                zones.push(zone);
+            }
+        }
+    }
+
+    if c.errors.is_empty() {
+        Ok(ZoneSpec { zones, pools })
+    } else {
+        c.errors.sort_by_key(|d| (d.line, d.column));
+        Err(Diagnostics(c.errors))
+    }
+}
+
+fn validate_pool(c: &mut Checker<'_>, path: &str, name: &str, raw: &raw::Pool) -> Option<Pool> {
+    let before = c.errors.len();
+    let mut endpoints = Vec::new();
+    let mut ids: HashSet<&str> = HashSet::new();
+    if raw.endpoints.is_empty() {
+        c.err(path, format!("pool {name} has no endpoints"));
+    }
+    for (i, item) in raw.endpoints.iter().enumerate() {
+        let ep_path = index_segment(&format!("{path}.endpoints"), i);
+        let Some(e) = c.item(&ep_path, item) else {
+            continue;
+        };
+        if !ids.insert(&e.id) {
+            c.err(
+                &format!("{ep_path}.id"),
+                format!("duplicate endpoint id {:?} in pool {name}", e.id),
+            );
+        }
+        if e.id.is_empty() {
+            c.err(
+                &format!("{ep_path}.id"),
+                "expected an endpoint id, got an empty string",
+            );
+        }
+        let address = match EndpointAddress::parse(&e.address) {
+            Ok(a) => Some(a),
+            Err(m) => {
+                c.err(&format!("{ep_path}.address"), m);
+                None
+            }
+        };
+        if let Some(lat) = e.lat {
+            if !(-90.0..=90.0).contains(&lat) {
+                c.err(
+                    &format!("{ep_path}.lat"),
+                    format!("expected a latitude -90..=90, got {lat}"),
+                );
+            }
+        }
+        if let Some(lon) = e.lon {
+            if !(-180.0..=180.0).contains(&lon) {
+                c.err(
+                    &format!("{ep_path}.lon"),
+                    format!("expected a longitude -180..=180, got {lon}"),
+                );
+            }
+        }
+        if e.lat.is_some() != e.lon.is_some() {
+            c.err(&ep_path, "give both lat and lon, or neither");
+        }
+        let cost = e.cost.unwrap_or(0.0);
+        if !cost.is_finite() || cost < 0.0 {
+            c.err(
+                &format!("{ep_path}.cost"),
+                format!("expected a cost >= 0, got {cost}"),
+            );
+        }
+        if let Some(address) = address {
+            endpoints.push(Endpoint {
+                id: e.id.clone(),
+                address,
+                region: e.region.clone(),
+                lat: e.lat,
+                lon: e.lon,
+                weight: e.weight.map_or(1, |w| w.0),
+                cost,
+                priority: e.priority.map_or(1, |p| p.0),
+                state: e.state,
+            });
+        }
+    }
+    (c.errors.len() == before).then(|| Pool {
+        name: name.to_string(),
+        endpoints,
+    })
+}
+
+/// What is defined at one owner name, for the CNAME and delegation rules.
+#[derive(Default)]
+struct NameUse {
+    types: Vec<(RecordType, String)>,
+}
+
+fn validate_zone(
+    c: &mut Checker<'_>,
+    path: &str,
+    name: DomainName,
+    z: &raw::Zone,
+    raw_pools: &BTreeMap<String, Lenient<raw::Pool>>,
+    pools: &BTreeMap<String, Pool>,
+) -> Option<Zone> {
+    let before = c.errors.len();
+    let default_ttl = z.ttl.map_or(DEFAULT_ZONE_TTL, |t| t.0);
+
+    // SOA
+    let soa_path = format!("{path}.soa");
+    let rname = c.target(&format!("{soa_path}.rname"), &z.soa.rname, &name);
+    let ns_names: Vec<Option<DomainName>> =
+        z.ns.iter()
+            .enumerate()
+            .map(|(i, ns)| {
+                c.target(
+                    &format!("{}.name", index_segment(&format!("{path}.ns"), i)),
+                    &ns.name,
+                    &name,
+                )
+            })
+            .collect();
+    let mname = match &z.soa.mname {
+        Some(m) => c.target(&format!("{soa_path}.mname"), m, &name),
+        None => ns_names.first().cloned().flatten(),
+    };
+    if z.ns.is_empty() {
+        c.err(
+            &format!("{path}.ns"),
+            "a zone needs at least one name server",
+        );
+    }
+
+    let mut ns = Vec::new();
+    let mut seen_ns = HashSet::new();
+    for (i, (raw_ns, nsname)) in z.ns.iter().zip(&ns_names).enumerate() {
+        let ns_path = index_segment(&format!("{path}.ns"), i);
+        let Some(nsname) = nsname else { continue };
+        if !seen_ns.insert(nsname.key()) {
+            c.err(
+                &format!("{ns_path}.name"),
+                format!("name server {nsname} is listed twice"),
+            );
+        }
+        let in_zone = nsname.is_within(&name);
+        if !in_zone && !raw_ns.addresses.is_empty() {
+            c.err(
+                &format!("{ns_path}.addresses"),
+                format!("{nsname} is outside the zone: glue addresses belong only to in-zone name servers"),
+            );
+        }
+        ns.push(NameServer {
+            name: nsname.clone(),
+            addresses: raw_ns.addresses.clone(),
+        });
+    }
+
+    // Static records.
+    let mut uses: HashMap<String, NameUse> = HashMap::new();
+    let mut records: Vec<RecordSet> = Vec::new();
+    for (i, item) in z.records.iter().enumerate() {
+        let r_path = index_segment(&format!("{path}.records"), i);
+        let Some(r) = c.item(&r_path, item) else {
+            continue;
+        };
+        let Some(owner) = c.owner(&format!("{r_path}.name"), &r.name, &name) else {
+            continue;
+        };
+        let ttl = r.ttl.map_or(default_ttl, |t| t.0);
+        let mut texts: Vec<(String, &str)> = Vec::new();
+        if let Some(v) = &r.value {
+            texts.push((format!("{r_path}.value"), v.0.as_str()));
+        }
+        for (j, v) in r.values.iter().enumerate() {
+            texts.push((index_segment(&format!("{r_path}.values"), j), v.0.as_str()));
+        }
+        if texts.is_empty() {
+            c.err(&r_path, "a record needs `value` or `values`");
+            continue;
+        }
+        if r.value.is_some() && !r.values.is_empty() {
+            c.err(&r_path, "give `value` or `values`, not both");
+        }
+        if r.rtype == RecordType::Cname && texts.len() > 1 {
+            c.err(&r_path, "a CNAME has exactly one value");
+        }
+        if r.rtype == RecordType::Ns && owner.key() == name.key() {
+            c.err(
+                &format!("{r_path}.type"),
+                "apex NS records come from the zone's `ns` list",
+            );
+            continue;
+        }
+        let mut data = Vec::new();
+        for (vpath, text) in &texts {
+            match parse_rdata(r.rtype, text, &name) {
+                Ok(d) => data.push(d),
+                Err(m) => c.err(vpath, m),
+            }
+        }
+        let u = uses.entry(owner.key()).or_default();
+        if let Some((_, first)) = u.types.iter().find(|(t, _)| *t == r.rtype) {
+            c.err(
+                &r_path,
+                format!(
+                    "duplicate {} record set at {owner} (first at {first}); put all values in one entry",
+                    r.rtype.as_str()
+                ),
+            );
+            continue;
+        }
+        u.types.push((r.rtype, r_path.clone()));
+        records.push(RecordSet {
+            name: owner,
+            rtype: r.rtype,
+            ttl,
+            data,
+        });
+    }
+
+    // Steered records.
+    let mut steered = Vec::new();
+    for (i, item) in z.steered.iter().enumerate() {
+        let s_path = index_segment(&format!("{path}.steered"), i);
+        let Some(s) = c.item(&s_path, item) else {
+            continue;
+        };
+        let Some(owner) = c.owner(&format!("{s_path}.name"), &s.name, &name) else {
+            continue;
+        };
+        let rtype = s.rtype.as_record_type();
+        let u = uses.entry(owner.key()).or_default();
+        if let Some((_, first)) = u.types.iter().find(|(t, _)| *t == rtype) {
+            c.err(
+                &s_path,
+                format!(
+                    "{} at {owner} is already defined at {first}",
+                    rtype.as_str()
+                ),
+            );
+            continue;
+        }
+        u.types.push((rtype, s_path.clone()));
+        match pools.get(&s.pool) {
+            Some(pool) => {
+                for (j, ep) in pool.endpoints.iter().enumerate() {
+                    if !ep.address.fits(s.rtype) {
+                        c.err(
+                            &format!("{s_path}.pool"),
+                            format!(
+                                "a steered {} record needs {}, but endpoint {:?} (pools.{}.endpoints[{j}]) has {} {}",
+                                rtype.as_str(),
+                                wanted(s.rtype),
+                                ep.id,
+                                s.pool,
+                                ep.address.kind(),
+                                ep.address
+                            ),
+                        );
+                    }
+                }
+            }
+            // a pool that exists but failed to parse was reported already
+            None if raw_pools.contains_key(&s.pool) => {}
+            None => c.err(
+                &format!("{s_path}.pool"),
+                format!("no pool named {:?}", s.pool),
+            ),
+        }
+        let steps = s
+            .steps
+            .iter()
+            .map(|st| match st {
+                raw::Step::Health => Step::Health,
+                raw::Step::Priority => Step::Priority,
+                raw::Step::Weighted => Step::Weighted,
+                raw::Step::First(n) => Step::First(n.0),
+            })
+            .collect();
+        let on_all_down = match &s.on_all_down {
+            None | Some(raw::OnAllDown::FailOpen) => OnAllDown::FailOpen,
+            Some(raw::OnAllDown::NoData) => OnAllDown::NoData,
+            Some(raw::OnAllDown::Sorry(list)) => {
+                let mut set = Vec::new();
+                for (j, t) in list.iter().enumerate() {
+                    let p = index_segment(&format!("{s_path}.on_all_down.sorry"), j);
+                    match EndpointAddress::parse(&t.0) {
+                        Ok(a) if a.fits(s.rtype) => set.push(a),
+                        Ok(a) => c.err(
+                            &p,
+                            format!(
+                                "a {} record needs {}, got {}",
+                                rtype.as_str(),
+                                wanted(s.rtype),
+                                a.kind()
+                            ),
+                        ),
+                        Err(m) => c.err(&p, m),
+                    }
+                }
+                if set.is_empty() && list.is_empty() {
+                    c.err(
+                        &format!("{s_path}.on_all_down"),
+                        "a sorry set needs at least one address",
+                    );
+                }
+                OnAllDown::Sorry(set)
+            }
+        };
+        steered.push(SteeredRecord {
+            name: owner,
+            rtype: s.rtype,
+            ttl: s.ttl.map_or(DEFAULT_STEERED_TTL, |t| t.0),
+            pool: s.pool.clone(),
+            steps,
+            on_all_down,
+        });
+    }
+
+    // CNAME beside other data, and at the apex.
+    for (owner, u) in &uses {
+        if let Some((_, p)) = u.types.iter().find(|(t, _)| *t == RecordType::Cname) {
+            if u.types.len() > 1 {
+                let others: Vec<&str> = u
+                    .types
+                    .iter()
+                    .filter(|(t, _)| *t != RecordType::Cname)
+                    .map(|(t, _)| t.as_str())
+                    .collect();
+                c.err(
+                    p,
+                    format!(
+                        "a CNAME cannot stand beside other data at {owner} (also {})",
+                        others.join(", ")
+                    ),
+                );
+            } else if *owner == name.key() {
+                c.err(
+                    p,
+                    "a CNAME cannot stand at the zone apex (beside SOA and NS)",
+                );
+            }
+        }
+    }
+
+    // Delegations: nothing but glue below a delegation point.
+    let cuts: Vec<String> = uses
+        .iter()
+        .filter(|(_, u)| u.types.iter().any(|(t, _)| *t == RecordType::Ns))
+        .map(|(o, _)| o.clone())
+        .collect();
+    for (owner, u) in &uses {
+        for cut in &cuts {
+            let below = owner.ends_with(&format!(".{cut}"));
+            let at = owner == cut;
+            for (t, p) in &u.types {
+                let glue = matches!(t, RecordType::A | RecordType::Aaaa);
+                if (below && !glue) || (at && *t != RecordType::Ns && !glue) {
+                    c.err(
+                        p,
+                        format!("{owner} is at or below the delegation {cut}: only NS and glue addresses belong there"),
+                    );
+                }
+            }
+        }
+    }
+
+    // In-zone name servers need an address.
+    for (i, n) in ns.iter().enumerate() {
+        let has_static = uses.get(&n.name.key()).is_some_and(|u| {
+            u.types
+                .iter()
+                .any(|(t, _)| matches!(t, RecordType::A | RecordType::Aaaa))
+        });
+        if n.name.is_within(&name) && n.addresses.is_empty() && !has_static {
+            c.err(
+                &index_segment(&format!("{path}.ns"), i),
+                format!(
+                    "{} is inside the zone and needs glue: give `addresses`",
+                    n.name
+                ),
+            );
+        }
+    }
+
+    let soa = Soa {
+        mname: mname.unwrap_or_else(|| name.clone()),
+        rname: rname.unwrap_or_else(|| name.clone()),
+        refresh: z.soa.refresh.map_or(3600, |v| v.0),
+        retry: z.soa.retry.map_or(600, |v| v.0),
+        expire: z.soa.expire.map_or(1_209_600, |v| v.0),
+        minimum: z.soa.minimum.map_or(300, |v| v.0),
+        ttl: z.soa.ttl.map_or(default_ttl, |t: Ttl| t.0),
+    };
+
+    (c.errors.len() == before).then_some(Zone {
+        name,
+        default_ttl,
+        soa,
+        ns,
+        records,
+        steered,
+    })
+}
+
+fn wanted(t: SteeredType) -> &'static str {
+    match t {
+        SteeredType::A => "IPv4 addresses",
+        SteeredType::Aaaa => "IPv6 addresses",
+        SteeredType::Cname => "host names",
+    }
+}
+
+/// Parses one record value in presentation form.
+fn parse_rdata(t: RecordType, text: &str, zone: &DomainName) -> Result<RecordData, String> {
+    let name = |s: &str| -> Result<DomainName, String> {
+        if s == "@" {
+            Ok(zone.clone())
+        } else if s.ends_with('.') {
+            DomainName::parse(s)
+        } else {
+            DomainName::parse(&format!("{s}.{zone}"))
+        }
+    };
+    let num = |s: &str, what: &str| -> Result<u16, String> {
+        s.parse::<u16>()
+            .map_err(|_| format!("expected {what} 0..=65535, got {s:?}"))
+    };
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    match t {
+        RecordType::A => text
+            .trim()
+            .parse::<Ipv4Addr>()
+            .map(RecordData::A)
+            .map_err(|_| format!("expected an IPv4 address, got {text:?}")),
+        RecordType::Aaaa => text
+            .trim()
+            .parse::<Ipv6Addr>()
+            .map(RecordData::Aaaa)
+            .map_err(|_| format!("expected an IPv6 address, got {text:?}")),
+        RecordType::Cname => name(text.trim()).map(RecordData::Cname),
+        RecordType::Ns => name(text.trim()).map(RecordData::Ns),
+        RecordType::Mx => match fields.as_slice() {
+            [pref, exchange] => Ok(RecordData::Mx {
+                preference: num(pref, "an MX preference")?,
+                exchange: name(exchange)?,
+            }),
+            _ => Err(format!("expected \"PREFERENCE EXCHANGE\", got {text:?}")),
+        },
+        RecordType::Srv => match fields.as_slice() {
+            [prio, weight, port, target] => Ok(RecordData::Srv {
+                priority: num(prio, "an SRV priority")?,
+                weight: num(weight, "an SRV weight")?,
+                port: num(port, "a port")?,
+                target: name(target)?,
+            }),
+            _ => Err(format!(
+                "expected \"PRIORITY WEIGHT PORT TARGET\", got {text:?}"
+            )),
+        },
+        RecordType::Txt => {
+            if text.is_empty() {
+                return Ok(RecordData::Txt(vec![String::new()]));
+            }
+            // split long text into 255-octet character strings
+            let mut chunks = Vec::new();
+            let mut cur = String::new();
+            for ch in text.chars() {
+                if cur.len() + ch.len_utf8() > 255 {
+                    chunks.push(std::mem::take(&mut cur));
+                }
+                cur.push(ch);
+            }
+            chunks.push(cur);
+            Ok(RecordData::Txt(chunks))
+        }
+        RecordType::Caa => {
+            let mut parts = text.trim().splitn(3, char::is_whitespace);
+            let (Some(flags), Some(tag), Some(value)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(format!(
+                    "expected \"FLAGS TAG VALUE\" (e.g. 0 issue \"ca.example\"), got {text:?}"
+                ));
+            };
+            let flags: u8 = flags
+                .parse()
+                .map_err(|_| format!("expected CAA flags 0..=255, got {flags:?}"))?;
+            if !matches!(tag, "issue" | "issuewild" | "iodef" | "issuemail") {
+                return Err(format!(
+                    "expected a CAA tag issue, issuewild, iodef or issuemail, got {tag:?}"
+                ));
+            }
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            Ok(RecordData::Caa {
+                critical: flags & 0x80 != 0,
+                tag: tag.to_string(),
+                value: value.to_string(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

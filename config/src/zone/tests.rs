@@ -1,0 +1,416 @@
+use super::*;
+
+/// A valid zone to build cases on; `{extra_records}`, `{extra_steered}` and
+/// `{extra_pools}` are filled per case.
+const BASE: &str = r#"zones:
+  glb.example.com:
+    ttl: 300
+    soa:
+      rname: hostmaster.example.com.
+      minimum: 60
+    ns:
+      - name: ns1
+        addresses: [192.0.2.53]
+      - name: ns.other.net.
+    records:
+      - name: www
+        type: A
+        values: [192.0.2.10, 192.0.2.11]
+      - name: "@"
+        type: MX
+        value: "10 mail"
+      - name: mail
+        type: A
+        value: 192.0.2.25{extra_records}
+    steered:
+      - name: app
+        type: A
+        ttl: 20
+        pool: web
+        steps: [health, priority, weighted, {first: 2}]
+        on_all_down: {sorry: [192.0.2.99]}{extra_steered}
+pools:
+  web:
+    endpoints:
+      - {id: eu-1, address: 192.0.2.1, region: eu-west, lat: 53.3, lon: -6.2, weight: 10}
+      - {id: us-1, address: 198.51.100.1, region: us-east, priority: 2}{extra_pools}
+"#;
+
+fn spec(records: &str, steered: &str, pools: &str) -> String {
+    BASE.replace("{extra_records}", records)
+        .replace("{extra_steered}", steered)
+        .replace("{extra_pools}", pools)
+}
+
+/// Parses `text` and checks that each expected fragment appears in the
+/// error output, and that there are exactly as many errors as fragments.
+fn check_errors(text: &str, expect: &[&str]) {
+    let err = parse("zones.yaml", text).expect_err("should fail");
+    let out = err.to_string();
+    for e in expect {
+        assert!(out.contains(e), "missing {e:?} in:\n{out}");
+    }
+    assert_eq!(err.0.len(), expect.len(), "error count, got:\n{out}");
+}
+
+#[test]
+fn base_spec_is_valid() {
+    let s = parse("zones.yaml", &spec("", "", "")).unwrap();
+    let z = &s.zones[0];
+    assert_eq!(z.name.as_str(), "glb.example.com.");
+    assert_eq!(z.soa.mname.as_str(), "ns1.glb.example.com.");
+    assert_eq!(z.soa.minimum, 60);
+    assert_eq!(z.soa.ttl, 300);
+    assert_eq!(z.ns[1].name.as_str(), "ns.other.net.");
+    assert_eq!(z.records[0].data.len(), 2);
+    assert_eq!(z.records[0].ttl, 300);
+    assert_eq!(
+        z.records[1].data,
+        vec![RecordData::Mx {
+            preference: 10,
+            exchange: DomainName::parse("mail.glb.example.com.").unwrap()
+        }]
+    );
+    let st = &z.steered[0];
+    assert_eq!(
+        st.steps,
+        vec![Step::Health, Step::Priority, Step::Weighted, Step::First(2)]
+    );
+    assert_eq!(
+        st.on_all_down,
+        OnAllDown::Sorry(vec![EndpointAddress::Ip("192.0.2.99".parse().unwrap())])
+    );
+    let web = &s.pools["web"];
+    assert_eq!(web.endpoints[0].weight, 10);
+    assert_eq!(web.endpoints[1].weight, 1);
+    assert_eq!(web.endpoints[1].priority, 2);
+    assert_eq!(web.endpoints[1].state, AdminState::Enabled);
+}
+
+#[test]
+fn the_issue_example_message() {
+    let text = spec(
+        "",
+        "",
+        "\n      - {id: ap-1, address: 203.0.113.1, region: ap, weight: heavy}",
+    );
+    check_errors(
+        &text,
+        &["zones.yaml:33:62: pools.web.endpoints[2].weight: expected an integer 0..=65535, got string \"heavy\""],
+    );
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let text = spec(
+        "\n      - name: bad\n        type: A\n        value: 2001:db8::1\n      - {name: x, type: TXT, value: hi, colour: red}",
+        "\n      - {name: gone, type: A, pool: nope}",
+        "\n      - {id: eu-1, address: 192.0.2.7, region: eu-west}\n      - {id: ap-1, address: 203.0.113.1, region: ap, weight: -3}",
+    );
+    check_errors(
+        &text,
+        &[
+            "records[3].value: expected an IPv4 address, got \"2001:db8::1\"",
+            "records[4].colour: unknown field `colour`",
+            "steered[1].pool: no pool named \"nope\"",
+            "pools.web.endpoints[2].id: duplicate endpoint id \"eu-1\"",
+            "pools.web.endpoints[3].weight: expected an integer 0..=65535, got number -3",
+        ],
+    );
+}
+
+#[test]
+fn unknown_keys() {
+    check_errors(
+        &format!("{}extra: 1\n", spec("", "", "")),
+        &["extra: unknown field `extra`"],
+    );
+    check_errors(
+        &spec(
+            "",
+            "",
+            "\n      - {id: x, address: 192.0.2.8, region: r, wieght: 3}",
+        ),
+        &["pools.web.endpoints[2].wieght: unknown field `wieght`"],
+    );
+}
+
+#[test]
+fn duplicate_names() {
+    // the same key twice in one map
+    let text = spec("", "", "").replace("pools:\n", "pools:\n  web:\n    endpoints: []\n");
+    check_errors(&text, &["pools.web: duplicate key (first defined at line"]);
+    // the same zone in another case
+    let text = format!(
+        "{}\n",
+        spec("", "", "").replace(
+            "pools:",
+            "  GLB.example.com:\n    soa: {rname: h.example.com.}\n    ns: [{name: ns.other.net.}]\npools:"
+        )
+    );
+    check_errors(&text, &["is defined twice"]);
+    // two record sets of one name and type
+    check_errors(
+        &spec("\n      - {name: www, type: A, value: 192.0.2.12}", "", ""),
+        &["duplicate A record set at www.glb.example.com."],
+    );
+    // a steered record on a name and type that has static data
+    check_errors(
+        &spec("", "\n      - {name: www, type: A, pool: web}", ""),
+        &["A at www.glb.example.com. is already defined at"],
+    );
+}
+
+#[test]
+fn records_outside_their_zone() {
+    check_errors(
+        &spec(
+            "\n      - {name: www.example.org., type: A, value: 192.0.2.1}",
+            "",
+            "",
+        ),
+        &["records[3].name: www.example.org. is outside its zone glb.example.com."],
+    );
+    check_errors(
+        &spec(
+            "",
+            "\n      - {name: app.example.com., type: A, pool: web}",
+            "",
+        ),
+        &["steered[1].name: app.example.com. is outside its zone"],
+    );
+}
+
+#[test]
+fn cname_beside_other_data() {
+    check_errors(
+        &spec(
+            "\n      - {name: www, type: CNAME, value: other.example.net.}",
+            "",
+            "",
+        ),
+        &["a CNAME cannot stand beside other data at www.glb.example.com. (also A)"],
+    );
+    check_errors(
+        &spec(
+            "\n      - {name: \"@\", type: CNAME, value: other.example.net.}",
+            "",
+            "",
+        ),
+        &["a CNAME cannot stand beside other data at glb.example.com. (also MX)"],
+    );
+    check_errors(
+        &spec(
+            "\n      - {name: app, type: CNAME, value: other.example.net.}",
+            "",
+            "",
+        ),
+        &["a CNAME cannot stand beside other data at app.glb.example.com. (also A)"],
+    );
+    check_errors(
+        &spec(
+            "\n      - {name: c, type: CNAME, values: [a.example., b.example.]}",
+            "",
+            "",
+        ),
+        &["a CNAME has exactly one value"],
+    );
+}
+
+#[test]
+fn address_family_must_match_the_type() {
+    check_errors(
+        &spec("\n      - {name: v6, type: AAAA, value: 192.0.2.1}", "", ""),
+        &["expected an IPv6 address, got \"192.0.2.1\""],
+    );
+    check_errors(
+        &spec("", "\n      - {name: app, type: AAAA, pool: web}", ""),
+        &[
+            "a steered AAAA record needs IPv6 addresses, but endpoint \"eu-1\"",
+            "a steered AAAA record needs IPv6 addresses, but endpoint \"us-1\"",
+        ],
+    );
+    check_errors(
+        &spec(
+            "",
+            "\n      - {name: v4, type: A, pool: web, on_all_down: {sorry: [\"2001:db8::1\"]}}",
+            "",
+        ),
+        &["on_all_down.sorry[0]: a A record needs IPv4 addresses, got an IPv6 address"],
+    );
+}
+
+#[test]
+fn ttls_out_of_range() {
+    check_errors(
+        &spec(
+            "\n      - {name: t, type: TXT, value: x, ttl: 2147483648}",
+            "",
+            "",
+        ),
+        &["records[3].ttl: expected a TTL in seconds 0..=2147483647, got number 2147483648"],
+    );
+    check_errors(
+        &spec("", "\n      - {name: t, type: A, pool: web, ttl: -1}", ""),
+        &["steered[1].ttl: expected a TTL in seconds 0..=2147483647, got number -1"],
+    );
+}
+
+#[test]
+fn bad_steps() {
+    check_errors(
+        &spec(
+            "",
+            "\n      - {name: s, type: A, pool: web, steps: [health, magic]}",
+            "",
+        ),
+        &["steered[1].steps[1]: unknown step `magic`"],
+    );
+    check_errors(
+        &spec(
+            "",
+            "\n      - {name: s, type: A, pool: web, steps: [{first: 0}]}",
+            "",
+        ),
+        &["steered[1].steps[0]: first: expected a count 1..=1000, got number 0"],
+    );
+    check_errors(
+        &spec(
+            "",
+            "\n      - {name: s, type: A, pool: web, on_all_down: panic}",
+            "",
+        ),
+        &["unknown on_all_down `panic`"],
+    );
+}
+
+#[test]
+fn delegations_and_glue() {
+    let ok = spec(
+        "\n      - {name: sub, type: NS, values: [ns1.sub, ns.other.net.]}\n      - {name: ns1.sub, type: A, value: 192.0.2.60}",
+        "",
+        "",
+    );
+    let s = parse("zones.yaml", &ok).unwrap();
+    assert_eq!(s.zones[0].records.len(), 5);
+    check_errors(
+        &spec(
+            "\n      - {name: sub, type: NS, value: ns.other.net.}\n      - {name: www.sub, type: TXT, value: hidden}",
+            "",
+            "",
+        ),
+        &["www.sub.glb.example.com. is at or below the delegation sub.glb.example.com."],
+    );
+    check_errors(
+        &spec(
+            "\n      - {name: \"@\", type: NS, value: ns.other.net.}",
+            "",
+            "",
+        ),
+        &["apex NS records come from the zone's `ns` list"],
+    );
+    let no_glue = spec("", "", "").replace("        addresses: [192.0.2.53]\n", "");
+    check_errors(
+        &no_glue,
+        &["ns1.glb.example.com. is inside the zone and needs glue"],
+    );
+    let stray_glue = spec("", "", "").replace(
+        "      - name: ns.other.net.",
+        "      - name: ns.other.net.\n        addresses: [192.0.2.54]",
+    );
+    check_errors(
+        &stray_glue,
+        &["glue addresses belong only to in-zone name servers"],
+    );
+}
+
+#[test]
+fn record_values_of_each_type() {
+    let s = parse(
+        "zones.yaml",
+        &spec(
+            "\n      - {name: \"@\", type: TXT, values: [\"v=spf1 -all\", 42]}\n      - {name: \"@\", type: CAA, value: '0 issue \"ca.example.net\"'}\n      - {name: _sip._tcp, type: SRV, value: 10 5 5060 sip}\n      - {name: v6, type: AAAA, value: \"2001:db8::1\"}\n      - {name: alias, type: CNAME, value: www}",
+            "",
+            "",
+        ),
+    )
+    .unwrap();
+    let r = &s.zones[0].records;
+    assert_eq!(r[3].data[1], RecordData::Txt(vec!["42".into()]));
+    assert_eq!(
+        r[4].data[0],
+        RecordData::Caa {
+            critical: false,
+            tag: "issue".into(),
+            value: "ca.example.net".into()
+        }
+    );
+    assert_eq!(
+        r[5].data[0],
+        RecordData::Srv {
+            priority: 10,
+            weight: 5,
+            port: 5060,
+            target: DomainName::parse("sip.glb.example.com.").unwrap()
+        }
+    );
+    assert_eq!(
+        r[7].data[0],
+        RecordData::Cname(DomainName::parse("www.glb.example.com.").unwrap())
+    );
+    check_errors(
+        &spec("\n      - {name: m, type: MX, value: mail}\n      - {name: s, type: SRV, value: 1 2 99999 t}", "", ""),
+        &["expected \"PREFERENCE EXCHANGE\", got \"mail\"", "expected a port 0..=65535, got \"99999\""],
+    );
+}
+
+#[test]
+fn long_txt_is_split_into_character_strings() {
+    let long = "x".repeat(600);
+    let s = parse(
+        "zones.yaml",
+        &spec(
+            &format!("\n      - {{name: t, type: TXT, value: {long}}}"),
+            "",
+            "",
+        ),
+    )
+    .unwrap();
+    let RecordData::Txt(parts) = &s.zones[0].records[3].data[0] else {
+        panic!()
+    };
+    assert_eq!(
+        parts.iter().map(String::len).collect::<Vec<_>>(),
+        vec![255, 255, 90]
+    );
+}
+
+#[test]
+fn endpoint_checks() {
+    check_errors(
+        &spec("", "", "\n      - {id: bad, address: \"not an address\", region: r, lat: 91, lon: 0, cost: -1}"),
+        &[
+            "endpoints[2].address: expected an IP address or a host name",
+            "endpoints[2].lat: expected a latitude -90..=90, got 91",
+            "endpoints[2].cost: expected a cost >= 0, got -1",
+        ],
+    );
+    check_errors(
+        &spec("", "", "\n      - {id: x, address: 192.0.2.9, region: r, state: paused}"),
+        &["endpoints[2].state: unknown variant `paused`, expected one of `enabled`, `drained`, `disabled`"],
+    );
+}
+
+#[test]
+fn syntax_errors_name_the_position() {
+    let err = parse("zones.yaml", "zones:\n  a: [\n").unwrap_err();
+    assert_eq!(err.0.len(), 1);
+    assert!(err.to_string().starts_with("zones.yaml:"), "{err}");
+    assert!(err.to_string().contains("invalid YAML"), "{err}");
+}
+
+#[test]
+fn empty_file_is_an_empty_spec() {
+    let s = parse("zones.yaml", "").unwrap();
+    assert!(s.zones.is_empty() && s.pools.is_empty());
+}
