@@ -1,1 +1,37 @@
-fn main() {}
+//! The `meridian` binary: command line and wiring.
+//!
+//! # Layout
+//!
+//! - `cli`: the command line (clap).
+//! - `logging`: tracing output, text or JSON, with hickory's per-query
+//!   logging turned off.
+//! - `serve`: `meridian serve` — load config, bind, answer, reload on SIGHUP.
+//! - `dev`: `meridian dev` — `serve` on an embedded example zone.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 bad command line,
+//! 78 (EX_CONFIG) invalid configuration.
+
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+mod dev;
+mod logging;
+mod serve;
+
+/// The configuration was invalid (sysexits' EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    // every binary installs the rustls provider before anything uses TLS
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args = cli::Cli::parse();
+    match args.command {
+        cli::Command::Serve { config } => serve::run_from_file(&config),
+        cli::Command::Check { config, zones } => serve::check(config.as_deref(), zones.as_deref()),
+        cli::Command::Dev { listen } => dev::run(listen),
+    }
+}

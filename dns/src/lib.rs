@@ -1,1 +1,27 @@
-//! placeholder
+//! Meridian's authoritative DNS server.
+//!
+//! # Layout
+//!
+//! - [`snapshot`]: the immutable, indexed [`Snapshot`] of all zones, and the
+//!   [`SnapshotHandle`] it is published through (the seam the state owner —
+//!   today the zone file loader, later the Raft state machine — writes to).
+//! - [`answer`]: the lookup — snapshot and question in, a reply plan out.
+//!   No sockets, no wire format.
+//! - [`handler`]: the hickory `RequestHandler` that checks requests, runs the
+//!   lookup and encodes replies with correct EDNS and truncation.
+//! - [`server`]: binding UDP (several SO_REUSEPORT sockets) and TCP
+//!   listeners, and running hickory's `Server` over them until shutdown.
+//!
+//! The query path reads the current snapshot through an atomic pointer and
+//! never takes a lock or waits on anything but the socket.
+
+#![forbid(unsafe_code)]
+
+pub mod answer;
+pub mod handler;
+pub mod server;
+pub mod snapshot;
+
+pub use handler::Handler;
+pub use server::{serve, Listeners};
+pub use snapshot::{Snapshot, SnapshotHandle};

@@ -1,0 +1,225 @@
+//! What to answer: the authoritative lookup from a [`Snapshot`] and one
+//! question to a [`Reply`] plan — sections and response code — with no
+//! sockets and no wire format. The handler turns the plan into a message.
+//!
+//! Rules (RFC 1034 §4.3.2 with RFC 2308, 6604 and 8482):
+//! - a name outside every zone is REFUSED;
+//! - a name at or below a delegation gets a referral (AA=0, the NS set in
+//!   authority, glue in additional), except DS at the cut itself;
+//! - a missing name is NXDOMAIN, a name without the type NODATA, both with
+//!   the SOA in authority at TTL min(SOA TTL, minimum);
+//! - CNAMEs are followed inside the zone, at most [`MAX_CHAIN`] links;
+//! - ANY gets one synthesized HINFO (RFC 8482).
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::HINFO;
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use meridian_steering::{Candidate, Context, Outcome};
+
+use crate::snapshot::{Node, SizedRecord, Snapshot, Steered, ZoneData};
+
+/// CNAME links followed within a zone before giving up.
+pub const MAX_CHAIN: usize = 8;
+
+/// The plan for one response.
+#[derive(Debug)]
+pub struct Reply<'s> {
+    pub rcode: ResponseCode,
+    pub authoritative: bool,
+    pub answers: Vec<&'s SizedRecord>,
+    /// An answer made for this query (the RFC 8482 HINFO).
+    pub synthesized: Option<SizedRecord>,
+    pub authority: Vec<&'s SizedRecord>,
+    pub additional: Vec<&'s SizedRecord>,
+    /// Additional records are glue a referral needs: the message must carry
+    /// them or be truncated.
+    pub additional_required: bool,
+}
+
+impl<'s> Reply<'s> {
+    fn new(rcode: ResponseCode, authoritative: bool) -> Reply<'s> {
+        Reply {
+            rcode,
+            authoritative,
+            answers: Vec::new(),
+            synthesized: None,
+            authority: Vec::new(),
+            additional: Vec::new(),
+            additional_required: false,
+        }
+    }
+
+    /// REFUSED: not a name we serve.
+    pub fn refused() -> Reply<'s> {
+        Reply::new(ResponseCode::Refused, false)
+    }
+
+    /// Every answer record, snapshot-owned and synthesized.
+    pub fn answer_records(&self) -> impl Iterator<Item = &Record> + Send {
+        self.answers
+            .iter()
+            .map(|r| &r.record)
+            .chain(self.synthesized.iter().map(|r| &r.record))
+    }
+
+    /// An upper bound of the encoded size of the record sections (no name
+    /// compression counted).
+    pub fn records_len(&self, with_additional: bool) -> usize {
+        let sum = |v: &[&SizedRecord]| v.iter().map(|r| r.wire_len).sum::<usize>();
+        sum(&self.answers)
+            + self.synthesized.as_ref().map_or(0, |r| r.wire_len)
+            + sum(&self.authority)
+            + if with_additional {
+                sum(&self.additional)
+            } else {
+                0
+            }
+    }
+}
+
+/// Answers `qname`/`qtype` from `snap`. Steered records run their policy
+/// with `ctx`; `scratch` is reused for candidate lists.
+pub fn resolve<'s>(
+    snap: &'s Snapshot,
+    qname: &LowerName,
+    qtype: RecordType,
+    ctx: &mut Context<'_>,
+    scratch: &mut Vec<Candidate>,
+) -> Reply<'s> {
+    let Some(zone) = snap.find_zone(qname) else {
+        return Reply::refused();
+    };
+    let mut reply = Reply::new(ResponseCode::NoError, true);
+    let mut name = qname.clone();
+    for hop in 0..MAX_CHAIN {
+        if zone.has_cuts {
+            if let Some((cut_name, cut)) = find_cut(zone, &name) {
+                let ds_at_cut = qtype == RecordType::DS && cut_name == name;
+                if !ds_at_cut {
+                    if hop == 0 {
+                        referral(&mut reply, cut);
+                    }
+                    // a CNAME into a delegated name: the answer ends at the
+                    // CNAME and the resolver follows the referral itself
+                    return reply;
+                }
+            }
+        }
+        let Some(node) = zone.nodes.get(&name) else {
+            reply.rcode = ResponseCode::NXDomain;
+            reply.authority.push(&zone.negative_soa);
+            return reply;
+        };
+        if qtype == RecordType::ANY {
+            reply.synthesized = Some(hinfo(&name, zone.default_ttl));
+            return reply;
+        }
+        if let Some(set) = node.set(qtype) {
+            reply.answers.extend(set.records.iter());
+            reply.additional.extend(set.additional.iter());
+            return reply;
+        }
+        if let Some(st) = node.steered(qtype) {
+            if !steer(&mut reply, st, ctx, scratch, usize::MAX) {
+                reply.authority.push(&zone.negative_soa);
+            }
+            return reply;
+        }
+        if qtype != RecordType::CNAME {
+            if let Some(target) = cname(&mut reply, node, ctx, scratch) {
+                if !zone.origin.zone_of(&target) {
+                    return reply;
+                }
+                name = target;
+                continue;
+            }
+        }
+        reply.authority.push(&zone.negative_soa);
+        return reply;
+    }
+    reply
+}
+
+/// The highest delegation point at or above `name`, below the apex.
+fn find_cut<'z>(zone: &'z ZoneData, name: &LowerName) -> Option<(LowerName, &'z Node)> {
+    let mut found = None;
+    let mut n = name.clone();
+    while n.num_labels() > zone.origin.num_labels() {
+        if let Some(node) = zone.nodes.get(&n) {
+            if node.is_cut {
+                found = Some((n.clone(), node));
+            }
+        }
+        n = n.base_name();
+    }
+    found
+}
+
+fn referral<'s>(reply: &mut Reply<'s>, cut: &'s Node) {
+    reply.authoritative = false;
+    if let Some(ns) = cut.set(RecordType::NS) {
+        reply.authority.extend(ns.records.iter());
+        reply.additional.extend(ns.additional.iter());
+        reply.additional_required = true;
+    }
+}
+
+/// Runs a steered record's policy and adds at most `limit` answers. Returns
+/// false when the answer is NODATA.
+fn steer<'s>(
+    reply: &mut Reply<'s>,
+    st: &'s Steered,
+    ctx: &mut Context<'_>,
+    scratch: &mut Vec<Candidate>,
+    limit: usize,
+) -> bool {
+    match st.policy.decide(&st.endpoints, ctx, scratch, None) {
+        Outcome::Endpoints => {
+            reply.answers.extend(
+                scratch
+                    .iter()
+                    .take(limit)
+                    .map(|&i| &st.answers[usize::from(i)]),
+            );
+            true
+        }
+        Outcome::Sorry => {
+            reply.answers.extend(st.sorry.iter().take(limit));
+            true
+        }
+        Outcome::NoData => false,
+    }
+}
+
+/// Adds the node's CNAME (static or steered) to the answer and returns its
+/// target.
+fn cname<'s>(
+    reply: &mut Reply<'s>,
+    node: &'s Node,
+    ctx: &mut Context<'_>,
+    scratch: &mut Vec<Candidate>,
+) -> Option<LowerName> {
+    let before = reply.answers.len();
+    if let Some(set) = node.set(RecordType::CNAME) {
+        reply.answers.push(set.records.first()?);
+    } else if let Some(st) = node.steered(RecordType::CNAME) {
+        // a name holds one CNAME: the steering's first choice
+        if !steer(reply, st, ctx, scratch, 1) {
+            return None;
+        }
+    } else {
+        return None;
+    }
+    match reply.answers.get(before).map(|r| &r.record.data) {
+        Some(RData::CNAME(c)) => Some(LowerName::from(&c.0)),
+        _ => None,
+    }
+}
+
+fn hinfo(name: &LowerName, ttl: u32) -> SizedRecord {
+    SizedRecord::new(Record::from_rdata(
+        Name::from(name.clone()),
+        ttl,
+        RData::HINFO(HINFO::new("RFC8482".into(), String::new())),
+    ))
+}

@@ -1,0 +1,238 @@
+//! Meridian's hickory `RequestHandler`: checks the request, asks
+//! [`answer::resolve`](crate::answer::resolve) for a plan, and encodes it —
+//! with the EDNS and size handling hickory's own `Catalog` gets wrong.
+//!
+//! - The response carries an OPT record whenever the query did (RFC 6891),
+//!   version 0, our UDP size, and the DO bit copied (RFC 3225).
+//! - EDNS version > 0 gets BADVERS; opcodes other than QUERY get NOTIMP; a
+//!   question count other than one gets FORMERR; classes other than IN and
+//!   zone transfers get REFUSED.
+//! - Over UDP the answer must fit min(requester's size, our cap), 512 without
+//!   EDNS. Optional additional records are dropped first; if it still does
+//!   not fit, the reply is an empty TC=1 message that keeps its OPT record
+//!   (hickory would drop it while truncating).
+
+use std::cell::RefCell;
+
+use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncoder;
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use tracing::debug;
+
+use meridian_steering::Context;
+
+use crate::answer::{resolve, Reply};
+use crate::snapshot::SnapshotHandle;
+
+/// Size of a header.
+const HEADER_LEN: usize = 12;
+/// Size of an OPT record with no options.
+const OPT_LEN: usize = 11;
+
+thread_local! {
+    /// Randomness for weighted steering, one generator per worker thread.
+    static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_os_rng());
+}
+
+/// Answers queries from the current snapshot.
+pub struct Handler {
+    snapshots: SnapshotHandle,
+    max_udp_payload: u16,
+}
+
+impl Handler {
+    /// `max_udp_payload` caps what a requester may ask for over UDP.
+    pub fn new(snapshots: SnapshotHandle, max_udp_payload: u16) -> Handler {
+        Handler {
+            snapshots,
+            max_udp_payload: max_udp_payload.max(512),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let edns = request.edns.as_ref().map(|req| {
+            let mut e = Edns::new();
+            e.set_max_payload(self.max_udp_payload)
+                .set_version(0)
+                .set_dnssec_ok(req.flags().dnssec_ok);
+            e
+        });
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(e) = &edns {
+            builder.edns(e);
+        }
+
+        let refuse = |code: ResponseCode| {
+            let mut meta = Metadata::response_from_request(&request.metadata);
+            meta.response_code = code;
+            meta
+        };
+        let early = if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            Some(ResponseCode::BADVERS)
+        } else if request.metadata.op_code != OpCode::Query {
+            Some(ResponseCode::NotImp)
+        } else if request.queries.len() != 1 {
+            Some(ResponseCode::FormErr)
+        } else {
+            let q = &request.queries.queries()[0];
+            let transfer = matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR);
+            (q.query_class() != DNSClass::IN || transfer).then_some(ResponseCode::Refused)
+        };
+        if let Some(code) = early {
+            let meta = refuse(code);
+            return send(&mut response_handle, builder.build_no_records(meta), meta).await;
+        }
+
+        let query = &request.queries.queries()[0];
+        let snapshot = self.snapshots.load();
+        let client = request.src().ip();
+        let reply = RNG.with(|rng| {
+            let mut rng = rng.borrow_mut();
+            let mut ctx = Context {
+                client: Some(client),
+                rng: &mut *rng,
+            };
+            let mut scratch = Vec::new();
+            resolve(
+                &snapshot,
+                query.name(),
+                query.query_type(),
+                &mut ctx,
+                &mut scratch,
+            )
+        });
+
+        let mut meta = Metadata::response_from_request(&request.metadata);
+        meta.response_code = reply.rcode;
+        meta.authoritative = reply.authoritative;
+
+        let limit = match (request.protocol(), &request.edns) {
+            (Protocol::Udp, Some(e)) => {
+                usize::from(e.max_payload().clamp(512, self.max_udp_payload))
+            }
+            (Protocol::Udp, None) => 512,
+            _ => usize::from(u16::MAX),
+        };
+        let fixed =
+            HEADER_LEN + request.queries.as_bytes().len() + edns.as_ref().map_or(0, |_| OPT_LEN);
+        let fit = if fixed + reply.records_len(true) <= limit {
+            Fit::Whole
+        } else if fits(&reply, true, limit, request, edns.as_ref(), meta) {
+            Fit::Whole
+        } else if !reply.additional_required
+            && !reply.additional.is_empty()
+            && fits(&reply, false, limit, request, edns.as_ref(), meta)
+        {
+            Fit::WithoutAdditional
+        } else {
+            Fit::Truncated
+        };
+        debug!(?fit, rcode = %reply.rcode, "answer");
+
+        match fit {
+            Fit::Whole => {
+                let msg = builder.build(
+                    meta,
+                    reply.answer_records(),
+                    reply.authority.iter().map(|r| &r.record),
+                    std::iter::empty(),
+                    reply.additional.iter().map(|r| &r.record),
+                );
+                send(&mut response_handle, msg, meta).await
+            }
+            Fit::WithoutAdditional => {
+                let msg = builder.build(
+                    meta,
+                    reply.answer_records(),
+                    reply.authority.iter().map(|r| &r.record),
+                    std::iter::empty(),
+                    std::iter::empty(),
+                );
+                send(&mut response_handle, msg, meta).await
+            }
+            Fit::Truncated => {
+                meta.truncation = true;
+                send(&mut response_handle, builder.build_no_records(meta), meta).await
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fit {
+    Whole,
+    WithoutAdditional,
+    Truncated,
+}
+
+/// Encodes the reply with name compression into a scratch buffer limited to
+/// `limit` bytes and says whether it fitted whole.
+fn fits(
+    reply: &Reply<'_>,
+    with_additional: bool,
+    limit: usize,
+    request: &Request,
+    edns: Option<&Edns>,
+    meta: Metadata,
+) -> bool {
+    let mut builder = MessageResponseBuilder::from_message_request(request);
+    if let Some(e) = edns {
+        builder.edns(e);
+    }
+    let empty: &[&crate::snapshot::SizedRecord] = &[];
+    let additional = if with_additional {
+        &reply.additional[..]
+    } else {
+        empty
+    };
+    let msg = builder.build(
+        meta,
+        reply.answer_records(),
+        reply.authority.iter().map(|r| &r.record),
+        std::iter::empty(),
+        additional.iter().map(|r| &r.record),
+    );
+    let mut buf = Vec::with_capacity(limit);
+    let mut enc = BinEncoder::new(&mut buf);
+    enc.set_max_size(u16::try_from(limit).unwrap_or(u16::MAX));
+    matches!(msg.destructive_emit(&mut enc), Ok(h) if !h.truncation)
+}
+
+async fn send<'a, R: ResponseHandler>(
+    handle: &mut R,
+    msg: MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+    meta: Metadata,
+) -> ResponseInfo {
+    match handle.send_response(msg).await {
+        Ok(info) => info,
+        Err(error) => {
+            debug!(%error, "failed to send response");
+            let mut meta = meta;
+            meta.response_code = ResponseCode::ServFail;
+            ResponseInfo::from(Header {
+                metadata: meta,
+                counts: HeaderCounts::default(),
+            })
+        }
+    }
+}

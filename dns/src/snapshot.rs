@@ -1,0 +1,445 @@
+//! The immutable, pre-indexed view of all zones that queries are answered
+//! from, and the handle it is published through.
+//!
+//! A [`Snapshot`] is built once per state version from a validated
+//! [`ZoneSpec`]: every record is turned into wire-ready hickory `Record`s,
+//! names are indexed (empty non-terminals included, so NXDOMAIN and NODATA
+//! are one lookup), additional-section data is resolved, and each steered
+//! record gets its compiled [`Policy`] and one prebuilt answer record per
+//! endpoint. Per query, only lookups and the steering steps run.
+//!
+//! [`SnapshotHandle`] is the seam between whoever owns the state (the zone
+//! file loader today, the Raft state machine later) and the readers: writers
+//! `publish`, readers `load` without taking a lock.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, NULL, SOA, SRV, TXT};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+use meridian_config::zone::{
+    Endpoint, EndpointAddress, RecordData, RecordType as ConfigType, SteeredRecord, Zone,
+};
+use meridian_config::{DomainName, ZoneSpec};
+use meridian_steering::Policy;
+
+/// Why a snapshot could not be built. Validated specs build; this guards
+/// against names hickory rejects that our validation let through.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    #[error("invalid name {name:?}: {reason}")]
+    Name { name: String, reason: String },
+    #[error("pool {0:?} is missing")]
+    MissingPool(String),
+}
+
+/// A record with its uncompressed wire size, for cheap "does it fit" checks.
+#[derive(Debug)]
+pub struct SizedRecord {
+    pub record: Record,
+    pub wire_len: usize,
+}
+
+impl SizedRecord {
+    /// Measures `record`.
+    pub fn new(record: Record) -> SizedRecord {
+        let mut buf = Vec::with_capacity(64);
+        let mut enc = BinEncoder::new(&mut buf);
+        // a record that fails to encode is caught when answering; size it 0
+        let wire_len = record.emit(&mut enc).map_or(0, |_| buf.len());
+        SizedRecord { record, wire_len }
+    }
+}
+
+/// All records of one name and type, plus what goes in the additional
+/// section with them.
+#[derive(Debug)]
+pub struct RecordSet {
+    pub rtype: RecordType,
+    pub records: Vec<SizedRecord>,
+    /// Addresses of in-zone targets (NS glue, MX and SRV targets).
+    pub additional: Vec<SizedRecord>,
+}
+
+/// A steered record ready to answer.
+#[derive(Debug)]
+pub struct Steered {
+    pub rtype: RecordType,
+    pub policy: Policy,
+    /// The pool's endpoints, in pool order.
+    pub endpoints: Arc<[Endpoint]>,
+    /// One answer record per endpoint, same order.
+    pub answers: Vec<SizedRecord>,
+    /// Answer records for the sorry set.
+    pub sorry: Vec<SizedRecord>,
+}
+
+/// Everything at one owner name. Empty non-terminals have an empty node.
+#[derive(Debug, Default)]
+pub struct Node {
+    pub sets: Vec<RecordSet>,
+    pub steered: Vec<Steered>,
+    /// NS records here below the apex: a delegation point.
+    pub is_cut: bool,
+}
+
+impl Node {
+    pub fn set(&self, t: RecordType) -> Option<&RecordSet> {
+        self.sets.iter().find(|s| s.rtype == t)
+    }
+
+    pub fn steered(&self, t: RecordType) -> Option<&Steered> {
+        self.steered.iter().find(|s| s.rtype == t)
+    }
+
+    /// Whether the name has a CNAME (static or steered).
+    pub fn has_cname(&self) -> bool {
+        self.set(RecordType::CNAME).is_some() || self.steered(RecordType::CNAME).is_some()
+    }
+}
+
+/// One zone, indexed.
+#[derive(Debug)]
+pub struct ZoneData {
+    pub origin: LowerName,
+    /// The SOA as answered at the apex.
+    pub soa: SizedRecord,
+    /// The SOA for negative answers: TTL = min(SOA TTL, minimum) (RFC 2308).
+    pub negative_soa: SizedRecord,
+    pub nodes: HashMap<LowerName, Node>,
+    pub has_cuts: bool,
+    pub default_ttl: u32,
+}
+
+/// The state every query is answered from.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// State version this snapshot was built from.
+    pub version: u64,
+    /// SOA serial of every zone in this snapshot.
+    pub serial: u32,
+    pub zones: Vec<ZoneData>,
+}
+
+impl Snapshot {
+    /// An empty snapshot: every query is REFUSED.
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            version: 0,
+            serial: 0,
+            zones: Vec::new(),
+        }
+    }
+
+    /// Builds the snapshot for `spec` at state `version`, with SOA `serial`.
+    pub fn build(spec: &ZoneSpec, version: u64, serial: u32) -> Result<Snapshot, BuildError> {
+        let pools: HashMap<&str, Arc<[Endpoint]>> = spec
+            .pools
+            .iter()
+            .map(|(name, p)| (name.as_str(), Arc::from(p.endpoints.clone())))
+            .collect();
+        let zones = spec
+            .zones
+            .iter()
+            .map(|z| build_zone(z, serial, &pools))
+            .collect::<Result<_, _>>()?;
+        Ok(Snapshot {
+            version,
+            serial,
+            zones,
+        })
+    }
+
+    /// The zone with the longest origin that contains `name`.
+    pub fn find_zone(&self, name: &LowerName) -> Option<&ZoneData> {
+        self.zones
+            .iter()
+            .filter(|z| z.origin.zone_of(name))
+            .max_by_key(|z| z.origin.num_labels())
+    }
+}
+
+fn name(d: &DomainName) -> Result<Name, BuildError> {
+    Name::from_ascii(d.as_str()).map_err(|e| BuildError::Name {
+        name: d.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn rdata(d: &RecordData) -> Result<RData, BuildError> {
+    Ok(match d {
+        RecordData::A(ip) => RData::A(A(*ip)),
+        RecordData::Aaaa(ip) => RData::AAAA(AAAA(*ip)),
+        RecordData::Cname(n) => RData::CNAME(CNAME(name(n)?)),
+        RecordData::Ns(n) => RData::NS(NS(name(n)?)),
+        RecordData::Mx {
+            preference,
+            exchange,
+        } => RData::MX(MX::new(*preference, name(exchange)?)),
+        RecordData::Srv {
+            priority,
+            weight,
+            port,
+            target,
+        } => RData::SRV(SRV::new(*priority, *weight, *port, name(target)?)),
+        RecordData::Txt(parts) => RData::TXT(TXT::new(parts.clone())),
+        RecordData::Caa {
+            critical,
+            tag,
+            value,
+        } => {
+            // RFC 8659 §4.1: flags, tag length, tag, value — kept verbatim
+            let mut wire = Vec::with_capacity(2 + tag.len() + value.len());
+            wire.push(if *critical { 0x80 } else { 0 });
+            wire.push(tag.len() as u8);
+            wire.extend_from_slice(tag.as_bytes());
+            wire.extend_from_slice(value.as_bytes());
+            RData::Unknown {
+                code: RecordType::CAA,
+                rdata: NULL::with(wire),
+            }
+        }
+    })
+}
+
+fn record_type(t: ConfigType) -> RecordType {
+    match t {
+        ConfigType::A => RecordType::A,
+        ConfigType::Aaaa => RecordType::AAAA,
+        ConfigType::Cname => RecordType::CNAME,
+        ConfigType::Mx => RecordType::MX,
+        ConfigType::Txt => RecordType::TXT,
+        ConfigType::Caa => RecordType::CAA,
+        ConfigType::Srv => RecordType::SRV,
+        ConfigType::Ns => RecordType::NS,
+    }
+}
+
+fn endpoint_rdata(a: &EndpointAddress) -> Result<RData, BuildError> {
+    Ok(match a {
+        EndpointAddress::Ip(IpAddr::V4(ip)) => RData::A(A(*ip)),
+        EndpointAddress::Ip(IpAddr::V6(ip)) => RData::AAAA(AAAA(*ip)),
+        EndpointAddress::Host(h) => RData::CNAME(CNAME(name(h)?)),
+    })
+}
+
+fn build_zone(
+    z: &Zone,
+    serial: u32,
+    pools: &HashMap<&str, Arc<[Endpoint]>>,
+) -> Result<ZoneData, BuildError> {
+    let origin = name(&z.name)?;
+    let soa_rdata = SOA::new(
+        name(&z.soa.mname)?,
+        name(&z.soa.rname)?,
+        serial,
+        clamp_i32(z.soa.refresh),
+        clamp_i32(z.soa.retry),
+        clamp_i32(z.soa.expire),
+        z.soa.minimum,
+    );
+    let soa = Record::from_rdata(origin.clone(), z.soa.ttl, RData::SOA(soa_rdata.clone()));
+    let negative_soa = Record::from_rdata(
+        origin.clone(),
+        z.soa.ttl.min(z.soa.minimum),
+        RData::SOA(soa_rdata),
+    );
+
+    let mut nodes: HashMap<LowerName, Node> = HashMap::new();
+    let mut add = |owner: &Name, t: RecordType, rec: Record| {
+        let node = nodes.entry(LowerName::from(owner)).or_default();
+        match node.sets.iter_mut().find(|s| s.rtype == t) {
+            Some(set) => {
+                if !set.records.iter().any(|r| &r.record.data == &rec.data) {
+                    set.records.push(SizedRecord::new(rec));
+                }
+            }
+            None => node.sets.push(RecordSet {
+                rtype: t,
+                records: vec![SizedRecord::new(rec)],
+                additional: Vec::new(),
+            }),
+        }
+    };
+
+    add(&origin, RecordType::SOA, soa.clone());
+    for ns in &z.ns {
+        let target = name(&ns.name)?;
+        add(
+            &origin,
+            RecordType::NS,
+            Record::from_rdata(origin.clone(), z.default_ttl, RData::NS(NS(target.clone()))),
+        );
+        for ip in &ns.addresses {
+            let rd = endpoint_rdata(&EndpointAddress::Ip(*ip))?;
+            let t = rd.record_type();
+            add(
+                &target,
+                t,
+                Record::from_rdata(target.clone(), z.default_ttl, rd),
+            );
+        }
+    }
+    for set in &z.records {
+        let owner = name(&set.name)?;
+        for d in &set.data {
+            add(
+                &owner,
+                record_type(set.rtype),
+                Record::from_rdata(owner.clone(), set.ttl, rdata(d)?),
+            );
+        }
+    }
+    for s in &z.steered {
+        let owner = name(&s.name)?;
+        let steered = build_steered(s, &owner, pools)?;
+        nodes
+            .entry(LowerName::from(&owner))
+            .or_default()
+            .steered
+            .push(steered);
+    }
+
+    // Delegation points, and empty non-terminals between names and the apex.
+    let origin_lower = LowerName::from(&origin);
+    let names: Vec<LowerName> = nodes.keys().cloned().collect();
+    let mut has_cuts = false;
+    for n in &names {
+        if *n != origin_lower {
+            let node = nodes.get_mut(n).expect("listed");
+            if node.set(RecordType::NS).is_some() {
+                node.is_cut = true;
+                has_cuts = true;
+            }
+        }
+        let mut up = n.base_name();
+        while origin_lower.zone_of(&up) && up != origin_lower {
+            nodes.entry(up.clone()).or_default();
+            up = up.base_name();
+        }
+    }
+
+    // Additional-section data: addresses of in-zone targets.
+    let mut extra: Vec<(LowerName, RecordType, Vec<SizedRecord>)> = Vec::new();
+    for (owner, node) in &nodes {
+        for set in &node.sets {
+            let targets: Vec<&Name> = set
+                .records
+                .iter()
+                .filter_map(|r| match &r.record.data {
+                    RData::NS(ns) => Some(&ns.0),
+                    RData::MX(mx) => Some(&mx.exchange),
+                    RData::SRV(srv) => Some(&srv.target),
+                    _ => None,
+                })
+                .collect();
+            let mut add_recs = Vec::new();
+            for t in targets {
+                if let Some(tn) = nodes.get(&LowerName::from(t)) {
+                    for at in [RecordType::A, RecordType::AAAA] {
+                        if let Some(s) = tn.set(at) {
+                            add_recs.extend(
+                                s.records.iter().map(|r| SizedRecord::new(r.record.clone())),
+                            );
+                        }
+                    }
+                }
+            }
+            if !add_recs.is_empty() {
+                extra.push((owner.clone(), set.rtype, add_recs));
+            }
+        }
+    }
+    for (owner, t, recs) in extra {
+        if let Some(set) = nodes
+            .get_mut(&owner)
+            .and_then(|n| n.sets.iter_mut().find(|s| s.rtype == t))
+        {
+            set.additional = recs;
+        }
+    }
+
+    Ok(ZoneData {
+        origin: origin_lower,
+        soa: SizedRecord::new(soa),
+        negative_soa: SizedRecord::new(negative_soa),
+        nodes,
+        has_cuts,
+        default_ttl: z.default_ttl,
+    })
+}
+
+fn build_steered(
+    s: &SteeredRecord,
+    owner: &Name,
+    pools: &HashMap<&str, Arc<[Endpoint]>>,
+) -> Result<Steered, BuildError> {
+    let endpoints = pools
+        .get(s.pool.as_str())
+        .cloned()
+        .ok_or_else(|| BuildError::MissingPool(s.pool.clone()))?;
+    let answers = endpoints
+        .iter()
+        .map(|e| {
+            Ok(SizedRecord::new(Record::from_rdata(
+                owner.clone(),
+                s.ttl,
+                endpoint_rdata(&e.address)?,
+            )))
+        })
+        .collect::<Result<_, BuildError>>()?;
+    let policy = Policy::compile(&s.steps, &s.on_all_down);
+    let sorry = policy
+        .sorry()
+        .iter()
+        .map(|a| {
+            Ok(SizedRecord::new(Record::from_rdata(
+                owner.clone(),
+                s.ttl,
+                endpoint_rdata(a)?,
+            )))
+        })
+        .collect::<Result<_, BuildError>>()?;
+    Ok(Steered {
+        rtype: record_type(s.rtype.as_record_type()),
+        policy,
+        endpoints,
+        answers,
+        sorry,
+    })
+}
+
+/// SOA timers are 32-bit on the wire; hickory keeps them as i32.
+fn clamp_i32(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+/// Publishes snapshots to readers: one writer swaps, any number of readers
+/// load the current one without locking.
+#[derive(Clone)]
+pub struct SnapshotHandle {
+    current: Arc<ArcSwap<Snapshot>>,
+}
+
+impl SnapshotHandle {
+    pub fn new(initial: Snapshot) -> SnapshotHandle {
+        SnapshotHandle {
+            current: Arc::new(ArcSwap::from_pointee(initial)),
+        }
+    }
+
+    /// Replaces the current snapshot; queries already running finish on the
+    /// one they loaded.
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.current.store(Arc::new(snapshot));
+    }
+
+    /// The current snapshot.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+}

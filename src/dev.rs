@@ -1,0 +1,53 @@
+//! `meridian dev`: everything on an embedded default — the example zone
+//! `glb.example.com` with three regions' endpoints, served on loopback.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use meridian_config::node::{
+    DnsConfig, GeoIpConfig, LogConfig, LogFormat, DEFAULT_MAX_UDP_PAYLOAD,
+};
+use meridian_config::NodeConfig;
+
+use crate::logging;
+use crate::serve::{self, ZoneSource};
+
+/// The example zone spec.
+pub const DEV_ZONES: &str = include_str!("dev_zones.yaml");
+
+pub fn run(listen: SocketAddr) -> ExitCode {
+    let node = NodeConfig {
+        dns: DnsConfig {
+            listen: vec![listen],
+            udp_sockets: None,
+            max_udp_payload: DEFAULT_MAX_UDP_PAYLOAD,
+            tcp_idle_timeout_secs: 10,
+        },
+        data_dir: std::env::temp_dir().join("meridian-dev"),
+        geoip: GeoIpConfig::default(),
+        log: LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        },
+        zones: PathBuf::from("(built-in)"),
+    };
+    logging::init(&node.log);
+    serve::run(&node, &ZoneSource::Embedded(DEV_ZONES), |addrs| {
+        let a = addrs[0];
+        let at = format!("@{} -p {}", a.ip(), a.port());
+        println!(
+            "\nMeridian dev: serving glb.example.com on {a}. Try:\n\
+             \n  dig {at} www.glb.example.com A        # steered by weight across three regions\
+             \n  dig {at} multi.glb.example.com A      # two answers, drawn by weight\
+             \n  dig {at} api.glb.example.com A        # priority failover: eu-west first\
+             \n  dig {at} www.glb.example.com AAAA\
+             \n  dig {at} glb.example.com SOA\
+             \n  dig {at} glb.example.com NS           # with glue\
+             \n  dig {at} docs.glb.example.com A       # CNAME to a steered name\
+             \n  dig {at} nope.glb.example.com A       # NXDOMAIN with the SOA\
+             \n  dig {at} example.org A                # REFUSED: not our zone\
+             \n\nCtrl-C stops.\n"
+        );
+    })
+}
