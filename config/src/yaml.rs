@@ -76,11 +76,9 @@ fn parent_path(path: &str) -> Option<&str> {
     }
     let cut = if path.ends_with(']') {
         path.rfind('[')
-    } else if path.ends_with('"') {
+    } else if let Some(inner) = path.strip_suffix('"') {
         // a quoted key: find the opening quote, then the dot before it
-        path[..path.len() - 1]
-            .rfind('"')
-            .map(|q| q.saturating_sub(1))
+        inner.rfind('"').map(|q| q.saturating_sub(1))
     } else {
         path.rfind('.')
     };

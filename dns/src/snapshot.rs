@@ -254,7 +254,7 @@ fn build_zone(
         let node = nodes.entry(LowerName::from(owner)).or_default();
         match node.sets.iter_mut().find(|s| s.rtype == t) {
             Some(set) => {
-                if !set.records.iter().any(|r| &r.record.data == &rec.data) {
+                if !set.records.iter().any(|r| r.record.data == rec.data) {
                     set.records.push(SizedRecord::new(rec));
                 }
             }

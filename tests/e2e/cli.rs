@@ -1,0 +1,98 @@
+//! The command line: check, serve on bad input, version and help.
+
+use crate::harness::{run, BIN};
+
+const BROKEN: &str = "zones:
+  glb.example.com:
+    soa: {rname: hostmaster.example.com.}
+    ns: [{name: ns.example.net.}]
+    records:
+      - {name: www, type: A, value: 2001:db8::1}
+      - {name: www, type: CNAME, value: other.example.net.}
+    steered:
+      - {name: app, type: A, pool: missing}
+pools:
+  web:
+    endpoints:
+      - {id: a, address: 192.0.2.1, region: eu, weight: heavy}
+";
+
+#[test]
+fn check_lists_every_error_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("zones.yaml"), BROKEN).unwrap();
+    std::fs::write(dir.path().join("meridian.yaml"), "zones: zones.yaml\n").unwrap();
+    let (code, _out, err) = run(&["check", "--config", "meridian.yaml"], dir.path());
+    assert_eq!(code, 78, "{err}");
+    for expected in [
+        "zones.yaml:6:37: zones.\"glb.example.com\".records[0].value: expected an IPv4 address, got \"2001:db8::1\"",
+        "zones.yaml:7:9: zones.\"glb.example.com\".records[1]: a CNAME cannot stand beside other data at www.glb.example.com. (also A)",
+        "zones.yaml:9:36: zones.\"glb.example.com\".steered[0].pool: no pool named \"missing\"",
+        "zones.yaml:13:57: pools.web.endpoints[0].weight: expected an integer 0..=65535, got string \"heavy\"",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert_eq!(err.lines().count(), 4, "{err}");
+}
+
+#[test]
+fn check_accepts_a_good_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("zones.yaml"), crate::dns::zones()).unwrap();
+    std::fs::write(dir.path().join("meridian.yaml"), "zones: zones.yaml\n").unwrap();
+    let (code, out, err) = run(&["check", "--config", "meridian.yaml"], dir.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("zones.yaml: ok (2 zones"), "{out}");
+    let (code, _, _) = run(&["check", "--zones", "zones.yaml"], dir.path());
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn serve_refuses_to_start_on_a_broken_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("zones.yaml"), BROKEN).unwrap();
+    std::fs::write(
+        dir.path().join("meridian.yaml"),
+        "dns: {listen: [\"127.0.0.1:0\"]}\nzones: zones.yaml\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["serve", "--config", "meridian.yaml"], dir.path());
+    assert_eq!(code, 78);
+    assert!(
+        err.contains("invalid zone spec") && err.contains("zones.yaml:13:57"),
+        "{err}"
+    );
+    assert!(!out.contains("listening"), "{out}");
+
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "dns: {listen: [\"127.0.0.1:0\"], port: 53}\nzones: zones.yaml\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["serve", "--config", "bad.yaml"], dir.path());
+    assert_eq!(code, 78);
+    assert!(
+        err.contains("bad.yaml:1:32: dns.port: unknown field `port`"),
+        "{err}"
+    );
+
+    let (code, _, err) = run(&["serve", "--config", "absent.yaml"], dir.path());
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot read absent.yaml"), "{err}");
+}
+
+#[test]
+fn version_and_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = run(&["--version"], dir.path());
+    assert_eq!(code, 0);
+    assert!(out.starts_with("meridian "), "{out}");
+    let (code, out, _) = run(&["--help"], dir.path());
+    assert_eq!(code, 0);
+    for cmd in ["serve", "check", "dev"] {
+        assert!(out.contains(cmd), "{out}");
+    }
+    let (code, _, err) = run(&["serve"], dir.path());
+    assert_eq!(code, 2, "missing --config is a usage error: {err}");
+    let _ = BIN;
+}

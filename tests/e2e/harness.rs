@@ -1,0 +1,323 @@
+//! Starting `meridian`, querying it with `dig`, and parsing what dig prints.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_meridian");
+
+/// A running `meridian serve`, killed on drop.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Writes `zones` and a node config listening on 127.0.0.1:0 into a
+    /// temporary directory and starts `meridian serve` on them.
+    pub fn start(zones: &str) -> Server {
+        Server::start_with(zones, "  listen: [\"127.0.0.1:0\"]\n  udp_sockets: 2\n")
+    }
+
+    /// As [`Server::start`], with the given body of the `dns:` section.
+    pub fn start_with(zones: &str, dns_section: &str) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("zones.yaml"), zones).expect("write zones");
+        let config = format!("dns:\n{dns_section}log:\n  level: info\nzones: zones.yaml\n");
+        let config_path = dir.path().join("meridian.yaml");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start meridian");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let sink = stderr.clone();
+        let err = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                sink.lock().expect("lock").push(line);
+            }
+        });
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        let addr = loop {
+            line.clear();
+            if out.read_line(&mut line).unwrap_or(0) == 0 {
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "meridian exited before listening:\n{}",
+                    stderr.lock().expect("lock").join("\n")
+                );
+            }
+            if let Some(rest) = line.strip_prefix("meridian: DNS listening on ") {
+                let addr = rest.split_whitespace().next().expect("address");
+                break addr.parse().expect("socket address");
+            }
+        };
+        // keep draining stdout so the child never blocks on a full pipe
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = out.read_to_end(&mut sink);
+        });
+        Server {
+            child,
+            addr,
+            dir,
+            stderr,
+        }
+    }
+
+    pub fn zones_path(&self) -> PathBuf {
+        self.dir.path().join("zones.yaml")
+    }
+
+    /// Runs dig against this server with `args` (name, type, options).
+    pub fn dig(&self, args: &[&str]) -> Dig {
+        dig(self.addr, args)
+    }
+
+    /// Sends SIGHUP.
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) until a stderr line contains `needle`, counting only
+    /// lines after the first `skip`.
+    pub fn wait_for_log(&self, needle: &str, skip: usize) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self
+                .stderr
+                .lock()
+                .expect("lock")
+                .iter()
+                .skip(skip)
+                .any(|l| l.contains(needle))
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn log_len(&self) -> usize {
+        self.stderr.lock().expect("lock").len()
+    }
+
+    pub fn logs(&self) -> String {
+        self.stderr.lock().expect("lock").join("\n")
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs dig at `addr`: no recursion, one try, a short timeout.
+pub fn dig(addr: SocketAddr, args: &[&str]) -> Dig {
+    let out = Command::new("dig")
+        .arg(format!("@{}", addr.ip()))
+        .args(["-p", &addr.port().to_string()])
+        .args(["+norec", "+time=2", "+tries=1", "+nocookie"])
+        .args(args)
+        .output()
+        .expect("run dig (install bind9-dnsutils)");
+    Dig::parse(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// One resource record as dig prints it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rr {
+    pub name: String,
+    pub ttl: u32,
+    pub rtype: String,
+    pub data: String,
+}
+
+/// What dig printed, parsed.
+#[derive(Debug, Default)]
+pub struct Dig {
+    pub status: String,
+    pub flags: Vec<String>,
+    pub question: String,
+    pub answer: Vec<Rr>,
+    pub authority: Vec<Rr>,
+    pub additional: Vec<Rr>,
+    /// `; EDNS: version: 0, flags: do; udp: 1232` → (version, udp, flags)
+    pub edns: Option<(u8, u16, String)>,
+    pub raw: String,
+}
+
+impl Dig {
+    pub fn parse(text: &str) -> Dig {
+        let mut d = Dig {
+            raw: text.to_string(),
+            ..Dig::default()
+        };
+        let mut section = "";
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix(";; ->>HEADER<<-") {
+                if let Some(s) = rest.split("status: ").nth(1) {
+                    d.status = s.split(',').next().unwrap_or("").trim().to_string();
+                }
+            } else if let Some(rest) = line.strip_prefix(";; flags:") {
+                let flags = rest.split(';').next().unwrap_or("");
+                d.flags = flags.split_whitespace().map(str::to_string).collect();
+            } else if let Some(rest) = line.strip_prefix("; EDNS: version: ") {
+                let version = rest
+                    .split(',')
+                    .next()
+                    .unwrap_or("0")
+                    .trim()
+                    .parse()
+                    .unwrap_or(0);
+                let udp = rest
+                    .split("udp: ")
+                    .nth(1)
+                    .and_then(|u| u.trim().parse().ok())
+                    .unwrap_or(0);
+                let flags = rest
+                    .split("flags:")
+                    .nth(1)
+                    .and_then(|f| f.split(';').next())
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                d.edns = Some((version, udp, flags));
+            } else if line.starts_with(";; QUESTION SECTION:") {
+                section = "question";
+            } else if line.starts_with(";; ANSWER SECTION:") {
+                section = "answer";
+            } else if line.starts_with(";; AUTHORITY SECTION:") {
+                section = "authority";
+            } else if line.starts_with(";; ADDITIONAL SECTION:") {
+                section = "additional";
+            } else if line.trim().is_empty() {
+                section = "";
+            } else if section == "question" {
+                d.question = line.trim_start_matches(';').to_string();
+            } else if !line.starts_with(';') && !section.is_empty() {
+                let mut f = line.split_whitespace();
+                let (Some(name), Some(ttl), Some(_class), Some(rtype)) =
+                    (f.next(), f.next(), f.next(), f.next())
+                else {
+                    continue;
+                };
+                let rr = Rr {
+                    name: name.to_string(),
+                    ttl: ttl.parse().unwrap_or(0),
+                    rtype: rtype.to_string(),
+                    data: f.collect::<Vec<_>>().join(" "),
+                };
+                match section {
+                    "answer" => d.answer.push(rr),
+                    "authority" => d.authority.push(rr),
+                    "additional" => d.additional.push(rr),
+                    _ => {}
+                }
+            }
+        }
+        d
+    }
+
+    pub fn has_flag(&self, f: &str) -> bool {
+        self.flags.iter().any(|x| x == f)
+    }
+
+    /// The data of answer records of type `t`, sorted.
+    pub fn answers(&self, t: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .answer
+            .iter()
+            .filter(|r| r.rtype == t)
+            .map(|r| r.data.clone())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// A DNS query in wire form: one question, RD clear, optional OPT.
+pub fn query_bytes(id: u16, name: &str, qtype: u16, opcode: u8, qdcount: u16) -> Vec<u8> {
+    let mut q = Vec::new();
+    q.extend_from_slice(&id.to_be_bytes());
+    q.push(opcode << 3);
+    q.push(0);
+    q.extend_from_slice(&qdcount.to_be_bytes());
+    q.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    for _ in 0..qdcount {
+        for label in name.trim_end_matches('.').split('.') {
+            q.push(label.len() as u8);
+            q.extend_from_slice(label.as_bytes());
+        }
+        q.push(0);
+        q.extend_from_slice(&qtype.to_be_bytes());
+        q.extend_from_slice(&1u16.to_be_bytes());
+    }
+    q
+}
+
+/// Sends `packet` over UDP and returns the reply, or None after a timeout.
+pub fn udp_exchange(addr: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    sock.send_to(packet, addr).expect("send");
+    let mut buf = [0u8; 65535];
+    sock.recv(&mut buf).ok().map(|n| buf[..n].to_vec())
+}
+
+/// Sends `packet` with a length prefix over TCP and returns the reply.
+pub fn tcp_exchange(addr: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    s.write_all(&(packet.len() as u16).to_be_bytes()).ok()?;
+    s.write_all(packet).ok()?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).ok()?;
+    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// RCODE (low 4 bits) of a reply.
+pub fn rcode(reply: &[u8]) -> u8 {
+    reply[3] & 0x0f
+}
+
+/// Runs `meridian` with `args` and returns (exit code, stdout, stderr).
+pub fn run(args: &[&str], cwd: &Path) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run meridian");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: each starts the real `meridian` binary on a free
+//! loopback port with a temporary config and queries it with the real `dig`
+//! (package bind9-dnsutils) or, for what dig cannot send, raw sockets.
+
+mod cli;
+mod dns;
+mod harness;
+mod reload;
+mod steering;
