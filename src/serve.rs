@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use meridian_config::{ConfigError, NodeConfig, ZoneSpec};
 use meridian_dns::{Handler, Listeners, Snapshot, SnapshotHandle};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{error, info};
 
 use crate::{logging, EXIT_CONFIG};
@@ -109,6 +109,18 @@ pub fn run(
         .dns
         .udp_sockets
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    // SIGHUP's default action ends the process: take it over before telling
+    // anyone we are up, or a reload right after start would kill the node
+    let hangups = {
+        let _in_runtime = runtime.enter();
+        match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("meridian: cannot listen for SIGHUP: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
     let listeners = match Listeners::bind(&node.dns.listen, udp_sockets) {
         Ok(l) => l,
         Err(e) => {
@@ -130,7 +142,12 @@ pub fn run(
     let handler = Handler::new(handle.clone(), node.dns.max_udp_payload);
     let timeout = Duration::from_secs(node.dns.tcp_idle_timeout_secs);
     let result = runtime.block_on(async move {
-        let reloader = tokio::spawn(reload_on_hangup(zones_owned(zones), handle, serials));
+        let reloader = tokio::spawn(reload_on_hangup(
+            hangups,
+            zones_owned(zones),
+            handle,
+            serials,
+        ));
         let r = meridian_dns::serve(listeners, handler, timeout, shutdown_signal()).await;
         reloader.abort();
         r
@@ -153,15 +170,13 @@ fn zones_owned(z: &ZoneSource) -> ZoneSource {
 
 /// Reloads the zone spec on each SIGHUP. A spec that fails to load or
 /// validate changes nothing: the current snapshot keeps serving.
-async fn reload_on_hangup(zones: ZoneSource, handle: SnapshotHandle, serials: Serials) {
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            error!(%e, "cannot listen for SIGHUP; reloads are off");
-            return;
-        }
-    };
-    while hup.recv().await.is_some() {
+async fn reload_on_hangup(
+    mut hangups: Signal,
+    zones: ZoneSource,
+    handle: SnapshotHandle,
+    serials: Serials,
+) {
+    while hangups.recv().await.is_some() {
         let current = handle.load();
         let built = zones.load().map_err(|e| e.to_string()).and_then(|spec| {
             Snapshot::build(&spec, current.version + 1, serials.next()).map_err(|e| e.to_string())

@@ -567,6 +567,17 @@ fn validate_pool(c: &mut Checker<'_>, path: &str, name: &str, raw: &raw::Pool) -
     if raw.endpoints.is_empty() {
         c.err(path, format!("pool {name} has no endpoints"));
     }
+    // steering indexes endpoints with 16 bits
+    if raw.endpoints.len() > usize::from(u16::MAX) {
+        c.err(
+            &format!("{path}.endpoints"),
+            format!(
+                "a pool holds at most {} endpoints, got {}",
+                u16::MAX,
+                raw.endpoints.len()
+            ),
+        );
+    }
     for (i, item) in raw.endpoints.iter().enumerate() {
         let ep_path = index_segment(&format!("{path}.endpoints"), i);
         let Some(e) = c.item(&ep_path, item) else {

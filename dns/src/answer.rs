@@ -223,3 +223,154 @@ fn hinfo(name: &LowerName, ttl: u32) -> SizedRecord {
         RData::HINFO(HINFO::new("RFC8482".into(), String::new())),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+    use std::str::FromStr;
+
+    const SPEC: &str = r#"
+zones:
+  example.test:
+    soa: {rname: h.example.test., minimum: 60}
+    ns: [{name: ns1, addresses: [192.0.2.53]}]
+    records:
+      - {name: www, type: A, value: 192.0.2.1}
+      - {name: loop1, type: CNAME, value: loop2}
+      - {name: loop2, type: CNAME, value: loop1}
+      - {name: x.y.z, type: TXT, value: deep}
+      - {name: sub, type: NS, value: ns.sub}
+      - {name: ns.sub, type: A, value: 192.0.2.60}
+    steered:
+      - {name: down, type: A, pool: off, steps: [health], on_all_down: nodata}
+      - {name: sorry, type: A, pool: off, steps: [health], on_all_down: {sorry: [192.0.2.99]}}
+  child.example.test:
+    soa: {rname: h.example.test.}
+    ns: [{name: ns.example.net.}]
+    records:
+      - {name: www, type: A, value: 198.51.100.1}
+pools:
+  off:
+    endpoints:
+      - {id: a, address: 192.0.2.7, region: r, state: disabled}
+"#;
+
+    fn snapshot() -> Snapshot {
+        let spec = meridian_config::zone::parse("t.yaml", SPEC).expect("valid spec");
+        Snapshot::build(&spec, 1, 7).expect("builds")
+    }
+
+    fn ask(snap: &Snapshot, name: &str, t: RecordType) -> (ResponseCode, bool, Vec<String>, usize) {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut ctx = Context {
+            client: None,
+            rng: &mut rng,
+        };
+        let mut scratch = Vec::new();
+        let r = resolve(
+            snap,
+            &LowerName::from_str(name).unwrap(),
+            t,
+            &mut ctx,
+            &mut scratch,
+        );
+        let answers = r.answer_records().map(|rec| rec.data.to_string()).collect();
+        (r.rcode, r.authoritative, answers, r.authority.len())
+    }
+
+    #[test]
+    fn outside_every_zone_is_refused() {
+        let s = snapshot();
+        assert_eq!(
+            ask(&s, "example.org.", RecordType::A).0,
+            ResponseCode::Refused
+        );
+        assert!(!ask(&s, "test.", RecordType::A).1);
+    }
+
+    #[test]
+    fn the_longest_zone_answers() {
+        let s = snapshot();
+        assert_eq!(
+            ask(&s, "www.child.example.test.", RecordType::A).2,
+            ["198.51.100.1"]
+        );
+        assert_eq!(ask(&s, "www.example.test.", RecordType::A).2, ["192.0.2.1"]);
+    }
+
+    #[test]
+    fn missing_names_and_empty_non_terminals() {
+        let s = snapshot();
+        assert_eq!(
+            ask(&s, "nope.example.test.", RecordType::A).0,
+            ResponseCode::NXDomain
+        );
+        let (rcode, aa, answers, authority) = ask(&s, "y.z.example.test.", RecordType::A);
+        assert_eq!(
+            (rcode, aa, answers.len(), authority),
+            (ResponseCode::NoError, true, 0, 1)
+        );
+        assert_eq!(
+            ask(&s, "z.example.test.", RecordType::TXT).0,
+            ResponseCode::NoError
+        );
+    }
+
+    #[test]
+    fn cname_loops_stop() {
+        let s = snapshot();
+        let (rcode, _, answers, _) = ask(&s, "loop1.example.test.", RecordType::A);
+        assert_eq!(rcode, ResponseCode::NoError);
+        assert_eq!(answers.len(), MAX_CHAIN);
+    }
+
+    #[test]
+    fn referrals_are_not_authoritative_and_need_their_glue() {
+        let s = snapshot();
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut ctx = Context {
+            client: None,
+            rng: &mut rng,
+        };
+        let name = LowerName::from_str("a.b.sub.example.test.").unwrap();
+        let r = resolve(&s, &name, RecordType::A, &mut ctx, &mut Vec::new());
+        assert!(!r.authoritative);
+        assert!(r.additional_required);
+        assert_eq!(r.authority.len(), 1);
+        assert_eq!(r.additional.len(), 1);
+        // DS at the cut belongs to the parent side
+        let cut = LowerName::from_str("sub.example.test.").unwrap();
+        let ds = resolve(&s, &cut, RecordType::DS, &mut ctx, &mut Vec::new());
+        assert!(ds.authoritative);
+        assert_eq!(ds.rcode, ResponseCode::NoError);
+    }
+
+    #[test]
+    fn steered_fallbacks() {
+        let s = snapshot();
+        let (rcode, _, answers, authority) = ask(&s, "down.example.test.", RecordType::A);
+        assert_eq!(
+            (rcode, answers.len(), authority),
+            (ResponseCode::NoError, 0, 1)
+        );
+        assert_eq!(
+            ask(&s, "sorry.example.test.", RecordType::A).2,
+            ["192.0.2.99"]
+        );
+    }
+
+    #[test]
+    fn soa_serial_and_negative_ttl() {
+        let s = snapshot();
+        let origin = LowerName::from_str("example.test.").unwrap();
+        let z = s.zones.iter().find(|z| z.origin == origin).unwrap();
+        match &z.soa.record.data {
+            RData::SOA(soa) => assert_eq!(soa.serial, 7),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(z.negative_soa.record.ttl, 60);
+        assert!(z.soa.wire_len > 0);
+    }
+}

@@ -144,32 +144,12 @@ impl RequestHandler for Handler {
         };
         debug!(?fit, rcode = %reply.rcode, "answer");
 
-        match fit {
-            Fit::Whole => {
-                let msg = builder.build(
-                    meta,
-                    reply.answer_records(),
-                    reply.authority.iter().map(|r| &r.record),
-                    std::iter::empty(),
-                    reply.additional.iter().map(|r| &r.record),
-                );
-                send(&mut response_handle, msg, meta).await
-            }
-            Fit::WithoutAdditional => {
-                let msg = builder.build(
-                    meta,
-                    reply.answer_records(),
-                    reply.authority.iter().map(|r| &r.record),
-                    std::iter::empty(),
-                    std::iter::empty(),
-                );
-                send(&mut response_handle, msg, meta).await
-            }
-            Fit::Truncated => {
-                meta.truncation = true;
-                send(&mut response_handle, builder.build_no_records(meta), meta).await
-            }
+        if let Fit::Truncated = fit {
+            meta.truncation = true;
+            return send(&mut response_handle, builder.build_no_records(meta), meta).await;
         }
+        let msg = message(builder, meta, &reply, matches!(fit, Fit::Whole));
+        send(&mut response_handle, msg, meta).await
     }
 }
 
@@ -194,23 +174,39 @@ fn fits(
     if let Some(e) = edns {
         builder.edns(e);
     }
-    let empty: &[&crate::snapshot::SizedRecord] = &[];
+    let msg = message(builder, meta, reply, with_additional);
+    let mut buf = Vec::with_capacity(limit);
+    let mut enc = BinEncoder::new(&mut buf);
+    enc.set_max_size(u16::try_from(limit).unwrap_or(u16::MAX));
+    matches!(msg.destructive_emit(&mut enc), Ok(h) if !h.truncation)
+}
+
+/// The reply as a message, with or without its additional records.
+fn message<'q, 'a>(
+    builder: MessageResponseBuilder<'q>,
+    meta: Metadata,
+    reply: &'a Reply<'_>,
+    with_additional: bool,
+) -> MessageResponse<
+    'q,
+    'a,
+    impl Iterator<Item = &'a Record> + Send + 'a,
+    impl Iterator<Item = &'a Record> + Send + 'a,
+    impl Iterator<Item = &'a Record> + Send + 'a,
+    impl Iterator<Item = &'a Record> + Send + 'a,
+> {
     let additional = if with_additional {
         &reply.additional[..]
     } else {
-        empty
+        &[]
     };
-    let msg = builder.build(
+    builder.build(
         meta,
         reply.answer_records(),
         reply.authority.iter().map(|r| &r.record),
         std::iter::empty(),
         additional.iter().map(|r| &r.record),
-    );
-    let mut buf = Vec::with_capacity(limit);
-    let mut enc = BinEncoder::new(&mut buf);
-    enc.set_max_size(u16::try_from(limit).unwrap_or(u16::MAX));
-    matches!(msg.destructive_emit(&mut enc), Ok(h) if !h.truncation)
+    )
 }
 
 async fn send<'a, R: ResponseHandler>(

@@ -96,3 +96,45 @@ fn version_and_help() {
     assert_eq!(code, 2, "missing --config is a usage error: {err}");
     let _ = BIN;
 }
+
+#[test]
+fn dev_serves_the_example_zone() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let mut child = Command::new(BIN)
+        .args(["dev", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut addr = None;
+    let mut banner = String::new();
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap_or(0) > 0 {
+        if let Some(rest) = line.strip_prefix("meridian: DNS listening on ") {
+            addr = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+        }
+        banner.push_str(&line);
+        if line.starts_with("Ctrl-C") {
+            break;
+        }
+        line.clear();
+    }
+    let addr: std::net::SocketAddr = addr.expect("listening line");
+    assert!(
+        banner.contains(&format!(
+            "dig @127.0.0.1 -p {} www.glb.example.com A",
+            addr.port()
+        )),
+        "{banner}"
+    );
+    let www = crate::harness::dig(addr, &["www.glb.example.com", "A"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(www.status, "NOERROR");
+    assert!(www.has_flag("aa"));
+    assert_eq!(www.answer.len(), 1);
+    assert!(["192.0.2.10", "198.51.100.10", "203.0.113.10"].contains(&www.answer[0].data.as_str()));
+}

@@ -8,6 +8,7 @@ pub fn zones() -> String {
     let big: Vec<String> = (0..100)
         .map(|i| format!("10.0.{}.{}", i / 250, i % 250 + 1))
         .collect();
+    let mid: Vec<String> = (0..40).map(|i| format!("10.1.0.{}", i + 1)).collect();
     format!(
         r#"zones:
   glb.example.com:
@@ -31,6 +32,7 @@ pub fn zones() -> String {
       - {{name: sub, type: NS, values: [ns.sub, ns2.example.net.]}}
       - {{name: ns.sub, type: A, value: 192.0.2.60}}
       - {{name: big, type: A, values: [{big}]}}
+      - {{name: mid, type: A, values: [{mid}]}}
     steered:
       - {{name: app, type: A, ttl: 20, pool: web, steps: [health, weighted, {{first: 1}}]}}
   second.test:
@@ -42,7 +44,8 @@ pools:
       - {{id: eu, address: 192.0.2.1, region: eu-west}}
       - {{id: us, address: 198.51.100.1, region: us-east}}
 "#,
-        big = big.join(", ")
+        big = big.join(", "),
+        mid = mid.join(", ")
     )
 }
 
@@ -260,6 +263,24 @@ fn truncation_keeps_opt_and_tcp_gets_everything() {
     assert_eq!(tcp.answers("A").len(), 100);
     // dig retries over TCP by itself when it sees TC
     assert_eq!(s.dig(&["big.glb.example.com", "A"]).answers("A").len(), 100);
+}
+
+#[test]
+fn the_requesters_smaller_udp_size_is_honoured() {
+    let s = Server::start(&zones());
+    // 40 addresses: about 700 bytes, between 512 and 1232
+    let fits = s.dig(&["mid.glb.example.com", "A", "+ignore"]);
+    assert!(!fits.has_flag("tc"), "fits in 1232:\n{}", fits.raw);
+    assert_eq!(fits.answers("A").len(), 40);
+    let small = s.dig(&["mid.glb.example.com", "A", "+ignore", "+bufsize=600"]);
+    assert!(small.has_flag("tc"), "600 bytes offered:\n{}", small.raw);
+    assert!(small.answer.is_empty());
+    assert!(small.edns.is_some());
+    // below 512 counts as 512 (RFC 6891)
+    let tiny = s.dig(&["mid.glb.example.com", "A", "+ignore", "+bufsize=100"]);
+    assert!(tiny.has_flag("tc"));
+    let noedns = s.dig(&["mid.glb.example.com", "A", "+ignore", "+noedns"]);
+    assert!(noedns.has_flag("tc"), "512 without EDNS");
 }
 
 #[test]

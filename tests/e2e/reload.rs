@@ -9,6 +9,19 @@ fn spec(www: &str) -> String {
     )
 }
 
+/// Writes `text` as the zone spec, sends SIGHUP, and waits for a log line
+/// containing `outcome` written after the signal.
+fn reload(s: &Server, text: &str, outcome: &str) {
+    std::fs::write(s.zones_path(), text).unwrap();
+    let mark = s.log_len();
+    s.hangup();
+    assert!(
+        s.wait_for_log(outcome, mark),
+        "no {outcome:?}:\n{}",
+        s.logs()
+    );
+}
+
 fn serial(s: &Server) -> u32 {
     let d = s.dig(&["glb.example.com", "SOA"]);
     d.answer[0]
@@ -23,61 +36,37 @@ fn serial(s: &Server) -> u32 {
 #[test]
 fn reload_with_a_good_file_then_a_bad_one() {
     let mut s = Server::start(&spec("192.0.2.1"));
-    assert_eq!(
-        s.dig(&["www.glb.example.com", "A"]).answers("A"),
-        ["192.0.2.1"]
-    );
+    let www = |s: &Server| s.dig(&["www.glb.example.com", "A"]).answers("A");
+    assert_eq!(www(&s), ["192.0.2.1"]);
     let before = serial(&s);
 
-    std::fs::write(s.zones_path(), spec("192.0.2.2")).unwrap();
-    let mark = s.log_len();
-    s.hangup();
-    assert!(
-        s.wait_for_log("zone spec reloaded", mark),
-        "no reload:\n{}",
-        s.logs()
-    );
-    assert_eq!(
-        s.dig(&["www.glb.example.com", "A"]).answers("A"),
-        ["192.0.2.2"]
-    );
+    reload(&s, &spec("192.0.2.2"), "zone spec reloaded");
+    assert_eq!(www(&s), ["192.0.2.2"]);
     let after = serial(&s);
     assert!(after > before, "serial {before} -> {after}");
 
     // an invalid file: rejected with its errors, the old answers stay
-    std::fs::write(
-        s.zones_path(),
-        spec("not-an-address").replace("soa:", "soa:\n      colour: red\n     "),
-    )
-    .unwrap();
-    let mark = s.log_len();
-    s.hangup();
-    assert!(
-        s.wait_for_log("reload rejected", mark),
-        "no rejection:\n{}",
-        s.logs()
+    let broken = format!(
+        "{}      - {{name: mail, type: A, value: 192.0.2.9, colour: red}}\n",
+        spec("not-an-address")
     );
+    reload(&s, &broken, "reload rejected");
     let logs = s.logs();
     assert!(
         logs.contains("zones.yaml:"),
         "errors name the file:\n{logs}"
     );
-    assert!(s.is_running());
-    assert_eq!(
-        s.dig(&["www.glb.example.com", "A"]).answers("A"),
-        ["192.0.2.2"]
+    assert!(
+        logs.contains("unknown field `colour`"),
+        "every error is logged:\n{logs}"
     );
+    assert!(s.is_running());
+    assert_eq!(www(&s), ["192.0.2.2"]);
     assert_eq!(serial(&s), after);
 
     // and a later good file still loads
-    std::fs::write(s.zones_path(), spec("192.0.2.3")).unwrap();
-    let mark = s.log_len();
-    s.hangup();
-    assert!(s.wait_for_log("zone spec reloaded", mark));
-    assert_eq!(
-        s.dig(&["www.glb.example.com", "A"]).answers("A"),
-        ["192.0.2.3"]
-    );
+    reload(&s, &spec("192.0.2.3"), "zone spec reloaded");
+    assert_eq!(www(&s), ["192.0.2.3"]);
 }
 
 #[test]
@@ -87,6 +76,21 @@ fn reload_of_a_missing_file_keeps_serving() {
     let mark = s.log_len();
     s.hangup();
     assert!(s.wait_for_log("reload rejected", mark), "{}", s.logs());
+    assert!(s.is_running());
+    assert_eq!(
+        s.dig(&["www.glb.example.com", "A"]).answers("A"),
+        ["192.0.2.1"]
+    );
+}
+
+/// Regression: the SIGHUP handler used to be installed after the node
+/// announced it was listening, so a reload sent right away hit SIGHUP's
+/// default action and killed the node.
+#[test]
+fn sighup_right_after_start_does_not_kill_the_node() {
+    let mut s = Server::start(&spec("192.0.2.1"));
+    s.hangup();
+    assert!(s.wait_for_log("zone spec reloaded", 0), "{}", s.logs());
     assert!(s.is_running());
     assert_eq!(
         s.dig(&["www.glb.example.com", "A"]).answers("A"),

@@ -12,6 +12,7 @@ fn zones(web_states: [&str; 2], on_all_down: &str) -> String {
     ns: [{{name: ns.example.net.}}]
     steered:
       - {{name: weighted, type: A, pool: weighted, steps: [health, weighted, {{first: 1}}]}}
+      - {{name: two, type: A, ttl: 15, pool: weighted, steps: [health, weighted, {{first: 2}}]}}
       - name: failover
         type: A
         pool: tiers
@@ -108,4 +109,18 @@ fn on_all_down_rules() {
         open.dig(&["failover.glb.example.com", "A"]).answers("A"),
         ["198.51.100.2"]
     );
+}
+
+#[test]
+fn steered_answers_may_carry_several_addresses() {
+    let s = Server::start(&zones(["enabled", "enabled"], "nodata"));
+    for _ in 0..10 {
+        let d = s.dig(&["two.glb.example.com", "A"]);
+        assert_eq!(
+            d.answers("A"),
+            ["192.0.2.1", "192.0.2.2"],
+            "both weighted endpoints, never the weight-0 one"
+        );
+        assert!(d.answer.iter().all(|r| r.ttl == 15));
+    }
 }
