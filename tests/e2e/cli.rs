@@ -138,3 +138,19 @@ fn dev_serves_the_example_zone() {
     assert_eq!(www.answer.len(), 1);
     assert!(["192.0.2.10", "198.51.100.10", "203.0.113.10"].contains(&www.answer[0].data.as_str()));
 }
+
+#[test]
+fn json_logs() {
+    let zones = "zones:\n  glb.example.com:\n    soa: {rname: h.example.com.}\n    ns: [{name: ns.example.net.}]\n";
+    let s = crate::harness::Server::start_config(
+        zones,
+        "dns: {listen: [\"127.0.0.1:0\"]}\nlog: {level: info, format: json}\nzones: zones.yaml\n",
+    );
+    assert!(s.wait_for_log("\"message\":\"serving\"", 0), "{}", s.logs());
+    let logs = s.logs();
+    let line = logs.lines().find(|l| l.contains("serving")).unwrap();
+    assert!(
+        line.starts_with("{\"timestamp\":") && line.ends_with('}'),
+        "{line}"
+    );
+}

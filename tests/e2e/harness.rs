@@ -9,6 +9,14 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_meridian");
 
+/// Every process installs the rustls provider before anything uses TLS.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// A running `meridian serve`, killed on drop.
 pub struct Server {
     child: Child,
@@ -26,9 +34,17 @@ impl Server {
 
     /// As [`Server::start`], with the given body of the `dns:` section.
     pub fn start_with(zones: &str, dns_section: &str) -> Server {
+        Server::start_config(
+            zones,
+            &format!("dns:\n{dns_section}log:\n  level: info\nzones: zones.yaml\n"),
+        )
+    }
+
+    /// Starts `meridian serve` with this zone spec and node config.
+    pub fn start_config(zones: &str, config: &str) -> Server {
+        install_crypto_provider();
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("zones.yaml"), zones).expect("write zones");
-        let config = format!("dns:\n{dns_section}log:\n  level: info\nzones: zones.yaml\n");
         let config_path = dir.path().join("meridian.yaml");
         std::fs::write(&config_path, config).expect("write config");
         let mut child = Command::new(BIN)
