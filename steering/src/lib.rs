@@ -22,8 +22,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod geo;
+
 use std::net::IpAddr;
 
+pub use geo::{Code, GeoIp, Location};
 use meridian_config::zone::{AdminState, Endpoint, OnAllDown, Step};
 use rand::RngCore;
 

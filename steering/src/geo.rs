@@ -1,0 +1,268 @@
+//! Where a client is: the facts steps may use about a client address, and
+//! the MaxMind DB lookup that provides them.
+//!
+//! [`GeoIp`] reads a GeoIP2/GeoLite2 City database and, optionally, an ASN
+//! database from bytes the caller provides (a memory map or a buffer): this
+//! module opens no file. A lookup decodes only the fields steering uses,
+//! borrowing strings from the database, and allocates nothing.
+
+pub mod build;
+
+use std::fmt;
+use std::net::IpAddr;
+
+use maxminddb::{MaxMindDbError, Reader};
+use serde::de::{IgnoredAny, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+/// A short upper-case code: ISO 3166-1 country (`IE`), continent (`EU`),
+/// or the subdivision part of ISO 3166-2 (`CA` of `US-CA`). Kept inline.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct Code([u8; 4]);
+
+impl Code {
+    /// 1 to 4 ASCII letters or digits, any case.
+    pub fn new(text: &str) -> Option<Code> {
+        let b = text.as_bytes();
+        if b.is_empty() || b.len() > 4 || !b.iter().all(u8::is_ascii_alphanumeric) {
+            return None;
+        }
+        let mut c = [0u8; 4];
+        for (d, s) in c.iter_mut().zip(b) {
+            *d = s.to_ascii_uppercase();
+        }
+        Some(Code(c))
+    }
+
+    pub fn as_str(&self) -> &str {
+        let n = self.0.iter().position(|&b| b == 0).unwrap_or(4);
+        // only ASCII bytes are ever stored
+        std::str::from_utf8(&self.0[..n]).unwrap_or("")
+    }
+}
+
+impl fmt::Debug for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What is known about a client address.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Location {
+    pub country: Option<Code>,
+    pub continent: Option<Code>,
+    /// First-level subdivision, without the country prefix.
+    pub subdivision: Option<Code>,
+    /// (latitude, longitude) in degrees.
+    pub coords: Option<(f64, f64)>,
+    pub asn: Option<u32>,
+    /// Prefix length of the City database network holding the address: how
+    /// far the geographic facts are known to extend (0 when unknown).
+    pub network_prefix: u8,
+}
+
+impl Location {
+    /// Whether the database knew anything about the address.
+    pub fn is_known(&self) -> bool {
+        self.country.is_some() || self.continent.is_some() || self.coords.is_some()
+    }
+}
+
+/// Database bytes: a memory map of the file, or a buffer.
+pub enum DbBytes {
+    Mapped(maxminddb::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl AsRef<[u8]> for DbBytes {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            DbBytes::Mapped(m) => m,
+            DbBytes::Owned(v) => v,
+        }
+    }
+}
+
+/// Why a database cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GeoError {
+    #[error("{which} database is not a valid MaxMind DB: {source}")]
+    Invalid {
+        which: &'static str,
+        #[source]
+        source: MaxMindDbError,
+    },
+    #[error("{which} database has type {found:?}, expected a {expected} database")]
+    WrongType {
+        which: &'static str,
+        found: String,
+        expected: &'static str,
+    },
+}
+
+/// The GeoIP databases of a node.
+pub struct GeoIp {
+    city: Reader<DbBytes>,
+    asn: Option<Reader<DbBytes>>,
+}
+
+impl fmt::Debug for GeoIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GeoIp")
+            .field("city", &self.city.metadata().database_type)
+            .field(
+                "asn",
+                &self.asn.as_ref().map(|a| &a.metadata().database_type),
+            )
+            .finish()
+    }
+}
+
+impl GeoIp {
+    /// Opens a City database (GeoIP2/GeoLite2 City, or any database with the
+    /// City schema) and an optional ASN database, checking each whole.
+    pub fn new(city: DbBytes, asn: Option<DbBytes>) -> Result<GeoIp, GeoError> {
+        let city = open(city, "City", "city")?;
+        let asn = asn.map(|a| open(a, "ASN", "ASN")).transpose()?;
+        Ok(GeoIp { city, asn })
+    }
+
+    /// The facts about `ip`. Addresses the databases do not know get an
+    /// empty [`Location`]; a record that fails to decode counts as unknown.
+    pub fn lookup(&self, ip: IpAddr) -> Location {
+        let mut loc = Location::default();
+        if let Ok(r) = self.city.lookup(ip) {
+            loc.network_prefix = match r.network() {
+                Ok(net) if net.is_ipv4() == ip.is_ipv4() => net.prefix(),
+                _ => 0,
+            };
+            if let Ok(Some(rec)) = r.decode::<CityRecord<'_>>() {
+                loc.country = rec.country.and_then(|c| c.iso_code).and_then(Code::new);
+                loc.continent = rec.continent.and_then(|c| c.code).and_then(Code::new);
+                loc.subdivision = rec
+                    .subdivisions
+                    .0
+                    .and_then(|s| s.iso_code)
+                    .and_then(Code::new);
+                loc.coords = rec.location.and_then(|l| Some((l.latitude?, l.longitude?)));
+            }
+        }
+        if let Some(asn) = &self.asn {
+            if let Ok(r) = asn.lookup(ip) {
+                if let Ok(Some(rec)) = r.decode::<AsnRecord>() {
+                    loc.asn = rec.autonomous_system_number;
+                }
+            }
+        }
+        loc
+    }
+
+    /// The City database's type and build time, for logs.
+    pub fn describe(&self) -> String {
+        let m = self.city.metadata();
+        format!("{} built {}", m.database_type, m.build_epoch)
+    }
+}
+
+fn open(
+    bytes: DbBytes,
+    expected: &'static str,
+    which: &'static str,
+) -> Result<Reader<DbBytes>, GeoError> {
+    let reader =
+        Reader::from_source(bytes).map_err(|source| GeoError::Invalid { which, source })?;
+    reader
+        .verify()
+        .map_err(|source| GeoError::Invalid { which, source })?;
+    let found = &reader.metadata().database_type;
+    if !found.contains(expected) {
+        return Err(GeoError::WrongType {
+            which,
+            found: found.clone(),
+            expected,
+        });
+    }
+    Ok(reader)
+}
+
+#[derive(Deserialize)]
+struct CityRecord<'a> {
+    #[serde(borrow, default)]
+    country: Option<IsoCode<'a>>,
+    #[serde(borrow, default)]
+    continent: Option<ContinentCode<'a>>,
+    #[serde(borrow, default)]
+    subdivisions: FirstOf<'a>,
+    #[serde(default)]
+    location: Option<Coordinates>,
+}
+
+#[derive(Deserialize)]
+struct IsoCode<'a> {
+    #[serde(borrow, default)]
+    iso_code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct ContinentCode<'a> {
+    #[serde(borrow, default)]
+    code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct Coordinates {
+    #[serde(default)]
+    latitude: Option<f64>,
+    #[serde(default)]
+    longitude: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct AsnRecord {
+    #[serde(default)]
+    autonomous_system_number: Option<u32>,
+}
+
+/// The first subdivision only (the most general), without collecting the
+/// list.
+#[derive(Default)]
+struct FirstOf<'a>(Option<IsoCode<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for FirstOf<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct First<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for First<'a> {
+            type Value = FirstOf<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of subdivisions")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let first = seq.next_element::<IsoCode<'a>>()?;
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(FirstOf(first))
+            }
+        }
+        d.deserialize_seq(First(std::marker::PhantomData))
+    }
+}
+
+/// Great-circle distance in kilometres between two (lat, lon) points.
+pub fn distance_km(a: (f64, f64), b: (f64, f64)) -> f64 {
+    const EARTH_RADIUS_KM: f64 = 6371.0;
+    let (lat1, lon1) = (a.0.to_radians(), a.1.to_radians());
+    let (lat2, lon2) = (b.0.to_radians(), b.1.to_radians());
+    let h = ((lat2 - lat1) / 2.0).sin().powi(2)
+        + lat1.cos() * lat2.cos() * ((lon2 - lon1) / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
+}
+
+#[cfg(test)]
+mod tests;
