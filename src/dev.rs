@@ -10,6 +10,7 @@ use meridian_config::node::{
 };
 use meridian_config::NodeConfig;
 
+use crate::geoip::GeoSource;
 use crate::logging;
 use crate::serve::{self, ZoneSource};
 
@@ -33,11 +34,15 @@ pub fn run(listen: SocketAddr) -> ExitCode {
         zones: PathBuf::from("(built-in)"),
     };
     logging::init(&node.log);
-    serve::run(&node, &ZoneSource::Embedded(DEV_ZONES), |addrs| {
-        let a = addrs[0];
-        let at = format!("@{} -p {}", a.ip(), a.port());
-        println!(
-            "\nMeridian dev: serving glb.example.com on {a}. Try:\n\
+    serve::run(
+        &node,
+        &ZoneSource::Embedded(DEV_ZONES),
+        &GeoSource::Demo,
+        |addrs| {
+            let a = addrs[0];
+            let at = format!("@{} -p {}", a.ip(), a.port());
+            println!(
+                "\nMeridian dev: serving glb.example.com on {a}. Try:\n\
              \n  dig {at} www.glb.example.com A        # steered by weight across three regions\
              \n  dig {at} multi.glb.example.com A      # two answers, drawn by weight\
              \n  dig {at} api.glb.example.com A        # priority failover: eu-west first\
@@ -48,6 +53,7 @@ pub fn run(listen: SocketAddr) -> ExitCode {
              \n  dig {at} nope.glb.example.com A       # NXDOMAIN with the SOA\
              \n  dig {at} example.org A                # REFUSED: not our zone\
              \n\nCtrl-C stops.\n"
-        );
-    })
+            );
+        },
+    )
 }

@@ -6,12 +6,15 @@
 //! - `logging`: tracing output, text or JSON, with hickory's per-query
 //!   logging turned off.
 //! - `serve`: `meridian serve` — load config, bind, answer, reload on SIGHUP.
-//! - `dev`: `meridian dev` — `serve` on an embedded example zone.
+//! - `dev`: `meridian dev` — `serve` on an embedded example zone and a
+//!   generated demo GeoIP database.
+//! - `geoip`: loading, memory-mapping and reloading GeoIP databases.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 bad command line,
 //! 78 (EX_CONFIG) invalid configuration.
 
-#![forbid(unsafe_code)]
+// one exception, in `geoip::map`: memory-mapping GeoIP databases
+#![deny(unsafe_code)]
 
 use std::process::ExitCode;
 
@@ -19,6 +22,7 @@ use clap::Parser;
 
 mod cli;
 mod dev;
+mod geoip;
 mod logging;
 mod serve;
 

@@ -14,9 +14,16 @@ use meridian_dns::{Handler, Listeners, Snapshot, SnapshotHandle};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{error, info};
 
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use meridian_dns::handler::GeoHandle;
+
+use crate::geoip::{self, GeoSource};
 use crate::{logging, EXIT_CONFIG};
 
 /// Where the zone spec comes from.
+#[derive(Clone)]
 pub enum ZoneSource {
     File(PathBuf),
     /// Built into the binary (`meridian dev`).
@@ -71,7 +78,8 @@ pub fn run_from_file(path: &Path) -> ExitCode {
     };
     logging::init(&node.log);
     let zones = ZoneSource::File(node.zones.clone());
-    run(&node, &zones, |_| {})
+    let geo = GeoSource::from_config(&node.geoip);
+    run(&node, &zones, &geo, |_| {})
 }
 
 /// Serves until SIGINT or SIGTERM. `announce` is called once the listeners
@@ -79,6 +87,7 @@ pub fn run_from_file(path: &Path) -> ExitCode {
 pub fn run(
     node: &NodeConfig,
     zones: &ZoneSource,
+    geo_source: &GeoSource,
     announce: impl FnOnce(&[SocketAddr]),
 ) -> ExitCode {
     let spec = match zones.load() {
@@ -97,6 +106,18 @@ pub fn run(
         }
     };
     let handle = SnapshotHandle::new(snapshot);
+    let geo: GeoHandle = match geo_source.load() {
+        Ok(g) => {
+            if let Some(g) = &g {
+                info!(database = %g.describe(), "GeoIP databases loaded");
+            }
+            Arc::new(ArcSwapOption::from(g.map(Arc::new)))
+        }
+        Err(e) => {
+            eprintln!("meridian: cannot load the GeoIP databases: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
 
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -139,17 +160,21 @@ pub fn run(
     info!(addrs = ?listeners.addrs, zones = spec.zones.len(), "serving");
     announce(&listeners.addrs);
 
-    let handler = Handler::new(handle.clone(), node.dns.max_udp_payload);
+    let handler = Handler::new(handle.clone(), geo.clone(), node.dns.max_udp_payload);
     let timeout = Duration::from_secs(node.dns.tcp_idle_timeout_secs);
     let result = runtime.block_on(async move {
+        let watcher = tokio::spawn(geoip::watch(geo_source.clone(), geo.clone()));
         let reloader = tokio::spawn(reload_on_hangup(
             hangups,
-            zones_owned(zones),
+            zones.clone(),
             handle,
             serials,
+            geo_source.clone(),
+            geo,
         ));
         let r = meridian_dns::serve(listeners, handler, timeout, shutdown_signal()).await;
         reloader.abort();
+        watcher.abort();
         r
     });
     match result {
@@ -161,22 +186,19 @@ pub fn run(
     }
 }
 
-fn zones_owned(z: &ZoneSource) -> ZoneSource {
-    match z {
-        ZoneSource::File(p) => ZoneSource::File(p.clone()),
-        ZoneSource::Embedded(t) => ZoneSource::Embedded(t),
-    }
-}
-
-/// Reloads the zone spec on each SIGHUP. A spec that fails to load or
-/// validate changes nothing: the current snapshot keeps serving.
+/// Reloads the zone spec and the GeoIP databases on each SIGHUP. A spec or
+/// database that fails to load changes nothing: the current ones keep
+/// serving.
 async fn reload_on_hangup(
     mut hangups: Signal,
     zones: ZoneSource,
     handle: SnapshotHandle,
     serials: Serials,
+    geo_source: GeoSource,
+    geo: GeoHandle,
 ) {
     while hangups.recv().await.is_some() {
+        geoip::reload(&geo_source, &geo);
         let current = handle.load();
         let built = zones.load().map_err(|e| e.to_string()).and_then(|spec| {
             Snapshot::build(&spec, current.version + 1, serials.next()).map_err(|e| e.to_string())

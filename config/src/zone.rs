@@ -20,6 +20,8 @@ use crate::{Diagnostic, Diagnostics};
 pub struct ZoneSpec {
     pub zones: Vec<Zone>,
     pub pools: BTreeMap<String, Pool>,
+    /// Probe regions, for the `latency` and `cost` steps.
+    pub regions: Vec<ProbeRegion>,
 }
 
 /// One authoritative zone.
@@ -164,11 +166,66 @@ pub enum Step {
     Health,
     /// Keep only the best (lowest) priority tier that has candidates.
     Priority,
-    /// Order candidates by a random draw weighted by endpoint weight.
-    Weighted,
+    /// Order candidates by weight: a random draw, or with `sticky` a hash of
+    /// the client subnet so one subnet keeps its endpoint.
+    Weighted { sticky: bool },
     /// Keep at most this many candidates.
     First(u16),
+    /// Drop endpoints the client may not use.
+    Fence(Vec<FenceRule>),
+    /// Keep the client's preferred region, by geography.
+    Geo(GeoMap),
+    /// Order by distance from the client, with each endpoint's bias.
+    Nearest,
+    /// Order by RTT from the probe region nearest the client.
+    Latency,
+    /// Among endpoints near the best latency, prefer the cheapest.
+    Cost(CostMargin),
 }
+
+/// Who may use the endpoints of one region (or one endpoint).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FenceRule {
+    /// A region name or an endpoint id of the record's pool; an endpoint id
+    /// rule wins over its region's.
+    pub target: String,
+    /// When set, only clients matching it.
+    pub allow: Option<ClientMatch>,
+    /// Never clients matching it.
+    pub deny: Option<ClientMatch>,
+}
+
+/// Clients by where they are. Codes are upper case.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClientMatch {
+    pub countries: Vec<String>,
+    pub continents: Vec<String>,
+    /// (country, subdivision), from `US-CA`.
+    pub subdivisions: Vec<(String, String)>,
+    pub asns: Vec<u32>,
+    pub cidrs: Vec<ipnet::IpNet>,
+}
+
+/// Geography → preferred regions, most specific first: subdivision,
+/// country, continent, then `default`. Each list is a failover order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GeoMap {
+    pub subdivisions: Vec<((String, String), Vec<String>)>,
+    pub countries: Vec<(String, Vec<String>)>,
+    pub continents: Vec<(String, Vec<String>)>,
+    pub default: Vec<String>,
+}
+
+/// How close to the best latency an endpoint must be for `cost` to
+/// consider it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CostMargin {
+    Ms(f64),
+    Percent(f64),
+}
+
+/// Continent codes of the GeoIP2 schema.
+pub const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
 
 /// What to answer when the pipeline leaves no candidate.
 #[derive(Debug, Clone, PartialEq)]
@@ -259,171 +316,22 @@ pub struct Endpoint {
     /// Failover tier: lower is preferred.
     pub priority: u16,
     pub state: AdminState,
+    /// `nearest` bias, -99..=99: positive draws clients from farther away
+    /// (distance × (1 − bias/100)), negative pushes them off.
+    pub bias: i8,
+    /// Static RTT in ms from probe regions; probes replace it later.
+    pub rtt_ms: BTreeMap<String, f64>,
 }
 
-/// serde structs that mirror the file.
-pub mod raw {
-    use std::collections::BTreeMap;
-
-    use serde::de::{Deserializer, Error as _};
-    use serde::Deserialize;
-    use serde_yaml::Value;
-
-    use super::{AdminState, RecordType, SteeredType};
-    use crate::values::{Count, Text, Ttl, Weight, U16, U32};
-    use crate::yaml::{describe, parse_value, tagged, Lenient};
-
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct ZoneSpec {
-        #[serde(default)]
-        pub zones: BTreeMap<String, Lenient<Zone>>,
-        #[serde(default)]
-        pub pools: BTreeMap<String, Lenient<Pool>>,
-    }
-
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Zone {
-        pub ttl: Option<Ttl>,
-        pub soa: Soa,
-        pub ns: Vec<NameServer>,
-        #[serde(default)]
-        pub records: Vec<Lenient<Record>>,
-        #[serde(default)]
-        pub steered: Vec<Lenient<Steered>>,
-    }
-
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Soa {
-        pub mname: Option<String>,
-        pub rname: String,
-        pub refresh: Option<U32>,
-        pub retry: Option<U32>,
-        pub expire: Option<U32>,
-        pub minimum: Option<U32>,
-        pub ttl: Option<Ttl>,
-    }
-
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct NameServer {
-        pub name: String,
-        #[serde(default)]
-        pub addresses: Vec<std::net::IpAddr>,
-    }
-
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Record {
-        pub name: String,
-        #[serde(rename = "type")]
-        pub rtype: RecordType,
-        pub ttl: Option<Ttl>,
-        #[serde(default)]
-        pub value: Option<Text>,
-        #[serde(default)]
-        pub values: Vec<Text>,
-    }
-
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Steered {
-        pub name: String,
-        #[serde(rename = "type")]
-        pub rtype: SteeredType,
-        pub ttl: Option<Ttl>,
-        pub pool: String,
-        #[serde(default)]
-        pub steps: Vec<Step>,
-        #[serde(default)]
-        pub on_all_down: Option<OnAllDown>,
-    }
-
-    #[derive(Debug)]
-    pub enum Step {
-        Health,
-        Priority,
-        Weighted,
-        First(Count),
-    }
-
-    const STEPS: &str = "`health`, `priority`, `weighted` or `first: N`";
-
-    impl<'de> Deserialize<'de> for Step {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            let v = Value::deserialize(d)?;
-            let (name, arg) = tagged(v).map_err(D::Error::custom)?;
-            let no_arg = |step: Step| match &arg {
-                None | Some(Value::Null) => Ok(step),
-                Some(a) => Err(D::Error::custom(format!(
-                    "step `{name}` takes no argument, got {}",
-                    describe(a)
-                ))),
-            };
-            match name.as_str() {
-                "health" => no_arg(Step::Health),
-                "priority" => no_arg(Step::Priority),
-                "weighted" => no_arg(Step::Weighted),
-                "first" => match arg {
-                    Some(a) => parse_value::<Count>(a)
-                        .map(Step::First)
-                        .map_err(|f| D::Error::custom(format!("first: {}", f.message))),
-                    None => Err(D::Error::custom("step `first` needs a count: `first: 2`")),
-                },
-                other => Err(D::Error::custom(format!(
-                    "unknown step `{other}`, expected {STEPS}"
-                ))),
-            }
-        }
-    }
-
-    #[derive(Debug)]
-    pub enum OnAllDown {
-        FailOpen,
-        NoData,
-        Sorry(Vec<Text>),
-    }
-
-    impl<'de> Deserialize<'de> for OnAllDown {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            let v = Value::deserialize(d)?;
-            let (name, arg) = tagged(v).map_err(D::Error::custom)?;
-            match (name.as_str(), arg) {
-                ("fail_open", None) => Ok(OnAllDown::FailOpen),
-                ("nodata", None) => Ok(OnAllDown::NoData),
-                ("sorry", Some(a)) => parse_value::<Vec<Text>>(a)
-                    .map(OnAllDown::Sorry)
-                    .map_err(|f| D::Error::custom(format!("sorry: {}", f.message))),
-                (other, _) => Err(D::Error::custom(format!(
-                    "unknown on_all_down `{other}`, expected `fail_open`, `nodata` or `sorry: [addresses]`"
-                ))),
-            }
-        }
-    }
-
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Pool {
-        pub endpoints: Vec<Lenient<Endpoint>>,
-    }
-
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Endpoint {
-        pub id: String,
-        pub address: String,
-        pub region: String,
-        pub lat: Option<f64>,
-        pub lon: Option<f64>,
-        pub weight: Option<Weight>,
-        pub cost: Option<f64>,
-        pub priority: Option<U16>,
-        #[serde(default)]
-        pub state: AdminState,
-    }
+/// A probe region: where latency is measured from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeRegion {
+    pub name: String,
+    pub lat: f64,
+    pub lon: f64,
 }
+
+pub mod raw;
 
 /// Default TTL of a zone's records.
 pub const DEFAULT_ZONE_TTL: u32 = 3600;
@@ -517,11 +425,35 @@ fn validate(doc: &Document, raw: raw::ZoneSpec) -> Result<ZoneSpec, Diagnostics>
         errors: Vec::new(),
     };
 
+    let mut regions = Vec::new();
+    for (name, item) in &raw.regions {
+        let path = key_segment("regions", name);
+        if let Some(r) = c.item(&path, item) {
+            if !(-90.0..=90.0).contains(&r.lat) {
+                c.err(
+                    &format!("{path}.lat"),
+                    format!("expected a latitude -90..=90, got {}", r.lat),
+                );
+            }
+            if !(-180.0..=180.0).contains(&r.lon) {
+                c.err(
+                    &format!("{path}.lon"),
+                    format!("expected a longitude -180..=180, got {}", r.lon),
+                );
+            }
+            regions.push(ProbeRegion {
+                name: name.clone(),
+                lat: r.lat,
+                lon: r.lon,
+            });
+        }
+    }
+
     let mut pools = BTreeMap::new();
     for (name, item) in &raw.pools {
         let path = key_segment("pools", name);
         if let Some(p) = c.item(&path, item) {
-            if let Some(pool) = validate_pool(&mut c, &path, name, p) {
+            if let Some(pool) = validate_pool(&mut c, &path, name, p, &raw.regions) {
                 pools.insert(name.clone(), pool);
             }
         }
@@ -546,21 +478,32 @@ fn validate(doc: &Document, raw: raw::ZoneSpec) -> Result<ZoneSpec, Diagnostics>
             continue;
         }
         if let Some(z) = c.item(&path, item) {
-            if let Some(zone) = validate_zone(&mut c, &path, zname, z, &raw.pools, &pools) {
+            if let Some(zone) = validate_zone(&mut c, &path, zname, z, &raw.pools, &pools, &regions)
+            {
                 zones.push(zone);
             }
         }
     }
 
     if c.errors.is_empty() {
-        Ok(ZoneSpec { zones, pools })
+        Ok(ZoneSpec {
+            zones,
+            pools,
+            regions,
+        })
     } else {
         c.errors.sort_by_key(|d| (d.line, d.column));
         Err(Diagnostics(c.errors))
     }
 }
 
-fn validate_pool(c: &mut Checker<'_>, path: &str, name: &str, raw: &raw::Pool) -> Option<Pool> {
+fn validate_pool(
+    c: &mut Checker<'_>,
+    path: &str,
+    name: &str,
+    raw: &raw::Pool,
+    regions: &BTreeMap<String, Lenient<raw::Region>>,
+) -> Option<Pool> {
     let before = c.errors.len();
     let mut endpoints = Vec::new();
     let mut ids: HashSet<&str> = HashSet::new();
@@ -621,6 +564,25 @@ fn validate_pool(c: &mut Checker<'_>, path: &str, name: &str, raw: &raw::Pool) -
         if e.lat.is_some() != e.lon.is_some() {
             c.err(&ep_path, "give both lat and lon, or neither");
         }
+        let bias = e.bias.unwrap_or(0);
+        if !(-99..=99).contains(&bias) {
+            c.err(
+                &format!("{ep_path}.bias"),
+                format!("expected a bias -99..=99, got {bias}"),
+            );
+        }
+        for (region, ms) in &e.rtt_ms {
+            let at = key_segment(&format!("{ep_path}.rtt_ms"), region);
+            if !regions.contains_key(region) {
+                c.key_err(
+                    &at,
+                    format!("no probe region named {region:?} (declare it under `regions`)"),
+                );
+            }
+            if !ms.is_finite() || *ms < 0.0 {
+                c.err(&at, format!("expected milliseconds >= 0, got {ms}"));
+            }
+        }
         let cost = e.cost.unwrap_or(0.0);
         if !cost.is_finite() || cost < 0.0 {
             c.err(
@@ -639,6 +601,8 @@ fn validate_pool(c: &mut Checker<'_>, path: &str, name: &str, raw: &raw::Pool) -
                 cost,
                 priority: e.priority.map_or(1, |p| p.0),
                 state: e.state,
+                bias: i8::try_from(bias).unwrap_or(0),
+                rtt_ms: e.rtt_ms.clone(),
             });
         }
     }
@@ -661,6 +625,7 @@ fn validate_zone(
     z: &raw::Zone,
     raw_pools: &BTreeMap<String, Lenient<raw::Pool>>,
     pools: &BTreeMap<String, Pool>,
+    regions: &[ProbeRegion],
 ) -> Option<Zone> {
     let before = c.errors.len();
     let default_ttl = z.ttl.map_or(DEFAULT_ZONE_TTL, |t| t.0);
@@ -826,16 +791,7 @@ fn validate_zone(
                 format!("no pool named {:?}", s.pool),
             ),
         }
-        let steps = s
-            .steps
-            .iter()
-            .map(|st| match st {
-                raw::Step::Health => Step::Health,
-                raw::Step::Priority => Step::Priority,
-                raw::Step::Weighted => Step::Weighted,
-                raw::Step::First(n) => Step::First(n.0),
-            })
-            .collect();
+        let steps = validate_steps(c, &s_path, &s.steps, pools.get(&s.pool), regions);
         let on_all_down = match &s.on_all_down {
             None | Some(raw::OnAllDown::FailOpen) => OnAllDown::FailOpen,
             Some(raw::OnAllDown::NoData) => OnAllDown::NoData,
@@ -1062,6 +1018,9 @@ fn parse_rdata(t: RecordType, text: &str, zone: &DomainName) -> Result<RecordDat
         }
     }
 }
+
+mod steps;
+use steps::validate_steps;
 
 #[cfg(test)]
 mod tests;

@@ -11,21 +11,39 @@
 //! - CNAMEs are followed inside the zone, at most [`MAX_CHAIN`] links;
 //! - ANY gets one synthesized HINFO (RFC 8482).
 
+use std::net::IpAddr;
+
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::HINFO;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
-use meridian_steering::{Candidate, Context, Outcome};
+use meridian_steering::{Candidate, Context, GeoIp, Outcome};
+use rand::RngCore;
 
 use crate::snapshot::{Node, SizedRecord, Snapshot, Steered, ZoneData};
 
 /// CNAME links followed within a zone before giving up.
 pub const MAX_CHAIN: usize = 8;
 
+/// Who is asking, as far as steering may know.
+#[derive(Debug, Clone, Copy)]
+pub struct Client<'a> {
+    /// The ECS address when the query carried one, else the resolver's.
+    pub addr: Option<IpAddr>,
+    /// Known leading bits of `addr`: the ECS source prefix, else 32 or 128.
+    pub prefix: u8,
+    /// GeoIP databases, when loaded; looked up only for policies that need
+    /// the client's location.
+    pub geo: Option<&'a GeoIp>,
+}
+
 /// The plan for one response.
 #[derive(Debug)]
 pub struct Reply<'s> {
     pub rcode: ResponseCode,
     pub authoritative: bool,
+    /// Leading bits of the client address the answer depended on: the ECS
+    /// scope (0 when no steered record looked at the client).
+    pub scope: u8,
     pub answers: Vec<&'s SizedRecord>,
     /// An answer made for this query (the RFC 8482 HINFO).
     pub synthesized: Option<SizedRecord>,
@@ -41,6 +59,7 @@ impl<'s> Reply<'s> {
         Reply {
             rcode,
             authoritative,
+            scope: 0,
             answers: Vec::new(),
             synthesized: None,
             authority: Vec::new(),
@@ -77,14 +96,21 @@ impl<'s> Reply<'s> {
     }
 }
 
-/// Answers `qname`/`qtype` from `snap`. Steered records run their policy
-/// with `ctx`; `scratch` is reused for candidate lists.
+/// What steered records need to decide: the client, randomness, and a
+/// reusable candidate list.
+pub struct Steering<'a, 'r> {
+    pub client: Client<'a>,
+    pub rng: &'r mut dyn RngCore,
+    pub scratch: Vec<Candidate>,
+}
+
+/// Answers `qname`/`qtype` from `snap`; steered records decide for `st`'s
+/// client.
 pub fn resolve<'s>(
     snap: &'s Snapshot,
     qname: &LowerName,
     qtype: RecordType,
-    ctx: &mut Context<'_>,
-    scratch: &mut Vec<Candidate>,
+    st: &mut Steering<'_, '_>,
 ) -> Reply<'s> {
     let Some(zone) = snap.find_zone(qname) else {
         return Reply::refused();
@@ -119,14 +145,14 @@ pub fn resolve<'s>(
             reply.additional.extend(set.additional.iter());
             return reply;
         }
-        if let Some(st) = node.steered(qtype) {
-            if !steer(&mut reply, st, ctx, scratch, usize::MAX) {
+        if let Some(steered) = node.steered(qtype) {
+            if !steer(&mut reply, steered, st, usize::MAX) {
                 reply.authority.push(&zone.negative_soa);
             }
             return reply;
         }
         if qtype != RecordType::CNAME {
-            if let Some(target) = cname(&mut reply, node, ctx, scratch) {
+            if let Some(target) = cname(&mut reply, node, st) {
                 if !zone.origin.zone_of(&target) {
                     return reply;
                 }
@@ -168,23 +194,37 @@ fn referral<'s>(reply: &mut Reply<'s>, cut: &'s Node) {
 /// false when the answer is NODATA.
 fn steer<'s>(
     reply: &mut Reply<'s>,
-    st: &'s Steered,
-    ctx: &mut Context<'_>,
-    scratch: &mut Vec<Candidate>,
+    steered: &'s Steered,
+    st: &mut Steering<'_, '_>,
     limit: usize,
 ) -> bool {
-    match st.policy.decide(&st.endpoints, ctx, scratch, None) {
+    let client = st.client;
+    let location = match (client.geo, client.addr) {
+        (Some(geo), Some(addr)) if steered.policy.needs_location() => Some(geo.lookup(addr)),
+        _ => None,
+    };
+    let mut ctx = Context {
+        client: client.addr,
+        client_prefix: client.prefix,
+        location: location.as_ref(),
+        rng: &mut *st.rng,
+    };
+    let decision = steered
+        .policy
+        .decide(&steered.endpoints, &mut ctx, &mut st.scratch, None);
+    reply.scope = reply.scope.max(decision.scope);
+    match decision.outcome {
         Outcome::Endpoints => {
             reply.answers.extend(
-                scratch
+                st.scratch
                     .iter()
                     .take(limit)
-                    .map(|&i| &st.answers[usize::from(i)]),
+                    .map(|&i| &steered.answers[usize::from(i)]),
             );
             true
         }
         Outcome::Sorry => {
-            reply.answers.extend(st.sorry.iter().take(limit));
+            reply.answers.extend(steered.sorry.iter().take(limit));
             true
         }
         Outcome::NoData => false,
@@ -196,15 +236,14 @@ fn steer<'s>(
 fn cname<'s>(
     reply: &mut Reply<'s>,
     node: &'s Node,
-    ctx: &mut Context<'_>,
-    scratch: &mut Vec<Candidate>,
+    st: &mut Steering<'_, '_>,
 ) -> Option<LowerName> {
     let before = reply.answers.len();
     if let Some(set) = node.set(RecordType::CNAME) {
         reply.answers.push(set.records.first()?);
-    } else if let Some(st) = node.steered(RecordType::CNAME) {
+    } else if let Some(steered) = node.steered(RecordType::CNAME) {
         // a name holds one CNAME: the steering's first choice
-        if !steer(reply, st, ctx, scratch, 1) {
+        if !steer(reply, steered, st, 1) {
             return None;
         }
     } else {
@@ -262,19 +301,25 @@ pools:
         Snapshot::build(&spec, 1, 7).expect("builds")
     }
 
+    fn steering(rng: &mut StdRng) -> Steering<'_, '_> {
+        Steering {
+            client: Client {
+                addr: None,
+                prefix: 0,
+                geo: None,
+            },
+            rng,
+            scratch: Vec::new(),
+        }
+    }
+
     fn ask(snap: &Snapshot, name: &str, t: RecordType) -> (ResponseCode, bool, Vec<String>, usize) {
         let mut rng = StdRng::seed_from_u64(1);
-        let mut ctx = Context {
-            client: None,
-            rng: &mut rng,
-        };
-        let mut scratch = Vec::new();
         let r = resolve(
             snap,
             &LowerName::from_str(name).unwrap(),
             t,
-            &mut ctx,
-            &mut scratch,
+            &mut steering(&mut rng),
         );
         let answers = r.answer_records().map(|rec| rec.data.to_string()).collect();
         (r.rcode, r.authoritative, answers, r.authority.len())
@@ -330,19 +375,16 @@ pools:
     fn referrals_are_not_authoritative_and_need_their_glue() {
         let s = snapshot();
         let mut rng = StdRng::seed_from_u64(1);
-        let mut ctx = Context {
-            client: None,
-            rng: &mut rng,
-        };
+        let mut st = steering(&mut rng);
         let name = LowerName::from_str("a.b.sub.example.test.").unwrap();
-        let r = resolve(&s, &name, RecordType::A, &mut ctx, &mut Vec::new());
+        let r = resolve(&s, &name, RecordType::A, &mut st);
         assert!(!r.authoritative);
         assert!(r.additional_required);
         assert_eq!(r.authority.len(), 1);
         assert_eq!(r.additional.len(), 1);
         // DS at the cut belongs to the parent side
         let cut = LowerName::from_str("sub.example.test.").unwrap();
-        let ds = resolve(&s, &cut, RecordType::DS, &mut ctx, &mut Vec::new());
+        let ds = resolve(&s, &cut, RecordType::DS, &mut st);
         assert!(ds.authoritative);
         assert_eq!(ds.rcode, ResponseCode::NoError);
     }

@@ -25,9 +25,14 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use tracing::debug;
 
-use meridian_steering::Context;
+use std::net::IpAddr;
+use std::sync::Arc;
 
-use crate::answer::{resolve, Reply};
+use arc_swap::ArcSwapOption;
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+use meridian_steering::GeoIp;
+
+use crate::answer::{resolve, Client, Reply, Steering};
 use crate::snapshot::SnapshotHandle;
 
 /// Size of a header.
@@ -40,17 +45,23 @@ thread_local! {
     static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_os_rng());
 }
 
+/// The node's GeoIP databases, swapped whole when a file changes; empty
+/// when none is configured.
+pub type GeoHandle = Arc<ArcSwapOption<GeoIp>>;
+
 /// Answers queries from the current snapshot.
 pub struct Handler {
     snapshots: SnapshotHandle,
+    geo: GeoHandle,
     max_udp_payload: u16,
 }
 
 impl Handler {
     /// `max_udp_payload` caps what a requester may ask for over UDP.
-    pub fn new(snapshots: SnapshotHandle, max_udp_payload: u16) -> Handler {
+    pub fn new(snapshots: SnapshotHandle, geo: GeoHandle, max_udp_payload: u16) -> Handler {
         Handler {
             snapshots,
+            geo,
             max_udp_payload: max_udp_payload.max(512),
         }
     }
@@ -63,28 +74,20 @@ impl RequestHandler for Handler {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
-        let edns = request.edns.as_ref().map(|req| {
+        let mut edns = request.edns.as_ref().map(|req| {
             let mut e = Edns::new();
             e.set_max_payload(self.max_udp_payload)
                 .set_version(0)
                 .set_dnssec_ok(req.flags().dnssec_ok);
             e
         });
-        let mut builder = MessageResponseBuilder::from_message_request(request);
-        if let Some(e) = &edns {
-            builder.edns(e);
-        }
 
-        let refuse = |code: ResponseCode| {
-            let mut meta = Metadata::response_from_request(&request.metadata);
-            meta.response_code = code;
-            meta
-        };
+        let subnet = client_subnet(request);
         let early = if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
             Some(ResponseCode::BADVERS)
         } else if request.metadata.op_code != OpCode::Query {
             Some(ResponseCode::NotImp)
-        } else if request.queries.len() != 1 {
+        } else if request.queries.len() != 1 || subnet.is_err() {
             Some(ResponseCode::FormErr)
         } else {
             let q = &request.queries.queries()[0];
@@ -92,28 +95,50 @@ impl RequestHandler for Handler {
             (q.query_class() != DNSClass::IN || transfer).then_some(ResponseCode::Refused)
         };
         if let Some(code) = early {
-            let meta = refuse(code);
-            return send(&mut response_handle, builder.build_no_records(meta), meta).await;
+            let mut meta = Metadata::response_from_request(&request.metadata);
+            meta.response_code = code;
+            let msg = builder(request, edns.as_ref()).build_no_records(meta);
+            return send(&mut response_handle, msg, meta).await;
         }
+        let subnet = subnet.ok().flatten();
 
+        // the client is the ECS subnet when there is one (RFC 7871 §7.2.1);
+        // a source prefix of 0 asks for no tailoring by it
+        let src = request.src().ip();
+        let client = match &subnet {
+            Some(cs) if cs.source_prefix() > 0 => (cs.addr(), cs.source_prefix()),
+            _ => (src, if src.is_ipv4() { 32 } else { 128 }),
+        };
         let query = &request.queries.queries()[0];
         let snapshot = self.snapshots.load();
-        let client = request.src().ip();
+        let geo = self.geo.load();
         let reply = RNG.with(|rng| {
             let mut rng = rng.borrow_mut();
-            let mut ctx = Context {
-                client: Some(client),
+            let mut steering = Steering {
+                client: Client {
+                    addr: Some(client.0),
+                    prefix: client.1,
+                    geo: geo.as_deref(),
+                },
                 rng: &mut *rng,
+                scratch: Vec::new(),
             };
-            let mut scratch = Vec::new();
-            resolve(
-                &snapshot,
-                query.name(),
-                query.query_type(),
-                &mut ctx,
-                &mut scratch,
-            )
+            resolve(&snapshot, query.name(), query.query_type(), &mut steering)
         });
+        // ECS in the answer: the query's family, source prefix and address,
+        // and the scope the decision needed (0: valid for every client)
+        let mut ecs_len = 0;
+        if let (Some(e), Some(cs)) = (edns.as_mut(), &subnet) {
+            let scope = if cs.source_prefix() == 0 {
+                0
+            } else {
+                reply.scope
+            };
+            let answer = ClientSubnet::new(cs.addr(), cs.source_prefix(), scope);
+            ecs_len = 4 + usize::from(answer.len());
+            e.options_mut().insert(EdnsOption::Subnet(answer));
+        }
+        let builder = builder(request, edns.as_ref());
 
         let mut meta = Metadata::response_from_request(&request.metadata);
         meta.response_code = reply.rcode;
@@ -126,8 +151,9 @@ impl RequestHandler for Handler {
             (Protocol::Udp, None) => 512,
             _ => usize::from(u16::MAX),
         };
-        let fixed =
-            HEADER_LEN + request.queries.as_bytes().len() + edns.as_ref().map_or(0, |_| OPT_LEN);
+        let fixed = HEADER_LEN
+            + request.queries.as_bytes().len()
+            + edns.as_ref().map_or(0, |_| OPT_LEN + ecs_len);
         // the uncompressed bound settles almost every answer without a
         // trial encoding
         let fit = if fixed + reply.records_len(true) <= limit
@@ -170,15 +196,49 @@ fn fits(
     edns: Option<&Edns>,
     meta: Metadata,
 ) -> bool {
-    let mut builder = MessageResponseBuilder::from_message_request(request);
-    if let Some(e) = edns {
-        builder.edns(e);
-    }
-    let msg = message(builder, meta, reply, with_additional);
+    let msg = message(builder(request, edns), meta, reply, with_additional);
     let mut buf = Vec::with_capacity(limit);
     let mut enc = BinEncoder::new(&mut buf);
     enc.set_max_size(u16::try_from(limit).unwrap_or(u16::MAX));
     matches!(msg.destructive_emit(&mut enc), Ok(h) if !h.truncation)
+}
+
+/// A response builder for `request`, with `edns` when the query had EDNS.
+fn builder<'q>(request: &'q Request, edns: Option<&'q Edns>) -> MessageResponseBuilder<'q> {
+    let mut b = MessageResponseBuilder::from_message_request(request);
+    if let Some(e) = edns {
+        b.edns(e);
+    }
+    b
+}
+
+/// The query's ECS option. Err when it is malformed: address bits set
+/// beyond the source prefix (RFC 7871 §6). hickory itself rejects unknown
+/// families, over-long prefixes and short addresses while decoding.
+fn client_subnet(request: &Request) -> Result<Option<ClientSubnet>, ()> {
+    let Some(edns) = &request.edns else {
+        return Ok(None);
+    };
+    match edns.option(EdnsCode::Subnet) {
+        Some(EdnsOption::Subnet(cs)) => {
+            let clean = match cs.addr() {
+                IpAddr::V4(a) => {
+                    let bits = u32::from(cs.source_prefix().min(32));
+                    u32::from(a) & u32::MAX.checked_shr(bits).unwrap_or(0) == 0
+                }
+                IpAddr::V6(a) => {
+                    let bits = u32::from(cs.source_prefix().min(128));
+                    u128::from(a) & u128::MAX.checked_shr(bits).unwrap_or(0) == 0
+                }
+            };
+            if clean {
+                Ok(Some(*cs))
+            } else {
+                Err(())
+            }
+        }
+        _ => Ok(None),
+    }
 }
 
 /// The reply as a message, with or without its additional records.

@@ -21,7 +21,8 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, NULL, SOA, SRV, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use meridian_config::zone::{
-    Endpoint, EndpointAddress, RecordData, RecordType as ConfigType, SteeredRecord, Zone,
+    Endpoint, EndpointAddress, ProbeRegion, RecordData, RecordType as ConfigType, SteeredRecord,
+    Zone,
 };
 use meridian_config::{DomainName, ZoneSpec};
 use meridian_steering::Policy;
@@ -145,7 +146,7 @@ impl Snapshot {
         let zones = spec
             .zones
             .iter()
-            .map(|z| build_zone(z, serial, &pools))
+            .map(|z| build_zone(z, serial, &pools, &spec.regions))
             .collect::<Result<_, _>>()?;
         Ok(Snapshot {
             version,
@@ -231,6 +232,7 @@ fn build_zone(
     z: &Zone,
     serial: u32,
     pools: &HashMap<&str, Arc<[Endpoint]>>,
+    regions: &[ProbeRegion],
 ) -> Result<ZoneData, BuildError> {
     let origin = name(&z.name)?;
     let soa_rdata = SOA::new(
@@ -296,7 +298,7 @@ fn build_zone(
     }
     for s in &z.steered {
         let owner = name(&s.name)?;
-        let steered = build_steered(s, &owner, pools)?;
+        let steered = build_steered(s, &owner, pools, regions)?;
         nodes
             .entry(LowerName::from(&owner))
             .or_default()
@@ -377,6 +379,7 @@ fn build_steered(
     s: &SteeredRecord,
     owner: &Name,
     pools: &HashMap<&str, Arc<[Endpoint]>>,
+    regions: &[ProbeRegion],
 ) -> Result<Steered, BuildError> {
     let endpoints = pools
         .get(s.pool.as_str())
@@ -392,7 +395,7 @@ fn build_steered(
             )))
         })
         .collect::<Result<_, BuildError>>()?;
-    let policy = Policy::compile(&s.steps, &s.on_all_down);
+    let policy = Policy::compile(&s.steps, &s.on_all_down, &endpoints, regions);
     let sorry = policy
         .sorry()
         .iter()

@@ -11,6 +11,8 @@ pub mod build;
 use std::fmt;
 use std::net::IpAddr;
 
+/// A read-only memory map, for [`DbBytes::Mapped`].
+pub use maxminddb::Mmap;
 use maxminddb::{MaxMindDbError, Reader};
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};

@@ -4,37 +4,49 @@
 //! the record's candidate endpoints (NS1 filter-chain style). Each step takes
 //! the ordered candidate list and the query [`Context`] and leaves a new
 //! ordered list; when the pipeline ends empty, the record's
-//! [`OnAllDown`](meridian_config::zone::OnAllDown) rule decides.
+//! [`OnAllDown`] rule decides.
 //!
 //! # Layout
 //!
-//! - [`Policy`]: a record's pipeline compiled once per snapshot from its
-//!   config ([`Policy::compile`]), and [`Policy::decide`], the per-query call.
-//! - [`Context`]: what a step may know about the query (client address,
-//!   randomness). Geography, health and latency views join it as they
-//!   arrive; steps that need them fall through when they are absent.
-//! - [`Trace`]: an optional record of what each step kept and dropped, and
-//!   why, for `explain`.
+//! - [`Policy`]: a record's pipeline compiled once per snapshot against its
+//!   pool ([`Policy::compile`]): region indices, coordinates as unit
+//!   vectors, bias factors, the RTT matrix and hash seeds are all worked out
+//!   then. [`Policy::decide`] is the per-query call.
+//! - [`Context`]: what steps may know about the query — the client address
+//!   and how many of its bits are known, its [`Location`], randomness.
+//! - `steps`: the steps themselves; `table`: the per-pool tables.
+//! - [`geo`]: client facts from MaxMind databases.
+//! - [`Trace`]: what each step kept and dropped, and why, for `explain`.
 //!
-//! This crate does no I/O: it reads no clock, socket or file, and
-//! randomness comes in as an argument, so every decision is a plain function
-//! call in tests and benchmarks.
+//! A [`Decision`] also says how many leading bits of the client address the
+//! answer depended on, which the DNS server returns as the ECS scope.
+//!
+//! This crate does no I/O: it reads no clock, socket or file (databases
+//! arrive as bytes), and randomness comes in as an argument, so every
+//! decision is a plain function call in tests and benchmarks.
 
 #![forbid(unsafe_code)]
 
 pub mod geo;
+mod steps;
+mod table;
 
 use std::net::IpAddr;
 
 pub use geo::{Code, GeoIp, Location};
-use meridian_config::zone::{AdminState, Endpoint, OnAllDown, Step};
+use meridian_config::zone::{
+    AdminState, CostMargin, Endpoint, EndpointAddress, OnAllDown, ProbeRegion, Step,
+};
 use rand::RngCore;
+
+use steps::{FenceStage, GeoStage};
+use table::Table;
 
 /// Index of an endpoint in its pool.
 pub type Candidate = u16;
 
 /// A step ready to run, with what could be worked out ahead of time.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 enum Stage {
     Health,
     Priority,
@@ -43,7 +55,13 @@ enum Stage {
     Weighted {
         picks: usize,
     },
+    Sticky,
     First(usize),
+    Fence(Box<FenceStage>),
+    Geo(Box<GeoStage>),
+    Nearest,
+    Latency,
+    Cost(CostMargin),
 }
 
 impl Stage {
@@ -52,7 +70,13 @@ impl Stage {
             Stage::Health => "health",
             Stage::Priority => "priority",
             Stage::Weighted { .. } => "weighted",
+            Stage::Sticky => "weighted(sticky)",
             Stage::First(_) => "first",
+            Stage::Fence(_) => "fence",
+            Stage::Geo(_) => "geo",
+            Stage::Nearest => "nearest",
+            Stage::Latency => "latency",
+            Stage::Cost(_) => "cost",
         }
     }
 }
@@ -68,11 +92,25 @@ pub enum Outcome {
     NoData,
 }
 
+/// The outcome, and how specific to the client it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub outcome: Outcome,
+    /// Leading bits of the client address the answer depended on (0: the
+    /// same for every client), at most [`Context::client_prefix`].
+    pub scope: u8,
+}
+
 /// The facts about one query that steps may use.
 pub struct Context<'a> {
     /// The client's address: the ECS address when the query carried one,
     /// else the resolver's. `None` when unknown (e.g. `explain` without one).
     pub client: Option<IpAddr>,
+    /// How many leading bits of `client` are known: the ECS source prefix,
+    /// else the whole address (32 or 128).
+    pub client_prefix: u8,
+    /// What GeoIP knows of the client; `None` when no database is loaded.
+    pub location: Option<&'a Location>,
     /// Randomness for weighted draws.
     pub rng: &'a mut dyn RngCore,
 }
@@ -93,62 +131,134 @@ pub struct Trace {
     pub steps: Vec<StepTrace>,
 }
 
-/// A steered record's pipeline, compiled.
-#[derive(Debug, Clone, PartialEq)]
+/// Work a step may note for the trace, and the client bits it used.
+pub(crate) struct Effects<'n> {
+    pub notes: Option<&'n mut Vec<String>>,
+    pub scope: u8,
+}
+
+impl Effects<'_> {
+    /// Records a note when tracing; the message is only built then.
+    pub fn note(&mut self, f: impl FnOnce() -> String) {
+        if let Some(n) = self.notes.as_deref_mut() {
+            n.push(f());
+        }
+    }
+
+    /// The answer depends on the first `bits` bits of the client address.
+    pub fn depends(&mut self, bits: u8) {
+        self.scope = self.scope.max(bits);
+    }
+}
+
+/// A steered record's pipeline, compiled against its pool.
+#[derive(Debug, Clone)]
 pub struct Policy {
     stages: Vec<Stage>,
     on_all_down: OnAllDown,
+    table: Table,
+    needs_location: bool,
 }
 
 impl Policy {
-    /// Compiles configured steps.
-    pub fn compile(steps: &[Step], on_all_down: &OnAllDown) -> Policy {
-        let stages = steps
+    /// Compiles configured steps for `pool`, with the probe `regions`.
+    /// The spec is validated, so every name resolves; a name that does not
+    /// simply matches nothing.
+    pub fn compile(
+        steps: &[Step],
+        on_all_down: &OnAllDown,
+        pool: &[Endpoint],
+        regions: &[ProbeRegion],
+    ) -> Policy {
+        let table = Table::new(pool, regions);
+        let stages: Vec<Stage> = steps
             .iter()
             .enumerate()
             .map(|(i, s)| match s {
                 Step::Health => Stage::Health,
                 Step::Priority => Stage::Priority,
-                Step::Weighted => Stage::Weighted {
+                Step::Weighted { sticky: true } => Stage::Sticky,
+                Step::Weighted { sticky: false } => Stage::Weighted {
                     picks: match steps.get(i + 1) {
                         Some(Step::First(n)) => usize::from(*n),
                         _ => usize::MAX,
                     },
                 },
                 Step::First(n) => Stage::First(usize::from(*n)),
+                Step::Fence(rules) => Stage::Fence(Box::new(FenceStage::new(rules, pool, &table))),
+                Step::Geo(map) => Stage::Geo(Box::new(GeoStage::new(map, &table))),
+                Step::Nearest => Stage::Nearest,
+                Step::Latency => Stage::Latency,
+                Step::Cost(m) => Stage::Cost(*m),
             })
             .collect();
+        let needs_location = stages.iter().any(|s| match s {
+            Stage::Fence(f) => f.uses_location(),
+            Stage::Geo(_) | Stage::Nearest | Stage::Latency | Stage::Cost(_) => true,
+            _ => false,
+        });
         Policy {
             stages,
             on_all_down: on_all_down.clone(),
+            table,
+            needs_location,
         }
     }
 
-    /// Runs the pipeline over `pool`. `out` is cleared and filled with the
-    /// chosen endpoints' indices when the outcome is
-    /// [`Outcome::Endpoints`]. With `trace`, each step's effect is recorded.
+    /// Whether any step looks at the client's location, so the caller
+    /// knows whether a GeoIP lookup is worth doing.
+    pub fn needs_location(&self) -> bool {
+        self.needs_location
+    }
+
+    /// Runs the pipeline over `pool` (the one it was compiled for). `out`
+    /// is cleared and filled with the chosen endpoints' indices when the
+    /// outcome is [`Outcome::Endpoints`]. With `trace`, each step's effect
+    /// is recorded.
     pub fn decide(
         &self,
         pool: &[Endpoint],
         ctx: &mut Context<'_>,
         out: &mut Vec<Candidate>,
         mut trace: Option<&mut Trace>,
-    ) -> Outcome {
+    ) -> Decision {
         out.clear();
         // pools are validated to hold at most u16::MAX endpoints
         out.extend((0..pool.len()).map(|i| i as Candidate));
+        let mut scope = 0u8;
+        // the probe region nearest the client, found once if needed
+        let mut nearest_probe = None;
         for stage in &self.stages {
             let mut notes = Vec::new();
-            let notes_ref = trace.as_ref().map(|_| &mut notes);
+            let mut fx = Effects {
+                notes: trace.as_ref().map(|_| &mut notes),
+                scope: 0,
+            };
             match stage {
-                Stage::Health => health(pool, out, notes_ref),
-                Stage::Priority => priority(pool, out, notes_ref),
+                Stage::Health => steps::health(pool, out, &mut fx),
+                Stage::Priority => steps::priority(pool, out, &mut fx),
                 Stage::Weighted { picks } => {
-                    drop_zero_weights(pool, out);
-                    weighted(pool, out, *picks, ctx.rng, notes_ref);
+                    steps::drop_zero_weights(pool, out);
+                    steps::weighted(pool, out, *picks, ctx.rng, &mut fx);
+                }
+                Stage::Sticky => {
+                    steps::drop_zero_weights(pool, out);
+                    steps::sticky(pool, &self.table, out, ctx, &mut fx);
                 }
                 Stage::First(n) => out.truncate(*n),
+                Stage::Fence(f) => f.apply(pool, out, ctx, &mut fx),
+                Stage::Geo(g) => g.apply(&self.table, out, ctx, &mut fx),
+                Stage::Nearest => steps::nearest(pool, &self.table, out, ctx, &mut fx),
+                Stage::Latency => {
+                    let probe = *nearest_probe.get_or_insert_with(|| self.table.nearest_probe(ctx));
+                    steps::latency(&self.table, out, probe, ctx, &mut fx);
+                }
+                Stage::Cost(m) => {
+                    let probe = *nearest_probe.get_or_insert_with(|| self.table.nearest_probe(ctx));
+                    steps::cost(pool, &self.table, out, probe, *m, ctx, &mut fx);
+                }
             }
+            scope = scope.max(fx.scope);
             if let Some(t) = trace.as_deref_mut() {
                 t.steps.push(StepTrace {
                     step: stage.name(),
@@ -157,8 +267,12 @@ impl Policy {
                 });
             }
         }
+        let scope = scope.min(ctx.client_prefix);
         if !out.is_empty() {
-            return Outcome::Endpoints;
+            return Decision {
+                outcome: Outcome::Endpoints,
+                scope,
+            };
         }
         let (outcome, note) = match &self.on_all_down {
             OnAllDown::FailOpen => {
@@ -190,11 +304,11 @@ impl Policy {
                 notes: vec![note.to_string()],
             });
         }
-        outcome
+        Decision { outcome, scope }
     }
 
     /// The sorry set, when `on_all_down` has one.
-    pub fn sorry(&self) -> &[meridian_config::zone::EndpointAddress] {
+    pub fn sorry(&self) -> &[EndpointAddress] {
         match &self.on_all_down {
             OnAllDown::Sorry(s) => s,
             _ => &[],
@@ -206,87 +320,6 @@ fn ids(pool: &[Endpoint], list: &[Candidate]) -> Vec<String> {
     list.iter()
         .map(|&i| pool[usize::from(i)].id.clone())
         .collect()
-}
-
-fn health(pool: &[Endpoint], list: &mut Vec<Candidate>, notes: Option<&mut Vec<String>>) {
-    match notes {
-        None => list.retain(|&i| pool[usize::from(i)].state == AdminState::Enabled),
-        Some(notes) => list.retain(|&i| {
-            let e = &pool[usize::from(i)];
-            let keep = e.state == AdminState::Enabled;
-            if !keep {
-                notes.push(format!("dropped {} (admin state {:?})", e.id, e.state));
-            }
-            keep
-        }),
-    }
-}
-
-fn priority(pool: &[Endpoint], list: &mut Vec<Candidate>, notes: Option<&mut Vec<String>>) {
-    let Some(best) = list.iter().map(|&i| pool[usize::from(i)].priority).min() else {
-        return;
-    };
-    let before = list.len();
-    list.retain(|&i| pool[usize::from(i)].priority == best);
-    if let Some(notes) = notes {
-        if list.len() < before {
-            notes.push(format!(
-                "kept priority tier {best}, dropped {} in later tiers",
-                before - list.len()
-            ));
-        }
-    }
-}
-
-/// Weighted draw without replacement for the first `picks` places; the rest
-/// keep their order. Weight 0 means "only when every weight is 0" (as in
-/// Route 53): zero-weight endpoints are dropped while any has weight.
-fn weighted(
-    pool: &[Endpoint],
-    list: &mut [Candidate],
-    picks: usize,
-    rng: &mut dyn RngCore,
-    notes: Option<&mut Vec<String>>,
-) {
-    let weight = |i: Candidate| u64::from(pool[usize::from(i)].weight);
-    let mut total: u64 = list.iter().map(|&i| weight(i)).sum();
-    let uniform = total == 0;
-    if uniform {
-        total = list.len() as u64;
-    }
-    let w = |i: Candidate| if uniform { 1 } else { weight(i) };
-    let mut placed = 0;
-    while placed < list.len().min(picks) && total > 0 {
-        let mut r = rng.next_u64() % total;
-        let mut chosen = placed;
-        for (k, &c) in list.iter().enumerate().skip(placed) {
-            let cw = w(c);
-            if r < cw {
-                chosen = k;
-                break;
-            }
-            r -= cw;
-        }
-        total -= w(list[chosen]);
-        // move the chosen one into place, keeping the others' order
-        list[placed..=chosen].rotate_right(1);
-        placed += 1;
-    }
-    if let Some(notes) = notes {
-        notes.push(if uniform {
-            "all weights are 0: drew uniformly".to_string()
-        } else {
-            format!("drew {placed} by weight")
-        });
-    }
-}
-
-/// Drops zero-weight candidates while any candidate has weight, so weighted
-/// answers never include them.
-fn drop_zero_weights(pool: &[Endpoint], list: &mut Vec<Candidate>) {
-    if list.iter().any(|&i| pool[usize::from(i)].weight > 0) {
-        list.retain(|&i| pool[usize::from(i)].weight > 0);
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 use super::*;
-use meridian_config::zone::EndpointAddress;
+use meridian_config::zone::{ClientMatch, EndpointAddress, FenceRule, GeoMap};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use std::collections::BTreeMap;
+
+use AdminState::{Disabled, Drained, Enabled};
 
 fn ep(id: &str, weight: u16, priority: u16, state: AdminState) -> Endpoint {
     Endpoint {
@@ -14,6 +17,85 @@ fn ep(id: &str, weight: u16, priority: u16, state: AdminState) -> Endpoint {
         cost: 0.0,
         priority,
         state,
+        bias: 0,
+        rtt_ms: BTreeMap::new(),
+    }
+}
+
+/// An endpoint in `region` at (lat, lon) with `cost` and static RTTs.
+fn placed(id: &str, region: &str, lat: f64, lon: f64, cost: f64, rtt: &[(&str, f64)]) -> Endpoint {
+    Endpoint {
+        region: region.into(),
+        lat: Some(lat),
+        lon: Some(lon),
+        cost,
+        rtt_ms: rtt.iter().map(|(r, ms)| (r.to_string(), *ms)).collect(),
+        ..ep(id, 1, 1, Enabled)
+    }
+}
+
+fn code(s: &str) -> Option<Code> {
+    Code::new(s)
+}
+
+/// A client location: country, continent, coordinates, network prefix.
+fn loc(country: &str, continent: &str, coords: (f64, f64), prefix: u8) -> Location {
+    Location {
+        country: code(country),
+        continent: code(continent),
+        subdivision: None,
+        coords: Some(coords),
+        asn: None,
+        network_prefix: prefix,
+    }
+}
+
+struct Run<'a> {
+    pool: &'a [Endpoint],
+    steps: Vec<Step>,
+    on_all_down: OnAllDown,
+    regions: Vec<ProbeRegion>,
+    client: Option<IpAddr>,
+    prefix: u8,
+    location: Option<Location>,
+    seed: u64,
+}
+
+impl<'a> Run<'a> {
+    fn new(pool: &'a [Endpoint], steps: Vec<Step>) -> Run<'a> {
+        Run {
+            pool,
+            steps,
+            on_all_down: OnAllDown::NoData,
+            regions: Vec::new(),
+            client: Some("192.0.2.77".parse().unwrap()),
+            prefix: 32,
+            location: None,
+            seed: 1,
+        }
+    }
+
+    fn decide(&self) -> (Decision, Vec<String>) {
+        let policy = Policy::compile(&self.steps, &self.on_all_down, self.pool, &self.regions);
+        let mut rng = StdRng::seed_from_u64(self.seed);
+        let mut ctx = Context {
+            client: self.client,
+            client_prefix: self.prefix,
+            location: self.location.as_ref(),
+            rng: &mut rng,
+        };
+        let mut out = Vec::new();
+        let d = policy.decide(self.pool, &mut ctx, &mut out, None);
+        (
+            d,
+            out.iter()
+                .map(|&i| self.pool[usize::from(i)].id.clone())
+                .collect(),
+        )
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.decide().1
     }
 }
 
@@ -23,23 +105,16 @@ fn run(
     on_all_down: OnAllDown,
     seed: u64,
 ) -> (Outcome, Vec<String>) {
-    let policy = Policy::compile(steps, &on_all_down);
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut ctx = Context {
-        client: None,
-        rng: &mut rng,
-    };
-    let mut out = Vec::new();
-    let outcome = policy.decide(pool, &mut ctx, &mut out, None);
-    (
-        outcome,
-        out.iter()
-            .map(|&i| pool[usize::from(i)].id.clone())
-            .collect(),
-    )
+    let mut r = Run::new(pool, steps.to_vec());
+    r.on_all_down = on_all_down;
+    r.seed = seed;
+    let (d, ids) = r.decide();
+    (d.outcome, ids)
 }
 
-use AdminState::{Disabled, Drained, Enabled};
+fn weighted() -> Step {
+    Step::Weighted { sticky: false }
+}
 
 #[test]
 fn health_drops_endpoints_not_enabled() {
@@ -63,15 +138,13 @@ fn priority_keeps_the_best_tier_with_candidates() {
         ep("p3", 1, 3, Enabled),
         ep("p2b", 1, 2, Enabled),
     ];
-    // the top tier is disabled, so tier 2 answers
     assert_eq!(
         run(&pool, &[Step::Health, Step::Priority], OnAllDown::NoData, 1).1,
-        vec!["p2".to_string(), "p2b".to_string()]
+        ["p2", "p2b"]
     );
-    // without health, tier 1 wins even though it is disabled
     assert_eq!(
         run(&pool, &[Step::Priority], OnAllDown::NoData, 1).1,
-        vec!["p1".to_string()]
+        ["p1"]
     );
 }
 
@@ -84,7 +157,7 @@ fn first_keeps_n() {
     ];
     assert_eq!(
         run(&pool, &[Step::First(2)], OnAllDown::NoData, 1).1,
-        vec!["a".to_string(), "b".to_string()]
+        ["a", "b"]
     );
     assert_eq!(
         run(&pool, &[Step::First(9)], OnAllDown::NoData, 1).1.len(),
@@ -99,22 +172,24 @@ fn weighted_follows_weights() {
         ep("b", 3, 1, Enabled),
         ep("z", 0, 1, Enabled),
     ];
-    let mut counts = [0u32; 2];
     let n = 20_000;
+    let mut b = 0;
     for seed in 0..n {
-        let (_, ids) = run(
+        match run(
             &pool,
-            &[Step::Weighted, Step::First(1)],
+            &[weighted(), Step::First(1)],
             OnAllDown::NoData,
             seed,
-        );
-        match ids[0].as_str() {
-            "a" => counts[0] += 1,
-            "b" => counts[1] += 1,
+        )
+        .1[0]
+            .as_str()
+        {
+            "a" => {}
+            "b" => b += 1,
             other => panic!("zero weight answered: {other}"),
         }
     }
-    let share_b = f64::from(counts[1]) / f64::from(n as u32);
+    let share_b = f64::from(b) / n as f64;
     assert!((share_b - 0.75).abs() < 0.02, "b got {share_b}");
 }
 
@@ -124,7 +199,7 @@ fn weighted_keeps_every_candidate_once() {
         .map(|i| ep(&format!("e{i}"), (i % 5) as u16 + 1, 1, Enabled))
         .collect();
     for seed in 0..50 {
-        let (_, mut ids) = run(&pool, &[Step::Weighted], OnAllDown::NoData, seed);
+        let (_, mut ids) = run(&pool, &[weighted()], OnAllDown::NoData, seed);
         assert_eq!(ids.len(), 30);
         ids.sort();
         ids.dedup();
@@ -136,16 +211,7 @@ fn weighted_keeps_every_candidate_once() {
 fn all_zero_weights_draw_uniformly() {
     let pool = [ep("a", 0, 1, Enabled), ep("b", 0, 1, Enabled)];
     let firsts: Vec<String> = (0..200)
-        .map(|s| {
-            run(
-                &pool,
-                &[Step::Weighted, Step::First(1)],
-                OnAllDown::NoData,
-                s,
-            )
-            .1[0]
-                .clone()
-        })
+        .map(|s| run(&pool, &[weighted(), Step::First(1)], OnAllDown::NoData, s).1[0].clone())
         .collect();
     assert!(firsts.iter().any(|f| f == "a") && firsts.iter().any(|f| f == "b"));
 }
@@ -154,14 +220,12 @@ fn all_zero_weights_draw_uniformly() {
 fn on_all_down_rules() {
     let pool = [ep("a", 1, 1, Drained), ep("b", 1, 1, Enabled)];
     let all_down = [ep("a", 1, 1, Drained), ep("b", 1, 1, Disabled)];
-    // a step (here `first` after health on an all-drained pool) leaves nothing
     assert_eq!(
         run(&all_down, &[Step::Health], OnAllDown::NoData, 1).0,
         Outcome::NoData
     );
     let sorry = OnAllDown::Sorry(vec![EndpointAddress::Ip("192.0.2.99".parse().unwrap())]);
     assert_eq!(run(&all_down, &[Step::Health], sorry, 1).0, Outcome::Sorry);
-    // fail open answers every enabled endpoint; with none enabled, NODATA
     assert_eq!(
         run(&all_down, &[Step::Health], OnAllDown::FailOpen, 1).0,
         Outcome::NoData
@@ -170,6 +234,23 @@ fn on_all_down_rules() {
         run(&pool, &[Step::Health], OnAllDown::FailOpen, 1),
         (Outcome::Endpoints, vec!["b".to_string()])
     );
+}
+
+#[test]
+fn empty_pool_and_empty_pipeline() {
+    let none: [Endpoint; 0] = [];
+    for steps in [
+        vec![Step::Health, weighted(), Step::First(1)],
+        vec![Step::Weighted { sticky: true }],
+        vec![Step::Nearest],
+    ] {
+        assert_eq!(
+            run(&none, &steps, OnAllDown::NoData, 1),
+            (Outcome::NoData, vec![])
+        );
+    }
+    let pool = [ep("a", 1, 1, Enabled), ep("b", 1, 1, Disabled)];
+    assert_eq!(run(&pool, &[], OnAllDown::NoData, 1).1.len(), 2);
 }
 
 #[test]
@@ -182,10 +263,14 @@ fn trace_says_what_each_step_did() {
     let policy = Policy::compile(
         &[Step::Health, Step::Priority, Step::First(1)],
         &OnAllDown::NoData,
+        &pool,
+        &[],
     );
     let mut rng = StdRng::seed_from_u64(1);
     let mut ctx = Context {
         client: None,
+        client_prefix: 0,
+        location: None,
         rng: &mut rng,
     };
     let mut out = Vec::new();
@@ -197,8 +282,376 @@ fn trace_says_what_each_step_did() {
     assert_eq!(trace.steps[1].kept, ["b"]);
 }
 
+// --- location steps ---
+
+fn world() -> Vec<Endpoint> {
+    vec![
+        placed(
+            "eu-1",
+            "eu-west",
+            53.35,
+            -6.26,
+            3.0,
+            &[("eu-west", 5.0), ("us-east", 80.0)],
+        ),
+        placed(
+            "eu-2",
+            "eu-west",
+            50.11,
+            8.68,
+            1.0,
+            &[("eu-west", 12.0), ("us-east", 90.0)],
+        ),
+        placed(
+            "us-1",
+            "us-east",
+            39.04,
+            -77.49,
+            2.0,
+            &[("eu-west", 75.0), ("us-east", 4.0)],
+        ),
+        placed("ap-1", "ap-south", 19.08, 72.88, 1.0, &[("eu-west", 120.0)]),
+    ]
+}
+
+fn probe_regions() -> Vec<ProbeRegion> {
+    vec![
+        ProbeRegion {
+            name: "eu-west".into(),
+            lat: 53.3,
+            lon: -6.3,
+        },
+        ProbeRegion {
+            name: "us-east".into(),
+            lat: 39.0,
+            lon: -77.5,
+        },
+    ]
+}
+
+fn geo_map() -> GeoMap {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    GeoMap {
+        subdivisions: vec![(("US".into(), "CA".into()), s(&["ap-south"]))],
+        countries: vec![("JP".into(), s(&["ap-south", "us-east"]))],
+        continents: vec![
+            ("EU".into(), s(&["eu-west", "us-east"])),
+            ("NA".into(), s(&["us-east"])),
+        ],
+        default: s(&["us-east"]),
+    }
+}
+
 #[test]
-fn empty_pipeline_answers_the_whole_pool() {
-    let pool = [ep("a", 1, 1, Enabled), ep("b", 1, 1, Disabled)];
-    assert_eq!(run(&pool, &[], OnAllDown::NoData, 1).1.len(), 2);
+fn geo_follows_the_fallback_chain() {
+    let pool = world();
+    let mut r = Run::new(&pool, vec![Step::Health, Step::Geo(geo_map())]);
+    r.location = Some(loc("IE", "EU", (53.3, -6.2), 25));
+    r.prefix = 24;
+    let (d, ids) = r.decide();
+    assert_eq!(ids, ["eu-1", "eu-2"]);
+    assert_eq!(d.scope, 24, "geo network /25 capped by the source /24");
+    r.prefix = 32;
+    assert_eq!(r.decide().0.scope, 25);
+
+    // the continent's first region is down: its next one
+    let mut down = world();
+    down[0].state = Disabled;
+    down[1].state = Drained;
+    let mut r2 = Run::new(&down, vec![Step::Health, Step::Geo(geo_map())]);
+    r2.location = Some(loc("IE", "EU", (53.3, -6.2), 25));
+    assert_eq!(r2.ids(), ["us-1"]);
+
+    // a country rule beats the continent; a subdivision beats the country
+    r.location = Some(loc("JP", "AS", (35.7, 139.7), 25));
+    assert_eq!(r.ids(), ["ap-1"]);
+    let mut ca = loc("US", "NA", (37.8, -122.4), 25);
+    ca.subdivision = code("CA");
+    r.location = Some(ca);
+    assert_eq!(r.ids(), ["ap-1"]);
+    r.location = Some(loc("US", "NA", (39.0, -77.0), 25));
+    assert_eq!(r.ids(), ["us-1"]);
+}
+
+#[test]
+fn geo_without_a_location_uses_the_default() {
+    let pool = world();
+    let mut r = Run::new(&pool, vec![Step::Geo(geo_map())]);
+    // no database
+    let (d, ids) = r.decide();
+    assert_eq!((ids, d.scope), (vec!["us-1".to_string()], 0));
+    // a database that does not know the client
+    r.location = Some(Location {
+        network_prefix: 8,
+        ..Location::default()
+    });
+    let (d, ids) = r.decide();
+    assert_eq!((ids, d.scope), (vec!["us-1".to_string()], 8));
+    // nothing mapped has candidates: all kept
+    let only_ap = [world().remove(3)];
+    let r = Run::new(&only_ap, vec![Step::Geo(geo_map())]);
+    assert_eq!(r.ids(), ["ap-1"]);
+}
+
+fn fence(target: &str, allow: Option<ClientMatch>, deny: Option<ClientMatch>) -> Step {
+    Step::Fence(vec![FenceRule {
+        target: target.into(),
+        allow,
+        deny,
+    }])
+}
+
+#[test]
+fn fence_by_geography_asn_and_cidr() {
+    let pool = world();
+    let eu_only = ClientMatch {
+        continents: vec!["EU".into()],
+        ..Default::default()
+    };
+    let mut r = Run::new(&pool, vec![fence("eu-west", Some(eu_only.clone()), None)]);
+    r.location = Some(loc("JP", "AS", (35.7, 139.7), 20));
+    let (d, ids) = r.decide();
+    assert_eq!(ids, ["us-1", "ap-1"]);
+    assert_eq!(d.scope, 20);
+    r.location = Some(loc("DE", "EU", (50.1, 8.7), 20));
+    assert_eq!(r.ids().len(), 4);
+    // unknown location: an allow list cannot be satisfied
+    r.location = None;
+    assert_eq!(r.ids(), ["us-1", "ap-1"]);
+
+    // an endpoint's own rule wins over its region's
+    let deny_asn = ClientMatch {
+        asns: vec![64500],
+        ..Default::default()
+    };
+    let steps = vec![Step::Fence(vec![
+        FenceRule {
+            target: "eu-west".into(),
+            allow: Some(eu_only),
+            deny: None,
+        },
+        FenceRule {
+            target: "eu-2".into(),
+            allow: None,
+            deny: Some(deny_asn),
+        },
+    ])];
+    let mut r = Run::new(&pool, steps);
+    let mut l = loc("JP", "AS", (35.7, 139.7), 20);
+    l.asn = Some(64501);
+    r.location = Some(l);
+    assert_eq!(r.ids(), ["eu-2", "us-1", "ap-1"]);
+    l.asn = Some(64500);
+    r.location = Some(l);
+    let (d, ids) = r.decide();
+    assert_eq!(ids, ["us-1", "ap-1"]);
+    assert_eq!(
+        d.scope, 32,
+        "ASN membership depends on the whole known address"
+    );
+
+    // CIDR: only when the known client bits cover the network
+    let deny_net = ClientMatch {
+        cidrs: vec!["192.0.2.0/24".parse().unwrap()],
+        ..Default::default()
+    };
+    let mut r = Run::new(&pool, vec![fence("us-east", None, Some(deny_net))]);
+    let (d, ids) = r.decide();
+    assert_eq!((ids.len(), d.scope), (3, 24));
+    r.prefix = 16;
+    assert_eq!(r.decide().0.scope, 16);
+    assert_eq!(
+        r.ids().len(),
+        4,
+        "a /16 source does not prove membership of a /24"
+    );
+    r.client = Some("2001:db8::1".parse().unwrap());
+    r.prefix = 56;
+    assert_eq!(r.ids().len(), 4, "an IPv6 client is not in an IPv4 network");
+}
+
+#[test]
+fn nearest_orders_by_distance_with_bias() {
+    let pool = world();
+    let mut r = Run::new(&pool, vec![Step::Nearest]);
+    r.location = Some(loc("IN", "AS", (19.0, 72.8), 22));
+    let (d, ids) = r.decide();
+    assert_eq!(ids, ["ap-1", "eu-2", "eu-1", "us-1"]);
+    assert_eq!(d.scope, 22);
+    r.location = Some(loc("US", "NA", (40.7, -74.0), 22));
+    assert_eq!(r.ids()[0], "us-1");
+    // a strong bias pulls a farther endpoint ahead
+    let mut biased = world();
+    biased[0].bias = 95;
+    let mut r2 = Run::new(&biased, vec![Step::Nearest]);
+    r2.location = Some(loc("US", "NA", (40.7, -74.0), 22));
+    assert_eq!(r2.ids()[0], "eu-1");
+    // no coordinates: order kept; endpoints without coordinates go last
+    r.location = Some(Location {
+        country: code("US"),
+        network_prefix: 22,
+        ..Location::default()
+    });
+    assert_eq!(r.ids(), ["eu-1", "eu-2", "us-1", "ap-1"]);
+    let mut partial = world();
+    partial[0].lat = None;
+    partial[0].lon = None;
+    let mut r3 = Run::new(&partial, vec![Step::Nearest]);
+    r3.location = Some(loc("IE", "EU", (53.3, -6.2), 22));
+    assert_eq!(r3.ids().last().unwrap(), "eu-1");
+}
+
+#[test]
+fn latency_orders_by_rtt_from_the_nearest_probe_region() {
+    let pool = world();
+    let mut r = Run::new(&pool, vec![Step::Latency]);
+    r.regions = probe_regions();
+    r.location = Some(loc("FR", "EU", (48.9, 2.3), 21));
+    let (d, ids) = r.decide();
+    assert_eq!(ids, ["eu-1", "eu-2", "us-1", "ap-1"]);
+    assert_eq!(d.scope, 21);
+    // from America, ap-1 has no measurement from us-east: last
+    r.location = Some(loc("US", "NA", (40.7, -74.0), 21));
+    assert_eq!(r.ids(), ["us-1", "eu-1", "eu-2", "ap-1"]);
+    // no client position: order kept
+    r.location = None;
+    assert_eq!(r.ids(), ["eu-1", "eu-2", "us-1", "ap-1"]);
+}
+
+#[test]
+fn cost_prefers_the_cheapest_within_the_margin() {
+    let pool = world();
+    let mut r = Run::new(&pool, vec![Step::Latency, Step::Cost(CostMargin::Ms(10.0))]);
+    r.regions = probe_regions();
+    r.location = Some(loc("IE", "EU", (53.3, -6.2), 24));
+    // eu-1 5 ms cost 3, eu-2 12 ms cost 1: within 10 ms of the best, eu-2 is cheaper
+    assert_eq!(r.ids(), ["eu-2", "eu-1", "us-1", "ap-1"]);
+    r.steps = vec![Step::Latency, Step::Cost(CostMargin::Ms(5.0))];
+    assert_eq!(r.ids(), ["eu-1", "eu-2", "us-1", "ap-1"]);
+    r.steps = vec![Step::Latency, Step::Cost(CostMargin::Percent(200.0))];
+    assert_eq!(r.ids()[0], "eu-2");
+    // ties in cost keep the latency order
+    let mut tied = world();
+    tied[0].cost = 1.0;
+    let mut t = Run::new(&tied, vec![Step::Latency, Step::Cost(CostMargin::Ms(10.0))]);
+    t.regions = probe_regions();
+    t.location = Some(loc("IE", "EU", (53.3, -6.2), 24));
+    assert_eq!(t.ids()[..2], ["eu-1", "eu-2"]);
+}
+
+#[test]
+fn sticky_keeps_a_subnet_on_its_endpoint() {
+    let pool: Vec<Endpoint> = (0..5)
+        .map(|i| ep(&format!("e{i}"), 1, 1, Enabled))
+        .collect();
+    let steps = vec![Step::Weighted { sticky: true }, Step::First(1)];
+    let mut r = Run::new(&pool, steps);
+    r.client = Some("198.51.100.7".parse().unwrap());
+    let first = r.ids();
+    // same /24, other hosts and other random seeds: same answer
+    for (host, seed) in [("198.51.100.200", 9), ("198.51.100.1", 77)] {
+        r.client = Some(host.parse().unwrap());
+        r.seed = seed;
+        assert_eq!(r.ids(), first);
+    }
+    let (d, _) = r.decide();
+    assert_eq!(d.scope, 24);
+    r.client = Some("2001:db8:1:2::1".parse().unwrap());
+    r.prefix = 56;
+    assert_eq!(r.decide().0.scope, 48);
+    r.prefix = 32;
+    assert_eq!(r.decide().0.scope, 32, "never more bits than are known");
+    r.client = None;
+    assert_eq!(r.ids(), ["e0"], "no client: pool order");
+}
+
+#[test]
+fn codes_and_combinations() {
+    // geo then latency then sticky weighted then first 2: the benchmark pipeline
+    let pool = world();
+    let mut r = Run::new(
+        &pool,
+        vec![
+            Step::Health,
+            Step::Geo(geo_map()),
+            Step::Latency,
+            Step::Cost(CostMargin::Ms(20.0)),
+            Step::Weighted { sticky: true },
+            Step::First(2),
+        ],
+    );
+    r.regions = probe_regions();
+    r.location = Some(loc("IE", "EU", (53.3, -6.2), 25));
+    r.prefix = 24;
+    let (d, ids) = r.decide();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.iter().all(|i| i.starts_with("eu-")), "{ids:?}");
+    assert_eq!(d.scope, 24);
+}
+
+mod sticky_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pick(pool: &[Endpoint], client: IpAddr) -> String {
+        let mut r = Run::new(pool, vec![Step::Weighted { sticky: true }, Step::First(1)]);
+        r.client = Some(client);
+        r.prefix = 24;
+        r.ids().remove(0)
+    }
+
+    fn pool_of(weights: &[u16]) -> Vec<Endpoint> {
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| ep(&format!("e{i}"), w, 1, Enabled))
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn stable_across_calls_and_pool_order(ip: u32, weights in proptest::collection::vec(1u16..100, 2..12)) {
+            let pool = pool_of(&weights);
+            let client = IpAddr::from(std::net::Ipv4Addr::from(ip));
+            let a = pick(&pool, client);
+            prop_assert_eq!(&a, &pick(&pool, client));
+            let mut reversed = pool.clone();
+            reversed.reverse();
+            prop_assert_eq!(a, pick(&reversed, client));
+        }
+
+        #[test]
+        fn removing_an_endpoint_moves_only_its_subnets(seed: u64, weights in proptest::collection::vec(1u16..100, 3..10), gone in 0usize..3) {
+            let pool = pool_of(&weights);
+            let mut smaller = pool.clone();
+            let removed = smaller.remove(gone).id;
+            for k in 0..64u32 {
+                let subnet = (seed as u32 ^ k.wrapping_mul(0x9e37_79b9)) & 0xffff_ff00;
+                let client = IpAddr::from(std::net::Ipv4Addr::from(subnet));
+                let before = pick(&pool, client);
+                if before != removed {
+                    prop_assert_eq!(before, pick(&smaller, client));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shares_follow_the_weights_over_many_subnets() {
+        let pool = pool_of(&[1, 2, 5]);
+        let mut counts = [0u32; 3];
+        let n = 30_000u32;
+        for k in 0..n {
+            let client = IpAddr::from(std::net::Ipv4Addr::from(k << 8));
+            let id = pick(&pool, client);
+            counts[id[1..].parse::<usize>().unwrap()] += 1;
+        }
+        for (i, expected) in [1.0 / 8.0, 2.0 / 8.0, 5.0 / 8.0].iter().enumerate() {
+            let share = f64::from(counts[i]) / f64::from(n);
+            assert!(
+                (share - expected).abs() < 0.015,
+                "e{i}: {share} vs {expected}"
+            );
+        }
+    }
 }

@@ -74,7 +74,12 @@ fn base_spec_is_valid() {
     let st = &z.steered[0];
     assert_eq!(
         st.steps,
-        vec![Step::Health, Step::Priority, Step::Weighted, Step::First(2)]
+        vec![
+            Step::Health,
+            Step::Priority,
+            Step::Weighted { sticky: false },
+            Step::First(2)
+        ]
     );
     assert_eq!(
         st.on_all_down,
@@ -413,4 +418,118 @@ fn syntax_errors_name_the_position() {
 fn empty_file_is_an_empty_spec() {
     let s = parse("zones.yaml", "").unwrap();
     assert!(s.zones.is_empty() && s.pools.is_empty());
+}
+
+/// The base spec with probe regions and a steered record using `steps`.
+fn with_steps(steps: &str) -> String {
+    format!(
+        "{}regions:\n  eu-west: {{lat: 53.3, lon: -6.3}}\n  us-east: {{lat: 39.0, lon: -77.5}}\n",
+        spec(
+            "",
+            &format!(
+                "\n      - name: s\n        type: A\n        pool: web\n        steps: {steps}"
+            ),
+            ""
+        )
+    )
+}
+
+#[test]
+fn location_steps_parse() {
+    let s = parse(
+        "zones.yaml",
+        &with_steps(
+            "[health, {fence: {eu-west: {allow: {continents: [eu], cidrs: [192.0.2.0/24]}}, us-1: {deny: {countries: [cn], asns: [64511], subdivisions: [us-ca]}}}}, {geo: {subdivisions: {US-CA: [us-east]}, countries: {IE: [eu-west, us-east]}, continents: {EU: [eu-west]}, default: [us-east]}}, nearest, latency, {cost: {margin_ms: 20}}, {weighted: {sticky: true}}, {first: 1}]",
+        ),
+    )
+    .unwrap();
+    assert_eq!(s.regions.len(), 2);
+    let steps = &s.zones[0].steered[1].steps;
+    let Step::Fence(rules) = &steps[1] else {
+        panic!("{steps:?}")
+    };
+    assert_eq!(rules[0].target, "eu-west");
+    assert_eq!(rules[0].allow.as_ref().unwrap().continents, ["EU"]);
+    assert_eq!(
+        rules[1].deny.as_ref().unwrap().subdivisions,
+        [("US".to_string(), "CA".to_string())]
+    );
+    let Step::Geo(g) = &steps[2] else { panic!() };
+    assert_eq!(
+        g.countries,
+        [(
+            "IE".to_string(),
+            vec!["eu-west".to_string(), "us-east".to_string()]
+        )]
+    );
+    assert_eq!(g.default, ["us-east"]);
+    assert_eq!(steps[3], Step::Nearest);
+    assert_eq!(steps[5], Step::Cost(CostMargin::Ms(20.0)));
+    assert_eq!(steps[6], Step::Weighted { sticky: true });
+}
+
+#[test]
+fn location_step_errors() {
+    check_errors(
+        &with_steps("[{geo: {continents: {EUROPE: [eu-west], NA: [us-west]}, countries: {USA: [us-east]}}}]"),
+        &[
+            "steps[0].geo.countries.USA: expected a two-letter country code",
+            "steps[0].geo.continents.EUROPE: expected a continent code",
+            "steps[0].geo.continents.NA[0]: no endpoint of the pool is in region \"us-west\" (regions: eu-west, us-east)",
+        ],
+    );
+    check_errors(
+        &with_steps("[{fence: {mars: {allow: {cidrs: [192.0.2.1/24, nope]}}}}]"),
+        &[
+            "steps[0].fence.mars: no endpoint of the pool is in region \"mars\"",
+            "fence.mars.allow.cidrs[0]: 192.0.2.1/24 has host bits set; did you mean 192.0.2.0/24?",
+            "fence.mars.allow.cidrs[1]: expected a network like 192.0.2.0/24, got \"nope\"",
+        ],
+    );
+    check_errors(
+        &with_steps("[{cost: {}}]"),
+        &["cost: give `margin_ms` or `margin_pct`"],
+    );
+    check_errors(
+        &with_steps("[{fence: {eu-west: {}}}]"),
+        &["a fence rule needs `allow` or `deny`"],
+    );
+    check_errors(
+        &with_steps("[{geo: {colour: red}}]"),
+        &["steps[0]: geo.colour: unknown field `colour`"],
+    );
+    check_errors(
+        &with_steps("[{weighted: {sticky: maybe}}]"),
+        &["weighted.sticky: expected a boolean"],
+    );
+    check_errors(
+        &spec(
+            "",
+            "\n      - {name: s, type: A, pool: web, steps: [latency]}",
+            "",
+        ),
+        &["`latency` needs probe regions"],
+    );
+}
+
+#[test]
+fn endpoint_bias_and_static_rtt() {
+    let ok = format!(
+        "{}regions:\n  eu-west: {{lat: 53.3, lon: -6.3}}\n",
+        spec("", "", "\n      - {id: x, address: 192.0.2.9, region: eu-west, bias: -20, rtt_ms: {eu-west: 4.5}}")
+    );
+    let s = parse("zones.yaml", &ok).unwrap();
+    let x = &s.pools["web"].endpoints[2];
+    assert_eq!((x.bias, x.rtt_ms["eu-west"]), (-20, 4.5));
+    check_errors(
+        &spec(
+            "",
+            "",
+            "\n      - {id: x, address: 192.0.2.9, region: r, bias: 120, rtt_ms: {nowhere: 3}}",
+        ),
+        &[
+            "endpoints[2].bias: expected a bias -99..=99, got 120",
+            "endpoints[2].rtt_ms.nowhere: no probe region named \"nowhere\"",
+        ],
+    );
 }

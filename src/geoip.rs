@@ -1,0 +1,136 @@
+//! The node's GeoIP databases: loaded at start, memory-mapped and verified,
+//! swapped in whole on SIGHUP or when a file is replaced. A database that
+//! fails to load is an error at start; on reload it is logged and the last
+//! good databases keep serving.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use meridian_config::node::GeoIpConfig;
+use meridian_dns::handler::GeoHandle;
+use meridian_steering::geo::build::{asn_database, city_database, demo_asns, demo_places};
+use meridian_steering::geo::{DbBytes, Mmap};
+use meridian_steering::GeoIp;
+use tracing::{error, info};
+
+/// How often database files are checked for replacement.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Where the databases come from.
+#[derive(Debug, Clone)]
+pub enum GeoSource {
+    None,
+    Files {
+        city: PathBuf,
+        asn: Option<PathBuf>,
+    },
+    /// The generated demo databases of `meridian dev`.
+    Demo,
+}
+
+impl GeoSource {
+    pub fn from_config(c: &GeoIpConfig) -> GeoSource {
+        match &c.city {
+            Some(city) => GeoSource::Files {
+                city: city.clone(),
+                asn: c.asn.clone(),
+            },
+            None => GeoSource::None,
+        }
+    }
+
+    /// Loads and verifies the databases.
+    pub fn load(&self) -> Result<Option<GeoIp>, String> {
+        match self {
+            GeoSource::None => Ok(None),
+            GeoSource::Demo => {
+                let city = city_database(&demo_places()).map_err(|e| e.to_string())?;
+                let asn = asn_database(&demo_asns()).map_err(|e| e.to_string())?;
+                GeoIp::new(DbBytes::Owned(city), Some(DbBytes::Owned(asn)))
+                    .map(Some)
+                    .map_err(|e| e.to_string())
+            }
+            GeoSource::Files { city, asn } => {
+                let city_bytes = map(city)?;
+                let asn_bytes = asn.as_deref().map(map).transpose()?;
+                GeoIp::new(city_bytes, asn_bytes)
+                    .map(Some)
+                    .map_err(|e| format!("{}: {e}", describe_paths(city, asn.as_deref())))
+            }
+        }
+    }
+
+    /// What identifies the files' current contents: size and modification
+    /// time, so a replaced file is noticed.
+    fn stamp(&self) -> Vec<Option<(u64, SystemTime)>> {
+        let stamp = |p: &Path| {
+            let m = std::fs::metadata(p).ok()?;
+            Some((m.len(), m.modified().ok()?))
+        };
+        match self {
+            GeoSource::Files { city, asn } => {
+                let mut v = vec![stamp(city)];
+                v.extend(asn.as_deref().map(stamp));
+                v
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn describe_paths(city: &Path, asn: Option<&Path>) -> String {
+    match asn {
+        Some(a) => format!("{} / {}", city.display(), a.display()),
+        None => city.display().to_string(),
+    }
+}
+
+/// Maps a database file into memory.
+#[allow(unsafe_code)]
+fn map(path: &Path) -> Result<DbBytes, String> {
+    let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: the map is read-only and lives as long as the GeoIp that owns
+    // it. Databases are replaced by writing a new file and renaming it over
+    // the old one (as geoipupdate does), which leaves this mapping's inode
+    // intact; a file truncated in place could fault, which the README warns
+    // against.
+    let mmap =
+        unsafe { Mmap::map(&file) }.map_err(|e| format!("cannot map {}: {e}", path.display()))?;
+    Ok(DbBytes::Mapped(mmap))
+}
+
+/// Loads the databases again and publishes them; on failure logs and keeps
+/// the current ones.
+pub fn reload(source: &GeoSource, handle: &GeoHandle) {
+    if matches!(source, GeoSource::None) {
+        return;
+    }
+    match source.load() {
+        Ok(geo) => {
+            if let Some(g) = &geo {
+                info!(database = %g.describe(), "GeoIP databases loaded");
+            }
+            handle.store(geo.map(std::sync::Arc::new));
+        }
+        Err(e) => error!("GeoIP reload rejected, keeping the previous databases: {e}"),
+    }
+}
+
+/// Reloads whenever a database file changes.
+pub async fn watch(source: GeoSource, handle: GeoHandle) {
+    if !matches!(source, GeoSource::Files { .. }) {
+        return;
+    }
+    let mut last = source.stamp();
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = source.stamp();
+        if now != last {
+            last = now;
+            reload(&source, &handle);
+        }
+    }
+}
