@@ -1,5 +1,7 @@
 //! `meridian dev`: everything on an embedded default — the example zone
-//! `glb.example.com` with three regions' endpoints, served on loopback.
+//! `glb.example.com` with three regions' endpoints, served on loopback,
+//! and a generated GeoIP database that places the documentation prefixes
+//! on three continents.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +48,9 @@ pub fn run(listen: SocketAddr) -> ExitCode {
              \n  dig {at} www.glb.example.com A        # steered by weight across three regions\
              \n  dig {at} multi.glb.example.com A      # two answers, drawn by weight\
              \n  dig {at} api.glb.example.com A        # priority failover: eu-west first\
+             \n  dig {at} geo.glb.example.com A +subnet=192.0.2.0/24     # Europe  -> eu-west\
+             \n  dig {at} geo.glb.example.com A +subnet=198.51.100.0/24  # America -> us-east\
+             \n  dig {at} geo.glb.example.com A +subnet=203.0.113.0/24   # Asia    -> ap-south\
              \n  dig {at} www.glb.example.com AAAA\
              \n  dig {at} glb.example.com SOA\
              \n  dig {at} glb.example.com NS           # with glue\

@@ -42,8 +42,16 @@ impl Server {
 
     /// Starts `meridian serve` with this zone spec and node config.
     pub fn start_config(zones: &str, config: &str) -> Server {
+        Server::start_files(zones, config, &[])
+    }
+
+    /// As [`Server::start_config`], with more files beside the config.
+    pub fn start_files(zones: &str, config: &str, files: &[(&str, Vec<u8>)]) -> Server {
         install_crypto_provider();
         let dir = tempfile::tempdir().expect("tempdir");
+        for (name, bytes) in files {
+            std::fs::write(dir.path().join(name), bytes).expect("write file");
+        }
         std::fs::write(dir.path().join("zones.yaml"), zones).expect("write zones");
         let config_path = dir.path().join("meridian.yaml");
         std::fs::write(&config_path, config).expect("write config");
@@ -183,6 +191,8 @@ pub struct Dig {
     pub additional: Vec<Rr>,
     /// `; EDNS: version: 0, flags: do; udp: 1232` → (version, udp, flags)
     pub edns: Option<(u8, u16, String)>,
+    /// `; CLIENT-SUBNET: 192.0.2.0/24/24` → `192.0.2.0/24/24`
+    pub ecs: Option<String>,
     pub raw: String,
 }
 
@@ -222,6 +232,8 @@ impl Dig {
                     .trim()
                     .to_string();
                 d.edns = Some((version, udp, flags));
+            } else if let Some(rest) = line.strip_prefix("; CLIENT-SUBNET: ") {
+                d.ecs = Some(rest.trim().to_string());
             } else if line.starts_with(";; QUESTION SECTION:") {
                 section = "question";
             } else if line.starts_with(";; ANSWER SECTION:") {
@@ -293,6 +305,22 @@ pub fn query_bytes(id: u16, name: &str, qtype: u16, opcode: u8, qdcount: u16) ->
         q.extend_from_slice(&1u16.to_be_bytes());
     }
     q
+}
+
+/// Appends an OPT record carrying one ECS option with the given raw
+/// fields (family, source prefix, scope prefix, address octets as sent).
+pub fn with_ecs(mut query: Vec<u8>, family: u16, source: u8, scope: u8, addr: &[u8]) -> Vec<u8> {
+    let option_len = 4 + addr.len() as u16;
+    query[11] = 1; // ARCOUNT
+    query.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]); // root, OPT, 1232, ttl 0
+    query.extend_from_slice(&(4 + option_len).to_be_bytes());
+    query.extend_from_slice(&8u16.to_be_bytes());
+    query.extend_from_slice(&option_len.to_be_bytes());
+    query.extend_from_slice(&family.to_be_bytes());
+    query.push(source);
+    query.push(scope);
+    query.extend_from_slice(addr);
+    query
 }
 
 /// Sends `packet` over UDP and returns the reply, or None after a timeout.

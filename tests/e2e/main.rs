@@ -4,6 +4,7 @@
 
 mod cli;
 mod dns;
+mod geo;
 mod harness;
 mod reload;
 mod steering;

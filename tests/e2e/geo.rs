@@ -1,0 +1,290 @@
+//! Steering by where the client is, through `dig +subnet`: a generated
+//! GeoIP database places the documentation prefixes in Europe (IE, DE),
+//! America (US) and Asia (JP, IN).
+
+use crate::harness::{query_bytes, rcode, udp_exchange, with_ecs, Server};
+use meridian_steering::geo::build::{asn_database, city_database, demo_asns, demo_places};
+
+fn zones(eu_state: &str) -> String {
+    format!(
+        r#"regions:
+  eu-west: {{lat: 53.3, lon: -6.3}}
+  us-east: {{lat: 39.0, lon: -77.5}}
+zones:
+  glb.example.com:
+    soa: {{rname: hostmaster.example.com.}}
+    ns: [{{name: ns.example.net.}}]
+    steered:
+      - name: geo
+        type: A
+        pool: web
+        steps:
+          - health
+          - geo: {{continents: {{EU: [eu-west, us-east], NA: [us-east], AS: [ap-south, eu-west]}}, default: [us-east]}}
+          - {{first: 1}}
+      - {{name: near, type: A, pool: web, steps: [health, nearest, {{first: 1}}]}}
+      - {{name: fast, type: A, pool: web, steps: [health, latency, {{first: 1}}]}}
+      - {{name: cheap, type: A, pool: web, steps: [health, latency, {{cost: {{margin_ms: 10}}}}, {{first: 1}}]}}
+      - {{name: fenced, type: A, pool: web, steps: [health, {{fence: {{ap-south: {{deny: {{countries: [JP]}}}}}}}}, nearest, {{first: 1}}]}}
+      - {{name: plain, type: A, pool: web, steps: [health, weighted, {{first: 1}}]}}
+      - {{name: sticky, type: A, pool: web, steps: [health, {{weighted: {{sticky: true}}}}, {{first: 1}}]}}
+pools:
+  web:
+    endpoints:
+      - {{id: eu-1, address: 192.0.2.10, region: eu-west, lat: 53.35, lon: -6.26, cost: 3, state: {eu_state}, rtt_ms: {{eu-west: 5, us-east: 80}}}}
+      - {{id: eu-2, address: 192.0.2.11, region: eu-west, lat: 50.11, lon: 8.68, cost: 1, state: {eu_state}, rtt_ms: {{eu-west: 12, us-east: 90}}}}
+      - {{id: us-1, address: 198.51.100.10, region: us-east, lat: 39.04, lon: -77.49, rtt_ms: {{eu-west: 75, us-east: 4}}}}
+      - {{id: ap-1, address: 203.0.113.10, region: ap-south, lat: 19.08, lon: 72.88}}
+"#
+    )
+}
+
+/// Starts a server with the demo databases beside its config (relative
+/// paths resolve against the config's directory).
+fn start(zones_text: &str) -> Server {
+    let config = "dns: {listen: [\"127.0.0.1:0\"], udp_sockets: 1}\ngeoip: {city: city.mmdb, asn: asn.mmdb}\nlog: {level: info}\nzones: zones.yaml\n";
+    Server::start_files(
+        zones_text,
+        config,
+        &[
+            ("city.mmdb", city_database(&demo_places()).unwrap()),
+            ("asn.mmdb", asn_database(&demo_asns()).unwrap()),
+        ],
+    )
+}
+
+/// The single answer for `name` from a client in `subnet`, and the ECS dig
+/// printed.
+fn ask(s: &Server, name: &str, subnet: Option<&str>) -> (String, Option<String>) {
+    let sub = subnet.map(|n| format!("+subnet={n}"));
+    let mut args = vec![name, "A"];
+    if let Some(a) = &sub {
+        args.push(a);
+    }
+    let d = s.dig(&args);
+    assert_eq!(d.status, "NOERROR", "{}", d.raw);
+    assert_eq!(d.answer.len(), 1, "{}", d.raw);
+    (d.answer[0].data.clone(), d.ecs)
+}
+
+#[test]
+fn each_continent_gets_its_region_with_the_right_scope() {
+    let s = start(&zones("enabled"));
+    let g = "geo.glb.example.com";
+    // Europe: the /25 GeoIP network, capped by the /24 source
+    assert_eq!(
+        ask(&s, g, Some("192.0.2.0/24")),
+        ("192.0.2.10".into(), Some("192.0.2.0/24/24".into()))
+    );
+    assert_eq!(
+        ask(&s, g, Some("192.0.2.128/25")).1.as_deref(),
+        Some("192.0.2.128/25/25")
+    );
+    assert_eq!(
+        ask(&s, g, Some("192.0.2.130/32")).1.as_deref(),
+        Some("192.0.2.130/32/25"),
+        "no wider than the GeoIP network"
+    );
+    assert_eq!(
+        ask(&s, g, Some("198.51.100.0/24")),
+        ("198.51.100.10".into(), Some("198.51.100.0/24/24".into()))
+    );
+    assert_eq!(
+        ask(&s, g, Some("203.0.113.0/24")),
+        ("203.0.113.10".into(), Some("203.0.113.0/24/24".into()))
+    );
+    // IPv6: the /48 of the database, below the /56 source
+    assert_eq!(
+        ask(&s, g, Some("2001:db8:3::/56")),
+        ("203.0.113.10".into(), Some("2001:db8:3::/56/48".into()))
+    );
+    assert_eq!(ask(&s, g, Some("2001:db8:1:ff00::/56")).0, "192.0.2.10");
+}
+
+#[test]
+fn without_ecs_the_resolver_address_decides() {
+    let s = start(&zones("enabled"));
+    // 127.0.0.1 is in no continent: the default region, and no ECS echoed
+    assert_eq!(
+        ask(&s, "geo.glb.example.com", None),
+        ("198.51.100.10".into(), None)
+    );
+    // source prefix 0: no tailoring by the subnet, scope 0
+    assert_eq!(
+        ask(&s, "geo.glb.example.com", Some("0.0.0.0/0")),
+        ("198.51.100.10".into(), Some("0.0.0.0/0/0".into()))
+    );
+}
+
+#[test]
+fn client_independent_answers_have_scope_zero_and_sticky_ones_their_subnet() {
+    let s = start(&zones("enabled"));
+    assert_eq!(
+        ask(&s, "plain.glb.example.com", Some("192.0.2.0/24"))
+            .1
+            .as_deref(),
+        Some("192.0.2.0/24/0")
+    );
+    let (first, ecs) = ask(&s, "sticky.glb.example.com", Some("198.51.100.0/25"));
+    assert_eq!(ecs.as_deref(), Some("198.51.100.0/25/24"));
+    for _ in 0..10 {
+        assert_eq!(
+            ask(&s, "sticky.glb.example.com", Some("198.51.100.0/25")).0,
+            first
+        );
+    }
+    // a static name: scope 0
+    let d = s.dig(&["glb.example.com", "SOA", "+subnet=192.0.2.0/24"]);
+    assert_eq!(d.ecs.as_deref(), Some("192.0.2.0/24/0"));
+}
+
+#[test]
+fn disabling_europe_moves_it_along_its_fallback_chain() {
+    let s = start(&zones("enabled"));
+    assert_eq!(
+        ask(&s, "geo.glb.example.com", Some("192.0.2.0/24")).0,
+        "192.0.2.10"
+    );
+    std::fs::write(s.zones_path(), zones("disabled")).unwrap();
+    let mark = s.log_len();
+    s.hangup();
+    assert!(s.wait_for_log("zone spec reloaded", mark), "{}", s.logs());
+    let (addr, ecs) = ask(&s, "geo.glb.example.com", Some("192.0.2.0/24"));
+    assert_eq!(addr, "198.51.100.10", "EU falls back to us-east");
+    assert_eq!(ecs.as_deref(), Some("192.0.2.0/24/24"));
+    // Asia's chain is unaffected
+    assert_eq!(
+        ask(&s, "geo.glb.example.com", Some("203.0.113.0/24")).0,
+        "203.0.113.10"
+    );
+}
+
+#[test]
+fn nearest_fence_latency_and_cost_change_answers() {
+    let s = start(&zones("enabled"));
+    // nearest: Mumbai gets ap-south, Frankfurt eu-2, Ashburn us-east
+    assert_eq!(
+        ask(&s, "near.glb.example.com", Some("203.0.113.128/25")).0,
+        "203.0.113.10"
+    );
+    assert_eq!(
+        ask(&s, "near.glb.example.com", Some("192.0.2.128/25")).0,
+        "192.0.2.11"
+    );
+    assert_eq!(
+        ask(&s, "near.glb.example.com", Some("198.51.100.0/25")).0,
+        "198.51.100.10"
+    );
+    // fence: Japan may not use ap-south, so its nearest allowed is in Europe
+    assert_eq!(
+        ask(&s, "near.glb.example.com", Some("203.0.113.0/25")).0,
+        "203.0.113.10"
+    );
+    assert_eq!(
+        ask(&s, "fenced.glb.example.com", Some("203.0.113.0/25")).0,
+        "192.0.2.11"
+    );
+    assert_eq!(
+        ask(&s, "fenced.glb.example.com", Some("203.0.113.128/25")).0,
+        "203.0.113.10"
+    );
+    // latency from the nearest probe region: eu-1 (5 ms) in Europe, us-1 in America
+    assert_eq!(
+        ask(&s, "fast.glb.example.com", Some("192.0.2.0/25")).0,
+        "192.0.2.10"
+    );
+    assert_eq!(
+        ask(&s, "fast.glb.example.com", Some("198.51.100.0/25")).0,
+        "198.51.100.10"
+    );
+    // cost: eu-2 (12 ms, cost 1) is within 10 ms of eu-1 (5 ms, cost 3)
+    assert_eq!(
+        ask(&s, "cheap.glb.example.com", Some("192.0.2.0/25")).0,
+        "192.0.2.11"
+    );
+}
+
+#[test]
+fn malformed_ecs_gets_formerr() {
+    let s = start(&zones("enabled"));
+    let q = query_bytes(21, "geo.glb.example.com", 1, 0, 1);
+    // a /24 source with bits set in the fourth octet... sent as three octets
+    // is clean; a /25 whose last octet has bits past the prefix is not
+    let ok = udp_exchange(s.addr, &with_ecs(q.clone(), 1, 24, 0, &[192, 0, 2])).expect("reply");
+    assert_eq!(rcode(&ok), 0);
+    let dirty =
+        udp_exchange(s.addr, &with_ecs(q.clone(), 1, 25, 0, &[192, 0, 2, 0xff])).expect("reply");
+    assert_eq!(rcode(&dirty), 1, "bits beyond the source prefix: FORMERR");
+    let family = udp_exchange(s.addr, &with_ecs(q.clone(), 9, 24, 0, &[192, 0, 2])).expect("reply");
+    assert_eq!(rcode(&family), 1, "unknown family: FORMERR");
+    let long = udp_exchange(s.addr, &with_ecs(q, 1, 40, 0, &[192, 0, 2, 1, 1])).expect("reply");
+    assert_eq!(rcode(&long), 1, "source prefix beyond 32: FORMERR");
+    assert_eq!(
+        ask(&s, "geo.glb.example.com", Some("192.0.2.0/24")).0,
+        "192.0.2.10"
+    );
+}
+
+#[test]
+fn a_corrupt_database_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("zones.yaml"), zones("enabled")).unwrap();
+    std::fs::write(dir.path().join("city.mmdb"), b"not a database").unwrap();
+    std::fs::write(
+        dir.path().join("meridian.yaml"),
+        "dns: {listen: [\"127.0.0.1:0\"]}\ngeoip: {city: city.mmdb}\nzones: zones.yaml\n",
+    )
+    .unwrap();
+    let (code, out, err) = crate::harness::run(&["serve", "--config", "meridian.yaml"], dir.path());
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cannot load the GeoIP databases") && err.contains("city.mmdb"),
+        "{err}"
+    );
+    assert!(!out.contains("listening"));
+}
+
+/// Replaces a file the way geoipupdate does: write aside, rename over.
+fn replace(s: &Server, name: &str, bytes: &[u8]) {
+    let tmp = s.dir.path().join(format!("{name}.new"));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, s.dir.path().join(name)).unwrap();
+}
+
+#[test]
+fn databases_reload_and_a_bad_one_is_kept_out() {
+    let mut s = start(&zones("enabled"));
+    let europe = Some("192.0.2.0/24");
+    assert_eq!(ask(&s, "geo.glb.example.com", europe).0, "192.0.2.10");
+
+    // a corrupt replacement: rejected, the last good database keeps steering
+    replace(&s, "city.mmdb", b"garbage");
+    let mark = s.log_len();
+    s.hangup();
+    assert!(
+        s.wait_for_log("GeoIP reload rejected", mark),
+        "{}",
+        s.logs()
+    );
+    assert!(s.is_running());
+    assert_eq!(ask(&s, "geo.glb.example.com", europe).0, "192.0.2.10");
+
+    // a good replacement that moves 192.0.2.0/24 to America is picked up
+    // by the file watcher, no signal needed
+    let mut moved = demo_places();
+    for p in moved.iter_mut().filter(|p| p.country == "IE") {
+        p.country = "US";
+        p.continent = "NA";
+    }
+    let mark = s.log_len();
+    replace(&s, "city.mmdb", &city_database(&moved).unwrap());
+    assert!(
+        s.wait_for_log("GeoIP databases loaded", mark),
+        "{}",
+        s.logs()
+    );
+    assert_eq!(
+        ask(&s, "geo.glb.example.com", Some("192.0.2.0/25")).0,
+        "198.51.100.10"
+    );
+}
