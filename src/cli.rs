@@ -36,6 +36,26 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         zones: Option<PathBuf>,
     },
+    /// Show the answer a name gets for a client, with each steering step's
+    /// decision and reasons.
+    ///
+    /// Example: meridian explain --config meridian.yaml www.glb.example.com A --client 192.0.2.0/24
+    Explain {
+        /// Node config (meridian.yaml): its zone spec and GeoIP databases.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// The name to ask for.
+        name: String,
+        /// The record type (A, AAAA, CNAME, ...).
+        #[arg(value_name = "TYPE", default_value = "A")]
+        rtype: String,
+        /// The client: an address, or a subnet as ECS would carry it.
+        #[arg(long, value_name = "IP[/PREFIX]")]
+        client: Option<String>,
+        /// Seed for weighted draws, to repeat a random choice.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Serve a built-in example zone (glb.example.com) for trying Meridian.
     Dev {
         /// Where to listen (UDP and TCP).

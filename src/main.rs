@@ -6,6 +6,7 @@
 //! - `logging`: tracing output, text or JSON, with hickory's per-query
 //!   logging turned off.
 //! - `serve`: `meridian serve` — load config, bind, answer, reload on SIGHUP.
+//! - `explain`: `meridian explain` — one name, one client, every step.
 //! - `dev`: `meridian dev` — `serve` on an embedded example zone and a
 //!   generated demo GeoIP database.
 //! - `geoip`: loading, memory-mapping and reloading GeoIP databases.
@@ -22,6 +23,7 @@ use clap::Parser;
 
 mod cli;
 mod dev;
+mod explain;
 mod geoip;
 mod logging;
 mod serve;
@@ -37,5 +39,12 @@ fn main() -> ExitCode {
         cli::Command::Serve { config } => serve::run_from_file(&config),
         cli::Command::Check { config, zones } => serve::check(config.as_deref(), zones.as_deref()),
         cli::Command::Dev { listen } => dev::run(listen),
+        cli::Command::Explain {
+            config,
+            name,
+            rtype,
+            client,
+            seed,
+        } => explain::run(&config, &name, &rtype, client.as_deref(), seed),
     }
 }

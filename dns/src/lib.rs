@@ -7,6 +7,8 @@
 //!   today the zone file loader, later the Raft state machine — writes to).
 //! - [`answer`]: the lookup — snapshot and question in, a reply plan out.
 //!   No sockets, no wire format.
+//! - [`explain`]: the answer for a name and client, with each steering
+//!   step's decision, for `meridian explain` and the API.
 //! - [`handler`]: the hickory `RequestHandler` that checks requests, runs the
 //!   lookup and encodes replies with correct EDNS and truncation.
 //! - [`server`]: binding UDP (several SO_REUSEPORT sockets) and TCP
@@ -18,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod answer;
+pub mod explain;
 pub mod handler;
 pub mod server;
 pub mod snapshot;

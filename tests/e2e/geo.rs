@@ -288,3 +288,58 @@ fn databases_reload_and_a_bad_one_is_kept_out() {
         "198.51.100.10"
     );
 }
+
+#[test]
+fn explain_prints_every_step_with_its_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("zones.yaml"), zones("enabled")).unwrap();
+    std::fs::write(
+        dir.path().join("city.mmdb"),
+        city_database(&demo_places()).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("asn.mmdb"),
+        asn_database(&demo_asns()).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("meridian.yaml"),
+        "geoip: {city: city.mmdb, asn: asn.mmdb}\nzones: zones.yaml\n",
+    )
+    .unwrap();
+    let explain = |args: &[&str]| {
+        let mut all = vec!["explain", "--config", "meridian.yaml"];
+        all.extend_from_slice(args);
+        crate::harness::run(&all, dir.path())
+    };
+    let (code, out, err) = explain(&["fenced.glb.example.com", "A", "--client", "203.0.113.0/25"]);
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "fenced.glb.example.com. A for client 203.0.113.0/25",
+        "location: country JP, continent AS, subdivision 13, at (35.68, 139.69), AS64502; GeoIP network /25",
+        "candidates: eu-1, eu-2, us-1, ap-1",
+        "2. fence             -> eu-1, eu-2, us-1",
+        "dropped ap-1 (client country JP, continent AS, AS64502, 203.0.113.0/25 denied by the fence of ap-south)",
+        "3. nearest           -> eu-2, eu-1, us-1",
+        "4. first             -> eu-2",
+        "rcode: NOERROR",
+        "answer: fenced.glb.example.com. 30 IN A 192.0.2.11",
+        "ECS scope: /25",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    let (code, out, _) = explain(&["geo.glb.example.com", "--client", "192.0.2.10"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("continent rule, region eu-west"), "{out}");
+    assert!(out.contains("ECS scope: /25"), "{out}");
+    let (code, out, _) = explain(&["nope.glb.example.com", "A"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("not a steered name") && out.contains("rcode: NXDOMAIN"),
+        "{out}"
+    );
+    let (code, _, err) = explain(&["geo.glb.example.com", "A", "--client", "192.0.2.0/40"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("expected a prefix 0..=32"), "{err}");
+}
