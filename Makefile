@@ -1,5 +1,6 @@
 # The README's commands. `make test` installs what the tests need and runs
-# them all; `make lint` is what CI checks besides.
+# them all; `make lint` is what CI checks besides; `make bench` runs the
+# benchmarks recorded in BENCHMARKS.md.
 .PHONY: test lint bench
 
 test:
@@ -10,3 +11,5 @@ lint:
 
 bench:
 	./bench/dnsperf.sh
+	./bench/dnsperf-ecs.sh
+	cargo bench -p meridian-steering --bench decide

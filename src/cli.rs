@@ -56,6 +56,12 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Write the demo GeoIP databases (City and ASN, the ones `meridian dev`
+    /// uses) into a directory: documentation prefixes on three continents.
+    DemoGeoip {
+        /// Directory to write city.mmdb and asn.mmdb into.
+        dir: PathBuf,
+    },
     /// Serve a built-in example zone (glb.example.com) for trying Meridian.
     Dev {
         /// Where to listen (UDP and TCP).

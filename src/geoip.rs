@@ -86,6 +86,31 @@ fn describe_paths(city: &Path, asn: Option<&Path>) -> String {
     }
 }
 
+/// `meridian demo-geoip DIR`: writes the demo databases as files.
+pub fn write_demo(dir: &Path) -> std::process::ExitCode {
+    let write = |name: &str,
+                 bytes: Result<Vec<u8>, meridian_steering::geo::build::BuildError>|
+     -> Result<(), String> {
+        let bytes = bytes.map_err(|e| e.to_string())?;
+        let path = dir.join(name);
+        std::fs::write(&path, bytes)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+        Ok(())
+    };
+    let result = std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))
+        .and_then(|()| write("city.mmdb", city_database(&demo_places())))
+        .and_then(|()| write("asn.mmdb", asn_database(&demo_asns())));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("meridian: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Maps a database file into memory.
 #[allow(unsafe_code)]
 fn map(path: &Path) -> Result<DbBytes, String> {

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         cli::Command::Serve { config } => serve::run_from_file(&config),
         cli::Command::Check { config, zones } => serve::check(config.as_deref(), zones.as_deref()),
         cli::Command::Dev { listen } => dev::run(listen),
+        cli::Command::DemoGeoip { dir } => geoip::write_demo(&dir),
         cli::Command::Explain {
             config,
             name,

@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncoder;
+use hickory_proto::ProtoError;
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -33,7 +34,7 @@ use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use meridian_steering::GeoIp;
 
 use crate::answer::{resolve, Client, Reply, Steering};
-use crate::snapshot::SnapshotHandle;
+use crate::snapshot::{Snapshot, SnapshotHandle};
 
 /// Size of a header.
 const HEADER_LEN: usize = 12;
@@ -49,7 +50,9 @@ thread_local! {
 /// when none is configured.
 pub type GeoHandle = Arc<ArcSwapOption<GeoIp>>;
 
-/// Answers queries from the current snapshot.
+/// Answers queries from the current snapshot. Cheap to clone: every UDP
+/// thread and the TCP server hold one.
+#[derive(Clone)]
 pub struct Handler {
     snapshots: SnapshotHandle,
     geo: GeoHandle,
@@ -67,13 +70,26 @@ impl Handler {
     }
 }
 
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
+/// The response to one request, worked out and ready to encode.
+struct Prepared<'s> {
+    meta: Metadata,
+    edns: Option<Edns>,
+    /// `None`: no records (an error, or a truncated UDP answer).
+    reply: Option<Reply<'s>>,
+    with_additional: bool,
+}
+
+impl Handler {
+    /// Works out the response to `request` from `snapshot` and `geo`:
+    /// request checks, the client (ECS or source), the lookup, ECS in the
+    /// answer, and what fits in UDP. Shared by the UDP loop and hickory's
+    /// TCP path.
+    fn prepare<'s>(
         &self,
         request: &Request,
-        mut response_handle: R,
-    ) -> ResponseInfo {
+        snapshot: &'s Snapshot,
+        geo: Option<&GeoIp>,
+    ) -> Prepared<'s> {
         let mut edns = request.edns.as_ref().map(|req| {
             let mut e = Edns::new();
             e.set_max_payload(self.max_udp_payload)
@@ -81,6 +97,7 @@ impl RequestHandler for Handler {
                 .set_dnssec_ok(req.flags().dnssec_ok);
             e
         });
+        let mut meta = Metadata::response_from_request(&request.metadata);
 
         let subnet = client_subnet(request);
         let early = if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
@@ -95,10 +112,13 @@ impl RequestHandler for Handler {
             (q.query_class() != DNSClass::IN || transfer).then_some(ResponseCode::Refused)
         };
         if let Some(code) = early {
-            let mut meta = Metadata::response_from_request(&request.metadata);
             meta.response_code = code;
-            let msg = builder(request, edns.as_ref()).build_no_records(meta);
-            return send(&mut response_handle, msg, meta).await;
+            return Prepared {
+                meta,
+                edns,
+                reply: None,
+                with_additional: false,
+            };
         }
         let subnet = subnet.ok().flatten();
 
@@ -110,20 +130,18 @@ impl RequestHandler for Handler {
             _ => (src, if src.is_ipv4() { 32 } else { 128 }),
         };
         let query = &request.queries.queries()[0];
-        let snapshot = self.snapshots.load();
-        let geo = self.geo.load();
         let reply = RNG.with(|rng| {
             let mut rng = rng.borrow_mut();
             let mut steering = Steering {
                 client: Client {
                     addr: Some(client.0),
                     prefix: client.1,
-                    geo: geo.as_deref(),
+                    geo,
                 },
                 rng: &mut *rng,
                 scratch: Vec::new(),
             };
-            resolve(&snapshot, query.name(), query.query_type(), &mut steering)
+            resolve(snapshot, query.name(), query.query_type(), &mut steering)
         });
         // ECS in the answer: the query's family, source prefix and address,
         // and the scope the decision needed (0: valid for every client)
@@ -138,9 +156,6 @@ impl RequestHandler for Handler {
             ecs_len = 4 + usize::from(answer.len());
             e.options_mut().insert(EdnsOption::Subnet(answer));
         }
-        let builder = builder(request, edns.as_ref());
-
-        let mut meta = Metadata::response_from_request(&request.metadata);
         meta.response_code = reply.rcode;
         meta.authoritative = reply.authoritative;
 
@@ -169,13 +184,61 @@ impl RequestHandler for Handler {
             Fit::Truncated
         };
         debug!(?fit, rcode = %reply.rcode, "answer");
-
         if let Fit::Truncated = fit {
             meta.truncation = true;
-            return send(&mut response_handle, builder.build_no_records(meta), meta).await;
+            return Prepared {
+                meta,
+                edns,
+                reply: None,
+                with_additional: false,
+            };
         }
-        let msg = message(builder, meta, &reply, matches!(fit, Fit::Whole));
-        send(&mut response_handle, msg, meta).await
+        Prepared {
+            meta,
+            edns,
+            reply: Some(reply),
+            with_additional: matches!(fit, Fit::Whole),
+        }
+    }
+
+    /// Answers one UDP request: the response's wire form goes into `out`
+    /// (cleared first). Responses are never answered.
+    pub fn respond_udp(&self, request: &Request, out: &mut Vec<u8>) -> Result<(), ProtoError> {
+        out.clear();
+        let snapshot = self.snapshots.load();
+        let geo = self.geo.load();
+        let p = self.prepare(request, &snapshot, geo.as_deref());
+        let b = builder(request, p.edns.as_ref());
+        let mut enc = BinEncoder::new(out);
+        match &p.reply {
+            Some(reply) => {
+                message(b, p.meta, reply, p.with_additional).destructive_emit(&mut enc)?
+            }
+            None => b.build_no_records(p.meta).destructive_emit(&mut enc)?,
+        };
+        Ok(())
+    }
+}
+
+/// hickory's path: TCP (and anything registered with hickory's `Server`).
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let snapshot = self.snapshots.load();
+        let geo = self.geo.load_full();
+        let p = self.prepare(request, &snapshot, geo.as_deref());
+        let b = builder(request, p.edns.as_ref());
+        match &p.reply {
+            Some(reply) => {
+                let msg = message(b, p.meta, reply, p.with_additional);
+                send(&mut response_handle, msg, p.meta).await
+            }
+            None => send(&mut response_handle, b.build_no_records(p.meta), p.meta).await,
+        }
     }
 }
 

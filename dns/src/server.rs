@@ -1,19 +1,31 @@
-//! Sockets: binding the DNS listeners and running hickory's `Server` on
-//! them until a shutdown future resolves.
+//! Sockets: binding the DNS listeners and serving them until a shutdown
+//! future resolves.
 //!
 //! Each configured address is served over UDP and TCP on the same port. UDP
 //! gets several sockets bound with SO_REUSEPORT so the kernel spreads
-//! queries over them and every core serves. Port 0 picks one free port for
-//! both protocols, so tests can bind anywhere and read the port back.
+//! queries over them and every core serves; each socket has its own thread
+//! that receives, answers and sends with no task, channel or allocation of
+//! buffers per packet (hickory's UDP path spends several times our lookup on
+//! those, see BENCHMARKS.md). TCP runs on hickory's `Server`. Both answer
+//! through the same [`Handler`]. Port 0 picks one free port for both
+//! protocols, so tests can bind anywhere and read the port back.
 
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use hickory_proto::op::{Header, MessageType, ResponseCode};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
+use hickory_server::net::xfer;
+use hickory_server::server::Request;
+use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use hickory_server::Server;
 use socket2::{Domain, Protocol, Socket, Type};
-use tracing::info;
+use tracing::{debug, info, warn};
 
 use crate::Handler;
 
@@ -102,6 +114,193 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// How long a UDP thread blocks in receive before it looks at the stop
+/// flag.
+const UDP_POLL: Duration = Duration::from_millis(200);
+/// Largest datagram read: anything a client may send.
+#[cfg(not(target_os = "linux"))]
+const UDP_MAX_QUERY: usize = 65_535;
+
+/// Datagrams received or sent per system call.
+#[cfg(target_os = "linux")]
+const BATCH: usize = 32;
+/// Largest query read in batches; a longer datagram is dropped as
+/// truncated (DNS queries are far smaller).
+#[cfg(target_os = "linux")]
+const BATCH_MAX_QUERY: usize = 4096;
+
+/// Serves one UDP socket until `stop` is set, receiving and sending up to
+/// [`BATCH`] datagrams per system call (`recvmmsg`/`sendmmsg`): under load
+/// the per-packet system call was most of the server's CPU time.
+#[cfg(target_os = "linux")]
+fn udp_loop(socket: UdpSocket, handler: Handler, stop: Arc<AtomicBool>) {
+    use std::io::{IoSlice, IoSliceMut};
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{
+        recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrLike, SockaddrStorage,
+    };
+
+    if let Err(e) = socket
+        .set_nonblocking(false)
+        .and_then(|()| socket.set_read_timeout(Some(UDP_POLL)))
+    {
+        warn!(%e, "cannot configure a UDP socket; it is not served");
+        return;
+    }
+    let fd = socket.as_raw_fd();
+    let mut bufs = vec![[0u8; BATCH_MAX_QUERY]; BATCH];
+    let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(1232)).collect();
+    let mut rx = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut tx = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut got: Vec<(usize, SockaddrStorage)> = Vec::with_capacity(BATCH);
+    let mut dests: Vec<Option<SockaddrStorage>> = Vec::with_capacity(BATCH);
+    let no_cmsgs: [ControlMessage<'_>; 0] = [];
+    while !stop.load(Ordering::Relaxed) {
+        got.clear();
+        {
+            let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
+                bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+            // blocks (up to the socket's read timeout) for the first
+            // datagram, then takes whatever else is queued
+            match recvmmsg(fd, &mut rx, iovs.iter_mut(), MsgFlags::MSG_WAITFORONE, None) {
+                Ok(results) => {
+                    for r in results {
+                        if let Some(addr) = r.address {
+                            if !r.flags.contains(MsgFlags::MSG_TRUNC) {
+                                got.push((r.bytes, addr));
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    if !matches!(e, nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) {
+                        debug!(%e, "UDP receive error");
+                    }
+                    continue;
+                }
+            }
+        }
+        dests.clear();
+        let mut ready = 0;
+        for (i, (n, addr)) in got.iter().enumerate() {
+            let Some(src) = socket_addr(addr) else {
+                continue;
+            };
+            if answer_datagram(&handler, &bufs[i][..*n], src, &mut outs[ready]) {
+                dests.push(Some(*addr));
+                ready += 1;
+            }
+        }
+        let mut sent = 0;
+        while sent < ready {
+            let slices: Vec<[IoSlice<'_>; 1]> = outs[sent..ready]
+                .iter()
+                .map(|o| [IoSlice::new(o)])
+                .collect();
+            match sendmmsg(
+                fd,
+                &mut tx,
+                slices.iter(),
+                &dests[sent..ready],
+                no_cmsgs,
+                MsgFlags::empty(),
+            ) {
+                Ok(results) => {
+                    let n = results.count();
+                    if n == 0 {
+                        break;
+                    }
+                    sent += n;
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    // drop the message that failed, keep the rest
+                    debug!(%e, dst = ?dests[sent].as_ref().map(|d| d.family()), "UDP send failed");
+                    sent += 1;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn socket_addr(a: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::V4(std::net::SocketAddrV4::from(*v4)));
+    }
+    a.as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6(std::net::SocketAddrV6::from(*v6)))
+}
+
+/// Serves one UDP socket until `stop` is set, one datagram at a time.
+#[cfg(not(target_os = "linux"))]
+fn udp_loop(socket: UdpSocket, handler: Handler, stop: Arc<AtomicBool>) {
+    if let Err(e) = socket
+        .set_nonblocking(false)
+        .and_then(|()| socket.set_read_timeout(Some(UDP_POLL)))
+    {
+        warn!(%e, "cannot configure a UDP socket; it is not served");
+        return;
+    }
+    let mut packet = vec![0u8; UDP_MAX_QUERY];
+    let mut out = Vec::with_capacity(4096);
+    while !stop.load(Ordering::Relaxed) {
+        let (n, src) = match socket.recv_from(&mut packet) {
+            Ok(r) => r,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(e) => {
+                // e.g. ICMP errors surfacing from earlier sends: keep going
+                debug!(%e, "UDP receive error");
+                continue;
+            }
+        };
+        if answer_datagram(&handler, &packet[..n], src, &mut out) {
+            if let Err(e) = socket.send_to(&out, src) {
+                debug!(%e, %src, "UDP send failed");
+            }
+        }
+    }
+}
+
+/// Works out the reply to one datagram into `out`; false when nothing is
+/// to be sent. Like hickory's own path: shorter than a header, a response,
+/// or from port 0 is dropped; a message that does not decode gets a
+/// header-only FORMERR.
+fn answer_datagram(handler: &Handler, packet: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> bool {
+    if src.port() == 0 {
+        return false;
+    }
+    let Ok(header) = Header::read(&mut BinDecoder::new(packet)) else {
+        return false;
+    };
+    if header.metadata.message_type == MessageType::Response {
+        return false;
+    }
+    match Request::from_bytes(packet.to_vec(), src, xfer::Protocol::Udp) {
+        Ok(request) => handler.respond_udp(&request, out).is_ok(),
+        Err(_) => {
+            out.clear();
+            // no question can be echoed from a message that did not decode
+            let Ok(queries) = Queries::read(&mut BinDecoder::new(&[]), 0) else {
+                return false;
+            };
+            let msg = MessageResponseBuilder::new(&queries, None)
+                .error_msg(&header.metadata, ResponseCode::FormErr);
+            msg.destructive_emit(&mut BinEncoder::new(out)).is_ok()
+        }
+    }
+}
+
 /// Serves DNS on `listeners` with `handler` until `shutdown` resolves, then
 /// stops accepting and lets queries in flight finish.
 pub async fn serve(
@@ -110,10 +309,29 @@ pub async fn serve(
     tcp_idle_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let mut server = Server::new(handler);
-    for udp in listeners.udp {
-        server.register_socket(tokio::net::UdpSocket::from_std(udp)?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut udp_threads = Vec::new();
+    for (i, udp) in listeners.udp.into_iter().enumerate() {
+        let (h, stop) = (handler.clone(), stop.clone());
+        udp_threads.push(
+            std::thread::Builder::new()
+                .name(format!("dns-udp-{i}"))
+                .spawn(move || udp_loop(udp, h, stop))?,
+        );
     }
+    // stops the UDP threads however this function ends
+    struct StopOnDrop(Arc<AtomicBool>, Vec<std::thread::JoinHandle<()>>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+            for t in self.1.drain(..) {
+                let _ = t.join();
+            }
+        }
+    }
+    let _udp = StopOnDrop(stop, udp_threads);
+
+    let mut server = Server::new(handler);
     for tcp in listeners.tcp {
         server.register_listener(
             tokio::net::TcpListener::from_std(tcp)?,

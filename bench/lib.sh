@@ -1,0 +1,102 @@
+# Shared by the dnsperf benchmark scripts: installing the tools, free
+# ports, server CPU time, readiness, one measured dnsperf run, the report.
+# Source it from a script that has set `work` (a scratch directory) and
+# `secs` (seconds per measured segment).
+
+install_debs() { # package...
+  local need=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+  [ ${#need[@]} -eq 0 ] && return 0
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+cpu_ticks() { # pid: utime + stime of the whole process, in clock ticks
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+wait_ready() { # port name
+  for _ in $(seq 1 100); do
+    dig @127.0.0.1 -p "$1" +time=1 +tries=1 "$2" A >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "server on port $1 did not answer" >&2
+  return 1
+}
+
+# The seeded query mix: 90% A at the steered names s0..s9, 5% NXDOMAIN,
+# 5% NODATA (AAAA at the same names).
+write_queries() { # file
+  python3 - "$1" <<'PY'
+import random, sys
+random.seed(20261123)
+with open(sys.argv[1], "w") as f:
+    for _ in range(50000):
+        r = random.random()
+        if r < 0.90:
+            f.write(f"s{random.randrange(10)}.bench.example.com A\n")
+        elif r < 0.95:
+            f.write(f"nx{random.randrange(1_000_000)}.bench.example.com A\n")
+        else:
+            f.write(f"s{random.randrange(10)}.bench.example.com AAAA\n")
+PY
+}
+
+# Measures one server: a 2 s warm-up, then one dnsperf segment per extra
+# argument set (e.g. one per ECS option; "" for none), each `secs` long,
+# with dnsperf on CPU 1. Appends a row to $work/results.tsv.
+measure() { # name port pid [dnsperf-extra-args]...
+  local name=$1 port=$2 pid=$3
+  shift 3
+  local segments=("$@")
+  [ ${#segments[@]} -gt 0 ] || segments=("")
+  taskset -c 1 dnsperf -s 127.0.0.1 -p "$port" -d "$work/queries.txt" -l 2 -q 500 ${segments[0]} >/dev/null 2>&1 || true
+  local before after i=0
+  before=$(cpu_ticks "$pid")
+  : > "$work/$name.out"
+  for seg in "${segments[@]}"; do
+    # shellcheck disable=SC2086
+    taskset -c 1 dnsperf -s 127.0.0.1 -p "$port" -d "$work/queries.txt" -l "$secs" -q 500 $seg >> "$work/$name.out" 2>&1
+    i=$((i + 1))
+  done
+  after=$(cpu_ticks "$pid")
+  python3 - "$name" "$work/$name.out" "$before" "$after" "$(getconf CLK_TCK)" "$work/results.tsv" "$i" <<'PY'
+import re, sys
+name, out, before, after, ticks, results, runs = sys.argv[1:]
+text = open(out).read()
+def total(label):
+    return sum(float(v) for v in re.findall(label + r":\s+([0-9.]+)", text))
+completed, lost = total("Queries completed"), total("Queries lost")
+lat = re.findall(r"Average Latency \(s\):\s+([0-9.]+)", text)
+lat = sum(float(x) for x in lat) / max(len(lat), 1)
+qps = total("Queries per second") / int(runs)
+cpu = (int(after) - int(before)) / int(ticks)
+per_cpu = completed / cpu if cpu > 0 else float("nan")
+with open(results, "a") as f:
+    f.write(f"{name}\t{qps:.0f}\t{lat*1e6:.0f}\t{int(completed)}\t{int(lost)}\t{cpu:.2f}\t{per_cpu:.0f}\n")
+PY
+}
+
+report() { # baseline-name
+  python3 - "$work/results.tsv" "$1" <<'PY'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+base = sys.argv[2]
+print(f"{'server':<10}{'q/s':>10}{'avg lat µs':>12}{'completed':>12}{'lost':>8}{'server CPU s':>14}{'q/CPU-s':>10}")
+for r in rows:
+    print(f"{r[0]:<10}{r[1]:>10}{r[2]:>12}{r[3]:>12}{r[4]:>8}{r[5]:>14}{r[6]:>10}")
+by = {r[0]: float(r[6]) for r in rows}
+if "meridian" in by and by.get(base, 0) > 0:
+    print(f"\nmeridian / {base}, queries per server CPU-second: {by['meridian'] / by[base]:.2f}")
+PY
+}
+
+machine_line() {
+  echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), kernel $(uname -r)"
+}
