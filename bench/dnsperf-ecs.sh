@@ -34,35 +34,7 @@ ecs=(
 
 # Meridian
 mport=$(free_port)
-{
-  cat <<YAML
-zones:
-  bench.example.com:
-    ttl: 300
-    soa: {rname: hostmaster.example.com., minimum: 60}
-    ns: [{name: ns1, addresses: [127.0.0.1]}]
-    steered:
-YAML
-  for i in $(seq 0 9); do
-    echo "      - {name: s$i, type: A, ttl: 30, pool: web, steps: [health, {geo: {continents: {EU: [eu-west, us-east], NA: [us-east, eu-west], AS: [ap-south, eu-west]}, default: [us-east]}}, {first: 1}]}"
-  done
-  cat <<YAML
-pools:
-  web:
-    endpoints:
-      - {id: eu, address: 192.0.2.10, region: eu-west}
-      - {id: us, address: 198.51.100.10, region: us-east}
-      - {id: ap, address: 203.0.113.10, region: ap-south}
-YAML
-} > "$work/zones.yaml"
-cat > "$work/meridian.yaml" <<YAML
-dns:
-  listen: ["127.0.0.1:$mport"]
-  udp_sockets: 1
-geoip: {city: geo/city.mmdb}
-log: {level: warn}
-zones: zones.yaml
-YAML
+meridian_files "$mport" "[health, {geo: {continents: {EU: [eu-west, us-east], NA: [us-east, eu-west], AS: [ap-south, eu-west]}, default: [us-east]}}, {first: 1}]" "geoip: {city: geo/city.mmdb}"
 
 # gdnsd: the same map with its geoip plugin
 gport=$(free_port)

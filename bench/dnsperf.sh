@@ -31,35 +31,7 @@ write_queries "$work/queries.txt"
 
 # Meridian: s0..s9 steered over three regions, one answer drawn by weight.
 mport=$(free_port)
-{
-  cat <<YAML
-zones:
-  bench.example.com:
-    ttl: 300
-    soa: {rname: hostmaster.example.com., minimum: 60}
-    ns: [{name: ns1, addresses: [127.0.0.1]}]
-    steered:
-YAML
-  for i in $(seq 0 9); do
-    echo "      - {name: s$i, type: A, ttl: 30, pool: web, steps: [health, weighted, {first: 1}]}"
-  done
-  cat <<YAML
-pools:
-  web:
-    endpoints:
-      - {id: eu, address: 192.0.2.10, region: eu-west, weight: 50}
-      - {id: us, address: 198.51.100.10, region: us-east, weight: 30}
-      - {id: ap, address: 203.0.113.10, region: ap-south, weight: 20}
-YAML
-} > "$work/zones.yaml"
-cat > "$work/meridian.yaml" <<YAML
-dns:
-  listen: ["127.0.0.1:$mport"]
-  udp_sockets: 1
-log:
-  level: warn
-zones: zones.yaml
-YAML
+meridian_files "$mport" "[health, weighted, {first: 1}]"
 
 # Knot: the same names as static records with one address each.
 kport=$(free_port)

@@ -97,6 +97,41 @@ if "meridian" in by and by.get(base, 0) > 0:
 PY
 }
 
+# Writes Meridian's benchmark zone and node config into $work: s0..s9
+# steered with `steps` over one endpoint in each of three regions.
+meridian_files() { # port steps [extra node-config line]
+  local port=$1 steps=$2 extra=${3:-}
+  {
+    cat <<YAML
+zones:
+  bench.example.com:
+    ttl: 300
+    soa: {rname: hostmaster.example.com., minimum: 60}
+    ns: [{name: ns1, addresses: [127.0.0.1]}]
+    steered:
+YAML
+    for i in $(seq 0 9); do
+      echo "      - {name: s$i, type: A, ttl: 30, pool: web, steps: $steps}"
+    done
+    cat <<YAML
+pools:
+  web:
+    endpoints:
+      - {id: eu, address: 192.0.2.10, region: eu-west, weight: 50}
+      - {id: us, address: 198.51.100.10, region: us-east, weight: 30}
+      - {id: ap, address: 203.0.113.10, region: ap-south, weight: 20}
+YAML
+  } > "$work/zones.yaml"
+  cat > "$work/meridian.yaml" <<YAML
+dns:
+  listen: ["127.0.0.1:$port"]
+  udp_sockets: 1
+$extra
+log: {level: warn}
+zones: zones.yaml
+YAML
+}
+
 machine_line() {
   echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), kernel $(uname -r)"
 }
