@@ -42,8 +42,10 @@ const HEADER_LEN: usize = 12;
 const OPT_LEN: usize = 11;
 
 thread_local! {
-    /// Randomness for weighted steering, one generator per worker thread.
-    static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_os_rng());
+    /// Per thread: randomness for weighted steering, and the candidate
+    /// list steering reuses from query to query.
+    static LOCAL: RefCell<(SmallRng, Vec<meridian_steering::Candidate>)> =
+        RefCell::new((SmallRng::from_os_rng(), Vec::new()));
 }
 
 /// The node's GeoIP databases, swapped whole when a file changes; empty
@@ -130,18 +132,20 @@ impl Handler {
             _ => (src, if src.is_ipv4() { 32 } else { 128 }),
         };
         let query = &request.queries.queries()[0];
-        let reply = RNG.with(|rng| {
-            let mut rng = rng.borrow_mut();
+        let reply = LOCAL.with(|local| {
+            let (rng, scratch) = &mut *local.borrow_mut();
             let mut steering = Steering {
                 client: Client {
                     addr: Some(client.0),
                     prefix: client.1,
                     geo,
                 },
-                rng: &mut *rng,
-                scratch: Vec::new(),
+                rng,
+                scratch: std::mem::take(scratch),
             };
-            resolve(snapshot, query.name(), query.query_type(), &mut steering)
+            let reply = resolve(snapshot, query.name(), query.query_type(), &mut steering);
+            *scratch = steering.scratch;
+            reply
         });
         // ECS in the answer: the query's family, source prefix and address,
         // and the scope the decision needed (0: valid for every client)

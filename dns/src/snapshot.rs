@@ -26,6 +26,7 @@ use meridian_config::zone::{
 };
 use meridian_config::{DomainName, ZoneSpec};
 use meridian_steering::Policy;
+use rustc_hash::FxHashMap;
 
 /// Why a snapshot could not be built. Validated specs build; this guards
 /// against names hickory rejects that our validation let through.
@@ -111,7 +112,9 @@ pub struct ZoneData {
     pub soa: SizedRecord,
     /// The SOA for negative answers: TTL = min(SOA TTL, minimum) (RFC 2308).
     pub negative_soa: SizedRecord,
-    pub nodes: HashMap<LowerName, Node>,
+    /// Nodes by name. FxHash: names come from validated configuration, not
+    /// from clients, so a fast non-keyed hash is safe here.
+    pub nodes: FxHashMap<LowerName, Node>,
     pub has_cuts: bool,
     pub default_ttl: u32,
 }
@@ -251,7 +254,7 @@ fn build_zone(
         RData::SOA(soa_rdata),
     );
 
-    let mut nodes: HashMap<LowerName, Node> = HashMap::new();
+    let mut nodes: FxHashMap<LowerName, Node> = FxHashMap::default();
     let mut add = |owner: &Name, t: RecordType, rec: Record| {
         let node = nodes.entry(LowerName::from(owner)).or_default();
         match node.sets.iter_mut().find(|s| s.rtype == t) {
