@@ -7,7 +7,6 @@ use std::str::FromStr;
 
 use meridian_dns::explain::{explain, Explanation};
 use meridian_dns::Snapshot;
-use meridian_steering::Location;
 
 use crate::geoip::GeoSource;
 use crate::EXIT_CONFIG;
@@ -86,33 +85,6 @@ fn parse_client(text: &str) -> Result<(IpAddr, u8), String> {
     Ok((net.network(), prefix))
 }
 
-fn describe(loc: &Location) -> String {
-    let mut parts = Vec::new();
-    if let Some(c) = loc.country {
-        parts.push(format!("country {c}"));
-    }
-    if let Some(c) = loc.continent {
-        parts.push(format!("continent {c}"));
-    }
-    if let Some(s) = loc.subdivision {
-        parts.push(format!("subdivision {s}"));
-    }
-    if let Some((lat, lon)) = loc.coords {
-        parts.push(format!("at ({lat:.2}, {lon:.2})"));
-    }
-    if let Some(a) = loc.asn {
-        parts.push(format!("AS{a}"));
-    }
-    if parts.is_empty() {
-        parts.push("not in the database".into());
-    }
-    format!(
-        "{}; GeoIP network /{}",
-        parts.join(", "),
-        loc.network_prefix
-    )
-}
-
 fn render(x: &Explanation, have_geo: bool) -> String {
     let mut s = String::new();
     let client = x.client.map_or("no client".to_string(), |(ip, p)| {
@@ -120,7 +92,10 @@ fn render(x: &Explanation, have_geo: bool) -> String {
     });
     s.push_str(&format!("{} {} for {client}\n", x.name, x.rtype));
     match (&x.location, have_geo) {
-        (Some(l), _) => s.push_str(&format!("location: {}\n", describe(l))),
+        (Some(l), _) => s.push_str(&format!(
+            "location: {l}; GeoIP network /{}\n",
+            l.network_prefix
+        )),
         (None, false) => s.push_str("location: no GeoIP database configured\n"),
         (None, true) => s.push_str("location: no client given\n"),
     }

@@ -77,6 +77,34 @@ impl Location {
     }
 }
 
+/// `country JP, continent AS, subdivision 13, at (35.68, 139.69), AS64502`,
+/// or `not in the database`.
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(c) = self.country {
+            parts.push(format!("country {c}"));
+        }
+        if let Some(c) = self.continent {
+            parts.push(format!("continent {c}"));
+        }
+        if let Some(s) = self.subdivision {
+            parts.push(format!("subdivision {s}"));
+        }
+        if let Some((lat, lon)) = self.coords {
+            parts.push(format!("at ({lat:.2}, {lon:.2})"));
+        }
+        if let Some(a) = self.asn {
+            parts.push(format!("AS{a}"));
+        }
+        if parts.is_empty() {
+            f.write_str("not in the database")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
+
 /// Database bytes: a memory map of the file, or a buffer.
 pub enum DbBytes {
     Mapped(maxminddb::Mmap),

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use meridian_config::zone::{AdminState, ClientMatch, CostMargin, Endpoint, FenceRule, GeoMap};
 use rand::RngCore;
 
-use crate::geo::{Code, Location};
+use crate::geo::Code;
 use crate::table::{arc_km, mix, unit_vector, Table};
 use crate::{Candidate, Context, Effects};
 
@@ -197,6 +197,24 @@ pub(crate) fn nearest(
     });
 }
 
+/// The RTTs from the probe region nearest the client, which depends on the
+/// client's location; `None` (noted) when there is no such region.
+fn rtt_row<'t>(
+    table: &'t Table,
+    probe: Option<usize>,
+    ctx: &Context<'_>,
+    fx: &mut Effects<'_>,
+) -> Option<(usize, &'t [Option<f64>])> {
+    let Some(p) = probe else {
+        fx.note(|| "client location unknown or no probe regions: order kept".to_string());
+        return None;
+    };
+    if let Some(loc) = ctx.location {
+        fx.depends(loc.network_prefix);
+    }
+    Some((p, &table.rtt[p]))
+}
+
 /// Orders by RTT from the probe region nearest the client; unmeasured
 /// endpoints rank after measured ones.
 pub(crate) fn latency(
@@ -206,14 +224,9 @@ pub(crate) fn latency(
     ctx: &Context<'_>,
     fx: &mut Effects<'_>,
 ) {
-    let Some(p) = probe else {
-        fx.note(|| "client location unknown or no probe regions: order kept".to_string());
+    let Some((p, rtt)) = rtt_row(table, probe, ctx, fx) else {
         return;
     };
-    if let Some(loc) = ctx.location {
-        fx.depends(loc.network_prefix);
-    }
-    let rtt = &table.rtt[p];
     list.sort_by(|a, b| {
         let ra = rtt[usize::from(*a)].unwrap_or(f64::INFINITY);
         let rb = rtt[usize::from(*b)].unwrap_or(f64::INFINITY);
@@ -234,14 +247,9 @@ pub(crate) fn cost(
     ctx: &Context<'_>,
     fx: &mut Effects<'_>,
 ) {
-    let Some(p) = probe else {
-        fx.note(|| "client location unknown or no probe regions: order kept".to_string());
+    let Some((p, rtt)) = rtt_row(table, probe, ctx, fx) else {
         return;
     };
-    if let Some(loc) = ctx.location {
-        fx.depends(loc.network_prefix);
-    }
-    let rtt = &table.rtt[p];
     let Some(best) = list
         .iter()
         .filter_map(|&c| rtt[usize::from(c)])
@@ -421,24 +429,12 @@ impl FenceStage {
 }
 
 fn describe_client(ctx: &Context<'_>) -> String {
-    let loc: Location = ctx.location.copied().unwrap_or_default();
-    let mut parts = Vec::new();
-    if let Some(c) = loc.country {
-        parts.push(format!("country {c}"));
-    }
-    if let Some(c) = loc.continent {
-        parts.push(format!("continent {c}"));
-    }
-    if let Some(a) = loc.asn {
-        parts.push(format!("AS{a}"));
-    }
-    if let Some(ip) = ctx.client {
-        parts.push(format!("{ip}/{}", ctx.client_prefix));
-    }
-    if parts.is_empty() {
-        "unknown client".to_string()
-    } else {
-        format!("client {}", parts.join(", "))
+    let net = ctx.client.map(|ip| format!("{ip}/{}", ctx.client_prefix));
+    match (ctx.location.filter(|l| l.is_known()), net) {
+        (Some(loc), Some(net)) => format!("client {loc}, {net}"),
+        (Some(loc), None) => format!("client {loc}"),
+        (None, Some(net)) => format!("client {net}"),
+        (None, None) => "unknown client".to_string(),
     }
 }
 

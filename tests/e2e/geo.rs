@@ -320,7 +320,7 @@ fn explain_prints_every_step_with_its_reasons() {
         "location: country JP, continent AS, subdivision 13, at (35.68, 139.69), AS64502; GeoIP network /25",
         "candidates: eu-1, eu-2, us-1, ap-1",
         "2. fence             -> eu-1, eu-2, us-1",
-        "dropped ap-1 (client country JP, continent AS, AS64502, 203.0.113.0/25 denied by the fence of ap-south)",
+        "dropped ap-1 (client country JP, continent AS, subdivision 13, at (35.68, 139.69), AS64502, 203.0.113.0/25 denied by the fence of ap-south)",
         "3. nearest           -> eu-2, eu-1, us-1",
         "4. first             -> eu-2",
         "rcode: NOERROR",

@@ -123,98 +123,32 @@ fn net(s: &str) -> IpNet {
 /// America (US) and Asia (JP, IN), each IPv4 /24 split in two /25s, and one
 /// IPv6 /48 per continent inside 2001:db8::/32.
 pub fn demo_places() -> Vec<Place> {
-    let p = |network, country, continent, subdivision, city, lat, lon| Place {
-        network: net(network),
-        country,
-        continent,
-        subdivision,
-        city,
-        lat,
-        lon,
-    };
-    vec![
-        p(
-            "192.0.2.0/25",
-            "IE",
-            "EU",
-            Some("L"),
-            "Dublin",
-            53.35,
-            -6.26,
-        ),
-        p(
-            "192.0.2.128/25",
-            "DE",
-            "EU",
-            Some("HE"),
-            "Frankfurt",
-            50.11,
-            8.68,
-        ),
-        p(
-            "198.51.100.0/25",
-            "US",
-            "NA",
-            Some("VA"),
-            "Ashburn",
-            39.04,
-            -77.49,
-        ),
-        p(
-            "198.51.100.128/25",
-            "US",
-            "NA",
-            Some("CA"),
-            "San Francisco",
-            37.77,
-            -122.42,
-        ),
-        p(
-            "203.0.113.0/25",
-            "JP",
-            "AS",
-            Some("13"),
-            "Tokyo",
-            35.68,
-            139.69,
-        ),
-        p(
-            "203.0.113.128/25",
-            "IN",
-            "AS",
-            Some("MH"),
-            "Mumbai",
-            19.08,
-            72.88,
-        ),
-        p(
-            "2001:db8:1::/48",
-            "IE",
-            "EU",
-            Some("L"),
-            "Dublin",
-            53.35,
-            -6.26,
-        ),
-        p(
-            "2001:db8:2::/48",
-            "US",
-            "NA",
-            Some("VA"),
-            "Ashburn",
-            39.04,
-            -77.49,
-        ),
-        p(
-            "2001:db8:3::/48",
-            "JP",
-            "AS",
-            Some("13"),
-            "Tokyo",
-            35.68,
-            139.69,
-        ),
-    ]
+    #[rustfmt::skip]
+    const PLACES: [(&str, &str, &str, &str, &str, f64, f64); 9] = [
+        ("192.0.2.0/25", "IE", "EU", "L", "Dublin", 53.35, -6.26),
+        ("192.0.2.128/25", "DE", "EU", "HE", "Frankfurt", 50.11, 8.68),
+        ("198.51.100.0/25", "US", "NA", "VA", "Ashburn", 39.04, -77.49),
+        ("198.51.100.128/25", "US", "NA", "CA", "San Francisco", 37.77, -122.42),
+        ("203.0.113.0/25", "JP", "AS", "13", "Tokyo", 35.68, 139.69),
+        ("203.0.113.128/25", "IN", "AS", "MH", "Mumbai", 19.08, 72.88),
+        ("2001:db8:1::/48", "IE", "EU", "L", "Dublin", 53.35, -6.26),
+        ("2001:db8:2::/48", "US", "NA", "VA", "Ashburn", 39.04, -77.49),
+        ("2001:db8:3::/48", "JP", "AS", "13", "Tokyo", 35.68, 139.69),
+    ];
+    PLACES
+        .iter()
+        .map(
+            |&(network, country, continent, subdivision, city, lat, lon)| Place {
+                network: net(network),
+                country,
+                continent,
+                subdivision: Some(subdivision),
+                city,
+                lat,
+                lon,
+            },
+        )
+        .collect()
 }
 
 /// Documentation ASNs (RFC 5398) for the same prefixes.
