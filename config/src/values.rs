@@ -80,8 +80,12 @@ impl<'de> Deserialize<'de> for Text {
 }
 
 /// An absolute domain name in presentation form, with the trailing dot,
-/// case kept as written. Comparisons use [`DomainName::key`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// case kept as written. Comparisons use [`DomainName::key`]. It serializes
+/// as its text for replication; user input goes through [`DomainName::parse`].
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct DomainName(String);
 
 impl DomainName {

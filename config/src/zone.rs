@@ -9,14 +9,14 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::values::{DomainName, Ttl};
 use crate::yaml::{index_segment, key_segment, Document, Lenient};
 use crate::{Diagnostic, Diagnostics};
 
 /// A validated zone spec.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ZoneSpec {
     pub zones: Vec<Zone>,
     pub pools: BTreeMap<String, Pool>,
@@ -25,7 +25,7 @@ pub struct ZoneSpec {
 }
 
 /// One authoritative zone.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Zone {
     pub name: DomainName,
     /// TTL for records that do not give one.
@@ -37,7 +37,7 @@ pub struct Zone {
 }
 
 /// SOA fields; the serial is not configured, it follows the state version.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Soa {
     pub mname: DomainName,
     pub rname: DomainName,
@@ -51,14 +51,14 @@ pub struct Soa {
 }
 
 /// An apex name server, with glue addresses when its name is in the zone.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NameServer {
     pub name: DomainName,
     pub addresses: Vec<IpAddr>,
 }
 
 /// The record types a static record set may have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum RecordType {
     A,
@@ -94,7 +94,7 @@ impl RecordType {
 }
 
 /// The data of one static record.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RecordData {
     A(Ipv4Addr),
     Aaaa(Ipv6Addr),
@@ -120,7 +120,7 @@ pub enum RecordData {
 }
 
 /// All records of one name and type.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordSet {
     pub name: DomainName,
     pub rtype: RecordType,
@@ -129,7 +129,7 @@ pub struct RecordSet {
 }
 
 /// The types a steered record answers with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 pub enum SteeredType {
     A,
     #[serde(rename = "AAAA")]
@@ -149,7 +149,7 @@ impl SteeredType {
 }
 
 /// A name whose answer the steering pipeline computes per query.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SteeredRecord {
     pub name: DomainName,
     pub rtype: SteeredType,
@@ -160,7 +160,7 @@ pub struct SteeredRecord {
 }
 
 /// One step of a steering pipeline, as configured.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Step {
     /// Drop endpoints that are not enabled (and, later, not healthy).
     Health,
@@ -184,7 +184,7 @@ pub enum Step {
 }
 
 /// Who may use the endpoints of one region (or one endpoint).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FenceRule {
     /// A region name or an endpoint id of the record's pool; an endpoint id
     /// rule wins over its region's.
@@ -196,7 +196,7 @@ pub struct FenceRule {
 }
 
 /// Clients by where they are. Codes are upper case.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ClientMatch {
     pub countries: Vec<String>,
     pub continents: Vec<String>,
@@ -208,7 +208,7 @@ pub struct ClientMatch {
 
 /// Geography → preferred regions, most specific first: subdivision,
 /// country, continent, then `default`. Each list is a failover order.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct GeoMap {
     pub subdivisions: Vec<((String, String), Vec<String>)>,
     pub countries: Vec<(String, Vec<String>)>,
@@ -218,7 +218,7 @@ pub struct GeoMap {
 
 /// How close to the best latency an endpoint must be for `cost` to
 /// consider it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum CostMargin {
     Ms(f64),
     Percent(f64),
@@ -228,7 +228,7 @@ pub enum CostMargin {
 pub const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
 
 /// What to answer when the pipeline leaves no candidate.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum OnAllDown {
     /// Answer every enabled endpoint, healthy or not.
     FailOpen,
@@ -239,7 +239,7 @@ pub enum OnAllDown {
 }
 
 /// A named set of endpoints that steered records choose from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pool {
     pub name: String,
     pub endpoints: Vec<Endpoint>,
@@ -247,7 +247,7 @@ pub struct Pool {
 
 /// Where an endpoint is reached: an address for A/AAAA answers, a host name
 /// for CNAME answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EndpointAddress {
     Ip(IpAddr),
     Host(DomainName),
@@ -291,7 +291,7 @@ impl std::fmt::Display for EndpointAddress {
 }
 
 /// Whether an operator wants an endpoint in answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AdminState {
     /// In service.
@@ -304,7 +304,7 @@ pub enum AdminState {
 }
 
 /// One backend that steered records can answer with.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Endpoint {
     pub id: String,
     pub address: EndpointAddress,
@@ -324,7 +324,7 @@ pub struct Endpoint {
 }
 
 /// A probe region: where latency is measured from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeRegion {
     pub name: String,
     pub lat: f64,

@@ -1,0 +1,108 @@
+//! The storage engine seam: the few ordered key-value operations the Raft
+//! log needs, behind Meridian's own traits, with one adapter per engine.
+//! sled is the engine today; it is beta and openraft dropped its own sled
+//! store over memory and disk use, so nothing else names sled.
+
+use std::future::Future;
+
+/// Why the engine failed.
+#[derive(Debug, thiserror::Error)]
+#[error("storage engine: {0}")]
+pub struct EngineError(String);
+
+/// A key and its value.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
+/// A storage engine holding named trees.
+pub trait KvEngine: Clone + Send + Sync + 'static {
+    type Tree: KvTree;
+    fn open_tree(&self, name: &str) -> Result<Self::Tree, EngineError>;
+}
+
+/// One ordered map of byte keys to byte values.
+pub trait KvTree: Clone + Send + Sync + 'static {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError>;
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> Result<(), EngineError>;
+    /// Removes the keys in `from..to`.
+    fn remove_range(&self, from: &[u8], to: &[u8]) -> Result<(), EngineError>;
+    /// The entries in `from..to`, in key order.
+    fn range(&self, from: &[u8], to: &[u8]) -> Result<Vec<Pair>, EngineError>;
+    /// The entry with the greatest key.
+    fn last(&self) -> Result<Option<Pair>, EngineError>;
+    /// Resolves once everything written so far is on disk.
+    fn flush(&self) -> impl Future<Output = Result<(), EngineError>> + Send;
+}
+
+/// The sled adapter.
+#[derive(Clone)]
+pub struct Sled {
+    db: sled::Db,
+}
+
+impl Sled {
+    /// Opens (or creates) a sled database in `path`. One per process.
+    pub fn open(path: &std::path::Path) -> Result<Sled, EngineError> {
+        sled::open(path)
+            .map(|db| Sled { db })
+            .map_err(|e| EngineError(format!("cannot open {}: {e}", path.display())))
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64, EngineError> {
+        self.db.size_on_disk().map_err(err)
+    }
+}
+
+fn err(e: sled::Error) -> EngineError {
+    EngineError(e.to_string())
+}
+
+/// A sled tree.
+#[derive(Clone)]
+pub struct SledTree(sled::Tree);
+
+impl KvEngine for Sled {
+    type Tree = SledTree;
+
+    fn open_tree(&self, name: &str) -> Result<SledTree, EngineError> {
+        self.db.open_tree(name).map(SledTree).map_err(err)
+    }
+}
+
+impl KvTree for SledTree {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        self.0.get(key).map(|v| v.map(|v| v.to_vec())).map_err(err)
+    }
+
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> Result<(), EngineError> {
+        self.0.insert(key, value).map(|_| ()).map_err(err)
+    }
+
+    fn remove_range(&self, from: &[u8], to: &[u8]) -> Result<(), EngineError> {
+        let mut batch = sled::Batch::default();
+        for kv in self.0.range(from..to) {
+            let (k, _) = kv.map_err(err)?;
+            batch.remove(k);
+        }
+        self.0.apply_batch(batch).map_err(err)
+    }
+
+    fn range(&self, from: &[u8], to: &[u8]) -> Result<Vec<Pair>, EngineError> {
+        self.0
+            .range(from..to)
+            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(err))
+            .collect()
+    }
+
+    fn last(&self) -> Result<Option<Pair>, EngineError> {
+        self.0
+            .last()
+            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())))
+            .map_err(err)
+    }
+
+    fn flush(&self) -> impl Future<Output = Result<(), EngineError>> + Send {
+        let tree = self.0.clone();
+        async move { tree.flush_async().await.map(|_| ()).map_err(err) }
+    }
+}

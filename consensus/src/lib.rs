@@ -1,0 +1,38 @@
+//! Meridian's replicated state: openraft 0.9 over a swappable storage
+//! engine (sled today).
+//!
+//! # Layout
+//!
+//! - [`engine`]: the [`KvEngine`](engine::KvEngine) seam and its sled
+//!   adapter.
+//! - [`log_store`]: the Raft log and vote, flushed before they are
+//!   acknowledged.
+//! - [`state`]: the [`ReplicatedState`](state::ReplicatedState), the
+//!   [`Command`](state::Command)s that change it, and the state machine
+//!   with file snapshots.
+
+#![forbid(unsafe_code)]
+// openraft's storage traits return `StorageError`, which is large; the
+// helpers that build it return the same type rather than box and unbox it
+#![allow(clippy::result_large_err)]
+
+pub mod engine;
+pub mod log_store;
+pub mod state;
+
+use std::io::Cursor;
+
+pub use state::{Command, ReplicatedState, Response};
+
+/// A node's id in the cluster.
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// Meridian's Raft types: commands in, responses out.
+    pub TypeConfig:
+        D = Command,
+        R = Response,
+);
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,309 @@
+//! The replicated state, the commands that change it, and the openraft
+//! state machine that applies them and snapshots them to files.
+//!
+//! Applying is a pure function of the state and the command
+//! ([`ReplicatedState::apply`]), so every node that applies the same log
+//! holds the same state. Each command that changes the state bumps its
+//! version; a command that cannot apply (an unknown endpoint) changes
+//! nothing and says why.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use meridian_config::zone::AdminState;
+use meridian_config::ZoneSpec;
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{NodeId, TypeConfig};
+
+/// A change to the replicated state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Command {
+    /// Replace the whole spec (validated before it is proposed).
+    ReplaceSpec(Box<ZoneSpec>),
+    SetWeight {
+        pool: String,
+        endpoint: String,
+        weight: u16,
+    },
+    SetAdminState {
+        pool: String,
+        endpoint: String,
+        state: AdminState,
+    },
+}
+
+/// What applying a command did.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Response {
+    /// Applied; the state is now at this version.
+    Applied { version: u64 },
+    /// Not applied; the state is unchanged.
+    Rejected { reason: String },
+    /// A log entry with no command (leader blank, membership).
+    Nothing,
+}
+
+/// Everything Meridian replicates.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReplicatedState {
+    /// Bumped by every applied command; SOA serials follow it.
+    pub version: u64,
+    pub spec: ZoneSpec,
+}
+
+impl ReplicatedState {
+    /// Applies `cmd`: deterministic, no I/O.
+    pub fn apply(&mut self, cmd: &Command) -> Response {
+        let result = match cmd {
+            Command::ReplaceSpec(spec) => {
+                self.spec = (**spec).clone();
+                Ok(())
+            }
+            Command::SetWeight {
+                pool,
+                endpoint,
+                weight,
+            } => self
+                .endpoint_mut(pool, endpoint)
+                .map(|e| e.weight = *weight),
+            Command::SetAdminState {
+                pool,
+                endpoint,
+                state,
+            } => self.endpoint_mut(pool, endpoint).map(|e| e.state = *state),
+        };
+        match result {
+            Ok(()) => {
+                self.version += 1;
+                Response::Applied {
+                    version: self.version,
+                }
+            }
+            Err(reason) => Response::Rejected { reason },
+        }
+    }
+
+    fn endpoint_mut(
+        &mut self,
+        pool: &str,
+        endpoint: &str,
+    ) -> Result<&mut meridian_config::zone::Endpoint, String> {
+        let p = self
+            .spec
+            .pools
+            .get_mut(pool)
+            .ok_or_else(|| format!("no pool named {pool:?}"))?;
+        p.endpoints
+            .iter_mut()
+            .find(|e| e.id == endpoint)
+            .ok_or_else(|| format!("pool {pool:?} has no endpoint {endpoint:?}"))
+    }
+}
+
+/// Receives each new state: where the DNS server's snapshots will be built.
+pub type Publisher = std::sync::Arc<dyn Fn(&ReplicatedState) + Send + Sync>;
+
+/// A snapshot as stored in its file.
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    /// The serialized [`Applied`] state.
+    data: Vec<u8>,
+}
+
+/// The state machine's content, as snapshotted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Applied {
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, BasicNode>,
+    state: ReplicatedState,
+}
+
+/// The openraft state machine: the state in memory, snapshots as files in
+/// `dir` (the latest is `current.snapshot`). After a restart the state
+/// comes from the snapshot, and openraft replays the log after it.
+#[derive(Clone)]
+pub struct StateMachine {
+    applied: Applied,
+    dir: PathBuf,
+    /// Called with the new state after each applied batch: the seam the
+    /// DNS server's snapshots will be published through.
+    on_change: Option<Publisher>,
+}
+
+impl std::fmt::Debug for StateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateMachine")
+            .field("last_applied", &self.applied.last_applied)
+            .field("version", &self.applied.state.version)
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl StateMachine {
+    /// Opens the state machine whose snapshots live in `dir`, restoring the
+    /// latest snapshot.
+    pub fn open(dir: &Path) -> Result<StateMachine, StorageError<NodeId>> {
+        std::fs::create_dir_all(dir).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let mut sm = StateMachine {
+            applied: Applied::default(),
+            dir: dir.to_path_buf(),
+            on_change: None,
+        };
+        if let Some(file) = sm.read_snapshot_file()? {
+            sm.applied = serde_json::from_slice(&file.data)
+                .map_err(|e| StorageIOError::read_snapshot(Some(file.meta.signature()), &e))?;
+        }
+        Ok(sm)
+    }
+
+    /// Calls `f` with the state after every change.
+    pub fn on_change(&mut self, f: impl Fn(&ReplicatedState) + Send + Sync + 'static) {
+        self.on_change = Some(std::sync::Arc::new(f));
+    }
+
+    pub fn state(&self) -> &ReplicatedState {
+        &self.applied.state
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join("current.snapshot")
+    }
+
+    fn read_snapshot_file(&self) -> Result<Option<SnapshotFile>, StorageError<NodeId>> {
+        match std::fs::read(self.path()) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StorageIOError::read_snapshot(None, &e).into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StorageIOError::read_snapshot(None, &e).into()),
+        }
+    }
+
+    /// Writes the snapshot file atomically: a temporary file, synced, then
+    /// renamed over the current one.
+    fn write_snapshot_file(&self, file: &SnapshotFile) -> Result<(), StorageError<NodeId>> {
+        let sig = Some(file.meta.signature());
+        let bytes = serde_json::to_vec(file)
+            .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
+        let tmp = self.dir.join("current.snapshot.tmp");
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, self.path())?;
+            std::fs::File::open(&self.dir)?.sync_all()
+        };
+        write().map_err(|e| StorageIOError::write_snapshot(sig, &e).into())
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let data = serde_json::to_vec(&self.applied)
+            .map_err(|e| StorageIOError::read_state_machine(&e))?;
+        let last = self.applied.last_applied;
+        let snapshot_id = match last {
+            Some(l) => format!(
+                "{}-{}-v{}",
+                l.leader_id, l.index, self.applied.state.version
+            ),
+            None => format!("empty-v{}", self.applied.state.version),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: last,
+            last_membership: self.applied.membership.clone(),
+            snapshot_id,
+        };
+        self.write_snapshot_file(&SnapshotFile {
+            meta: meta.clone(),
+            data: data.clone(),
+        })?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>>
+    {
+        Ok((self.applied.last_applied, self.applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+    {
+        let mut out = Vec::new();
+        let before = self.applied.state.version;
+        for entry in entries {
+            self.applied.last_applied = Some(entry.log_id);
+            out.push(match entry.payload {
+                EntryPayload::Blank => Response::Nothing,
+                EntryPayload::Normal(cmd) => self.applied.state.apply(&cmd),
+                EntryPayload::Membership(m) => {
+                    self.applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                    Response::Nothing
+                }
+            });
+        }
+        if self.applied.state.version != before {
+            if let Some(f) = &self.on_change {
+                f(&self.applied.state);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let data = snapshot.into_inner();
+        let applied: Applied = serde_json::from_slice(&data)
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        self.write_snapshot_file(&SnapshotFile {
+            meta: meta.clone(),
+            data,
+        })?;
+        self.applied = applied;
+        if let Some(f) = &self.on_change {
+            f(&self.applied.state);
+        }
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        Ok(self.read_snapshot_file()?.map(|f| Snapshot {
+            meta: f.meta,
+            snapshot: Box::new(Cursor::new(f.data)),
+        }))
+    }
+}
