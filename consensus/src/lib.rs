@@ -7,6 +7,7 @@
 //!   adapter.
 //! - [`log_store`]: the Raft log and vote, flushed before they are
 //!   acknowledged.
+//! - [`network`]: Raft RPCs over HTTP (reqwest out, axum routes in).
 //! - [`state`]: the [`ReplicatedState`](state::ReplicatedState), the
 //!   [`Command`](state::Command)s that change it, and the state machine
 //!   with file snapshots.
@@ -18,6 +19,7 @@
 
 pub mod engine;
 pub mod log_store;
+pub mod network;
 pub mod state;
 
 use std::io::Cursor;

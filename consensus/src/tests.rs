@@ -187,3 +187,115 @@ async fn the_log_and_vote_survive_a_reopen() {
     let state = log.get_log_state().await.unwrap();
     assert_eq!(state.last_log_id.unwrap().index, 3);
 }
+
+/// Three nodes in this process, talking Raft over HTTP on loopback.
+mod cluster {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use meridian_config::ZoneSpec;
+    use openraft::error::{ClientWriteError, RaftError};
+    use openraft::{BasicNode, Config, Raft};
+
+    use crate::engine::Sled;
+    use crate::log_store::LogStore;
+    use crate::network::{routes, HttpNetwork};
+    use crate::state::StateMachine;
+    use crate::{Command, NodeId, Response, TypeConfig};
+
+    struct Node {
+        raft: Raft<TypeConfig>,
+        addr: String,
+        version: Arc<Mutex<u64>>,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn start(id: NodeId) -> Node {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let engine = Sled::open(&dir.path().join("db")).unwrap();
+        let log = LogStore::new(&engine).unwrap();
+        let mut sm = StateMachine::open(&dir.path().join("snapshots")).unwrap();
+        let version = Arc::new(Mutex::new(0));
+        let seen = version.clone();
+        sm.on_change(move |s| *seen.lock().unwrap() = s.version);
+        let config = Config {
+            heartbeat_interval: 100,
+            election_timeout_min: 400,
+            election_timeout_max: 800,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap();
+        let client = reqwest::Client::builder().build().unwrap();
+        let raft = Raft::new(id, Arc::new(config), HttpNetwork::new(client), log, sm)
+            .await
+            .unwrap();
+        tokio::spawn(std::future::IntoFuture::into_future(axum::serve(
+            listener,
+            routes(raft.clone()),
+        )));
+        Node {
+            raft,
+            addr,
+            version,
+            _dir: dir,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_nodes_replicate_a_write_over_http() {
+        let nodes = vec![start(1).await, start(2).await, start(3).await];
+        let members: BTreeMap<NodeId, BasicNode> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i as NodeId + 1, BasicNode::new(&n.addr)))
+            .collect();
+        nodes[0].raft.initialize(members).await.unwrap();
+        let leader = nodes[0]
+            .raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await
+            .unwrap()
+            .current_leader
+            .unwrap();
+        let leader_node = &nodes[(leader - 1) as usize];
+        let written = leader_node
+            .raft
+            .client_write(Command::ReplaceSpec(Box::new(ZoneSpec::default())))
+            .await
+            .unwrap();
+        assert_eq!(written.data, Response::Applied { version: 1 });
+        let index = written.log_id.index;
+        for n in &nodes {
+            n.raft
+                .wait(Some(Duration::from_secs(10)))
+                .applied_index_at_least(Some(index), "the write applied")
+                .await
+                .unwrap();
+            assert_eq!(*n.version.lock().unwrap(), 1);
+        }
+        // a follower refuses writes and names the leader
+        let follower = nodes
+            .iter()
+            .find(|n| n.raft.metrics().borrow().id != leader)
+            .unwrap();
+        match follower
+            .raft
+            .client_write(Command::ReplaceSpec(Box::new(ZoneSpec::default())))
+            .await
+        {
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                assert_eq!(f.leader_id, Some(leader));
+            }
+            other => panic!("expected a forward to the leader, got {other:?}"),
+        }
+        for n in nodes {
+            n.raft.shutdown().await.unwrap();
+        }
+    }
+}

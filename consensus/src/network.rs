@@ -1,0 +1,166 @@
+//! Raft RPCs between nodes over HTTP: the client side (openraft's
+//! `RaftNetworkFactory`/`RaftNetwork`) and the server side (axum routes
+//! under `/raft/`, served on the node's API listener).
+//!
+//! One `reqwest::Client` is shared by every connection, and each RPC gets
+//! openraft's hard TTL as its timeout, so a dead peer costs at most that.
+//! Bodies are JSON: the request, and the receiver's
+//! `Result<Response, RaftError>`.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Raft};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::{NodeId, TypeConfig};
+
+/// Makes connections to peers; holds the one shared HTTP client.
+#[derive(Clone)]
+pub struct HttpNetwork {
+    client: reqwest::Client,
+    /// `http` or `https` (mutual TLS when configured).
+    scheme: &'static str,
+}
+
+impl HttpNetwork {
+    /// A network over plain HTTP with the given client.
+    pub fn new(client: reqwest::Client) -> HttpNetwork {
+        HttpNetwork {
+            client,
+            scheme: "http",
+        }
+    }
+
+    /// A network over HTTPS; `client` carries the node's certificate.
+    pub fn with_tls(client: reqwest::Client) -> HttpNetwork {
+        HttpNetwork {
+            client,
+            scheme: "https",
+        }
+    }
+}
+
+/// A connection to one peer.
+pub struct HttpConnection {
+    client: reqwest::Client,
+    base: String,
+    target: NodeId,
+}
+
+impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
+    type Network = HttpConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> HttpConnection {
+        HttpConnection {
+            client: self.client.clone(),
+            base: format!("{}://{}/raft", self.scheme, node.addr),
+            target,
+        }
+    }
+}
+
+impl HttpConnection {
+    async fn rpc<Req, Resp, E>(
+        &self,
+        path: &str,
+        req: Req,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let url = format!("{}/{path}", self.base);
+        let sent = self
+            .client
+            .post(&url)
+            .timeout(timeout)
+            .json(&req)
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            // a refused connection backs off; a timeout is an ordinary
+            // network failure, retried on openraft's schedule
+            Err(e) if e.is_connect() => return Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
+        };
+        let body: Result<Resp, RaftError<NodeId, E>> = resp
+            .json()
+            .await
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        body.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for HttpConnection {
+    async fn append_entries(
+        &mut self,
+        req: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.rpc("append", req, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        req: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.rpc("snapshot", req, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        req: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.rpc("vote", req, option.hard_ttl()).await
+    }
+}
+
+/// The `/raft/...` routes a node serves to its peers.
+pub fn routes(raft: Raft<TypeConfig>) -> Router {
+    Router::new()
+        .route("/raft/append", post(append))
+        .route("/raft/vote", post(vote))
+        .route("/raft/snapshot", post(snapshot))
+        .with_state(raft)
+}
+
+async fn append(
+    State(raft): State<Raft<TypeConfig>>,
+    Json(req): Json<AppendEntriesRequest<TypeConfig>>,
+) -> Json<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>> {
+    Json(raft.append_entries(req).await)
+}
+
+async fn vote(
+    State(raft): State<Raft<TypeConfig>>,
+    Json(req): Json<VoteRequest<NodeId>>,
+) -> Json<Result<VoteResponse<NodeId>, RaftError<NodeId>>> {
+    Json(raft.vote(req).await)
+}
+
+async fn snapshot(
+    State(raft): State<Raft<TypeConfig>>,
+    Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
+) -> Json<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>> {
+    Json(raft.install_snapshot(req).await)
+}
