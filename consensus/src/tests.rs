@@ -194,7 +194,6 @@ mod cluster {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use meridian_config::ZoneSpec;
     use openraft::error::{ClientWriteError, RaftError};
     use openraft::{BasicNode, Config, Raft};
 
@@ -266,7 +265,7 @@ mod cluster {
         let leader_node = &nodes[(leader - 1) as usize];
         let written = leader_node
             .raft
-            .client_write(Command::ReplaceSpec(Box::new(ZoneSpec::default())))
+            .client_write(Command::ReplaceSpec(Box::default()))
             .await
             .unwrap();
         assert_eq!(written.data, Response::Applied { version: 1 });
@@ -286,7 +285,7 @@ mod cluster {
             .unwrap();
         match follower
             .raft
-            .client_write(Command::ReplaceSpec(Box::new(ZoneSpec::default())))
+            .client_write(Command::ReplaceSpec(Box::default()))
             .await
         {
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
