@@ -46,11 +46,6 @@ impl Sled {
             .map(|db| Sled { db })
             .map_err(|e| EngineError(format!("cannot open {}: {e}", path.display())))
     }
-
-    /// Bytes the database occupies on disk.
-    pub fn size_on_disk(&self) -> Result<u64, EngineError> {
-        self.db.size_on_disk().map_err(err)
-    }
 }
 
 fn err(e: sled::Error) -> EngineError {

@@ -30,25 +30,12 @@ use crate::{NodeId, TypeConfig};
 #[derive(Clone)]
 pub struct HttpNetwork {
     client: reqwest::Client,
-    /// `http` or `https` (mutual TLS when configured).
-    scheme: &'static str,
 }
 
 impl HttpNetwork {
     /// A network over plain HTTP with the given client.
     pub fn new(client: reqwest::Client) -> HttpNetwork {
-        HttpNetwork {
-            client,
-            scheme: "http",
-        }
-    }
-
-    /// A network over HTTPS; `client` carries the node's certificate.
-    pub fn with_tls(client: reqwest::Client) -> HttpNetwork {
-        HttpNetwork {
-            client,
-            scheme: "https",
-        }
+        HttpNetwork { client }
     }
 }
 
@@ -65,7 +52,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> HttpConnection {
         HttpConnection {
             client: self.client.clone(),
-            base: format!("{}://{}/raft", self.scheme, node.addr),
+            base: format!("http://{}/raft", node.addr),
             target,
         }
     }

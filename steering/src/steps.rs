@@ -110,6 +110,17 @@ fn sticky_key(ip: IpAddr, known: u8) -> (u64, u64, u8) {
     }
 }
 
+/// Reorders `list` by `key`, smallest first, computing each key once; ties
+/// keep their order. Returns the keys with their candidates, in the new
+/// order.
+fn order_by(list: &mut Vec<Candidate>, key: impl Fn(Candidate) -> f64) -> Vec<(f64, Candidate)> {
+    let mut keyed: Vec<(f64, Candidate)> = list.iter().map(|&c| (key(c), c)).collect();
+    keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
+    list.clear();
+    list.extend(keyed.iter().map(|k| k.1));
+    keyed
+}
+
 /// Weighted rendezvous (highest-random-weight) hashing: each candidate
 /// scores −w / ln(u), u a uniform hash of (client subnet, endpoint id), and
 /// candidates are ordered by score. A subnet keeps its endpoint across
@@ -129,23 +140,18 @@ pub(crate) fn sticky(
     let (hi, lo, bits) = sticky_key(client, ctx.client_prefix);
     fx.depends(bits);
     let uniform = list.iter().all(|&c| ep(pool, c).weight == 0);
-    let mut scored: Vec<(f64, Candidate)> = list
-        .iter()
-        .map(|&c| {
-            let h = mix(hi ^ mix(lo ^ table.seed[usize::from(c)]));
-            // 53 random bits as a float strictly inside (0, 1)
-            let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-            let w = if uniform {
-                1.0
-            } else {
-                f64::from(ep(pool, c).weight)
-            };
-            (-w / u.ln(), c)
-        })
-        .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    list.clear();
-    list.extend(scored.iter().map(|s| s.1));
+    // highest score first: order by the negated score
+    order_by(list, |c| {
+        let h = mix(hi ^ mix(lo ^ table.seed[usize::from(c)]));
+        // 53 random bits as a float strictly inside (0, 1)
+        let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        let w = if uniform {
+            1.0
+        } else {
+            f64::from(ep(pool, c).weight)
+        };
+        w / u.ln()
+    });
     fx.note(|| format!("hashed client subnet {client}/{bits}"));
 }
 
@@ -168,17 +174,10 @@ pub(crate) fn nearest(
         return;
     };
     let client = unit_vector(lat, lon);
-    let mut keyed: Vec<(f64, Candidate)> = list
-        .iter()
-        .map(|&c| {
-            let i = usize::from(c);
-            let d = table.unit[i].map_or(f64::INFINITY, |u| arc_km(client, u) * table.bias[i]);
-            (d, c)
-        })
-        .collect();
-    keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
-    list.clear();
-    list.extend(keyed.iter().map(|k| k.1));
+    let keyed = order_by(list, |c| {
+        let i = usize::from(c);
+        table.unit[i].map_or(f64::INFINITY, |u| arc_km(client, u) * table.bias[i])
+    });
     fx.note(|| {
         let parts: Vec<String> = keyed
             .iter()
