@@ -14,6 +14,51 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Which node a `cluster` command talks to, and with what identity.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// A node config: its TLS identity is used, and its own API is the
+    /// default target.
+    #[arg(long, short, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// The node's API address (host:port).
+    #[arg(long, value_name = "HOST:PORT", global = true)]
+    pub api: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Leader, term, members, each node's applied index, version and lag.
+    Status {
+        /// Print the raw JSON of every node's status.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a new cluster with the target node as its only member.
+    Init,
+    /// Add a node (started with the same TLS CA, not yet a member): it
+    /// becomes a learner, catches up, then votes.
+    Join {
+        /// The new node's id (never reuse the id of a removed node).
+        #[arg(long)]
+        id: u64,
+        /// The new node's API address (its `cluster.advertise`).
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: String,
+    },
+    /// Remove a node from the cluster.
+    Leave {
+        #[arg(long)]
+        id: u64,
+    },
+    /// Replace the cluster's zone spec with this file, all or nothing: it is
+    /// validated first, and an invalid spec changes nothing.
+    Apply {
+        /// The zone spec (zones.yaml).
+        zones: PathBuf,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve DNS for the zones in the node config's zone spec.
@@ -24,6 +69,17 @@ pub enum Command {
         /// Node config (meridian.yaml).
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
+        /// A zone spec to fill the cluster with if it has none yet; a
+        /// cluster that already has a spec keeps it.
+        #[arg(long, value_name = "ZONES")]
+        seed: Option<PathBuf>,
+    },
+    /// Operate a cluster through one of its nodes' API.
+    Cluster {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        command: ClusterCommand,
     },
     /// Validate a node config and its zone spec, listing every error.
     ///

@@ -4,7 +4,6 @@
 //! on three continents.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use meridian_config::node::{
@@ -20,6 +19,14 @@ use crate::serve::{self, ZoneSource};
 pub const DEV_ZONES: &str = include_str!("dev_zones.yaml");
 
 pub fn run(listen: SocketAddr) -> ExitCode {
+    // a one-node cluster whose store lasts as long as this process
+    let data = match tempfile::Builder::new().prefix("meridian-dev-").tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("meridian: cannot create a data directory: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let node = NodeConfig {
         dns: DnsConfig {
             listen: vec![listen],
@@ -27,18 +34,20 @@ pub fn run(listen: SocketAddr) -> ExitCode {
             max_udp_payload: DEFAULT_MAX_UDP_PAYLOAD,
             tcp_idle_timeout_secs: 10,
         },
-        data_dir: std::env::temp_dir().join("meridian-dev"),
+        data_dir: data.path().to_path_buf(),
         geoip: GeoIpConfig::default(),
         log: LogConfig {
             level: "info".into(),
             format: LogFormat::Text,
         },
-        zones: PathBuf::from("(built-in)"),
+        zones: None,
+        cluster: None,
     };
     logging::init(&node.log);
     serve::run(
         &node,
-        &ZoneSource::Embedded(DEV_ZONES),
+        Some(ZoneSource::Embedded(DEV_ZONES)),
+        None,
         &GeoSource::Demo,
         |addrs| {
             let a = addrs[0];

@@ -19,7 +19,14 @@ pub fn run(config: &Path, name: &str, rtype: &str, client: Option<&str>, seed: u
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let spec = match meridian_config::load_zones(&node.zones) {
+    let Some(zones) = &node.zones else {
+        eprintln!(
+            "meridian: {} names no `zones` file to explain from",
+            config.display()
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let spec = match meridian_config::load_zones(zones) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("meridian: invalid zone spec:\n{e}");

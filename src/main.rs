@@ -5,7 +5,10 @@
 //! - `cli`: the command line (clap).
 //! - `logging`: tracing output, text or JSON, with hickory's per-query
 //!   logging turned off.
-//! - `serve`: `meridian serve` — load config, bind, answer, reload on SIGHUP.
+//! - `serve`: `meridian serve` — load config, start the Raft member, bind,
+//!   answer from the replicated state, apply the zone file on SIGHUP.
+//! - `cluster`: `meridian cluster` — status, init, join, leave and apply,
+//!   through a node's API.
 //! - `explain`: `meridian explain` — one name, one client, every step.
 //! - `dev`: `meridian dev` — `serve` on an embedded example zone and a
 //!   generated demo GeoIP database.
@@ -22,6 +25,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod cli;
+mod cluster;
 mod dev;
 mod explain;
 mod geoip;
@@ -36,7 +40,8 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = cli::Cli::parse();
     match args.command {
-        cli::Command::Serve { config } => serve::run_from_file(&config),
+        cli::Command::Serve { config, seed } => serve::run_from_file(&config, seed.as_deref()),
+        cli::Command::Cluster { target, command } => cluster::run(&target, command),
         cli::Command::Check { config, zones } => serve::check(config.as_deref(), zones.as_deref()),
         cli::Command::Dev { listen } => dev::run(listen),
         cli::Command::DemoGeoip { dir } => geoip::write_demo(&dir),

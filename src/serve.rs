@@ -1,23 +1,28 @@
 //! `meridian serve` and `meridian check`: load and validate configuration,
-//! bind the DNS listeners, answer from the current snapshot, and swap in a
-//! new snapshot when SIGHUP asks for a reload.
+//! start this node's Raft member, bind the DNS listeners and answer from
+//! the snapshot the replicated state publishes; SIGHUP applies the zone
+//! file through the cluster.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use meridian_config::{ConfigError, NodeConfig, ZoneSpec};
-use meridian_dns::{Handler, Listeners, Snapshot, SnapshotHandle};
-use tokio::signal::unix::{signal, Signal, SignalKind};
-use tracing::{error, info};
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use meridian_config::node::{Bootstrap, ClusterConfig};
+use meridian_config::{ConfigError, NodeConfig, ZoneSpec};
+use meridian_consensus::tls::{Tls, TlsFiles};
+use meridian_consensus::{
+    ClusterError, ClusterNode, Command, NodeOptions, ReplicatedState, Timing,
+};
 use meridian_dns::handler::GeoHandle;
+use meridian_dns::{Handler, Listeners, Snapshot, SnapshotHandle};
+use openraft::ServerState;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tracing::{debug, error, info};
 
 use crate::geoip::{self, GeoSource};
 use crate::{logging, EXIT_CONFIG};
@@ -41,23 +46,14 @@ impl ZoneSource {
     }
 }
 
-/// SOA serials: the Unix time of each new state, kept strictly increasing
-/// even when two reloads fall in one second or the clock steps back.
-struct Serials(AtomicU32);
-
-impl Serials {
-    fn next(&self) -> u32 {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
-        let prev = self
-            .0
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| {
-                Some(now.max(p.wrapping_add(1)))
-            })
-            .unwrap_or(0);
-        now.max(prev.wrapping_add(1))
-    }
+/// The SOA serial of a state version: the version itself, wrapping as
+/// RFC 1982 serial arithmetic allows, so every node serves the same serial
+/// for the same state.
+fn serial_of(version: u64) -> u32 {
+    // truncation is the intent: serials wrap
+    #[allow(clippy::cast_possible_truncation)]
+    let serial = version as u32;
+    serial
 }
 
 fn exit_for(e: &ConfigError) -> ExitCode {
@@ -67,8 +63,30 @@ fn exit_for(e: &ConfigError) -> ExitCode {
     }
 }
 
-/// `meridian serve --config FILE`.
-pub fn run_from_file(path: &Path) -> ExitCode {
+/// Why `serve` stopped before serving.
+struct Failure {
+    code: ExitCode,
+    message: String,
+}
+
+impl Failure {
+    fn runtime(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: ExitCode::FAILURE,
+            message: message.to_string(),
+        }
+    }
+
+    fn config(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: ExitCode::from(EXIT_CONFIG),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// `meridian serve --config FILE [--seed ZONES]`.
+pub fn run_from_file(path: &Path, seed: Option<&Path>) -> ExitCode {
     let node = match meridian_config::load_node(path) {
         Ok(n) => n,
         Err(e) => {
@@ -77,35 +95,47 @@ pub fn run_from_file(path: &Path) -> ExitCode {
         }
     };
     logging::init(&node.log);
-    let zones = ZoneSource::File(node.zones.clone());
+    let zones = node.zones.clone().map(ZoneSource::File);
+    let seed = seed.map(|p| ZoneSource::File(p.to_path_buf()));
     let geo = GeoSource::from_config(&node.geoip);
-    run(&node, &zones, &geo, |_| {})
+    run(&node, zones, seed, &geo, |_| {})
+}
+
+/// Loads a zone spec given on the command line or in the config; an
+/// invalid one stops the start.
+fn load_spec(source: Option<&ZoneSource>) -> Result<Option<ZoneSpec>, ExitCode> {
+    match source.map(ZoneSource::load).transpose() {
+        Ok(spec) => Ok(spec),
+        Err(e) => {
+            eprintln!("meridian: invalid zone spec:\n{e}");
+            Err(exit_for(&e))
+        }
+    }
 }
 
 /// Serves until SIGINT or SIGTERM. `announce` is called once the listeners
 /// are bound, with their addresses.
+///
+/// Without a `cluster` section the node is a one-node cluster whose state
+/// is the `zones` spec: applied before DNS starts and again on SIGHUP. With
+/// one, DNS answers from the local replica from the start; `seed` (or the
+/// `zones` file) fills an empty cluster, and SIGHUP applies `zones` to the
+/// cluster.
 pub fn run(
     node: &NodeConfig,
-    zones: &ZoneSource,
+    zones: Option<ZoneSource>,
+    seed: Option<ZoneSource>,
     geo_source: &GeoSource,
     announce: impl FnOnce(&[SocketAddr]),
 ) -> ExitCode {
-    let spec = match zones.load() {
+    let file_spec = match load_spec(zones.as_ref()) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("meridian: invalid zone spec:\n{e}");
-            return exit_for(&e);
-        }
+        Err(code) => return code,
     };
-    let serials = Serials(AtomicU32::new(0));
-    let snapshot = match Snapshot::build(&spec, 1, serials.next()) {
+    let seed_spec = match load_spec(seed.as_ref()) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("meridian: cannot index the zone spec: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
-    let handle = SnapshotHandle::new(snapshot);
     let geo: GeoHandle = match geo_source.load() {
         Ok(g) => {
             if let Some(g) = &g {
@@ -118,12 +148,19 @@ pub fn run(
             return ExitCode::FAILURE;
         }
     };
-
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("meridian: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
+        }
+    };
+    let started = runtime.block_on(start(node, file_spec, seed_spec));
+    let (cluster, handle) = match started {
+        Ok(s) => s,
+        Err(f) => {
+            eprintln!("meridian: {}", f.message);
+            return f.code;
         }
     };
     let udp_sockets = node
@@ -157,24 +194,24 @@ pub fn run(
         }
         let _ = out.flush();
     }
-    info!(addrs = ?listeners.addrs, zones = spec.zones.len(), "serving");
+    info!(addrs = ?listeners.addrs, version = cluster.version(), "serving");
     announce(&listeners.addrs);
 
-    let handler = Handler::new(handle.clone(), geo.clone(), node.dns.max_udp_payload);
+    let handler = Handler::new(handle, geo.clone(), node.dns.max_udp_payload);
     let timeout = Duration::from_secs(node.dns.tcp_idle_timeout_secs);
     let result = runtime.block_on(async move {
         let watcher = tokio::spawn(geoip::watch(geo_source.clone(), geo.clone()));
         let reloader = tokio::spawn(reload_on_hangup(
             hangups,
-            zones.clone(),
-            handle,
-            serials,
+            zones,
+            cluster.clone(),
             geo_source.clone(),
             geo,
         ));
         let r = meridian_dns::serve(listeners, handler, timeout, shutdown_signal()).await;
         reloader.abort();
         watcher.abort();
+        cluster.shutdown().await;
         r
     });
     match result {
@@ -186,30 +223,198 @@ pub fn run(
     }
 }
 
-/// Reloads the zone spec and the GeoIP databases on each SIGHUP. A spec or
-/// database that fails to load changes nothing: the current ones keep
-/// serving.
+/// Starts this node's Raft member and returns it with the DNS snapshot
+/// handle its state machine publishes to.
+async fn start(
+    node: &NodeConfig,
+    file_spec: Option<ZoneSpec>,
+    seed_spec: Option<ZoneSpec>,
+) -> Result<(ClusterNode, SnapshotHandle), Failure> {
+    let handle = SnapshotHandle::new(Snapshot::empty());
+    let publisher = handle.clone();
+    let publish = move |state: &ReplicatedState| match Snapshot::build(
+        &state.spec,
+        state.version,
+        serial_of(state.version),
+    ) {
+        Ok(s) => {
+            debug!(version = s.version, "serving a new state");
+            publisher.publish(s);
+        }
+        Err(e) => {
+            error!(version = state.version, %e, "cannot index the replicated spec; still serving the previous one")
+        }
+    };
+    match &node.cluster {
+        None => {
+            let cluster = ClusterNode::start(
+                NodeOptions {
+                    id: 1,
+                    data_dir: node.data_dir.clone(),
+                    advertise: "127.0.0.1:0".into(),
+                    timing: Timing {
+                        heartbeat: Duration::from_millis(50),
+                        election_timeout: Duration::from_millis(150),
+                        ..Timing::default()
+                    },
+                    tls: None,
+                },
+                publish,
+            )
+            .await
+            .map_err(Failure::runtime)?;
+            let spec = file_spec.expect("the config requires zones without a cluster section");
+            settle_single(&cluster, spec).await?;
+            Ok((cluster, handle))
+        }
+        Some(c) => {
+            let tls = match &c.tls {
+                Some(files) => Some(
+                    Tls::load(&tls_files(files))
+                        .map_err(|e| Failure::config(format!("cluster.tls: {e}")))?,
+                ),
+                None => None,
+            };
+            let cluster = ClusterNode::start(
+                NodeOptions {
+                    id: c.id,
+                    data_dir: node.data_dir.clone(),
+                    advertise: c.advertise.clone(),
+                    timing: timing(c),
+                    tls,
+                },
+                publish,
+            )
+            .await
+            .map_err(Failure::runtime)?;
+            let api = tokio::net::TcpListener::bind(c.listen).await.map_err(|e| {
+                Failure::runtime(format!(
+                    "cannot listen on {} (cluster.listen): {e}",
+                    c.listen
+                ))
+            })?;
+            let api_addr = api.local_addr().map_err(Failure::runtime)?;
+            cluster.serve(api).map_err(Failure::runtime)?;
+            println!("meridian: API listening on {api_addr}");
+            info!(id = c.id, %api_addr, advertise = %c.advertise, "cluster node started");
+            match &c.bootstrap {
+                Bootstrap::Members(members) => match cluster.init(members.clone()).await {
+                    Ok(()) => info!(members = members.len(), "cluster initialized"),
+                    Err(ClusterError::Conflict(_)) => {}
+                    Err(e) => {
+                        return Err(Failure::runtime(format!(
+                            "cannot initialize the cluster: {e}"
+                        )))
+                    }
+                },
+                Bootstrap::Join(addr) => {
+                    tokio::spawn(cluster.clone().join_via(addr.clone()));
+                }
+                Bootstrap::Manual => {}
+            }
+            if let Some(spec) = seed_spec.or(file_spec) {
+                tokio::spawn(seed(cluster.clone(), spec));
+            }
+            tokio::spawn(cluster.clone().watch_staleness());
+            Ok((cluster, handle))
+        }
+    }
+}
+
+fn tls_files(c: &meridian_config::node::TlsConfig) -> TlsFiles {
+    TlsFiles {
+        cert: c.cert.clone(),
+        key: c.key.clone(),
+        ca: c.ca.clone(),
+    }
+}
+
+fn timing(c: &ClusterConfig) -> Timing {
+    Timing {
+        heartbeat: Duration::from_millis(c.heartbeat_ms),
+        election_timeout: Duration::from_millis(c.election_timeout_ms),
+        snapshot_every: c.snapshot_every,
+        write_timeout: Duration::from_millis(c.write_timeout_ms),
+    }
+}
+
+/// A one-node cluster: becomes leader, catches up on its own log, and
+/// applies the zone file if the state differs from it.
+async fn settle_single(cluster: &ClusterNode, spec: ZoneSpec) -> Result<(), Failure> {
+    match cluster.init(BTreeMap::new()).await {
+        Ok(()) | Err(ClusterError::Conflict(_)) => {}
+        Err(e) => return Err(Failure::runtime(format!("cannot initialize: {e}"))),
+    }
+    cluster
+        .raft()
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(
+            |m| {
+                m.state == ServerState::Leader
+                    && m.last_applied.map(|l| l.index) >= m.last_log_index
+            },
+            "leader with its log applied",
+        )
+        .await
+        .map_err(|e| Failure::runtime(format!("the one-node cluster did not start: {e}")))?;
+    if cluster.spec().as_ref() != &spec {
+        cluster
+            .write(Command::ReplaceSpec(Box::new(spec)))
+            .await
+            .map_err(|e| Failure::runtime(format!("cannot apply the zone spec: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Fills an empty cluster with `spec` once there is a leader; a cluster
+/// that already has a spec keeps it.
+async fn seed(cluster: ClusterNode, spec: ZoneSpec) {
+    let cmd = Command::SeedSpec(Box::new(spec));
+    loop {
+        match cluster.write(cmd.clone()).await {
+            Ok(w) => {
+                info!(version = w.version, "seeded the cluster with the zone spec");
+                return;
+            }
+            Err(ClusterError::Rejected(reason)) => {
+                info!(%reason, "seed not needed");
+                return;
+            }
+            Err(ClusterError::Unavailable(e)) => {
+                debug!(%e, "no leader yet to seed through; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                error!(%e, "cannot seed the cluster");
+                return;
+            }
+        }
+    }
+}
+
+/// On each SIGHUP: reloads the GeoIP databases, and applies the zone file
+/// (when there is one) through the cluster. A spec that fails to load, or
+/// a write that fails, changes nothing: the current state keeps serving.
 async fn reload_on_hangup(
     mut hangups: Signal,
-    zones: ZoneSource,
-    handle: SnapshotHandle,
-    serials: Serials,
+    zones: Option<ZoneSource>,
+    cluster: ClusterNode,
     geo_source: GeoSource,
     geo: GeoHandle,
 ) {
     while hangups.recv().await.is_some() {
         geoip::reload(&geo_source, &geo);
-        let current = handle.load();
-        let built = zones.load().map_err(|e| e.to_string()).and_then(|spec| {
-            Snapshot::build(&spec, current.version + 1, serials.next()).map_err(|e| e.to_string())
-        });
-        match built {
-            Ok(s) => {
-                info!(version = s.version, serial = s.serial, "zone spec reloaded");
-                handle.publish(s);
-            }
+        let Some(zones) = &zones else { continue };
+        let version = cluster.version();
+        match zones.load() {
+            Ok(spec) => match cluster.write(Command::ReplaceSpec(Box::new(spec))).await {
+                Ok(w) => info!(version = w.version, "zone spec reloaded"),
+                Err(e) => {
+                    error!(version, %e, "zone spec not applied; still serving the previous state")
+                }
+            },
             Err(e) => error!(
-                serial = current.serial,
+                version,
                 "zone spec reload rejected, still serving the previous spec:\n{e}"
             ),
         }
@@ -239,7 +444,7 @@ pub fn check(config: Option<&Path>, zones: Option<&Path>) -> ExitCode {
         match meridian_config::load_node(c) {
             Ok(node) => {
                 println!("{}: ok", c.display());
-                zone_files.insert(0, node.zones);
+                zone_files.splice(0..0, node.zones);
             }
             Err(e) => {
                 eprintln!("{e}");

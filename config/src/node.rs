@@ -18,8 +18,50 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub geoip: GeoIpConfig,
     pub log: LogConfig,
-    /// The zone spec file this node serves.
-    pub zones: PathBuf,
+    /// The zone spec file: without `cluster`, the spec this node serves
+    /// (applied at start and on SIGHUP); with `cluster`, it seeds an empty
+    /// cluster and SIGHUP applies it to the cluster.
+    pub zones: Option<PathBuf>,
+    /// Raft cluster membership; `None` runs a one-node cluster.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// This node's place in a Raft cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// This node's id: unique in the cluster, never reused.
+    pub id: u64,
+    /// Where the node's API (Raft RPCs and cluster commands) listens.
+    pub listen: SocketAddr,
+    /// The `host:port` peers reach the API at (default: `listen`).
+    pub advertise: String,
+    pub bootstrap: Bootstrap,
+    pub tls: Option<TlsConfig>,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: u64,
+    pub snapshot_every: u64,
+    pub write_timeout_ms: u64,
+}
+
+/// How a node becomes part of a cluster the first time it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bootstrap {
+    /// Every initial member lists the same members (id → address) and the
+    /// cluster forms on its own.
+    Members(std::collections::BTreeMap<u64, String>),
+    /// Ask the cluster at this address to add this node.
+    Join(String),
+    /// Wait for `meridian cluster init` or `meridian cluster join`.
+    Manual,
+}
+
+/// Mutual TLS between nodes: PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 /// DNS listener settings.
@@ -75,7 +117,24 @@ mod raw {
         pub geoip: Option<Lenient<GeoIp>>,
         #[serde(default)]
         pub log: Option<Lenient<Log>>,
-        pub zones: PathBuf,
+        pub zones: Option<PathBuf>,
+        #[serde(default)]
+        pub cluster: Option<Lenient<Cluster>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Cluster {
+        pub id: u64,
+        pub listen: SocketAddr,
+        pub advertise: Option<String>,
+        pub members: Option<std::collections::BTreeMap<u64, String>>,
+        pub join: Option<String>,
+        pub tls: Option<TlsConfig>,
+        pub heartbeat_ms: Option<u64>,
+        pub election_timeout_ms: Option<u64>,
+        pub snapshot_every: Option<u64>,
+        pub write_timeout_ms: Option<u64>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -116,6 +175,15 @@ impl NodeConfig {
         let dns = section(&doc, &mut errors, "dns", raw.dns);
         let geoip = section(&doc, &mut errors, "geoip", raw.geoip).unwrap_or_default();
         let log = section(&doc, &mut errors, "log", raw.log).unwrap_or_default();
+        let has_cluster = raw.cluster.is_some();
+        let cluster = section(&doc, &mut errors, "cluster", raw.cluster)
+            .map(|c| cluster_config(&doc, &mut errors, c, base));
+        if raw.zones.is_none() && !has_cluster {
+            errors.push(doc.error(
+                "",
+                "missing field `zones`: a node without a `cluster` section serves its zone file",
+            ));
+        }
 
         let mut dns_config = DnsConfig {
             listen: vec![
@@ -178,8 +246,113 @@ impl NodeConfig {
                 level,
                 format: log.format,
             },
-            zones: base.join(raw.zones),
+            zones: raw.zones.map(|z| base.join(z)),
+            cluster,
         })
+    }
+}
+
+/// Validates the `cluster` section.
+fn cluster_config(
+    doc: &Document,
+    errors: &mut Vec<Diagnostic>,
+    c: raw::Cluster,
+    base: &Path,
+) -> ClusterConfig {
+    if c.id == 0 {
+        errors.push(doc.error("cluster.id", "expected a node id of 1 or more"));
+    }
+    let advertise = c.advertise.unwrap_or_else(|| c.listen.to_string());
+    if !is_host_port(&advertise) {
+        errors.push(doc.error(
+            "cluster.advertise",
+            format!("expected host:port, got {advertise:?}"),
+        ));
+    }
+    let bootstrap = match (c.members, c.join) {
+        (Some(_), Some(_)) => {
+            errors.push(doc.error(
+                "cluster.join",
+                "give either `members` (a new cluster) or `join` (an existing one), not both",
+            ));
+            Bootstrap::Manual
+        }
+        (Some(members), None) => {
+            match members.get(&c.id) {
+                None => errors.push(doc.error(
+                    "cluster.members",
+                    format!("this node's id {} is not among the members", c.id),
+                )),
+                Some(a) if *a != advertise => errors.push(doc.error(
+                    "cluster.members",
+                    format!(
+                        "member {} is at {a:?}, but this node advertises {advertise:?}",
+                        c.id
+                    ),
+                )),
+                Some(_) => {}
+            }
+            for (id, addr) in &members {
+                if *id == 0 || !is_host_port(addr) {
+                    errors.push(doc.error(
+                        &format!("cluster.members.{id}"),
+                        format!("expected a node id of 1 or more with host:port, got {addr:?}"),
+                    ));
+                }
+            }
+            Bootstrap::Members(members)
+        }
+        (None, Some(join)) => {
+            if !is_host_port(&join) {
+                errors.push(doc.error("cluster.join", format!("expected host:port, got {join:?}")));
+            }
+            Bootstrap::Join(join)
+        }
+        (None, None) => Bootstrap::Manual,
+    };
+    let heartbeat_ms = c.heartbeat_ms.unwrap_or(100);
+    let election_timeout_ms = c.election_timeout_ms.unwrap_or(500);
+    if heartbeat_ms == 0 || heartbeat_ms * 2 > election_timeout_ms {
+        errors.push(doc.error(
+            "cluster.heartbeat_ms",
+            format!(
+                "expected at least 1 and at most half of election_timeout_ms ({election_timeout_ms}), got {heartbeat_ms}"
+            ),
+        ));
+    }
+    let snapshot_every = c.snapshot_every.unwrap_or(5000);
+    if snapshot_every == 0 {
+        errors.push(doc.error("cluster.snapshot_every", "expected at least 1 entry"));
+    }
+    let write_timeout_ms = c.write_timeout_ms.unwrap_or(5000);
+    if write_timeout_ms < 100 {
+        errors.push(doc.error(
+            "cluster.write_timeout_ms",
+            format!("expected at least 100 ms, got {write_timeout_ms}"),
+        ));
+    }
+    ClusterConfig {
+        id: c.id,
+        listen: c.listen,
+        advertise,
+        bootstrap,
+        tls: c.tls.map(|t| TlsConfig {
+            cert: base.join(t.cert),
+            key: base.join(t.key),
+            ca: base.join(t.ca),
+        }),
+        heartbeat_ms,
+        election_timeout_ms,
+        snapshot_every,
+        write_timeout_ms,
+    }
+}
+
+/// `host:port` with a non-empty host and a port number.
+fn is_host_port(s: &str) -> bool {
+    match s.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
     }
 }
 
@@ -225,7 +398,8 @@ mod tests {
     #[test]
     fn minimal_config_gets_defaults() {
         let c = parse("zones: zones.yaml\n").unwrap();
-        assert_eq!(c.zones, PathBuf::from("/etc/meridian/zones.yaml"));
+        assert_eq!(c.zones, Some(PathBuf::from("/etc/meridian/zones.yaml")));
+        assert_eq!(c.cluster, None);
         assert_eq!(c.dns.max_udp_payload, 1232);
         assert_eq!(c.dns.listen.len(), 2);
         assert_eq!(c.log.format, LogFormat::Text);
@@ -242,7 +416,7 @@ mod tests {
         assert_eq!(c.dns.udp_sockets, Some(2));
         assert_eq!(c.geoip.city, Some(PathBuf::from("/etc/meridian/city.mmdb")));
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/meridian"));
-        assert_eq!(c.zones, PathBuf::from("/srv/zones.yaml"));
+        assert_eq!(c.zones, Some(PathBuf::from("/srv/zones.yaml")));
         assert_eq!(c.log.format, LogFormat::Json);
     }
 
@@ -277,5 +451,56 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("missing field `zones`"));
+    }
+
+    #[test]
+    fn cluster_section() {
+        let c = parse(
+            "cluster:\n  id: 2\n  listen: 127.0.0.1:8442\n  members:\n    1: 127.0.0.1:8441\n    2: 127.0.0.1:8442\n  tls: {cert: n2.pem, key: n2.key, ca: ca.pem}\n",
+        )
+        .unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(c.zones, None);
+        assert_eq!(cluster.id, 2);
+        assert_eq!(cluster.advertise, "127.0.0.1:8442");
+        assert_eq!(
+            cluster.tls.unwrap().ca,
+            PathBuf::from("/etc/meridian/ca.pem")
+        );
+        match cluster.bootstrap {
+            Bootstrap::Members(m) => assert_eq!(m.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        let joining =
+            parse("cluster: {id: 4, listen: \"127.0.0.1:1\", join: \"n1:8441\"}\n").unwrap();
+        assert_eq!(
+            joining.cluster.unwrap().bootstrap,
+            Bootstrap::Join("n1:8441".into())
+        );
+    }
+
+    #[test]
+    fn cluster_errors_name_the_field() {
+        let err = parse(
+            "cluster:\n  id: 3\n  listen: 127.0.0.1:8443\n  members: {1: \"127.0.0.1:8441\"}\n  join: x:1\n  heartbeat_ms: 400\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("cluster.join: give either"), "{text}");
+        assert!(
+            text.contains("cluster.heartbeat_ms: expected at least 1 and at most half"),
+            "{text}"
+        );
+        let err = parse(
+            "cluster:\n  id: 3\n  listen: 127.0.0.1:8443\n  members: {1: \"127.0.0.1:8441\"}\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cluster.members: this node's id 3 is not among the members"),
+            "{err}"
+        );
+        let err = parse("cluster:\n  id: 1\n  listen: nowhere\n").unwrap_err();
+        assert!(err.to_string().contains("meridian.yaml:3:"), "{err}");
     }
 }

@@ -8,6 +8,9 @@
 //! - [`log_store`]: the Raft log and vote, flushed before they are
 //!   acknowledged.
 //! - [`network`]: Raft RPCs over HTTP (reqwest out, axum routes in).
+//! - [`node`]: a running node — Raft on its store, the cluster API
+//!   (write, init, join, leave, status) and forwarding to the leader.
+//! - [`tls`]: mutual TLS between nodes.
 //! - [`state`]: the [`ReplicatedState`](state::ReplicatedState), the
 //!   [`Command`](state::Command)s that change it, and the state machine
 //!   with file snapshots.
@@ -20,10 +23,13 @@
 pub mod engine;
 pub mod log_store;
 pub mod network;
+pub mod node;
 pub mod state;
+pub mod tls;
 
 use std::io::Cursor;
 
+pub use node::{ClusterError, ClusterNode, NodeOptions, Status, Timing, Written};
 pub use state::{Command, ReplicatedState, Response};
 
 /// A node's id in the cluster.

@@ -15,6 +15,7 @@ use crate::{NodeId, TypeConfig};
 
 const VOTE: &[u8] = b"vote";
 const LAST_PURGED: &[u8] = b"last_purged";
+const COMMITTED: &[u8] = b"committed";
 
 /// The log (entries by index) and its metadata (vote, last purged id).
 #[derive(Clone)]
@@ -122,6 +123,25 @@ impl<E: KvEngine> RaftLogStorage<TypeConfig> for LogStore<E> {
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
         Ok(self.get_meta(VOTE)?)
+    }
+
+    /// Kept so a restarted node re-applies what was committed before it
+    /// stopped, and answers DNS from that state even before it hears from a
+    /// leader. Not flushed on its own: a lagging value only means less is
+    /// re-applied at start-up, and the next append's flush carries it.
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let bytes = serde_json::to_vec(&committed).map_err(|e| StorageIOError::write(&e))?;
+        self.meta
+            .insert(COMMITTED, bytes)
+            .map_err(|e| StorageIOError::write(&e))?;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        Ok(self.get_meta::<Option<LogId<NodeId>>>(COMMITTED)?.flatten())
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {

@@ -7,7 +7,9 @@
 //! Bodies are JSON: the request, and the receiver's
 //! `Result<Response, RaftError>`.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::routing::post;
@@ -30,12 +32,51 @@ use crate::{NodeId, TypeConfig};
 #[derive(Clone)]
 pub struct HttpNetwork {
     client: reqwest::Client,
+    scheme: &'static str,
 }
 
 impl HttpNetwork {
-    /// A network over plain HTTP with the given client.
-    pub fn new(client: reqwest::Client) -> HttpNetwork {
-        HttpNetwork { client }
+    /// A network with the given client: `https` when the client carries
+    /// the node's TLS identity, else `http`.
+    pub fn new(client: reqwest::Client, scheme: &'static str) -> HttpNetwork {
+        HttpNetwork { client, scheme }
+    }
+}
+
+/// When this node last heard from a leader that accepted it: how stale a
+/// follower's state may be.
+#[derive(Debug)]
+pub struct Contact {
+    start: Instant,
+    /// Milliseconds after `start`, plus one; 0 means never.
+    last: AtomicU64,
+}
+
+impl Default for Contact {
+    fn default() -> Contact {
+        Contact {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Contact {
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// Time since the last accepted append from a leader, if any.
+    pub fn since(&self) -> Option<Duration> {
+        match self.last.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(
+                self.start
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(ms - 1)),
+            ),
+        }
     }
 }
 
@@ -52,7 +93,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> HttpConnection {
         HttpConnection {
             client: self.client.clone(),
-            base: format!("http://{}/raft", node.addr),
+            base: format!("{}://{}/raft", self.scheme, node.addr),
             target,
         }
     }
@@ -122,20 +163,29 @@ impl RaftNetwork<TypeConfig> for HttpConnection {
     }
 }
 
-/// The `/raft/...` routes a node serves to its peers.
-pub fn routes(raft: Raft<TypeConfig>) -> Router {
+/// The `/raft/...` routes a node serves to its peers; accepted appends
+/// are recorded in `contact`.
+pub fn routes(raft: Raft<TypeConfig>, contact: Arc<Contact>) -> Router {
     Router::new()
         .route("/raft/append", post(append))
-        .route("/raft/vote", post(vote))
-        .route("/raft/snapshot", post(snapshot))
-        .with_state(raft)
+        .with_state((raft.clone(), contact))
+        .merge(
+            Router::new()
+                .route("/raft/vote", post(vote))
+                .route("/raft/snapshot", post(snapshot))
+                .with_state(raft),
+        )
 }
 
 async fn append(
-    State(raft): State<Raft<TypeConfig>>,
+    State((raft, contact)): State<(Raft<TypeConfig>, Arc<Contact>)>,
     Json(req): Json<AppendEntriesRequest<TypeConfig>>,
 ) -> Json<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>> {
-    Json(raft.append_entries(req).await)
+    let result = raft.append_entries(req).await;
+    if matches!(result, Ok(AppendEntriesResponse::Success)) {
+        contact.touch();
+    }
+    Json(result)
 }
 
 async fn vote(

@@ -26,6 +26,9 @@ use crate::{NodeId, TypeConfig};
 pub enum Command {
     /// Replace the whole spec (validated before it is proposed).
     ReplaceSpec(Box<ZoneSpec>),
+    /// Set the spec only if the cluster has none yet (version 0): how
+    /// `serve --seed` fills an empty cluster without ever overwriting one.
+    SeedSpec(Box<ZoneSpec>),
     SetWeight {
         pool: String,
         endpoint: String,
@@ -62,6 +65,14 @@ impl ReplicatedState {
     pub fn apply(&mut self, cmd: &Command) -> Response {
         let result = match cmd {
             Command::ReplaceSpec(spec) => {
+                self.spec = (**spec).clone();
+                Ok(())
+            }
+            Command::SeedSpec(_) if self.version > 0 => Err(format!(
+                "the cluster already has a spec (version {})",
+                self.version
+            )),
+            Command::SeedSpec(spec) => {
                 self.spec = (**spec).clone();
                 Ok(())
             }

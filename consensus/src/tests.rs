@@ -230,12 +230,18 @@ mod cluster {
         .validate()
         .unwrap();
         let client = reqwest::Client::builder().build().unwrap();
-        let raft = Raft::new(id, Arc::new(config), HttpNetwork::new(client), log, sm)
-            .await
-            .unwrap();
+        let raft = Raft::new(
+            id,
+            Arc::new(config),
+            HttpNetwork::new(client, "http"),
+            log,
+            sm,
+        )
+        .await
+        .unwrap();
         tokio::spawn(std::future::IntoFuture::into_future(axum::serve(
             listener,
-            routes(raft.clone()),
+            routes(raft.clone(), Default::default()),
         )));
         Node {
             raft,

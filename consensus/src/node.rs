@@ -1,0 +1,776 @@
+//! A running cluster node: the Raft instance on its sled store, the HTTP
+//! API its peers and the `meridian cluster` commands talk to, and the
+//! operations behind it — write (forwarded to the leader), init, join,
+//! leave, status.
+//!
+//! Every operation that must run on the leader is tried locally first; a
+//! follower forwards it once to the leader it knows, and a forwarded
+//! request is never forwarded again. Each one is bounded in time: with no
+//! quorum a write fails within the write timeout with
+//! [`ClusterError::Unavailable`] (HTTP 503), and the DNS server keeps
+//! answering from the last applied state.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, ChangeMembers, Config, Raft, ServerState, SnapshotPolicy};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::engine::Sled;
+use crate::log_store::LogStore;
+use crate::network::{self, Contact, HttpNetwork};
+use crate::state::{ReplicatedState, StateMachine};
+use crate::tls::{self, Tls, TlsListener};
+use crate::{Command, NodeId, Response, TypeConfig};
+
+/// Marks a request one node forwarded to the leader.
+const FORWARDED: &str = "x-meridian-forwarded";
+
+/// Raft timing and log retention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timing {
+    /// Leader heartbeat interval.
+    pub heartbeat: Duration,
+    /// Shortest election timeout; the longest is twice this.
+    pub election_timeout: Duration,
+    /// Build a snapshot after this many log entries since the last one,
+    /// and keep this many entries before it.
+    pub snapshot_every: u64,
+    /// How long a write (or membership change) may wait for a quorum.
+    pub write_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing {
+            heartbeat: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(500),
+            snapshot_every: 5000,
+            write_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a node needs to start.
+pub struct NodeOptions {
+    pub id: NodeId,
+    /// Holds `raft/` (sled) and `snapshots/`.
+    pub data_dir: PathBuf,
+    /// The `host:port` peers reach this node's API at.
+    pub advertise: String,
+    pub timing: Timing,
+    pub tls: Option<Tls>,
+}
+
+/// Why an operation failed; each maps to an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "error", rename_all = "snake_case")]
+pub enum ClusterError {
+    /// The request is wrong (a command the state rejects, an unknown
+    /// member): 422.
+    #[error("{0}")]
+    Rejected(String),
+    /// It conflicts with the cluster as it is (already initialized, id
+    /// taken): 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// No leader or no quorum within the bound; retrying later may work:
+    /// 503 with `Retry-After`.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The node itself failed: 500.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ClusterError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ClusterError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ClusterError::Conflict(_) => StatusCode::CONFLICT,
+            ClusterError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ClusterError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ClusterError {
+    fn into_response(self) -> HttpResponse {
+        let status = self.status();
+        let body = Json(&self).into_response();
+        let mut resp = (status, body).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+/// An applied write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Written {
+    /// The state version after the write.
+    pub version: u64,
+    /// Its log index.
+    pub index: u64,
+}
+
+/// `POST /cluster/join`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub id: NodeId,
+    pub addr: String,
+}
+
+/// `POST /cluster/leave`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaveRequest {
+    pub id: NodeId,
+}
+
+/// `POST /cluster/init`: the initial voters; none means this node alone.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct InitRequest {
+    #[serde(default)]
+    pub members: BTreeMap<NodeId, String>,
+}
+
+/// One node's view of the cluster (`GET /cluster/status`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub id: NodeId,
+    pub addr: String,
+    /// leader, follower, candidate or learner.
+    pub role: String,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub last_log_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    /// The replicated state's version (the SOA serial follows it).
+    pub version: u64,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    /// Every member: its address and whether it votes.
+    pub members: BTreeMap<NodeId, Member>,
+    /// On the leader: the last log index each member has.
+    pub matched: Option<BTreeMap<NodeId, Option<u64>>>,
+    /// How long since this node last knew its state current: on a leader,
+    /// since a quorum acknowledged it; elsewhere, since the leader's last
+    /// accepted append. `None`: never.
+    pub stale_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Member {
+    pub addr: String,
+    pub voter: bool,
+}
+
+/// A local attempt that may belong on the leader.
+enum OpError {
+    Cluster(ClusterError),
+    /// This node is not the leader; the one it knows, if any.
+    NotLeader(Option<(NodeId, String)>),
+}
+
+impl From<ClusterError> for OpError {
+    fn from(e: ClusterError) -> OpError {
+        OpError::Cluster(e)
+    }
+}
+
+fn from_raft(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> OpError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            OpError::NotLeader(f.leader_id.zip(f.leader_node.map(|n| n.addr)))
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            ClusterError::Conflict(c.to_string()).into()
+        }
+        RaftError::Fatal(f) => ClusterError::Failed(format!("raft stopped: {f}")).into(),
+    }
+}
+
+/// A started node. Cheap to clone.
+#[derive(Clone)]
+pub struct ClusterNode {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    raft: Raft<TypeConfig>,
+    id: NodeId,
+    advertise: String,
+    client: reqwest::Client,
+    scheme: &'static str,
+    tls: Option<Tls>,
+    timing: Timing,
+    contact: Arc<Contact>,
+    /// The last applied state.
+    state: tokio::sync::watch::Sender<Arc<ReplicatedState>>,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the Raft store at {path}: {message} (is another meridian using this data_dir?)")]
+    Store { path: PathBuf, message: String },
+    #[error("cannot start Raft: {0}")]
+    Raft(String),
+}
+
+impl ClusterNode {
+    /// Opens the node's store and starts Raft. `publish` gets the current
+    /// state at once and every new state after it.
+    pub async fn start(
+        opts: NodeOptions,
+        publish: impl Fn(&ReplicatedState) + Send + Sync + 'static,
+    ) -> Result<ClusterNode, StartError> {
+        let store_path = opts.data_dir.join("raft");
+        let store_err = |e: &dyn std::fmt::Display| StartError::Store {
+            path: store_path.clone(),
+            message: e.to_string(),
+        };
+        let engine = Sled::open(&store_path).map_err(|e| store_err(&e))?;
+        let log = LogStore::new(&engine).map_err(|e| store_err(&e))?;
+        let mut sm =
+            StateMachine::open(&opts.data_dir.join("snapshots")).map_err(|e| store_err(&e))?;
+        publish(sm.state());
+        let (state, _) = tokio::sync::watch::channel(Arc::new(sm.state().clone()));
+        let notify = state.clone();
+        sm.on_change(move |s| {
+            notify.send_replace(Arc::new(s.clone()));
+            publish(s);
+        });
+        let t = &opts.timing;
+        let config = Config {
+            cluster_name: "meridian".into(),
+            heartbeat_interval: millis(t.heartbeat),
+            election_timeout_min: millis(t.election_timeout),
+            election_timeout_max: millis(t.election_timeout) * 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_every),
+            max_in_snapshot_log_to_keep: t.snapshot_every,
+            install_snapshot_timeout: millis(t.write_timeout),
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+        let client = tls::http_client(opts.tls.as_ref());
+        let scheme = if opts.tls.is_some() { "https" } else { "http" };
+        let raft = Raft::new(
+            opts.id,
+            Arc::new(config),
+            HttpNetwork::new(client.clone(), scheme),
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+        Ok(ClusterNode {
+            inner: Arc::new(Inner {
+                raft,
+                id: opts.id,
+                advertise: opts.advertise,
+                client,
+                scheme,
+                tls: opts.tls,
+                timing: opts.timing,
+                contact: Arc::new(Contact::default()),
+                state,
+            }),
+        })
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.inner.raft
+    }
+
+    /// The version of the state this node has applied.
+    pub fn version(&self) -> u64 {
+        self.inner.state.borrow().version
+    }
+
+    /// The spec this node has applied.
+    pub fn spec(&self) -> Arc<meridian_config::ZoneSpec> {
+        Arc::new(self.inner.state.borrow().spec.clone())
+    }
+
+    /// Serves the Raft RPCs and the cluster API on `listener` (with TLS
+    /// when configured) until the process ends.
+    pub fn serve(&self, listener: TcpListener) -> std::io::Result<()> {
+        let app = self.router();
+        match &self.inner.tls {
+            Some(t) => {
+                let tls = TlsListener::new(listener, t.server.clone())?;
+                tokio::spawn(async move { axum::serve(tls, app).await });
+            }
+            None => {
+                tokio::spawn(async move { axum::serve(listener, app).await });
+            }
+        }
+        Ok(())
+    }
+
+    fn router(&self) -> Router {
+        let api = Router::new()
+            .route("/cluster/status", get(status_route))
+            .route("/cluster/write", post(write_route))
+            .route("/cluster/init", post(init_route))
+            .route("/cluster/join", post(join_route))
+            .route("/cluster/leave", post(leave_route))
+            .with_state(self.clone());
+        network::routes(self.inner.raft.clone(), self.inner.contact.clone()).merge(api)
+    }
+
+    /// Commits `cmd` through the leader, wherever it is.
+    pub async fn write(&self, cmd: Command) -> Result<Written, ClusterError> {
+        self.write_from(cmd, false).await
+    }
+
+    async fn write_from(&self, cmd: Command, forwarded: bool) -> Result<Written, ClusterError> {
+        let body = cmd.clone();
+        self.on_leader("/cluster/write", &body, forwarded, self.write_local(cmd))
+            .await
+    }
+
+    async fn write_local(&self, cmd: Command) -> Result<Written, OpError> {
+        self.check_quorum()?;
+        let t = self.inner.timing.write_timeout;
+        let written = tokio::time::timeout(t, self.inner.raft.client_write(cmd))
+            .await
+            .map_err(|_| no_commit(t))?
+            .map_err(from_raft)?;
+        match written.data {
+            Response::Applied { version } => Ok(Written {
+                version,
+                index: written.log_id.index,
+            }),
+            Response::Rejected { reason } => Err(ClusterError::Rejected(reason).into()),
+            Response::Nothing => Ok(Written {
+                version: self.version(),
+                index: written.log_id.index,
+            }),
+        }
+    }
+
+    /// A leader that has not heard from a majority for longer than an
+    /// election takes refuses at once instead of waiting out the timeout.
+    fn check_quorum(&self) -> Result<(), ClusterError> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let voters = m.membership_config.membership().voter_ids().count();
+        let limit = millis(self.inner.timing.election_timeout) * 2;
+        match m.millis_since_quorum_ack {
+            Some(ms) if m.state == ServerState::Leader && voters > 1 && ms > limit => {
+                Err(ClusterError::Unavailable(format!(
+                    "no quorum: a majority of the {voters} voters has not answered for {ms} ms; \
+                     the write was not attempted"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs `local` here; if this node is not the leader, sends the request
+    /// to the leader once instead.
+    async fn on_leader<Req: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &Req,
+        forwarded: bool,
+        local: impl Future<Output = Result<T, OpError>>,
+    ) -> Result<T, ClusterError> {
+        match local.await {
+            Ok(v) => Ok(v),
+            Err(OpError::Cluster(e)) => Err(e),
+            Err(OpError::NotLeader(_)) if forwarded => Err(ClusterError::Unavailable(
+                "leadership is changing; retry".into(),
+            )),
+            Err(OpError::NotLeader(None)) => Err(ClusterError::Unavailable(
+                "no leader: an election is under way, or a majority of the cluster is unreachable"
+                    .into(),
+            )),
+            Err(OpError::NotLeader(Some((id, addr)))) => {
+                let url = format!("{}://{addr}{path}", self.inner.scheme);
+                let sent = self
+                    .inner
+                    .client
+                    .post(url)
+                    .header(FORWARDED, "1")
+                    .timeout(self.inner.timing.write_timeout + Duration::from_secs(20))
+                    .json(req)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        ClusterError::Unavailable(format!(
+                            "the leader (node {id} at {addr}) is unreachable: {e}"
+                        ))
+                    })?;
+                decode(sent).await
+            }
+        }
+    }
+
+    /// Initializes a pristine cluster with `members` (this node alone when
+    /// empty).
+    pub async fn init(&self, members: BTreeMap<NodeId, String>) -> Result<(), ClusterError> {
+        let members: BTreeMap<NodeId, BasicNode> = if members.is_empty() {
+            BTreeMap::from([(self.inner.id, BasicNode::new(&self.inner.advertise))])
+        } else {
+            members
+                .into_iter()
+                .map(|(id, a)| (id, BasicNode::new(a)))
+                .collect()
+        };
+        match self.inner.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(InitializeError::NotAllowed(n))) => Err(
+                ClusterError::Conflict(format!("the cluster is already initialized ({n})")),
+            ),
+            Err(e) => Err(ClusterError::Failed(e.to_string())),
+        }
+    }
+
+    /// Adds node `id` at `addr`: as a learner, then, once it has caught
+    /// up, as a voter. Never waits longer than the join bound, even when
+    /// the new node is unreachable.
+    pub async fn join(&self, id: NodeId, addr: String) -> Result<(), ClusterError> {
+        self.join_from(id, addr, false).await
+    }
+
+    async fn join_from(&self, id: NodeId, addr: String, fwd: bool) -> Result<(), ClusterError> {
+        let req = JoinRequest {
+            id,
+            addr: addr.clone(),
+        };
+        self.on_leader("/cluster/join", &req, fwd, self.join_local(id, addr))
+            .await
+    }
+
+    async fn join_local(&self, id: NodeId, addr: String) -> Result<(), OpError> {
+        let raft = &self.inner.raft;
+        let m = raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            return Err(OpError::NotLeader(leader_of(&m)));
+        }
+        let membership = m.membership_config.membership();
+        if let Some(node) = membership.get_node(&id) {
+            if node.addr != addr {
+                return Err(ClusterError::Conflict(format!(
+                    "node {id} is already a member at {}; remove it first (meridian cluster leave --id {id})",
+                    node.addr
+                ))
+                .into());
+            }
+            if membership.voter_ids().any(|v| v == id) {
+                return Ok(());
+            }
+        }
+        let t = self.inner.timing.write_timeout;
+        tokio::time::timeout(t, raft.add_learner(id, BasicNode::new(&addr), false))
+            .await
+            .map_err(|_| no_commit(t))?
+            .map_err(from_raft)?;
+        let target = raft.metrics().borrow().last_log_index;
+        let bound = join_bound(&self.inner.timing);
+        let caught_up = raft
+            .wait(Some(bound))
+            .metrics(
+                |m| {
+                    let matched = m
+                        .replication
+                        .as_ref()
+                        .and_then(|r| r.get(&id).copied().flatten());
+                    matched.map(|l| l.index) >= target
+                },
+                "the new node caught up",
+            )
+            .await;
+        if caught_up.is_err() {
+            return Err(ClusterError::Unavailable(format!(
+                "node {id} at {addr} has not caught up within {} s: is it running and reachable \
+                 from the leader? It stays a learner until it catches up or is removed \
+                 (meridian cluster leave --id {id})",
+                bound.as_secs()
+            ))
+            .into());
+        }
+        tokio::time::timeout(
+            t,
+            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false),
+        )
+        .await
+        .map_err(|_| no_commit(t))?
+        .map_err(from_raft)?;
+        info!(id, %addr, "node joined as a voter");
+        Ok(())
+    }
+
+    /// Removes node `id` from the cluster.
+    pub async fn leave(&self, id: NodeId) -> Result<(), ClusterError> {
+        self.leave_from(id, false).await
+    }
+
+    async fn leave_from(&self, id: NodeId, fwd: bool) -> Result<(), ClusterError> {
+        self.on_leader(
+            "/cluster/leave",
+            &LeaveRequest { id },
+            fwd,
+            self.leave_local(id),
+        )
+        .await
+    }
+
+    async fn leave_local(&self, id: NodeId) -> Result<(), OpError> {
+        let raft = &self.inner.raft;
+        let m = raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            return Err(OpError::NotLeader(leader_of(&m)));
+        }
+        let membership = m.membership_config.membership();
+        let change = if membership.voter_ids().any(|v| v == id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else if membership.get_node(&id).is_some() {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        } else {
+            return Err(ClusterError::Rejected(format!("node {id} is not a member")).into());
+        };
+        let t = self.inner.timing.write_timeout;
+        tokio::time::timeout(t, raft.change_membership(change, false))
+            .await
+            .map_err(|_| no_commit(t))?
+            .map_err(from_raft)?;
+        info!(id, "node removed from the cluster");
+        Ok(())
+    }
+
+    /// Asks the cluster at `addr` to add this node, until it is a member.
+    /// Runs in the background; logs each failed attempt.
+    pub async fn join_via(self, addr: String) {
+        let req = JoinRequest {
+            id: self.inner.id,
+            addr: self.inner.advertise.clone(),
+        };
+        let mut wait = Duration::from_millis(200);
+        loop {
+            let member = {
+                let m = self.inner.raft.metrics().borrow().clone();
+                let ms = m.membership_config.membership();
+                ms.voter_ids().any(|v| v == self.inner.id)
+            };
+            if member {
+                return;
+            }
+            let url = format!("{}://{addr}/cluster/join", self.inner.scheme);
+            let sent = self
+                .inner
+                .client
+                .post(url)
+                .timeout(join_bound(&self.inner.timing) + Duration::from_secs(30))
+                .json(&req)
+                .send()
+                .await;
+            let result = match sent {
+                Ok(r) => decode::<()>(r).await,
+                Err(e) => Err(ClusterError::Unavailable(format!(
+                    "{addr} is unreachable: {e}"
+                ))),
+            };
+            match result {
+                Ok(()) => {
+                    info!(via = %addr, "joined the cluster");
+                    return;
+                }
+                Err(e @ ClusterError::Conflict(_)) => {
+                    warn!(via = %addr, %e, "cannot join the cluster");
+                    return;
+                }
+                Err(e) => warn!(via = %addr, %e, "join failed; retrying"),
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// This node's view of the cluster.
+    pub fn status(&self) -> Status {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, n)| {
+                (
+                    *id,
+                    Member {
+                        addr: n.addr.clone(),
+                        voter: voters.contains(id),
+                    },
+                )
+            })
+            .collect();
+        let stale_ms = if m.state == ServerState::Leader {
+            m.millis_since_quorum_ack
+        } else {
+            self.inner
+                .contact
+                .since()
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        };
+        Status {
+            id: m.id,
+            addr: self.inner.advertise.clone(),
+            role: match m.state {
+                ServerState::Leader => "leader",
+                ServerState::Follower => "follower",
+                ServerState::Candidate => "candidate",
+                ServerState::Learner => "learner",
+                ServerState::Shutdown => "shutdown",
+            }
+            .into(),
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log_index: m.last_log_index,
+            applied_index: m.last_applied.map(|l| l.index),
+            version: self.version(),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+            members,
+            matched: m
+                .replication
+                .as_ref()
+                .map(|r| r.iter().map(|(id, l)| (*id, l.map(|l| l.index))).collect()),
+            stale_ms,
+        }
+    }
+
+    /// Logs when this node loses and regains contact with a working
+    /// cluster, checking once a second; DNS keeps answering either way.
+    pub async fn watch_staleness(self) {
+        let limit = 3 * millis(self.inner.timing.election_timeout) * 2;
+        let mut stale = false;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let s = self.status();
+            let now_stale = match s.stale_ms {
+                Some(ms) => ms > limit,
+                None => s.members.len() > 1,
+            };
+            if now_stale && !stale {
+                warn!(
+                    version = s.version,
+                    stale_ms = s.stale_ms,
+                    "lost contact with the cluster; DNS answers from the last applied state"
+                );
+            } else if stale && !now_stale {
+                info!(version = s.version, "back in contact with the cluster");
+            }
+            stale = now_stale;
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.inner.raft.shutdown().await;
+    }
+}
+
+fn leader_of(m: &openraft::RaftMetrics<NodeId, BasicNode>) -> Option<(NodeId, String)> {
+    let id = m.current_leader?;
+    let node = m.membership_config.membership().get_node(&id)?;
+    Some((id, node.addr.clone()))
+}
+
+fn no_commit(t: Duration) -> ClusterError {
+    ClusterError::Unavailable(format!(
+        "not committed within {} ms: a majority of the cluster is unreachable; \
+         the change applies later if they come back before a new leader is elected",
+        t.as_millis()
+    ))
+}
+
+/// How long a join waits for the new node to catch up.
+fn join_bound(t: &Timing) -> Duration {
+    t.write_timeout * 3
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Reads a cluster API response: the value, or the error it carries.
+pub async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, ClusterError> {
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| ClusterError::Unavailable(format!("reading the response: {e}")))?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes)
+            .map_err(|e| ClusterError::Failed(format!("unexpected response: {e}")));
+    }
+    Err(
+        serde_json::from_slice::<ClusterError>(&bytes).unwrap_or_else(|_| {
+            ClusterError::Failed(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&bytes).trim()
+            ))
+        }),
+    )
+}
+
+fn forwarded(headers: &HeaderMap) -> bool {
+    headers.contains_key(FORWARDED)
+}
+
+async fn status_route(State(node): State<ClusterNode>) -> Json<Status> {
+    Json(node.status())
+}
+
+async fn write_route(
+    State(node): State<ClusterNode>,
+    headers: HeaderMap,
+    Json(cmd): Json<Command>,
+) -> Result<Json<Written>, ClusterError> {
+    node.write_from(cmd, forwarded(&headers)).await.map(Json)
+}
+
+async fn init_route(
+    State(node): State<ClusterNode>,
+    Json(req): Json<InitRequest>,
+) -> Result<Json<()>, ClusterError> {
+    node.init(req.members).await.map(Json)
+}
+
+async fn join_route(
+    State(node): State<ClusterNode>,
+    headers: HeaderMap,
+    Json(req): Json<JoinRequest>,
+) -> Result<Json<()>, ClusterError> {
+    node.join_from(req.id, req.addr, forwarded(&headers))
+        .await
+        .map(Json)
+}
+
+async fn leave_route(
+    State(node): State<ClusterNode>,
+    headers: HeaderMap,
+    Json(req): Json<LeaveRequest>,
+) -> Result<Json<()>, ClusterError> {
+    node.leave_from(req.id, forwarded(&headers)).await.map(Json)
+}

@@ -1,0 +1,285 @@
+//! `meridian cluster`: status, init, join, leave and apply, sent to one
+//! node's API. The node forwards what belongs on the leader.
+//!
+//! Exit codes: 0 done (for `status`: the cluster is healthy), 1 the
+//! cluster refused or could not be reached (for `status`: it is not
+//! healthy), 2 bad arguments, 78 an invalid zone spec or TLS file.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use meridian_consensus::node::{decode, InitRequest, JoinRequest, LeaveRequest};
+use meridian_consensus::tls::{self, Tls, TlsFiles};
+use meridian_consensus::{ClusterError, Command, NodeId, Status, Written};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::cli::{ClusterCommand, Target};
+use crate::EXIT_CONFIG;
+
+/// Requests to nodes: one client, the scheme its identity implies.
+struct Api {
+    client: reqwest::Client,
+    scheme: &'static str,
+}
+
+impl Api {
+    fn url(&self, addr: &str, path: &str) -> String {
+        format!("{}://{addr}{path}", self.scheme)
+    }
+
+    async fn get<T: DeserializeOwned>(&self, addr: &str, path: &str) -> Result<T, ClusterError> {
+        let sent = self
+            .client
+            .get(self.url(addr, path))
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await;
+        decode(sent.map_err(|e| unreachable(addr, &e))?).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClusterError> {
+        let sent = self
+            .client
+            .post(self.url(addr, path))
+            .timeout(Duration::from_secs(90))
+            .json(body)
+            .send()
+            .await;
+        decode(sent.map_err(|e| unreachable(addr, &e))?).await
+    }
+}
+
+fn unreachable(addr: &str, e: &reqwest::Error) -> ClusterError {
+    // reqwest's Display hides the cause (refused, TLS rejected...)
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message = format!("{message}: {s}");
+        source = s.source();
+    }
+    ClusterError::Unavailable(format!("cannot reach {addr}: {message}"))
+}
+
+pub fn run(target: &Target, command: ClusterCommand) -> ExitCode {
+    let node = match &target.config {
+        Some(path) => match meridian_config::load_node(path) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                eprintln!("meridian: invalid node config:\n{e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        None => None,
+    };
+    let cluster = node.as_ref().and_then(|n| n.cluster.as_ref());
+    let Some(addr) = target
+        .api
+        .clone()
+        .or_else(|| cluster.map(|c| c.advertise.clone()))
+    else {
+        eprintln!(
+            "meridian: which node? Give --api HOST:PORT, or --config with a `cluster` section"
+        );
+        return ExitCode::from(2);
+    };
+    let identity = match cluster.and_then(|c| c.tls.as_ref()) {
+        Some(t) => match Tls::load(&TlsFiles {
+            cert: t.cert.clone(),
+            key: t.key.clone(),
+            ca: t.ca.clone(),
+        }) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                eprintln!("meridian: cluster.tls: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        None => None,
+    };
+    let api = Api {
+        client: tls::http_client(identity.as_ref()),
+        scheme: if identity.is_some() { "https" } else { "http" },
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("meridian: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let done = match command {
+            ClusterCommand::Status { json } => return status(&api, &addr, json).await,
+            ClusterCommand::Init => api
+                .post::<_, ()>(&addr, "/cluster/init", &InitRequest::default())
+                .await
+                .map(|()| format!("initialized a cluster of one: the node at {addr}")),
+            ClusterCommand::Join { id, addr: new } => api
+                .post::<_, ()>(
+                    &addr,
+                    "/cluster/join",
+                    &JoinRequest {
+                        id,
+                        addr: new.clone(),
+                    },
+                )
+                .await
+                .map(|()| format!("node {id} at {new} is a voting member")),
+            ClusterCommand::Leave { id } => api
+                .post::<_, ()>(&addr, "/cluster/leave", &LeaveRequest { id })
+                .await
+                .map(|()| format!("node {id} has left the cluster")),
+            ClusterCommand::Apply { zones } => {
+                let spec = match meridian_config::load_zones(&zones) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("meridian: invalid zone spec, nothing applied:\n{e}");
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                };
+                api.post::<_, Written>(
+                    &addr,
+                    "/cluster/write",
+                    &Command::ReplaceSpec(Box::new(spec)),
+                )
+                .await
+                .map(|w| {
+                    format!(
+                        "applied {}: state version {} (log index {})",
+                        zones.display(),
+                        w.version,
+                        w.index
+                    )
+                })
+            }
+        };
+        match done {
+            Ok(message) => {
+                println!("{message}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("meridian: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Asks the target, then every member it knows, for their status; prints
+/// one row per member. Healthy: a leader every member agrees on, every
+/// member reachable and applied up to the leader's log.
+async fn status(api: &Api, addr: &str, json: bool) -> ExitCode {
+    let first: Status = match api.get(addr, "/cluster/status").await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("meridian: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut views: BTreeMap<NodeId, Result<Status, ClusterError>> = BTreeMap::new();
+    for (id, m) in &first.members {
+        let view = if *id == first.id {
+            Ok(first.clone())
+        } else {
+            api.get(&m.addr, "/cluster/status").await
+        };
+        views.insert(*id, view);
+    }
+    if json {
+        let all: BTreeMap<NodeId, serde_json::Value> = views
+            .iter()
+            .map(|(id, v)| {
+                let value = match v {
+                    Ok(s) => serde_json::to_value(s).unwrap_or_default(),
+                    Err(e) => serde_json::json!({ "error": e.to_string() }),
+                };
+                (*id, value)
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+    }
+    let leader = first.leader;
+    let leader_log = leader
+        .and_then(|l| views.get(&l))
+        .and_then(|v| v.as_ref().ok())
+        .and_then(|s| s.last_log_index);
+    let voters = first.members.values().filter(|m| m.voter).count();
+    let mut problems = Vec::new();
+    if !json {
+        match leader {
+            Some(l) => println!(
+                "cluster: leader {l}, term {}, {voters} voters, {} learners, state version {}",
+                first.term,
+                first.members.len() - voters,
+                first.version
+            ),
+            None => println!("cluster: no leader (term {})", first.term),
+        }
+        println!(
+            "{:<4} {:<22} {:<10} {:>5} {:>8} {:>8} {:>6} {:>9}",
+            "ID", "ADDRESS", "ROLE", "TERM", "APPLIED", "VERSION", "LAG", "STALE"
+        );
+    }
+    if leader.is_none() {
+        problems.push("no leader".to_string());
+    }
+    for (id, view) in &views {
+        let member = &first.members[id];
+        match view {
+            Ok(s) => {
+                let lag = match (leader_log, s.applied_index) {
+                    (Some(l), a) => l.saturating_sub(a.unwrap_or(0)).to_string(),
+                    (None, _) => "?".into(),
+                };
+                if s.leader != leader {
+                    problems.push(format!("node {id} sees leader {:?}", s.leader));
+                }
+                if !json {
+                    println!(
+                        "{:<4} {:<22} {:<10} {:>5} {:>8} {:>8} {:>6} {:>9}",
+                        id,
+                        member.addr,
+                        if member.voter {
+                            s.role.as_str()
+                        } else {
+                            "learner"
+                        },
+                        s.term,
+                        s.applied_index.map_or("-".into(), |i| i.to_string()),
+                        s.version,
+                        lag,
+                        s.stale_ms.map_or("-".into(), |ms| format!("{ms} ms")),
+                    );
+                }
+            }
+            Err(e) => {
+                problems.push(format!("node {id} unreachable"));
+                if !json {
+                    println!("{id:<4} {:<22} unreachable: {e}", member.addr);
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        if !json {
+            println!("health: ok");
+        }
+        ExitCode::SUCCESS
+    } else {
+        if !json {
+            println!("health: degraded ({})", problems.join("; "));
+        }
+        ExitCode::FAILURE
+    }
+}
