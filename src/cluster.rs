@@ -177,8 +177,8 @@ pub fn run(target: &Target, command: ClusterCommand) -> ExitCode {
 }
 
 /// Asks the target, then every member it knows, for their status; prints
-/// one row per member. Healthy: a leader every member agrees on, every
-/// member reachable and applied up to the leader's log.
+/// one row per member. Healthy: a leader every member agrees on, and every
+/// member reachable and voting.
 async fn status(api: &Api, addr: &str, json: bool) -> ExitCode {
     let first: Status = match api.get(addr, "/cluster/status").await {
         Ok(s) => s,
@@ -244,6 +244,9 @@ async fn status(api: &Api, addr: &str, json: bool) -> ExitCode {
                 };
                 if s.leader != leader {
                     problems.push(format!("node {id} sees leader {:?}", s.leader));
+                }
+                if !member.voter {
+                    problems.push(format!("node {id} is a learner (still joining)"));
                 }
                 if !json {
                     println!(

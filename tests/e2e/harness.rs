@@ -17,12 +17,31 @@ pub fn install_crypto_provider() {
     });
 }
 
-/// A running `meridian serve`, killed on drop.
-pub struct Server {
+/// A running `meridian serve` process, killed on drop.
+pub struct Process {
     child: Child,
+    /// Its first DNS address.
     pub addr: SocketAddr,
-    pub dir: tempfile::TempDir,
     stderr: Arc<Mutex<Vec<String>>>,
+}
+
+/// A `meridian serve` on a config in its own temporary directory.
+pub struct Server {
+    process: Process,
+    pub dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Server {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.process
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.process
+    }
 }
 
 impl Server {
@@ -47,7 +66,6 @@ impl Server {
 
     /// As [`Server::start_config`], with more files beside the config.
     pub fn start_files(zones: &str, config: &str, files: &[(&str, Vec<u8>)]) -> Server {
-        install_crypto_provider();
         let dir = tempfile::tempdir().expect("tempdir");
         for (name, bytes) in files {
             std::fs::write(dir.path().join(name), bytes).expect("write file");
@@ -55,9 +73,25 @@ impl Server {
         std::fs::write(dir.path().join("zones.yaml"), zones).expect("write zones");
         let config_path = dir.path().join("meridian.yaml");
         std::fs::write(&config_path, config).expect("write config");
+        Server {
+            process: Process::spawn(&config_path),
+            dir,
+        }
+    }
+
+    pub fn zones_path(&self) -> PathBuf {
+        self.dir.path().join("zones.yaml")
+    }
+}
+
+impl Process {
+    /// Starts `meridian serve --config CONFIG` and waits for its first DNS
+    /// address on stdout.
+    pub fn spawn(config_path: &Path) -> Process {
+        install_crypto_provider();
         let mut child = Command::new(BIN)
             .args(["serve", "--config"])
-            .arg(&config_path)
+            .arg(config_path)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -92,16 +126,17 @@ impl Server {
             let mut sink = Vec::new();
             let _ = out.read_to_end(&mut sink);
         });
-        Server {
+        Process {
             child,
             addr,
-            dir,
             stderr,
         }
     }
 
-    pub fn zones_path(&self) -> PathBuf {
-        self.dir.path().join("zones.yaml")
+    /// Kills the process with SIGKILL and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Runs dig against this server with `args` (name, type, options).
@@ -152,7 +187,7 @@ impl Server {
     }
 }
 
-impl Drop for Server {
+impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

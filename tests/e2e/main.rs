@@ -3,6 +3,7 @@
 //! (package bind9-dnsutils) or, for what dig cannot send, raw sockets.
 
 mod cli;
+mod cluster;
 mod dns;
 mod geo;
 mod harness;
