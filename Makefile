@@ -13,3 +13,4 @@ bench:
 	./bench/dnsperf.sh
 	./bench/dnsperf-ecs.sh
 	cargo bench -p meridian-steering --bench decide
+	./bench/cluster.sh

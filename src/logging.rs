@@ -5,12 +5,16 @@ use std::io::IsTerminal as _;
 use meridian_config::node::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber. hickory logs every query at `info`;
-/// those lines are filtered out unless the filter names hickory itself.
+/// Installs the global subscriber. hickory logs every query at `info`, and
+/// openraft each step of its protocol; those lines are filtered out unless
+/// the filter names the crate itself.
 pub fn init(config: &LogConfig) {
     let mut filter = config.level.clone();
     if !filter.contains("hickory") {
         filter.push_str(",hickory_server=warn,hickory_proto=warn,hickory_net=warn");
+    }
+    if !filter.contains("openraft") {
+        filter.push_str(",openraft=warn");
     }
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
