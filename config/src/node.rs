@@ -262,8 +262,14 @@ fn cluster_config(
     if c.id == 0 {
         errors.push(doc.error("cluster.id", "expected a node id of 1 or more"));
     }
+    let explicit = c.advertise.is_some();
     let advertise = c.advertise.unwrap_or_else(|| c.listen.to_string());
-    if !is_host_port(&advertise) {
+    if !explicit && c.listen.port() == 0 {
+        errors.push(doc.error(
+            "cluster.listen",
+            "port 0 cannot be advertised to peers: give a fixed port, or set cluster.advertise",
+        ));
+    } else if !is_host_port(&advertise) {
         errors.push(doc.error(
             "cluster.advertise",
             format!("expected host:port, got {advertise:?}"),
