@@ -258,6 +258,7 @@ async fn start(
                         ..Timing::default()
                     },
                     tls: None,
+                    check_spec: Some(Arc::new(check_spec)),
                 },
                 publish,
             )
@@ -282,6 +283,7 @@ async fn start(
                     advertise: c.advertise.clone(),
                     timing: timing(c),
                     tls,
+                    check_spec: Some(Arc::new(check_spec)),
                 },
                 publish,
             )
@@ -319,6 +321,13 @@ async fn start(
             Ok((cluster, handle))
         }
     }
+}
+
+/// A spec is accepted only if the DNS server can index it.
+fn check_spec(spec: &ZoneSpec) -> Result<(), String> {
+    Snapshot::build(spec, 0, 0)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 fn tls_files(c: &meridian_config::node::TlsConfig) -> TlsFiles {

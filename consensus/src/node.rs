@@ -72,7 +72,14 @@ pub struct NodeOptions {
     pub advertise: String,
     pub timing: Timing,
     pub tls: Option<Tls>,
+    /// Checks a whole spec before this node, as leader, proposes it: a spec
+    /// that arrived over the API as JSON has not been through the YAML
+    /// validator, and one the DNS server cannot index must never commit.
+    pub check_spec: Option<SpecCheck>,
 }
+
+/// See [`NodeOptions::check_spec`].
+pub type SpecCheck = Arc<dyn Fn(&meridian_config::ZoneSpec) -> Result<(), String> + Send + Sync>;
 
 /// Why an operation failed; each maps to an HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -218,6 +225,7 @@ struct Inner {
     scheme: &'static str,
     tls: Option<Tls>,
     timing: Timing,
+    check_spec: Option<SpecCheck>,
     contact: Arc<Contact>,
     /// The last applied state.
     state: tokio::sync::watch::Sender<Arc<ReplicatedState>>,
@@ -288,6 +296,7 @@ impl ClusterNode {
                 scheme,
                 tls: opts.tls,
                 timing: opts.timing,
+                check_spec: opts.check_spec,
                 contact: Arc::new(Contact::default()),
                 state,
             }),
@@ -352,6 +361,14 @@ impl ClusterNode {
 
     async fn write_local(&self, cmd: Command) -> Result<Written, OpError> {
         self.check_quorum()?;
+        if let (Command::ReplaceSpec(spec) | Command::SeedSpec(spec), Some(check)) =
+            (&cmd, &self.inner.check_spec)
+        {
+            // only the leader checks: a follower forwards the spec as it is
+            if self.inner.raft.metrics().borrow().state == ServerState::Leader {
+                check(spec).map_err(|e| ClusterError::Rejected(format!("invalid spec: {e}")))?;
+            }
+        }
         let t = self.inner.timing.write_timeout;
         let written = tokio::time::timeout(t, self.inner.raft.client_write(cmd))
             .await

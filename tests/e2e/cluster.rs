@@ -583,3 +583,39 @@ fn mutual_tls_join_and_an_unreachable_new_node() {
     c.wait_healthy(1);
     c.check_acknowledged_writes(1);
 }
+
+/// A spec sent over the API as JSON skips the YAML validator; the leader
+/// still refuses one the DNS server cannot index, and nothing changes.
+#[test]
+fn an_invalid_spec_over_the_api_changes_nothing() {
+    use std::io::{Read, Write};
+    let c = Cluster::start(1, Tls::Off);
+    c.wait_healthy(1);
+    c.wait_answer(1, 0);
+    let text = format!(
+        "{}    steered:\n      - {{name: api, type: A, pool: web, steps: [weighted]}}\npools:\n  web:\n    endpoints: [{{id: a, address: 192.0.2.1, region: eu}}]\n",
+        spec(7)
+    );
+    let mut spec = meridian_config::zone::parse("api.yaml", &text).expect("a valid spec");
+    spec.zones[0].steered[0].pool = "missing".into();
+    let body = serde_json::to_string(&meridian_consensus::Command::ReplaceSpec(Box::new(spec)))
+        .expect("json");
+    let api = &c.node(1).api;
+    let mut s = std::net::TcpStream::connect(api).expect("connect");
+    write!(
+        s,
+        "POST /cluster/write HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("reply");
+    assert!(reply.starts_with("HTTP/1.1 422"), "{reply}");
+    assert!(
+        reply.contains(r#""kind":"rejected""#) && reply.contains("missing"),
+        "{reply}"
+    );
+    c.wait_answer(1, 0);
+    let soa = dig(c.node(1).dns(), &["glb.example.com", "SOA"]);
+    assert_eq!(soa.answer[0].data.split_whitespace().nth(2), Some("1"));
+}
