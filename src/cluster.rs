@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use meridian_consensus::node::{decode, InitRequest, JoinRequest, LeaveRequest};
-use meridian_consensus::tls::{self, Tls, TlsFiles};
+use meridian_consensus::tls::{self, Tls};
 use meridian_consensus::{ClusterError, Command, NodeId, Status, Written};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -90,11 +90,7 @@ pub fn run(target: &Target, command: ClusterCommand) -> ExitCode {
         return ExitCode::from(2);
     };
     let identity = match cluster.and_then(|c| c.tls.as_ref()) {
-        Some(t) => match Tls::load(&TlsFiles {
-            cert: t.cert.clone(),
-            key: t.key.clone(),
-            ca: t.ca.clone(),
-        }) {
+        Some(t) => match Tls::load(t) {
             Ok(tls) => Some(tls),
             Err(e) => {
                 eprintln!("meridian: cluster.tls: {e}");

@@ -14,7 +14,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use meridian_config::node::{Bootstrap, ClusterConfig};
 use meridian_config::{ConfigError, NodeConfig, ZoneSpec};
-use meridian_consensus::tls::{Tls, TlsFiles};
+use meridian_consensus::tls::Tls;
 use meridian_consensus::{
     ClusterError, ClusterNode, Command, NodeOptions, ReplicatedState, Timing,
 };
@@ -271,8 +271,7 @@ async fn start(
         Some(c) => {
             let tls = match &c.tls {
                 Some(files) => Some(
-                    Tls::load(&tls_files(files))
-                        .map_err(|e| Failure::config(format!("cluster.tls: {e}")))?,
+                    Tls::load(files).map_err(|e| Failure::config(format!("cluster.tls: {e}")))?,
                 ),
                 None => None,
             };
@@ -330,14 +329,6 @@ fn check_spec(spec: &ZoneSpec) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-fn tls_files(c: &meridian_config::node::TlsConfig) -> TlsFiles {
-    TlsFiles {
-        cert: c.cert.clone(),
-        key: c.key.clone(),
-        ca: c.ca.clone(),
-    }
-}
-
 fn timing(c: &ClusterConfig) -> Timing {
     Timing {
         heartbeat: Duration::from_millis(c.heartbeat_ms),
@@ -366,7 +357,7 @@ async fn settle_single(cluster: &ClusterNode, spec: ZoneSpec) -> Result<(), Fail
         )
         .await
         .map_err(|e| Failure::runtime(format!("the one-node cluster did not start: {e}")))?;
-    if cluster.spec().as_ref() != &spec {
+    if cluster.state().spec != spec {
         cluster
             .write(Command::ReplaceSpec(Box::new(spec)))
             .await

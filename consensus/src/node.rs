@@ -316,9 +316,9 @@ impl ClusterNode {
         self.inner.state.borrow().version
     }
 
-    /// The spec this node has applied.
-    pub fn spec(&self) -> Arc<meridian_config::ZoneSpec> {
-        Arc::new(self.inner.state.borrow().spec.clone())
+    /// The state this node has applied.
+    pub fn state(&self) -> Arc<ReplicatedState> {
+        self.inner.state.borrow().clone()
     }
 
     /// Serves the Raft RPCs and the cluster API on `listener` (with TLS
@@ -682,8 +682,11 @@ impl ClusterNode {
     pub async fn watch_staleness(self) {
         let limit = 3 * millis(self.inner.timing.election_timeout) * 2;
         let mut stale = false;
+        // staleness is the absence of events (no append arrives), so it is
+        // found by looking, not by waiting on one
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
         loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            ticks.tick().await;
             let s = self.status();
             let now_stale = match s.stale_ms {
                 Some(ms) => ms > limit,

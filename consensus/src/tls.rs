@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use meridian_config::node::TlsConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
@@ -21,17 +22,6 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
-
-/// The files of a node's TLS identity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// This node's certificate chain (PEM).
-    pub cert: PathBuf,
-    /// Its private key (PEM).
-    pub key: PathBuf,
-    /// The CA that signs every node's certificate (PEM).
-    pub ca: PathBuf,
-}
 
 /// A TLS file that could not be used, named.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +47,7 @@ pub struct Tls {
 
 impl Tls {
     /// Loads the certificate, key and CA, and builds both configurations.
-    pub fn load(files: &TlsFiles) -> Result<Tls, TlsError> {
+    pub fn load(files: &TlsConfig) -> Result<Tls, TlsError> {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
             .and_then(|it| it.collect::<Result<_, _>>())
             .map_err(|e| fail(&files.cert, format!("cannot read the certificate: {e}")))?;
