@@ -51,6 +51,13 @@ pub enum ClusterCommand {
         #[arg(long)]
         id: u64,
     },
+    /// Each checked endpoint: the verdict, and each probe region's vote,
+    /// its age and the measured RTT.
+    Health {
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Replace the cluster's zone spec with this file, all or nothing: it is
     /// validated first, and an invalid spec changes nothing.
     Apply {
@@ -117,6 +124,39 @@ pub enum Command {
     DemoGeoip {
         /// Directory to write city.mmdb and asn.mmdb into.
         dir: PathBuf,
+    },
+    /// Run a probe agent for one region: fetch the region's checks from the
+    /// cluster, run them, and report the results.
+    ///
+    /// Example: meridian probe --region eu-west --cluster https://n1:8443,https://n2:8443 --token-file probe.token
+    Probe {
+        /// The probe region this agent checks from (as declared under
+        /// `regions` in the zone spec).
+        #[arg(long)]
+        region: String,
+        /// Base URLs of cluster nodes' APIs, comma-separated; tried in turn.
+        #[arg(long, value_delimiter = ',', required = true)]
+        cluster: Vec<String>,
+        /// A file holding the probe token (one line).
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+        /// TLS: the CA that signed the nodes' certificates, and this agent's
+        /// own certificate and key for a cluster that requires them.
+        #[arg(long, value_name = "FILE", requires_all = ["cert", "key"])]
+        ca: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", requires = "ca")]
+        cert: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", requires = "ca")]
+        key: Option<PathBuf>,
+        /// Most probes in flight at once.
+        #[arg(long, default_value_t = 512)]
+        concurrency: usize,
+        /// Name in reports (default: region/pid).
+        #[arg(long)]
+        name: Option<String>,
+        /// Log level (a tracing filter).
+        #[arg(long, default_value = "info")]
+        log: String,
     },
     /// Serve a built-in example zone (glb.example.com) for trying Meridian.
     Dev {

@@ -1,4 +1,4 @@
-//! `meridian cluster`: status, init, join, leave and apply, sent to one
+//! `meridian cluster`: status, health, init, join, leave and apply, sent to one
 //! node's API. The node forwards what belongs on the leader.
 //!
 //! Exit codes: 0 done (for `status`: the cluster is healthy), 1 the
@@ -12,6 +12,7 @@ use std::time::Duration;
 use meridian_consensus::node::{decode, InitRequest, JoinRequest, LeaveRequest};
 use meridian_consensus::tls::{self, Tls};
 use meridian_consensus::{ClusterError, Command, NodeId, Status, Written};
+use meridian_probes::health::HealthView;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -116,6 +117,7 @@ pub fn run(target: &Target, command: ClusterCommand) -> ExitCode {
     runtime.block_on(async move {
         let done = match command {
             ClusterCommand::Status { json } => return status(&api, &addr, json).await,
+            ClusterCommand::Health { json } => return health(&api, &addr, json).await,
             ClusterCommand::Init => api
                 .post::<_, ()>(&addr, "/cluster/init", &InitRequest::default())
                 .await
@@ -170,6 +172,73 @@ pub fn run(target: &Target, command: ClusterCommand) -> ExitCode {
             }
         }
     })
+}
+
+/// Prints each checked endpoint's verdict and every region's vote.
+async fn health(api: &Api, addr: &str, json: bool) -> ExitCode {
+    let view: HealthView = match api.get(addr, "/probe/health").await {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("meridian: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&view).unwrap_or_default()
+        );
+        return ExitCode::SUCCESS;
+    }
+    if view.endpoints.is_empty() {
+        println!("no pool has a check");
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{:<12} {:<14} {:<10} {:<9} {:<10} {:>7} {:>9} {:>9} {:>9}  error",
+        "POOL", "ENDPOINT", "VERDICT", "REGION", "VOTE", "AGE", "CONNECT", "TTFB", "RTT~"
+    );
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}ms"));
+    for e in &view.endpoints {
+        let verdict = match (e.up, e.in_service) {
+            (true, true) => "up",
+            (true, false) => "held down",
+            (false, _) => "down",
+        };
+        let verdict = format!("{verdict} q{}", e.quorum);
+        for (i, r) in e.regions.iter().enumerate() {
+            let (pool, ep, verdict) = if i == 0 {
+                (e.pool.as_str(), e.endpoint.as_str(), verdict.as_str())
+            } else {
+                ("", "", "")
+            };
+            let (vote, conn, ttfb, rtt, err) = match &r.vote {
+                None => ("none".to_string(), None, None, None, String::new()),
+                Some(v) => (
+                    format!(
+                        "{}{}",
+                        if v.up { "up" } else { "down" },
+                        if r.fresh { "" } else { " stale" }
+                    ),
+                    v.connect_ms,
+                    v.ttfb_ms,
+                    v.rtt_ms,
+                    v.error.clone().unwrap_or_default(),
+                ),
+            };
+            let age = r
+                .age_ms
+                .map_or("-".to_string(), |a| format!("{:.1}s", a as f64 / 1000.0));
+            println!(
+                "{pool:<12} {ep:<14} {verdict:<10} {:<9} {vote:<10} {age:>7} {:>9} {:>9} {:>9}  {err}",
+                r.region,
+                ms(conn),
+                ms(ttfb),
+                ms(rtt)
+            );
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// Asks the target, then every member it knows, for their status; prints

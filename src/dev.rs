@@ -42,11 +42,12 @@ pub fn run(listen: SocketAddr) -> ExitCode {
         },
         zones: None,
         cluster: None,
+        probe: Default::default(),
     };
     logging::init(&node.log);
     serve::run(
         &node,
-        Some(ZoneSource::Embedded(DEV_ZONES)),
+        Some(ZoneSource::Embedded(DEV_ZONES.into())),
         None,
         &GeoSource::Demo,
         |addrs| {

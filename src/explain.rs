@@ -51,7 +51,7 @@ pub fn run(config: &Path, name: &str, rtype: &str, client: Option<&str>, seed: u
             return ExitCode::FAILURE;
         }
     };
-    let snapshot = match Snapshot::build(&spec, 1, 1) {
+    let snapshot = match Snapshot::build(&spec, &Default::default(), 1, 1) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("meridian: {e}");

@@ -9,6 +9,7 @@
 //!   answer from the replicated state, apply the zone file on SIGHUP.
 //! - `cluster`: `meridian cluster` — status, init, join, leave and apply,
 //!   through a node's API.
+//! - `probe`: `meridian probe` — a probe agent for one region.
 //! - `explain`: `meridian explain` — one name, one client, every step.
 //! - `dev`: `meridian dev` — `serve` on an embedded example zone and a
 //!   generated demo GeoIP database.
@@ -30,6 +31,7 @@ mod dev;
 mod explain;
 mod geoip;
 mod logging;
+mod probe;
 mod serve;
 
 /// The configuration was invalid (sysexits' EX_CONFIG).
@@ -44,6 +46,28 @@ fn main() -> ExitCode {
         cli::Command::Cluster { target, command } => cluster::run(&target, command),
         cli::Command::Check { config, zones } => serve::check(config.as_deref(), zones.as_deref()),
         cli::Command::Dev { listen } => dev::run(listen),
+        cli::Command::Probe {
+            region,
+            cluster,
+            token_file,
+            ca,
+            cert,
+            key,
+            concurrency,
+            name,
+            log,
+        } => probe::run(probe::Args {
+            region,
+            cluster,
+            token_file,
+            tls: ca
+                .zip(cert)
+                .zip(key)
+                .map(|((ca, cert), key)| (ca, cert, key)),
+            concurrency,
+            name,
+            log,
+        }),
         cli::Command::DemoGeoip { dir } => geoip::write_demo(&dir),
         cli::Command::Explain {
             config,

@@ -16,10 +16,12 @@ use meridian_config::node::{Bootstrap, ClusterConfig};
 use meridian_config::{ConfigError, NodeConfig, ZoneSpec};
 use meridian_consensus::tls::Tls;
 use meridian_consensus::{
-    ClusterError, ClusterNode, Command, NodeOptions, ReplicatedState, Timing,
+    ClusterError, ClusterNode, Command, NodeOptions, ProbeService, ReplicatedState, Timing,
 };
 use meridian_dns::handler::GeoHandle;
 use meridian_dns::{Handler, Listeners, Snapshot, SnapshotHandle};
+use meridian_probes::check::Prober;
+use meridian_probes::{Agent, AgentOptions};
 use openraft::ServerState;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{debug, error, info};
@@ -31,8 +33,8 @@ use crate::{logging, EXIT_CONFIG};
 #[derive(Clone)]
 pub enum ZoneSource {
     File(PathBuf),
-    /// Built into the binary (`meridian dev`).
-    Embedded(&'static str),
+    /// Built in (`meridian dev`).
+    Embedded(Arc<str>),
 }
 
 impl ZoneSource {
@@ -155,8 +157,15 @@ pub fn run(
             return ExitCode::FAILURE;
         }
     };
-    let started = runtime.block_on(start(node, file_spec, seed_spec));
-    let (cluster, handle) = match started {
+    let tokens = match probe_tokens(node) {
+        Ok(t) => t,
+        Err(f) => {
+            eprintln!("meridian: {}", f.message);
+            return f.code;
+        }
+    };
+    let started = runtime.block_on(start(node, file_spec, seed_spec, tokens));
+    let (cluster, handle, probes) = match started {
         Ok(s) => s,
         Err(f) => {
             eprintln!("meridian: {}", f.message);
@@ -199,6 +208,20 @@ pub fn run(
 
     let handler = Handler::new(handle, geo.clone(), node.dns.max_udp_payload);
     let timeout = Duration::from_secs(node.dns.tcp_idle_timeout_secs);
+    let agent = match &node.probe.region {
+        Some(region) => match Prober::new(Some(region)) {
+            Ok(prober) => {
+                info!(%region, "running an embedded probe agent");
+                let agent = Agent::new(Arc::new(probes), AgentOptions::new(region), prober);
+                Some(runtime.spawn(agent.run()))
+            }
+            Err(e) => {
+                eprintln!("meridian: cannot start the probe agent: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let result = runtime.block_on(async move {
         let watcher = tokio::spawn(geoip::watch(geo_source.clone(), geo.clone()));
         let reloader = tokio::spawn(reload_on_hangup(
@@ -211,6 +234,9 @@ pub fn run(
         let r = meridian_dns::serve(listeners, handler, timeout, shutdown_signal()).await;
         reloader.abort();
         watcher.abort();
+        if let Some(a) = agent {
+            a.abort();
+        }
         cluster.shutdown().await;
         r
     });
@@ -223,17 +249,52 @@ pub fn run(
     }
 }
 
+/// The probe tokens this node accepts: the non-empty lines of its
+/// `probe.tokens` file.
+fn probe_tokens(node: &NodeConfig) -> Result<Vec<String>, Failure> {
+    let Some(path) = &node.probe.tokens else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::config(format!("cannot read probe.tokens {}: {e}", path.display()))
+    })?;
+    let mut tokens = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if t.len() < 16 {
+            return Err(Failure::config(format!(
+                "{}:{}: a probe token must be at least 16 characters",
+                path.display(),
+                i + 1
+            )));
+        }
+        tokens.push(t.to_string());
+    }
+    if tokens.is_empty() {
+        return Err(Failure::config(format!(
+            "{}: no probe tokens (one per line)",
+            path.display()
+        )));
+    }
+    Ok(tokens)
+}
+
 /// Starts this node's Raft member and returns it with the DNS snapshot
-/// handle its state machine publishes to.
+/// handle its state machine publishes to, and its probe service.
 async fn start(
     node: &NodeConfig,
     file_spec: Option<ZoneSpec>,
     seed_spec: Option<ZoneSpec>,
-) -> Result<(ClusterNode, SnapshotHandle), Failure> {
+    tokens: Vec<String>,
+) -> Result<(ClusterNode, SnapshotHandle, ProbeService), Failure> {
     let handle = SnapshotHandle::new(Snapshot::empty());
     let publisher = handle.clone();
     let publish = move |state: &ReplicatedState| match Snapshot::build(
         &state.spec,
+        &state.health.observations(&state.spec),
         state.version,
         serial_of(state.version),
     ) {
@@ -266,7 +327,8 @@ async fn start(
             .map_err(Failure::runtime)?;
             let spec = file_spec.expect("the config requires zones without a cluster section");
             settle_single(&cluster, spec).await?;
-            Ok((cluster, handle))
+            let probes = ProbeService::new(cluster.clone(), tokens);
+            Ok((cluster, handle, probes))
         }
         Some(c) => {
             let tls = match &c.tls {
@@ -295,7 +357,10 @@ async fn start(
                 ))
             })?;
             let api_addr = api.local_addr().map_err(Failure::runtime)?;
-            cluster.serve(api).map_err(Failure::runtime)?;
+            let probes = ProbeService::new(cluster.clone(), tokens);
+            cluster
+                .serve(api, probes.routes())
+                .map_err(Failure::runtime)?;
             println!("meridian: API listening on {api_addr}");
             info!(id = c.id, %api_addr, advertise = %c.advertise, "cluster node started");
             match &c.bootstrap {
@@ -317,14 +382,14 @@ async fn start(
                 tokio::spawn(seed(cluster.clone(), spec));
             }
             tokio::spawn(cluster.clone().watch_staleness());
-            Ok((cluster, handle))
+            Ok((cluster, handle, probes))
         }
     }
 }
 
 /// A spec is accepted only if the DNS server can index it.
 fn check_spec(spec: &ZoneSpec) -> Result<(), String> {
-    Snapshot::build(spec, 0, 0)
+    Snapshot::build(spec, &Default::default(), 0, 0)
         .map(drop)
         .map_err(|e| e.to_string())
 }
@@ -421,7 +486,7 @@ async fn reload_on_hangup(
     }
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let term = async {
         match signal(SignalKind::terminate()) {
             Ok(mut s) => {

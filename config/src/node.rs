@@ -24,6 +24,26 @@ pub struct NodeConfig {
     pub zones: Option<PathBuf>,
     /// Raft cluster membership; `None` runs a one-node cluster.
     pub cluster: Option<ClusterConfig>,
+    pub probe: ProbeConfig,
+}
+
+/// Probes on this node.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProbeConfig {
+    /// Run an agent in-process for this probe region.
+    pub region: Option<String>,
+    /// A file of the bearer tokens agents may report with, one per line;
+    /// without it the node takes no reports over HTTP.
+    pub tokens: Option<PathBuf>,
+}
+
+/// Whether `name` can name a probe region: letters, digits, `.`, `_`, `-`.
+pub fn is_region_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// This node's place in a Raft cluster.
@@ -120,6 +140,15 @@ mod raw {
         pub zones: Option<PathBuf>,
         #[serde(default)]
         pub cluster: Option<Lenient<Cluster>>,
+        #[serde(default)]
+        pub probe: Option<Lenient<Probe>>,
+    }
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Probe {
+        pub region: Option<String>,
+        pub tokens: Option<PathBuf>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -175,6 +204,15 @@ impl NodeConfig {
         let dns = section(&doc, &mut errors, "dns", raw.dns);
         let geoip = section(&doc, &mut errors, "geoip", raw.geoip).unwrap_or_default();
         let log = section(&doc, &mut errors, "log", raw.log).unwrap_or_default();
+        let probe = section(&doc, &mut errors, "probe", raw.probe).unwrap_or_default();
+        if let Some(r) = &probe.region {
+            if !is_region_name(r) {
+                errors.push(doc.error(
+                    "probe.region",
+                    format!("expected a region name (letters, digits, '.', '_', '-'), got {r:?}"),
+                ));
+            }
+        }
         let has_cluster = raw.cluster.is_some();
         let cluster = section(&doc, &mut errors, "cluster", raw.cluster)
             .map(|c| cluster_config(&doc, &mut errors, c, base));
@@ -248,6 +286,10 @@ impl NodeConfig {
             },
             zones: raw.zones.map(|z| base.join(z)),
             cluster,
+            probe: ProbeConfig {
+                region: probe.region,
+                tokens: probe.tokens.map(|t| base.join(t)),
+            },
         })
     }
 }

@@ -60,6 +60,50 @@ bounded_int!(
     Count(u16), 1, 1_000, "a count"
 );
 
+/// A duration: `500ms`, `5s`, `2m`, or a bare number of seconds. Kept in
+/// milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Millis(pub u64);
+
+impl Millis {
+    /// Parses the text forms; the error says what was expected.
+    pub fn parse(text: &str) -> Result<Millis, String> {
+        let t = text.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let scale = match unit.trim() {
+            "ms" => 1,
+            "" | "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => 0,
+        };
+        match num.parse::<u64>() {
+            Ok(n) if scale > 0 && n <= u64::MAX / 3_600_000 => Ok(Millis(n * scale)),
+            _ => Err(format!(
+                "expected a duration such as 500ms, 5s or 2m, got {text:?}"
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Millis {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        match &v {
+            Value::Number(n) => n.as_u64().map(|s| Millis(s.saturating_mul(1000))),
+            Value::String(s) => Millis::parse(s).ok(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            D::Error::custom(format!(
+                "expected a duration such as 500ms, 5s or 2m, got {}",
+                describe(&v)
+            ))
+        })
+    }
+}
+
 /// A scalar read as text: record values may be written as numbers or words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Text(pub String);
@@ -202,5 +246,15 @@ mod tests {
         assert!(serde_yaml::from_str::<Ttl>("-1").is_err());
         assert!(serde_yaml::from_str::<Ttl>("2147483648").is_err());
         assert!(serde_yaml::from_str::<Count>("0").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        for (text, ms) in [("500ms", 500), ("5s", 5000), ("2m", 120_000), ("3", 3000)] {
+            assert_eq!(serde_yaml::from_str::<Millis>(text).unwrap(), Millis(ms));
+        }
+        for bad in ["5 parsecs", "-1s", "s", "1.5s"] {
+            assert!(serde_yaml::from_str::<Millis>(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -243,6 +243,8 @@ pub enum OnAllDown {
 pub struct Pool {
     pub name: String,
     pub endpoints: Vec<Endpoint>,
+    /// The health check probe agents run against each endpoint.
+    pub check: Option<Check>,
 }
 
 /// Where an endpoint is reached: an address for A/AAAA answers, a host name
@@ -319,16 +321,20 @@ pub struct Endpoint {
     /// `nearest` bias, -99..=99: positive draws clients from farther away
     /// (distance × (1 − bias/100)), negative pushes them off.
     pub bias: i8,
-    /// Static RTT in ms from probe regions; probes replace it later.
+    /// Static RTT in ms from probe regions: overrides what probes measure.
     pub rtt_ms: BTreeMap<String, f64>,
+    /// Where the pool's check connects, when not `address`.
+    pub check_address: Option<CheckAddress>,
 }
 
 /// A probe region: where latency is measured from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeRegion {
     pub name: String,
-    pub lat: f64,
-    pub lon: f64,
+    /// Where the region is; a region without coordinates runs checks but is
+    /// never the region nearest a client.
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
 }
 
 pub mod raw;
@@ -371,6 +377,29 @@ impl Checker<'_> {
                 self.errors.push(self.doc.parse_error(path, f));
                 None
             }
+        }
+    }
+
+    /// Checks optional coordinates: in range, and both or neither.
+    fn coordinates(&mut self, path: &str, lat: Option<f64>, lon: Option<f64>) {
+        if let Some(lat) = lat {
+            if !(-90.0..=90.0).contains(&lat) {
+                self.err(
+                    &format!("{path}.lat"),
+                    format!("expected a latitude -90..=90, got {lat}"),
+                );
+            }
+        }
+        if let Some(lon) = lon {
+            if !(-180.0..=180.0).contains(&lon) {
+                self.err(
+                    &format!("{path}.lon"),
+                    format!("expected a longitude -180..=180, got {lon}"),
+                );
+            }
+        }
+        if lat.is_some() != lon.is_some() {
+            self.err(path, "give both lat and lon, or neither");
         }
     }
 
@@ -428,19 +457,14 @@ fn validate(doc: &Document, raw: raw::ZoneSpec) -> Result<ZoneSpec, Diagnostics>
     let mut regions = Vec::new();
     for (name, item) in &raw.regions {
         let path = key_segment("regions", name);
+        if !crate::node::is_region_name(name) {
+            c.key_err(
+                &path,
+                format!("expected a region name (letters, digits, '.', '_', '-'), got {name:?}"),
+            );
+        }
         if let Some(r) = c.item(&path, item) {
-            if !(-90.0..=90.0).contains(&r.lat) {
-                c.err(
-                    &format!("{path}.lat"),
-                    format!("expected a latitude -90..=90, got {}", r.lat),
-                );
-            }
-            if !(-180.0..=180.0).contains(&r.lon) {
-                c.err(
-                    &format!("{path}.lon"),
-                    format!("expected a longitude -180..=180, got {}", r.lon),
-                );
-            }
+            c.coordinates(&path, r.lat, r.lon);
             regions.push(ProbeRegion {
                 name: name.clone(),
                 lat: r.lat,
@@ -545,25 +569,12 @@ fn validate_pool(
                 None
             }
         };
-        if let Some(lat) = e.lat {
-            if !(-90.0..=90.0).contains(&lat) {
-                c.err(
-                    &format!("{ep_path}.lat"),
-                    format!("expected a latitude -90..=90, got {lat}"),
-                );
-            }
-        }
-        if let Some(lon) = e.lon {
-            if !(-180.0..=180.0).contains(&lon) {
-                c.err(
-                    &format!("{ep_path}.lon"),
-                    format!("expected a longitude -180..=180, got {lon}"),
-                );
-            }
-        }
-        if e.lat.is_some() != e.lon.is_some() {
-            c.err(&ep_path, "give both lat and lon, or neither");
-        }
+        c.coordinates(&ep_path, e.lat, e.lon);
+        let check_address = e.check_address.as_deref().and_then(|t| {
+            CheckAddress::parse(t)
+                .map_err(|m| c.err(&format!("{ep_path}.check_address"), m))
+                .ok()
+        });
         let bias = e.bias.unwrap_or(0);
         if !(-99..=99).contains(&bias) {
             c.err(
@@ -603,12 +614,20 @@ fn validate_pool(
                 state: e.state,
                 bias: i8::try_from(bias).unwrap_or(0),
                 rtt_ms: e.rtt_ms.clone(),
+                check_address,
             });
         }
     }
+    let declared: Vec<&str> = regions.keys().map(String::as_str).collect();
+    let check = raw.check.as_ref().and_then(|item| {
+        let at = format!("{path}.check");
+        let raw = c.item(&at, item)?;
+        validate_check(c, &at, raw, &declared)
+    });
     (c.errors.len() == before).then(|| Pool {
         name: name.to_string(),
         endpoints,
+        check,
     })
 }
 
@@ -1019,6 +1038,9 @@ fn parse_rdata(t: RecordType, text: &str, zone: &DomainName) -> Result<RecordDat
     }
 }
 
+mod check;
+use check::validate_check;
+pub use check::{Check, CheckAddress, CheckKind, DEFAULT_USER_AGENT};
 mod steps;
 use steps::validate_steps;
 

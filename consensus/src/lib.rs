@@ -24,12 +24,14 @@ pub mod engine;
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod probe_api;
 pub mod state;
 pub mod tls;
 
 use std::io::Cursor;
 
 pub use node::{ClusterError, ClusterNode, NodeOptions, Status, Timing, Written};
+pub use probe_api::ProbeService;
 pub use state::{Command, ReplicatedState, Response};
 
 /// A node's id in the cluster.

@@ -100,6 +100,9 @@ pub enum ClusterError {
     /// The node itself failed: 500.
     #[error("{0}")]
     Failed(String),
+    /// No valid token for the operation: 401.
+    #[error("{0}")]
+    Unauthorized(String),
 }
 
 impl ClusterError {
@@ -109,6 +112,7 @@ impl ClusterError {
             ClusterError::Conflict(_) => StatusCode::CONFLICT,
             ClusterError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ClusterError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ClusterError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         }
     }
 }
@@ -321,10 +325,15 @@ impl ClusterNode {
         self.inner.state.borrow().clone()
     }
 
-    /// Serves the Raft RPCs and the cluster API on `listener` (with TLS
-    /// when configured) until the process ends.
-    pub fn serve(&self, listener: TcpListener) -> std::io::Result<()> {
-        let app = self.router();
+    /// Every state this node applies from now on.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<ReplicatedState>> {
+        self.inner.state.subscribe()
+    }
+
+    /// Serves the Raft RPCs, the cluster API and `extra` routes on
+    /// `listener` (with TLS when configured) until the process ends.
+    pub fn serve(&self, listener: TcpListener, extra: Router) -> std::io::Result<()> {
+        let app = self.router().merge(extra);
         match &self.inner.tls {
             Some(t) => {
                 let tls = TlsListener::new(listener, t.server.clone())?;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use meridian_config::zone::AdminState;
 use meridian_config::ZoneSpec;
+use meridian_probes::{HealthState, Report};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError,
@@ -39,6 +40,9 @@ pub enum Command {
         endpoint: String,
         state: AdminState,
     },
+    /// A probe agent's batch, stamped with the receiving node's clock
+    /// (ms since the Unix epoch).
+    Observe { at_ms: u64, report: Report },
 }
 
 /// What applying a command did.
@@ -55,14 +59,31 @@ pub enum Response {
 /// Everything Meridian replicates.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ReplicatedState {
-    /// Bumped by every applied command; SOA serials follow it.
+    /// Bumped by every command that changes what DNS answers: spec changes
+    /// and endpoints entering or leaving service. SOA serials follow it.
     pub version: u64,
+    /// Bumped by every applied command, probe reports included (they move
+    /// measured RTTs even when no verdict changes).
+    #[serde(default)]
+    pub revision: u64,
     pub spec: ZoneSpec,
+    /// Probe votes and verdicts.
+    #[serde(default)]
+    pub health: HealthState,
 }
 
 impl ReplicatedState {
     /// Applies `cmd`: deterministic, no I/O.
     pub fn apply(&mut self, cmd: &Command) -> Response {
+        if let Command::Observe { at_ms, report } = cmd {
+            self.revision += 1;
+            if self.health.apply_report(&self.spec, *at_ms, report) {
+                self.version += 1;
+            }
+            return Response::Applied {
+                version: self.version,
+            };
+        }
         let result = match cmd {
             Command::ReplaceSpec(spec) => {
                 self.spec = (**spec).clone();
@@ -88,10 +109,13 @@ impl ReplicatedState {
                 endpoint,
                 state,
             } => self.endpoint_mut(pool, endpoint).map(|e| e.state = *state),
+            Command::Observe { .. } => Ok(()),
         };
         match result {
             Ok(()) => {
+                self.health.evaluate(&self.spec);
                 self.version += 1;
+                self.revision += 1;
                 Response::Applied {
                     version: self.version,
                 }
@@ -260,7 +284,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
     {
         let mut out = Vec::new();
-        let before = self.applied.state.version;
+        let before = self.applied.state.revision;
         for entry in entries {
             self.applied.last_applied = Some(entry.log_id);
             out.push(match entry.payload {
@@ -272,7 +296,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             });
         }
-        if self.applied.state.version != before {
+        if self.applied.state.revision != before {
             if let Some(f) = &self.on_change {
                 f(&self.applied.state);
             }

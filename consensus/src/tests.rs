@@ -50,6 +50,7 @@ mod state_machine {
             state: AdminState::Enabled,
             bias: 0,
             rtt_ms: BTreeMap::new(),
+            check_address: None,
         };
         let mut pools = BTreeMap::new();
         pools.insert(
@@ -57,6 +58,7 @@ mod state_machine {
             Pool {
                 name: "web".into(),
                 endpoints: vec![ep],
+                check: None,
             },
         );
         ZoneSpec {

@@ -298,7 +298,7 @@ pools:
 
     fn snapshot() -> Snapshot {
         let spec = meridian_config::zone::parse("t.yaml", SPEC).expect("valid spec");
-        Snapshot::build(&spec, 1, 7).expect("builds")
+        Snapshot::build(&spec, &Default::default(), 1, 7).expect("builds")
     }
 
     fn steering(rng: &mut StdRng) -> Steering<'_, '_> {

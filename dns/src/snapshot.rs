@@ -25,7 +25,7 @@ use meridian_config::zone::{
     Zone,
 };
 use meridian_config::{DomainName, ZoneSpec};
-use meridian_steering::Policy;
+use meridian_steering::{Observations, Observed, Policy};
 use rustc_hash::FxHashMap;
 
 /// Why a snapshot could not be built. Validated specs build; this guards
@@ -139,12 +139,21 @@ impl Snapshot {
         }
     }
 
-    /// Builds the snapshot for `spec` at state `version`, with SOA `serial`.
-    pub fn build(spec: &ZoneSpec, version: u64, serial: u32) -> Result<Snapshot, BuildError> {
-        let pools: HashMap<&str, Arc<[Endpoint]>> = spec
+    /// Builds the snapshot for `spec` at state `version`, with SOA `serial`,
+    /// steering with what probes `observed`.
+    pub fn build(
+        spec: &ZoneSpec,
+        observed: &Observations,
+        version: u64,
+        serial: u32,
+    ) -> Result<Snapshot, BuildError> {
+        let pools: HashMap<&str, Pool> = spec
             .pools
             .iter()
-            .map(|(name, p)| (name.as_str(), Arc::from(p.endpoints.clone())))
+            .map(|(name, p)| {
+                let seen = observed.get(name).map_or(&[][..], Vec::as_slice);
+                (name.as_str(), (Arc::from(p.endpoints.clone()), seen))
+            })
             .collect();
         let zones = spec
             .zones
@@ -231,10 +240,14 @@ fn endpoint_rdata(a: &EndpointAddress) -> Result<RData, BuildError> {
     })
 }
 
+/// A pool's endpoints, shared by its steered records, and what probes
+/// observed of them.
+type Pool<'o> = (Arc<[Endpoint]>, &'o [Observed]);
+
 fn build_zone(
     z: &Zone,
     serial: u32,
-    pools: &HashMap<&str, Arc<[Endpoint]>>,
+    pools: &HashMap<&str, Pool>,
     regions: &[ProbeRegion],
 ) -> Result<ZoneData, BuildError> {
     let origin = name(&z.name)?;
@@ -381,10 +394,10 @@ fn build_zone(
 fn build_steered(
     s: &SteeredRecord,
     owner: &Name,
-    pools: &HashMap<&str, Arc<[Endpoint]>>,
+    pools: &HashMap<&str, Pool>,
     regions: &[ProbeRegion],
 ) -> Result<Steered, BuildError> {
-    let endpoints = pools
+    let (endpoints, observed) = pools
         .get(s.pool.as_str())
         .cloned()
         .ok_or_else(|| BuildError::MissingPool(s.pool.clone()))?;
@@ -398,7 +411,7 @@ fn build_steered(
             )))
         })
         .collect::<Result<_, BuildError>>()?;
-    let policy = Policy::compile(&s.steps, &s.on_all_down, &endpoints, regions);
+    let policy = Policy::compile(&s.steps, &s.on_all_down, &endpoints, observed, regions);
     let sorry = policy
         .sorry()
         .iter()

@@ -61,6 +61,7 @@ fn pool(n: usize) -> Vec<Endpoint> {
                 state: AdminState::Enabled,
                 bias: 0,
                 rtt_ms,
+                check_address: None,
             }
         })
         .collect()
@@ -109,8 +110,8 @@ fn bench_decide(c: &mut Criterion) {
         .iter()
         .map(|(n, lat, lon)| ProbeRegion {
             name: n.to_string(),
-            lat: *lat,
-            lon: *lon,
+            lat: Some(*lat),
+            lon: Some(*lon),
         })
         .collect();
     let client: IpAddr = "192.0.2.0".parse().unwrap();
@@ -118,7 +119,7 @@ fn bench_decide(c: &mut Criterion) {
     let mut group = c.benchmark_group("decide_geo_latency_cost_sticky_first2");
     for n in [3usize, 30, 300] {
         let pool = pool(n);
-        let policy = Policy::compile(&pipeline(), &OnAllDown::FailOpen, &pool, &regions);
+        let policy = Policy::compile(&pipeline(), &OnAllDown::FailOpen, &pool, &[], &regions);
         let mut rng = SmallRng::seed_from_u64(1);
         let mut out = Vec::with_capacity(n);
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {

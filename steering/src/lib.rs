@@ -125,6 +125,28 @@ pub struct StepTrace {
     pub notes: Vec<String>,
 }
 
+/// What probes report of one endpoint, for the `health`, `latency` and
+/// `cost` steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    /// False when the probes' verdict keeps the endpoint out of answers.
+    pub in_service: bool,
+    /// Smoothed RTT in ms from each probe region that measured it.
+    pub rtt_ms: Vec<(String, f64)>,
+}
+
+impl Default for Observed {
+    fn default() -> Observed {
+        Observed {
+            in_service: true,
+            rtt_ms: Vec::new(),
+        }
+    }
+}
+
+/// Probe observations by pool name, each aligned with its pool's endpoints.
+pub type Observations = std::collections::HashMap<String, Vec<Observed>>;
+
 /// What each step did, in order; the last entry may be `on_all_down`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Trace {
@@ -161,16 +183,18 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Compiles configured steps for `pool`, with the probe `regions`.
-    /// The spec is validated, so every name resolves; a name that does not
-    /// simply matches nothing.
+    /// Compiles configured steps for `pool`, with what probes observed of
+    /// it (`observed`, aligned with `pool`; empty when nothing is checked)
+    /// and the probe `regions`. The spec is validated, so every name
+    /// resolves; a name that does not simply matches nothing.
     pub fn compile(
         steps: &[Step],
         on_all_down: &OnAllDown,
         pool: &[Endpoint],
+        observed: &[Observed],
         regions: &[ProbeRegion],
     ) -> Policy {
-        let table = Table::new(pool, regions);
+        let table = Table::new(pool, observed, regions);
         let stages: Vec<Stage> = steps
             .iter()
             .enumerate()
@@ -235,7 +259,7 @@ impl Policy {
                 scope: 0,
             };
             match stage {
-                Stage::Health => steps::health(pool, out, &mut fx),
+                Stage::Health => steps::health(pool, &self.table, out, &mut fx),
                 Stage::Priority => steps::priority(pool, out, &mut fx),
                 Stage::Weighted { picks } => {
                     steps::drop_zero_weights(pool, out);

@@ -19,14 +19,23 @@ fn ep(pool: &[Endpoint], c: Candidate) -> &Endpoint {
     &pool[usize::from(c)]
 }
 
-pub(crate) fn health(pool: &[Endpoint], list: &mut Vec<Candidate>, fx: &mut Effects<'_>) {
+pub(crate) fn health(
+    pool: &[Endpoint],
+    table: &Table,
+    list: &mut Vec<Candidate>,
+    fx: &mut Effects<'_>,
+) {
     list.retain(|&c| {
         let e = ep(pool, c);
-        let keep = e.state == AdminState::Enabled;
-        if !keep {
+        if e.state != AdminState::Enabled {
             fx.note(|| format!("dropped {} (admin state {:?})", e.id, e.state));
+            false
+        } else if !table.up[usize::from(c)] {
+            fx.note(|| format!("dropped {} (down by the probes' verdict)", e.id));
+            false
+        } else {
+            true
         }
-        keep
     });
 }
 

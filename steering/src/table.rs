@@ -4,7 +4,7 @@
 
 use meridian_config::zone::{Endpoint, ProbeRegion};
 
-use crate::Context;
+use crate::{Context, Observed};
 
 /// Tables for one pool, indexed by endpoint.
 #[derive(Debug, Clone)]
@@ -20,14 +20,18 @@ pub(crate) struct Table {
     /// Endpoint seed for sticky hashing, from its id: stable across nodes
     /// and restarts, independent of pool order.
     pub seed: Vec<u64>,
-    /// Probe regions: name and position.
-    pub probes: Vec<(String, [f64; 3])>,
-    /// RTT in ms, `rtt[probe][endpoint]`; `None` when not measured.
+    /// Probe regions: name and position, when it has coordinates.
+    pub probes: Vec<(String, Option<[f64; 3]>)>,
+    /// RTT in ms, `rtt[probe][endpoint]`: the endpoint's static `rtt_ms`,
+    /// else what probes measured; `None` when neither.
     pub rtt: Vec<Vec<Option<f64>>>,
+    /// Endpoint → whether probes have it in service (true when unchecked).
+    pub up: Vec<bool>,
 }
 
 impl Table {
-    pub fn new(pool: &[Endpoint], regions: &[ProbeRegion]) -> Table {
+    /// `observed` is aligned with `pool`, or empty when nothing is measured.
+    pub fn new(pool: &[Endpoint], observed: &[Observed], regions: &[ProbeRegion]) -> Table {
         let mut region_names: Vec<String> = Vec::new();
         let region = pool
             .iter()
@@ -56,15 +60,31 @@ impl Table {
             seed: pool.iter().map(|e| seed(e.id.as_bytes())).collect(),
             probes: regions
                 .iter()
-                .map(|r| (r.name.clone(), unit_vector(r.lat, r.lon)))
+                .map(|r| {
+                    let at = r.lat.zip(r.lon).map(|(lat, lon)| unit_vector(lat, lon));
+                    (r.name.clone(), at)
+                })
                 .collect(),
             rtt: regions
                 .iter()
                 .map(|r| {
                     pool.iter()
-                        .map(|e| e.rtt_ms.get(&r.name).copied())
+                        .enumerate()
+                        .map(|(i, e)| {
+                            e.rtt_ms.get(&r.name).copied().or_else(|| {
+                                observed
+                                    .get(i)?
+                                    .rtt_ms
+                                    .iter()
+                                    .find(|(n, _)| *n == r.name)
+                                    .map(|m| m.1)
+                            })
+                        })
                         .collect()
                 })
+                .collect(),
+            up: (0..pool.len())
+                .map(|i| observed.get(i).is_none_or(|o| o.in_service))
                 .collect(),
         }
     }
@@ -84,7 +104,8 @@ impl Table {
         self.probes
             .iter()
             .enumerate()
-            .max_by(|a, b| dot(c, a.1 .1).total_cmp(&dot(c, b.1 .1)))
+            .filter_map(|(i, p)| Some((i, dot(c, p.1?))))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(i, _)| i)
     }
 }

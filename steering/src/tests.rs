@@ -19,6 +19,7 @@ fn ep(id: &str, weight: u16, priority: u16, state: AdminState) -> Endpoint {
         state,
         bias: 0,
         rtt_ms: BTreeMap::new(),
+        check_address: None,
     }
 }
 
@@ -55,6 +56,7 @@ struct Run<'a> {
     steps: Vec<Step>,
     on_all_down: OnAllDown,
     regions: Vec<ProbeRegion>,
+    observed: Vec<Observed>,
     client: Option<IpAddr>,
     prefix: u8,
     location: Option<Location>,
@@ -68,6 +70,7 @@ impl<'a> Run<'a> {
             steps,
             on_all_down: OnAllDown::NoData,
             regions: Vec::new(),
+            observed: Vec::new(),
             client: Some("192.0.2.77".parse().unwrap()),
             prefix: 32,
             location: None,
@@ -76,7 +79,13 @@ impl<'a> Run<'a> {
     }
 
     fn decide(&self) -> (Decision, Vec<String>) {
-        let policy = Policy::compile(&self.steps, &self.on_all_down, self.pool, &self.regions);
+        let policy = Policy::compile(
+            &self.steps,
+            &self.on_all_down,
+            self.pool,
+            &self.observed,
+            &self.regions,
+        );
         let mut rng = StdRng::seed_from_u64(self.seed);
         let mut ctx = Context {
             client: self.client,
@@ -265,6 +274,7 @@ fn trace_says_what_each_step_did() {
         &OnAllDown::NoData,
         &pool,
         &[],
+        &[],
     );
     let mut rng = StdRng::seed_from_u64(1);
     let mut ctx = Context {
@@ -318,13 +328,13 @@ fn probe_regions() -> Vec<ProbeRegion> {
     vec![
         ProbeRegion {
             name: "eu-west".into(),
-            lat: 53.3,
-            lon: -6.3,
+            lat: Some(53.3),
+            lon: Some(-6.3),
         },
         ProbeRegion {
             name: "us-east".into(),
-            lat: 39.0,
-            lon: -77.5,
+            lat: Some(39.0),
+            lon: Some(-77.5),
         },
     ]
 }
@@ -516,6 +526,68 @@ fn latency_orders_by_rtt_from_the_nearest_probe_region() {
     // no client position: order kept
     r.location = None;
     assert_eq!(r.ids(), ["eu-1", "eu-2", "us-1", "ap-1"]);
+}
+
+#[test]
+fn probes_verdicts_drop_endpoints_and_all_down_fails_open() {
+    let pool = [ep("a", 1, 1, Enabled), ep("b", 1, 1, Enabled)];
+    let down = |in_service| Observed {
+        in_service,
+        rtt_ms: Vec::new(),
+    };
+    let mut r = Run::new(&pool, vec![Step::Health]);
+    r.observed = vec![down(false), down(true)];
+    assert_eq!(r.ids(), ["b"]);
+    // every endpoint down: fail open answers the enabled ones
+    r.observed = vec![down(false), down(false)];
+    r.on_all_down = OnAllDown::FailOpen;
+    assert_eq!(r.ids(), ["a", "b"]);
+    r.on_all_down = OnAllDown::NoData;
+    assert_eq!(r.decide().0.outcome, Outcome::NoData);
+}
+
+#[test]
+fn measured_rtt_steers_latency_and_static_rtt_overrides_it() {
+    let mut pool = world();
+    for e in &mut pool {
+        e.rtt_ms.clear();
+    }
+    // measured from eu-west: ap-1 fastest, then us-1; eu-1 unmeasured
+    let seen = |ms: &[(&str, f64)]| Observed {
+        in_service: true,
+        rtt_ms: ms.iter().map(|(r, m)| (r.to_string(), *m)).collect(),
+    };
+    let observed = vec![
+        seen(&[]),
+        seen(&[("eu-west", 30.0)]),
+        seen(&[("eu-west", 20.0)]),
+        seen(&[("eu-west", 10.0)]),
+    ];
+    let mut r = Run::new(&pool, vec![Step::Latency]);
+    r.regions = probe_regions();
+    r.observed = observed.clone();
+    r.location = Some(loc("FR", "EU", (48.9, 2.3), 21));
+    assert_eq!(r.ids(), ["ap-1", "us-1", "eu-2", "eu-1"]);
+    // a static rtt_ms wins over the measurement
+    let mut pinned = pool.clone();
+    pinned[1].rtt_ms.insert("eu-west".into(), 1.0);
+    let mut p = Run::new(&pinned, vec![Step::Latency]);
+    p.regions = probe_regions();
+    p.observed = observed;
+    p.location = Some(loc("FR", "EU", (48.9, 2.3), 21));
+    assert_eq!(p.ids(), ["eu-2", "ap-1", "us-1", "eu-1"]);
+}
+
+#[test]
+fn a_region_without_coordinates_is_never_the_nearest() {
+    let pool = world();
+    let mut r = Run::new(&pool, vec![Step::Latency]);
+    r.regions = probe_regions();
+    r.regions[0].lat = None;
+    r.regions[0].lon = None;
+    // from France the nearest placed region is now us-east
+    r.location = Some(loc("FR", "EU", (48.9, 2.3), 21));
+    assert_eq!(r.ids(), ["us-1", "eu-1", "eu-2", "ap-1"]);
 }
 
 #[test]

@@ -6,8 +6,8 @@ use serde::de::{Deserializer, Error as _};
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use super::{AdminState, RecordType, SteeredType};
-use crate::values::{Count, Text, Ttl, Weight, U16, U32};
+use super::{AdminState, CheckKind, RecordType, SteeredType};
+use crate::values::{Count, Millis, Text, Ttl, Weight, U16, U32};
 use crate::yaml::{describe, parse_value, tagged, Lenient, Seg};
 
 #[derive(Debug, Deserialize)]
@@ -24,8 +24,8 @@ pub struct ZoneSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Region {
-    pub lat: f64,
-    pub lon: f64,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -249,6 +249,29 @@ impl<'de> Deserialize<'de> for OnAllDown {
 #[serde(deny_unknown_fields)]
 pub struct Pool {
     pub endpoints: Vec<Lenient<Endpoint>>,
+    pub check: Option<Lenient<Check>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    pub kind: CheckKind,
+    pub port: Option<U16>,
+    pub path: Option<String>,
+    pub method: Option<String>,
+    pub host: Option<String>,
+    pub expect_status: Option<Vec<Text>>,
+    pub body: Option<String>,
+    pub user_agent: Option<String>,
+    pub tls_verify: Option<bool>,
+    pub interval: Option<Millis>,
+    pub timeout: Option<Millis>,
+    pub rise: Option<U16>,
+    pub fall: Option<U16>,
+    pub regions: Option<Vec<String>>,
+    pub quorum: Option<Text>,
+    pub stale_after: Option<Millis>,
+    pub hold_down: Option<Millis>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,4 +290,5 @@ pub struct Endpoint {
     pub bias: Option<i64>,
     #[serde(default)]
     pub rtt_ms: BTreeMap<String, f64>,
+    pub check_address: Option<String>,
 }
