@@ -17,14 +17,14 @@ use std::time::{Duration, Instant};
 use crate::harness::{dig, query_bytes, rcode, Process, BIN};
 
 /// How long any wait in these tests may take before it fails.
-const BOUND: Duration = Duration::from_secs(30);
+pub(crate) const BOUND: Duration = Duration::from_secs(30);
 
-fn host(id: u64) -> String {
+pub(crate) fn host(id: u64) -> String {
     format!("127.0.0.{}", 10 + id)
 }
 
 /// A free TCP port on `host` (bound and released; the node binds it next).
-fn free_port(host: &str) -> u16 {
+pub(crate) fn free_port(host: &str) -> u16 {
     TcpListener::bind((host, 0))
         .expect("bind")
         .local_addr()
@@ -46,30 +46,30 @@ enum Outcome {
     Unknown,
 }
 
-struct Node {
+pub(crate) struct Node {
     id: u64,
-    api: String,
+    pub(crate) api: String,
     config: PathBuf,
     data: PathBuf,
     process: Option<Process>,
 }
 
 impl Node {
-    fn dns(&self) -> SocketAddr {
+    pub(crate) fn dns(&self) -> SocketAddr {
         self.process.as_ref().expect("node is running").addr
     }
 }
 
 /// How the nodes' configs are written.
 #[derive(Clone, Copy, PartialEq)]
-enum Tls {
+pub(crate) enum Tls {
     Off,
     On,
 }
 
-struct Cluster {
-    dir: tempfile::TempDir,
-    nodes: Vec<Node>,
+pub(crate) struct Cluster {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) nodes: Vec<Node>,
     tls: Tls,
     writes: Vec<(u32, Outcome)>,
 }
@@ -78,8 +78,23 @@ impl Cluster {
     /// Starts `n` nodes that form a cluster from a shared `members` list,
     /// seeded with write 0.
     fn start(n: u64, tls: Tls) -> Cluster {
+        Cluster::start_with(n, tls, &spec(0), "", &[])
+    }
+
+    /// Starts `n` nodes seeded with `seed`; `extra` is appended to each
+    /// node's config, and `files` (name, content) are written beside them.
+    pub(crate) fn start_with(
+        n: u64,
+        tls: Tls,
+        seed: &str,
+        extra: &str,
+        files: &[(&str, &str)],
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("seed.yaml"), spec(0)).expect("seed");
+        std::fs::write(dir.path().join("seed.yaml"), seed).expect("seed");
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).expect("file");
+        }
         if tls == Tls::On {
             write_certs(dir.path(), n + 2);
         }
@@ -101,6 +116,10 @@ impl Cluster {
             .collect();
         for (id, api) in ids.iter().zip(&apis) {
             c.add(*id, api.clone(), &format!("  members:{members}\n"));
+            let config = &c.nodes.last().expect("added").config;
+            let mut text = std::fs::read_to_string(config).expect("config");
+            text.push_str(extra);
+            std::fs::write(config, text).expect("config");
         }
         for i in 0..c.nodes.len() {
             c.launch(i);
@@ -137,7 +156,7 @@ impl Cluster {
             .expect("known node")
     }
 
-    fn node(&self, id: u64) -> &Node {
+    pub(crate) fn node(&self, id: u64) -> &Node {
         &self.nodes[self.index(id)]
     }
 
@@ -146,12 +165,12 @@ impl Cluster {
         self.nodes[i].process = Some(p);
     }
 
-    fn restart(&mut self, id: u64) {
+    pub(crate) fn restart(&mut self, id: u64) {
         let i = self.index(id);
         self.launch(i);
     }
 
-    fn kill(&mut self, id: u64) {
+    pub(crate) fn kill(&mut self, id: u64) {
         let i = self.index(id);
         if let Some(mut p) = self.nodes[i].process.take() {
             p.kill();
@@ -168,7 +187,7 @@ impl Cluster {
 
     /// Runs `meridian cluster ARGS` against node `via`, with that node's
     /// config (its TLS identity).
-    fn cli(&self, via: u64, args: &[&str]) -> (i32, String, String) {
+    pub(crate) fn cli(&self, via: u64, args: &[&str]) -> (i32, String, String) {
         let node = self.node(via);
         let out = std::process::Command::new(BIN)
             .arg("cluster")
@@ -185,7 +204,7 @@ impl Cluster {
     }
 
     /// Waits until `cluster status` through `via` reports a healthy cluster.
-    fn wait_healthy(&self, via: u64) -> String {
+    pub(crate) fn wait_healthy(&self, via: u64) -> String {
         let deadline = Instant::now() + BOUND;
         loop {
             let (code, out, err) = self.cli(via, &["status"]);
@@ -297,7 +316,7 @@ impl Cluster {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"))
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.nodes
             .iter()
             .filter_map(|n| {

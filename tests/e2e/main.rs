@@ -7,5 +7,6 @@ mod cluster;
 mod dns;
 mod geo;
 mod harness;
+mod probes;
 mod reload;
 mod steering;

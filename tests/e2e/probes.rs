@@ -1,0 +1,394 @@
+//! Probe agents end to end: a three-node cluster, `meridian probe` agents
+//! for three regions reporting over HTTP with a probe token, and real HTTP
+//! backends on loopback that the tests stop, restart, fail for one region,
+//! or make flap. Answers are read with `dig` on every node.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::cluster::{Cluster, Tls, BOUND};
+use crate::harness::{dig, BIN};
+
+const TOKEN: &str = "probe-token-0123456789abcdef";
+
+/// What a backend does with a health request.
+#[derive(Default)]
+struct Behaviour {
+    /// Regions (from the agent's region header) that get 503.
+    failing: Vec<String>,
+    /// Alternate 200 and 503 for each region in turn.
+    flapping: bool,
+    /// Requests answered so far, per region.
+    counts: HashMap<String, u64>,
+}
+
+/// An HTTP backend on 127.0.0.1 that can be stopped (its listener
+/// closed, so connections are refused) and started again on its port.
+struct Backend {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    requests: Arc<AtomicU64>,
+    behaviour: Arc<Mutex<Behaviour>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Backend {
+    fn start() -> Backend {
+        let mut b = Backend {
+            port: 0,
+            stop: Arc::new(AtomicBool::new(false)),
+            requests: Arc::new(AtomicU64::new(0)),
+            behaviour: Arc::new(Mutex::new(Behaviour::default())),
+            thread: None,
+        };
+        b.listen();
+        b
+    }
+
+    fn listen(&mut self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).expect("bind backend");
+        self.port = listener.local_addr().expect("addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        self.stop.store(false, Ordering::SeqCst);
+        let (stop, requests, behaviour) = (
+            self.stop.clone(),
+            self.requests.clone(),
+            self.behaviour.clone(),
+        );
+        self.thread = Some(std::thread::spawn(move || {
+            // stops when told, or after five minutes whatever happens
+            let end = Instant::now() + Duration::from_secs(300);
+            while !stop.load(Ordering::SeqCst) && Instant::now() < end {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        requests.fetch_add(1, Ordering::SeqCst);
+                        let behaviour = behaviour.clone();
+                        std::thread::spawn(move || answer(s, &behaviour));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        }));
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("backend thread");
+        }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn answer(s: TcpStream, behaviour: &Mutex<Behaviour>) {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut reader = BufReader::new(&s);
+    let mut region = String::new();
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+        let l = line.trim_end().to_ascii_lowercase();
+        if l.is_empty() {
+            break;
+        }
+        if let Some(r) = l.strip_prefix("x-meridian-probe-region:") {
+            region = r.trim().to_string();
+        }
+        line.clear();
+    }
+    let ok = {
+        let mut b = behaviour.lock().expect("lock");
+        let n = b.counts.entry(region.clone()).or_default();
+        *n += 1;
+        let n = *n;
+        !b.failing.contains(&region) && !(b.flapping && n % 2 == 0)
+    };
+    let status = if ok {
+        "200 OK"
+    } else {
+        "503 Service Unavailable"
+    };
+    let _ = (&s).write_all(
+        format!("HTTP/1.1 {status}\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n")
+            .as_bytes(),
+    );
+}
+
+/// A `meridian probe` process, killed when dropped.
+struct Agent {
+    child: Child,
+}
+
+impl Agent {
+    fn start(dir: &Path, region: &str, cluster: &Cluster) -> Agent {
+        let urls: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|n| format!("http://{}", n.api))
+            .collect();
+        let token = dir.join("agent.token");
+        std::fs::write(&token, TOKEN).expect("token");
+        let log = std::fs::File::create(dir.join(format!("agent-{region}.log"))).expect("log");
+        let child = Command::new(BIN)
+            .args(["probe", "--region", region, "--cluster", &urls.join(",")])
+            .arg("--token-file")
+            .arg(&token)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start meridian probe");
+        Agent { child }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The zone: `www` answers every endpoint of pool `web` that is in
+/// service; each endpoint is checked at its backend.
+fn spec(backends: &[&Backend], check: &str) -> String {
+    let endpoints: String = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            format!(
+                "      - {{id: e{i}, address: 192.0.2.{}, region: eu, check_address: \"{}\"}}\n",
+                i + 1,
+                b.addr()
+            )
+        })
+        .collect();
+    format!(
+        "zones:\n  glb.example.com:\n    soa: {{rname: hostmaster.example.com.}}\n    ns: [{{name: ns.example.net.}}]\n    steered:\n      - {{name: www, type: A, pool: web, steps: [health], on_all_down: nodata}}\nregions: {{eu: {{}}, us: {{}}, ap: {{}}}}\npools:\n  web:\n{check}    endpoints:\n{endpoints}"
+    )
+}
+
+const CHECK: &str = "    check: {kind: http, path: /health, interval: 1s, timeout: 500ms, rise: 2, fall: 2, stale_after: 3s}\n";
+
+fn start_cluster(seed: &str) -> Cluster {
+    let tokens = format!("# agents' tokens\n{TOKEN}\n");
+    let c = Cluster::start_with(
+        3,
+        Tls::Off,
+        seed,
+        "probe:\n  tokens: probe.tokens\n",
+        &[("probe.tokens", &tokens)],
+    );
+    c.wait_healthy(1);
+    c
+}
+
+fn answers(c: &Cluster, id: u64) -> Vec<String> {
+    let mut a = dig(c.node(id).dns(), &["www.glb.example.com", "A"]).answers("A");
+    a.sort();
+    a
+}
+
+/// Waits (bounded) until every node answers `want`.
+fn wait_all(c: &Cluster, want: &[&str], agents_dir: &Path) {
+    let deadline = Instant::now() + BOUND;
+    for id in [1, 2, 3] {
+        loop {
+            let got = answers(c, id);
+            if got == want {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} answers {got:?}, not {want:?}\n{}\n{}",
+                health(c)["endpoints"],
+                agent_logs(agents_dir)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn health(c: &Cluster) -> serde_json::Value {
+    let (_, out, err) = c.cli(1, &["health", "--json"]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"))
+}
+
+/// The vote of `region` on endpoint `ep`, and whether it is fresh.
+fn vote(h: &serde_json::Value, ep: &str, region: &str) -> Option<(bool, bool)> {
+    let e = h["endpoints"]
+        .as_array()?
+        .iter()
+        .find(|e| e["endpoint"] == ep)?;
+    let r = e["regions"]
+        .as_array()?
+        .iter()
+        .find(|r| r["region"] == region)?;
+    Some((r["vote"]["up"].as_bool()?, r["fresh"].as_bool()?))
+}
+
+fn wait_health(c: &Cluster, what: &str, ok: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let h = health(c);
+        if ok(&h) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never {what}: {h:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn agent_logs(dir: &Path) -> String {
+    ["eu", "us", "ap"]
+        .iter()
+        .map(|r| {
+            let text =
+                std::fs::read_to_string(dir.join(format!("agent-{r}.log"))).unwrap_or_default();
+            format!("--- agent {r}:\n{text}")
+        })
+        .collect()
+}
+
+#[test]
+fn a_stopped_backend_leaves_every_nodes_answers_and_returns_after_rise() {
+    let mut a = Backend::start();
+    let b = Backend::start();
+    let c = start_cluster(&spec(&[&a, &b], CHECK));
+    let dir = c.dir.path().to_path_buf();
+    let _agents: Vec<Agent> = ["eu", "us", "ap"]
+        .iter()
+        .map(|r| Agent::start(&dir, r, &c))
+        .collect();
+    wait_health(&c, "three fresh up votes on e0", |h| {
+        ["eu", "us", "ap"]
+            .iter()
+            .all(|r| vote(h, "e0", r) == Some((true, true)))
+    });
+    wait_all(&c, &["192.0.2.1", "192.0.2.2"], &dir);
+
+    a.halt();
+    wait_all(&c, &["192.0.2.2"], &dir);
+    let h = health(&c);
+    let e0 = &h["endpoints"][0];
+    assert_eq!(
+        (e0["up"].as_bool(), e0["in_service"].as_bool()),
+        (Some(false), Some(false))
+    );
+    let error = e0["regions"][0]["vote"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(!error.is_empty(), "the vote says why: {e0}");
+
+    a.listen();
+    wait_all(&c, &["192.0.2.1", "192.0.2.2"], &dir);
+}
+
+#[test]
+fn a_quorum_of_regions_decides_and_dead_agents_never_vote_down() {
+    let a = Backend::start();
+    let c = start_cluster(&spec(&[&a], CHECK));
+    let dir = c.dir.path().to_path_buf();
+    // the target fails for ap only
+    a.behaviour.lock().expect("lock").failing = vec!["ap".into()];
+    let mut agents: HashMap<&str, Agent> = ["eu", "us", "ap"]
+        .iter()
+        .map(|r| (*r, Agent::start(&dir, r, &c)))
+        .collect();
+    wait_health(&c, "ap down, eu and us up", |h| {
+        vote(h, "e0", "ap") == Some((false, true))
+            && vote(h, "e0", "eu") == Some((true, true))
+            && vote(h, "e0", "us") == Some((true, true))
+    });
+    let h = health(&c);
+    assert_eq!(
+        h["endpoints"][0]["up"], true,
+        "two of three regions say up: {h:#}"
+    );
+    assert_eq!(h["endpoints"][0]["quorum"], 2);
+    wait_all(&c, &["192.0.2.1"], &dir);
+
+    // the two agents that see it up die: their votes go stale, and the
+    // lone down vote is not a quorum
+    agents.remove("eu");
+    agents.remove("us");
+    wait_health(&c, "eu and us stale", |h| {
+        vote(h, "e0", "eu").is_some_and(|v| !v.1) && vote(h, "e0", "us").is_some_and(|v| !v.1)
+    });
+    let h = health(&c);
+    assert_eq!(vote(&h, "e0", "ap"), Some((false, true)), "{h:#}");
+    assert_eq!(h["endpoints"][0]["up"], true, "{h:#}");
+    for id in [1, 2, 3] {
+        assert_eq!(answers(&c, id), ["192.0.2.1"]);
+    }
+}
+
+#[test]
+fn a_flapping_target_does_not_flip_the_answer_and_a_removed_check_stops_probing() {
+    let a = Backend::start();
+    let c = start_cluster(&spec(&[&a], CHECK));
+    let dir = c.dir.path().to_path_buf();
+    let _agents: Vec<Agent> = ["eu", "us", "ap"]
+        .iter()
+        .map(|r| Agent::start(&dir, r, &c))
+        .collect();
+    wait_health(&c, "three fresh votes", |h| {
+        ["eu", "us", "ap"]
+            .iter()
+            .all(|r| vote(h, "e0", r).is_some_and(|v| v.1))
+    });
+    // every region now sees success and failure in turn: rise and fall 2
+    // never see two in a row
+    a.behaviour.lock().expect("lock").flapping = true;
+    let before = a.requests.load(Ordering::SeqCst);
+    while a.requests.load(Ordering::SeqCst) < before + 18 {
+        for id in [1, 2, 3] {
+            assert_eq!(answers(&c, id), ["192.0.2.1"], "{:#}", health(&c));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let h = health(&c);
+    assert_eq!(h["endpoints"][0]["up"], true, "{h:#}");
+    let flaps: Vec<u64> = a
+        .behaviour
+        .lock()
+        .expect("lock")
+        .counts
+        .values()
+        .copied()
+        .collect();
+    assert_eq!(flaps.len(), 3, "each region probed");
+
+    // the check goes away: the agents stop probing the backend
+    let file = dir.join("unchecked.yaml");
+    std::fs::write(&file, spec(&[&a], "")).expect("spec");
+    let (code, out, err) = c.cli(1, &["apply", file.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_health(&c, "no checked endpoints", |h| {
+        h["endpoints"].as_array().is_some_and(|e| e.is_empty())
+    });
+    // a probe already under way may still land; after that, nothing
+    std::thread::sleep(Duration::from_millis(1500));
+    let settled = a.requests.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        a.requests.load(Ordering::SeqCst),
+        settled,
+        "still probed after the check was removed"
+    );
+}
