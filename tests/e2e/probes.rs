@@ -117,7 +117,8 @@ fn answer(s: TcpStream, behaviour: &Mutex<Behaviour>) {
         let n = b.counts.entry(region.clone()).or_default();
         *n += 1;
         let n = *n;
-        !b.failing.contains(&region) && !(b.flapping && n % 2 == 0)
+        let fails = b.failing.contains(&region) || (b.flapping && n.is_multiple_of(2));
+        !fails
     };
     let status = if ok {
         "200 OK"
