@@ -11,8 +11,9 @@
 //!   through a node's API.
 //! - `probe`: `meridian probe` — a probe agent for one region.
 //! - `explain`: `meridian explain` — one name, one client, every step.
-//! - `dev`: `meridian dev` — `serve` on an embedded example zone and a
-//!   generated demo GeoIP database.
+//! - `dev`: `meridian dev` — `serve` on an embedded example zone, a
+//!   generated demo GeoIP database and an embedded probe agent;
+//!   `demo`: its demo backends, which can be stopped and started.
 //! - `geoip`: loading, memory-mapping and reloading GeoIP databases.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 bad command line,
@@ -27,6 +28,7 @@ use clap::Parser;
 
 mod cli;
 mod cluster;
+mod demo;
 mod dev;
 mod explain;
 mod geoip;

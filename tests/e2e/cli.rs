@@ -131,12 +131,50 @@ fn dev_serves_the_example_zone() {
         "{banner}"
     );
     let www = crate::harness::dig(addr, &["www.glb.example.com", "A"]);
-    let _ = child.kill();
-    let _ = child.wait();
     assert_eq!(www.status, "NOERROR");
     assert!(www.has_flag("aa"));
     assert_eq!(www.answer.len(), 1);
     assert!(["192.0.2.10", "198.51.100.10", "203.0.113.10"].contains(&www.answer[0].data.as_str()));
+
+    // the banner's demo: stop eu-west's backend and api fails over
+    let control = |verb: &str| {
+        let url = banner
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("curl -X POST "))
+            .expect("a curl line")
+            .replace("/stop", &format!("/{verb}"));
+        let (host, path) = url
+            .strip_prefix("http://")
+            .and_then(|u| u.split_once('/'))
+            .expect("url");
+        let mut s = std::net::TcpStream::connect(host).expect("control server");
+        use std::io::{Read, Write};
+        write!(s, "POST /{path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    };
+    let api = |want: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let got = crate::harness::dig(addr, &["api.glb.example.com", "A"]).answers("A");
+            if got == [want] {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "api answers {got:?}, not {want}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    api("192.0.2.20");
+    control("stop");
+    api("198.51.100.20");
+    control("start");
+    api("192.0.2.20");
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]
