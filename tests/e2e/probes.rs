@@ -383,9 +383,22 @@ fn a_flapping_target_does_not_flip_the_answer_and_a_removed_check_stops_probing(
     wait_health(&c, "no checked endpoints", |h| {
         h["endpoints"].as_array().is_some_and(|e| e.is_empty())
     });
-    // a probe already under way may still land; after that, nothing
-    std::thread::sleep(Duration::from_millis(1500));
+    // each agent logs its new, empty list after aborting the probe tasks,
+    // so no connection can start after that line
+    let deadline = Instant::now() + BOUND;
+    while !["eu", "us", "ap"].iter().all(|r| {
+        std::fs::read_to_string(dir.join(format!("agent-{r}.log")))
+            .is_ok_and(|l| l.contains("check list updated targets=0"))
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "agents never dropped the check\n{}",
+            agent_logs(&dir)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let settled = a.requests.load(Ordering::SeqCst);
+    // absence has no event: watch for three check intervals
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
         a.requests.load(Ordering::SeqCst),
