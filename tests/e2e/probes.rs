@@ -143,7 +143,8 @@ impl Agent {
             .iter()
             .map(|n| format!("http://{}", n.api))
             .collect();
-        let token = dir.join("agent.token");
+        // one file each: rewriting a shared one races another agent's read
+        let token = dir.join(format!("agent-{region}.token"));
         std::fs::write(&token, TOKEN).expect("token");
         let log = std::fs::File::create(dir.join(format!("agent-{region}.log"))).expect("log");
         let child = Command::new(BIN)
@@ -250,7 +251,11 @@ fn wait_health(c: &Cluster, what: &str, ok: impl Fn(&serde_json::Value) -> bool)
         if ok(&h) {
             return;
         }
-        assert!(Instant::now() < deadline, "never {what}: {h:#}");
+        assert!(
+            Instant::now() < deadline,
+            "never {what}: {h:#}\n{}",
+            agent_logs(c.dir.path())
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
