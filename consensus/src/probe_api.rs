@@ -61,13 +61,24 @@ impl ProbeService {
     pub async fn check_list(&self, region: &str, known: Option<u64>) -> CheckList {
         let mut states = self.node.subscribe();
         let deadline = tokio::time::Instant::now() + LONG_POLL;
+        let (mut list, mut version) = {
+            let s = states.borrow_and_update();
+            (checks_for(&s.spec, region), s.version)
+        };
         loop {
-            let list = checks_for(&states.borrow_and_update().spec, region);
             if known != Some(list.etag) {
                 return list;
             }
             match tokio::time::timeout_at(deadline, states.changed()).await {
-                Ok(Ok(())) => continue,
+                Ok(Ok(())) => {
+                    // reports apply far more often than the spec changes;
+                    // the spec changes only with the version
+                    let s = states.borrow_and_update();
+                    if s.version != version {
+                        version = s.version;
+                        list = checks_for(&s.spec, region);
+                    }
+                }
                 _ => return list,
             }
         }

@@ -251,6 +251,7 @@ async fn probe_loop(shared: Arc<Shared>, target: Target) {
     let mut next = Instant::now() + Duration::from_millis(offset);
     let mut state = RiseFall::default();
     let key = (target.pool.clone(), target.endpoint.clone());
+    let prober = shared.prober.for_target(&target);
     loop {
         tokio::time::sleep_until(next).await;
         tokio::time::sleep_until(shared.slot(&target)).await;
@@ -258,7 +259,7 @@ async fn probe_loop(shared: Arc<Shared>, target: Target) {
             let Ok(_permit) = shared.permits.acquire().await else {
                 return;
             };
-            shared.prober.probe(&target).await
+            prober.probe(&target).await
         };
         shared.stats.probes.fetch_add(1, Ordering::Relaxed);
         if !outcome.ok {

@@ -59,6 +59,9 @@ pub const REGION_HEADER: &str = "x-meridian-probe-region";
 pub struct Prober {
     verify: reqwest::Client,
     insecure: reqwest::Client,
+    /// For one https target with a `host`: a client that resolves that
+    /// host to the target (see [`Prober::for_target`]).
+    pinned: Option<reqwest::Client>,
     region: Option<String>,
 }
 
@@ -69,8 +72,24 @@ impl Prober {
         Ok(Prober {
             verify: client(true)?,
             insecure: client(false)?,
+            pinned: None,
             region: region.map(String::from),
         })
+    }
+
+    /// A prober for `target` alone: an https check with a `host` gets its
+    /// SNI-pinned client built once here rather than on every probe. (If
+    /// that fails, each probe reports why.)
+    pub fn for_target(&self, target: &Target) -> Prober {
+        let c = &target.check;
+        let pinned = match (&c.host, c.kind) {
+            (Some(host), CheckKind::Https) => resolve_to(host, target, c.tls_verify).ok(),
+            _ => None,
+        };
+        Prober {
+            pinned,
+            ..self.clone()
+        }
     }
 
     /// Runs `target`'s check once, within its timeout.
@@ -94,6 +113,7 @@ impl Prober {
         // send SNI for) the host: a client resolving that name to it.
         let sni_client;
         let client = match (&c.host, https) {
+            (Some(_), true) if self.pinned.is_some() => self.pinned.as_ref().expect("checked"),
             (Some(host), true) => match resolve_to(host, t, c.tls_verify) {
                 Ok(cl) => {
                     sni_client = cl;
