@@ -624,6 +624,22 @@ fn validate_pool(
         let raw = c.item(&at, item)?;
         validate_check(c, &at, raw, &declared)
     });
+    if check
+        .as_ref()
+        .is_some_and(|k| k.kind == CheckKind::Tcp && k.port == 0)
+    {
+        for (i, e) in endpoints.iter().enumerate() {
+            if e.check_address.as_ref().is_none_or(|a| a.port.is_none()) {
+                c.err(
+                    &index_segment(&format!("{path}.endpoints"), i),
+                    format!(
+                        "the pool's tcp check has no port, so endpoint {:?} needs a check_address with one (host:port)",
+                        e.id
+                    ),
+                );
+            }
+        }
+    }
     (c.errors.len() == before).then(|| Pool {
         name: name.to_string(),
         endpoints,

@@ -130,10 +130,9 @@ pub(super) fn validate_check(
         (Some(p), _) => p.0,
         (None, CheckKind::Http) => 80,
         (None, CheckKind::Https) => 443,
-        (None, CheckKind::Tcp) => {
-            c.err(path, "a tcp check needs a port");
-            0
-        }
+        // each endpoint's check_address must then name one (checked
+        // with the endpoints)
+        (None, CheckKind::Tcp) => 0,
     };
     let path_value = raw.path.clone().unwrap_or_else(|| "/".to_string());
     if !path_value.starts_with('/')

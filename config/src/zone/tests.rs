@@ -533,3 +533,77 @@ fn endpoint_bias_and_static_rtt() {
         ],
     );
 }
+
+/// The base spec with probe regions eu-west and us-east, and `check` as
+/// pool web's check.
+fn with_check(check: &str, endpoints: &str) -> String {
+    format!(
+        "{}regions:\n  eu-west: {{}}\n  us-east: {{}}\n",
+        spec("", "", "").replace(
+            "  web:\n    endpoints:",
+            &format!("  web:\n    check: {check}\n    endpoints:{endpoints}"),
+        )
+    )
+}
+
+#[test]
+fn checks_parse_with_defaults() {
+    let s = parse(
+        "zones.yaml",
+        &with_check("{kind: https, path: /healthz, host: app.example, expect_status: [2xx, 301], interval: 5s, tls_verify: false, quorum: 50%}", ""),
+    )
+    .unwrap();
+    let c = s.pools["web"].check.as_ref().unwrap();
+    assert_eq!(
+        (c.kind, c.port, c.path.as_str()),
+        (CheckKind::Https, 443, "/healthz")
+    );
+    assert_eq!(c.expect_status, [(200, 299), (301, 301)]);
+    assert_eq!(
+        (c.interval_ms, c.timeout_ms, c.stale_after_ms),
+        (5_000, 2_000, 15_000)
+    );
+    assert_eq!((c.rise, c.fall, c.quorum), (2, 3, 1));
+    assert_eq!(c.regions, ["eu-west", "us-east"]);
+    assert!(!c.tls_verify);
+    assert!(c.user_agent.starts_with("Meridian-Probe/"));
+}
+
+#[test]
+fn check_errors_name_the_field() {
+    check_errors(
+        &with_check("{kind: tcp, path: /x, interval: 500ms, timeout: 2s, rise: 0, regions: [eu-west, mars], quorum: 3}", ""),
+        &[
+            "pools.web.check.path: path is only for http and https checks",
+            "pools.web.check.interval: expected an interval from 1s to 1h, got 500ms",
+            "pools.web.check.timeout: expected a timeout from 100ms to the interval (500ms), got 2000ms",
+            "pools.web.check.rise: expected a count 1..=100, got 0",
+            "pools.web.check.regions[1]: no probe region named \"mars\"",
+            "pools.web.check.quorum: expected a count of regions 1..=2",
+        ],
+    );
+    // a tcp check without a port takes each endpoint's from check_address
+    let ok =
+        "\n      - {id: c, address: 192.0.2.3, region: eu-west, check_address: \"127.0.0.1:9000\"}";
+    check_errors(
+        &with_check("{kind: tcp}", ok),
+        &[
+            "pools.web.endpoints[1]: the pool's tcp check has no port, so endpoint \"eu-1\" needs a check_address with one",
+            "pools.web.endpoints[2]: the pool's tcp check has no port, so endpoint \"us-1\" needs a check_address with one",
+        ],
+    );
+    let s = parse(
+        "zones.yaml",
+        &with_check("{kind: tcp}", ok)
+            .replace(
+                "region: eu-west, lat: 53.3, lon: -6.2, weight: 10",
+                "region: eu-west, check_address: \"127.0.0.1:81\"",
+            )
+            .replace(
+                "region: us-east, priority: 2",
+                "region: us-east, check_address: \"[::1]:82\"",
+            ),
+    )
+    .unwrap();
+    assert_eq!(s.pools["web"].check.as_ref().unwrap().port, 0);
+}
