@@ -14,3 +14,4 @@ bench:
 	./bench/dnsperf-ecs.sh
 	cargo bench -p meridian-steering --bench decide
 	./bench/cluster.sh
+	./bench/probes.sh

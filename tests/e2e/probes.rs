@@ -4,7 +4,7 @@
 //! or make flap. Answers are read with `dig` on every node.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -18,9 +18,26 @@ use crate::harness::{dig, BIN};
 
 const TOKEN: &str = "probe-token-0123456789abcdef";
 
+/// How a backend treats each connection.
+#[derive(Default, Clone, Copy, PartialEq)]
+enum Mode {
+    /// Answers 200 (or 503, see [`Behaviour`]).
+    #[default]
+    Serve,
+    /// Answers 302 to the same path, for ever.
+    Redirect,
+    /// Accepts and never answers.
+    Hang,
+    /// Leaves the request unread and closes: a reset.
+    Reset,
+    /// Answers bytes that are not HTTP.
+    Garbage,
+}
+
 /// What a backend does with a health request.
 #[derive(Default)]
 struct Behaviour {
+    mode: Mode,
     /// Regions (from the agent's region header) that get 503.
     failing: Vec<String>,
     /// Alternate 200 and 503 for each region in turn.
@@ -36,20 +53,48 @@ struct Backend {
     stop: Arc<AtomicBool>,
     requests: Arc<AtomicU64>,
     behaviour: Arc<Mutex<Behaviour>>,
+    /// Serves HTTPS with this (self-signed) identity.
+    tls: Option<Arc<rustls::ServerConfig>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Backend {
     fn start() -> Backend {
+        Backend::with(Mode::Serve, None)
+    }
+
+    fn with(mode: Mode, tls: Option<Arc<rustls::ServerConfig>>) -> Backend {
         let mut b = Backend {
             port: 0,
             stop: Arc::new(AtomicBool::new(false)),
             requests: Arc::new(AtomicU64::new(0)),
-            behaviour: Arc::new(Mutex::new(Behaviour::default())),
+            behaviour: Arc::new(Mutex::new(Behaviour {
+                mode,
+                ..Behaviour::default()
+            })),
+            tls,
             thread: None,
         };
         b.listen();
         b
+    }
+
+    /// An HTTPS backend whose certificate no one issued: self-signed.
+    fn self_signed() -> Backend {
+        crate::harness::install_crypto_provider();
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .expect("server config");
+        Backend::with(Mode::Serve, Some(Arc::new(config)))
     }
 
     fn listen(&mut self) {
@@ -57,10 +102,11 @@ impl Backend {
         self.port = listener.local_addr().expect("addr").port();
         listener.set_nonblocking(true).expect("nonblocking");
         self.stop.store(false, Ordering::SeqCst);
-        let (stop, requests, behaviour) = (
+        let (stop, requests, behaviour, tls) = (
             self.stop.clone(),
             self.requests.clone(),
             self.behaviour.clone(),
+            self.tls.clone(),
         );
         self.thread = Some(std::thread::spawn(move || {
             // stops when told, or after five minutes whatever happens
@@ -69,8 +115,8 @@ impl Backend {
                 match listener.accept() {
                     Ok((s, _)) => {
                         requests.fetch_add(1, Ordering::SeqCst);
-                        let behaviour = behaviour.clone();
-                        std::thread::spawn(move || answer(s, &behaviour));
+                        let (behaviour, tls) = (behaviour.clone(), tls.clone());
+                        std::thread::spawn(move || serve(s, tls, &behaviour));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -96,21 +142,52 @@ impl Drop for Backend {
     }
 }
 
-fn answer(s: TcpStream, behaviour: &Mutex<Behaviour>) {
+fn serve(s: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, behaviour: &Mutex<Behaviour>) {
     let _ = s.set_nonblocking(false);
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut reader = BufReader::new(&s);
+    match behaviour.lock().expect("lock").mode {
+        // the probe's timeout ends it first; the sleep ends by itself
+        Mode::Hang => return std::thread::sleep(Duration::from_secs(3)),
+        // the request arrives meanwhile; closing with it unread resets
+        Mode::Reset => return std::thread::sleep(Duration::from_millis(100)),
+        _ => {}
+    }
+    match tls {
+        Some(config) => {
+            if let Ok(conn) = rustls::ServerConnection::new(config) {
+                answer(rustls::StreamOwned::new(conn, s), behaviour);
+            }
+        }
+        None => answer(s, behaviour),
+    }
+}
+
+fn answer(mut s: impl Read + Write, behaviour: &Mutex<Behaviour>) {
     let mut region = String::new();
-    let mut line = String::new();
-    while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-        let l = line.trim_end().to_ascii_lowercase();
-        if l.is_empty() {
-            break;
+    {
+        let mut reader = BufReader::new(&mut s);
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+            let l = line.trim_end().to_ascii_lowercase();
+            if l.is_empty() {
+                break;
+            }
+            if let Some(r) = l.strip_prefix("x-meridian-probe-region:") {
+                region = r.trim().to_string();
+            }
+            line.clear();
         }
-        if let Some(r) = l.strip_prefix("x-meridian-probe-region:") {
-            region = r.trim().to_string();
+    }
+    match behaviour.lock().expect("lock").mode {
+        Mode::Redirect => {
+            let _ = s.write_all(b"HTTP/1.1 302 Found\r\nlocation: /health\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            return;
         }
-        line.clear();
+        Mode::Garbage => {
+            let _ = s.write_all(b"\x00\x01 not http at all\r\n\r\n");
+            return;
+        }
+        _ => {}
     }
     let ok = {
         let mut b = behaviour.lock().expect("lock");
@@ -125,10 +202,11 @@ fn answer(s: TcpStream, behaviour: &Mutex<Behaviour>) {
     } else {
         "503 Service Unavailable"
     };
-    let _ = (&s).write_all(
+    let _ = s.write_all(
         format!("HTTP/1.1 {status}\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n")
             .as_bytes(),
     );
+    let _ = s.flush();
 }
 
 /// A `meridian probe` process, killed when dropped.
@@ -156,6 +234,12 @@ impl Agent {
             .spawn()
             .expect("start meridian probe");
         Agent { child }
+    }
+}
+
+impl Agent {
+    fn running(&mut self) -> bool {
+        self.child.try_wait().is_ok_and(|status| status.is_none())
     }
 }
 
@@ -410,4 +494,116 @@ fn a_flapping_target_does_not_flip_the_answer_and_a_removed_check_stops_probing(
         settled,
         "still probed after the check was removed"
     );
+}
+
+/// Waits (bounded) until `region`'s agent log shows `text`.
+fn wait_log(dir: &Path, region: &str, text: &str) {
+    let deadline = Instant::now() + BOUND;
+    while !std::fs::read_to_string(dir.join(format!("agent-{region}.log")))
+        .is_ok_and(|l| l.contains(text))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the {region} agent never logged {text:?}\n{}",
+            agent_logs(dir)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_agent_outlives_hostile_targets_and_a_cluster_outage() {
+    let mut good = Backend::start();
+    let steady = Backend::start();
+    let redirect = Backend::with(Mode::Redirect, None);
+    let hang = Backend::with(Mode::Hang, None);
+    let reset = Backend::with(Mode::Reset, None);
+    let garbage = Backend::with(Mode::Garbage, None);
+    let mut refuse = Backend::start();
+    refuse.halt();
+    let tls = Backend::self_signed();
+    let ep = |id: &str, n: u8, b: &Backend| {
+        format!(
+            "      - {{id: {id}, address: 192.0.2.{n}, region: eu, check_address: \"{}\"}}\n",
+            b.addr()
+        )
+    };
+    let fast = "interval: 1s, timeout: 500ms, rise: 1, fall: 1";
+    let seed = format!(
+        "zones:\n  glb.example.com:\n    soa: {{rname: hostmaster.example.com.}}\n    ns: [{{name: ns.example.net.}}]\n    steered:\n      - {{name: www, type: A, pool: web, steps: [health], on_all_down: nodata}}\nregions: {{eu: {{}}}}\npools:\n  web:\n    check: {{kind: http, path: /health, expect_status: [2xx], {fast}}}\n    endpoints:\n{}  verified:\n    check: {{kind: https, path: /health, {fast}}}\n    endpoints:\n{}  unverified:\n    check: {{kind: https, path: /health, tls_verify: false, {fast}}}\n    endpoints:\n{}",
+        [
+            ep("good", 1, &good),
+            ep("steady", 2, &steady),
+            ep("redirect", 3, &redirect),
+            ep("hang", 4, &hang),
+            ep("reset", 5, &reset),
+            ep("garbage", 6, &garbage),
+            ep("refuse", 7, &refuse),
+        ]
+        .concat(),
+        ep("selfsigned", 8, &tls),
+        ep("selfsigned", 9, &tls),
+    );
+    let mut c = start_cluster(&seed);
+    let dir = c.dir.path().to_path_buf();
+    let mut agent = Agent::start(&dir, "eu", &c);
+    let started = Instant::now();
+
+    // each target gets the verdict it deserves, with the reason
+    let expect: [(&str, &str, bool, &str); 9] = [
+        ("web", "good", true, ""),
+        ("web", "steady", true, ""),
+        ("web", "redirect", false, "HTTP status 302 is not expected"),
+        ("web", "hang", false, "timed out"),
+        ("web", "reset", false, ""),
+        ("web", "garbage", false, ""),
+        ("web", "refuse", false, ""),
+        ("verified", "selfsigned", false, "certificate"),
+        ("unverified", "selfsigned", true, ""),
+    ];
+    let vote_of = |h: &serde_json::Value, pool: &str, ep: &str| {
+        h["endpoints"]
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["pool"] == pool && e["endpoint"] == ep))
+            .map(|e| e["regions"][0]["vote"].clone())
+            .unwrap_or_default()
+    };
+    wait_health(&c, "every target judged", |h| {
+        expect.iter().all(|(pool, ep, up, _)| {
+            let v = vote_of(h, pool, ep);
+            v["up"] == *up && v["ok"] == *up
+        })
+    });
+    let h = health(&c);
+    for (pool, ep, _, why) in expect {
+        let v = vote_of(&h, pool, ep);
+        let error = v["error"].as_str().unwrap_or_default();
+        assert!(error.contains(why), "{pool}/{ep}: {v}");
+    }
+    // the redirect was never followed: one request per probe
+    let probes = started.elapsed().as_secs() + 2;
+    let redirects = redirect.requests.load(Ordering::SeqCst);
+    assert!(redirects <= probes, "{redirects} requests in {probes} s");
+    wait_all(&c, &["192.0.2.1", "192.0.2.2"], &dir);
+
+    // the whole cluster goes away; the agent keeps probing and holds what
+    // it saw until the cluster is back
+    for id in [1, 2, 3] {
+        c.kill(id);
+    }
+    good.halt();
+    wait_log(&dir, "eu", "cannot deliver the report");
+    wait_log(&dir, "eu", "endpoint=good up=false");
+    let probed = steady.requests.load(Ordering::SeqCst);
+    while steady.requests.load(Ordering::SeqCst) < probed + 2 {
+        assert!(agent.running(), "{}", agent_logs(&dir));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for id in [1, 2, 3] {
+        c.restart(id);
+    }
+    c.wait_healthy(1);
+    wait_all(&c, &["192.0.2.2"], &dir);
+    wait_log(&dir, "eu", "reports delivered again");
+    assert!(agent.running(), "{}", agent_logs(&dir));
 }

@@ -210,6 +210,8 @@ impl Bench {
             let first = seen.iter().map(|t| *t - stopped).min().unwrap_or_default();
             let all = seen.iter().map(|t| *t - stopped).max().unwrap_or_default();
 
+            // the restart, too, at a random phase
+            std::thread::sleep(Duration::from_millis(rng.random_range(0..interval_ms)));
             let restarted = Instant::now();
             targets.set(0, true);
             let back = wait_answers(&sock, &nodes, &name, |a| a.contains(&gone))?;
@@ -252,7 +254,8 @@ impl Bench {
         concurrency: usize,
     ) -> anyhow::Result<Value> {
         let targets = self.rt.block_on(Targets::start(n))?;
-        let check = format!("{{kind: {kind}, path: /health, interval: {interval_ms}ms}}");
+        let path = if kind == "tcp" { "" } else { "path: /health, " };
+        let check = format!("{{kind: {kind}, {path}interval: {interval_ms}ms}}");
         let nodes =
             self.start_cluster(1, &zones(&targets, &["eu"], &check, "[health, {first: 2}]"))?;
         let agent = self.start_agent("eu", &nodes, concurrency)?;
@@ -432,8 +435,24 @@ impl Bench {
         let sock = UdpSocket::bind("127.0.0.1:0")?;
         sock.set_read_timeout(Some(Duration::from_millis(200)))?;
         let name = Name::from_ascii(format!("www.{ZONE}."))?;
-        wait_answers(&sock, &nodes, &name, |_| true)
-            .context("the cluster never served the zone")?;
+        let deadline = Instant::now() + BOUND;
+        let mut served = vec![false; nodes.len()];
+        while !served.iter().all(|s| *s) {
+            for (i, node) in nodes.iter_mut().enumerate() {
+                if let Some(code) = node.proc.0.try_wait()? {
+                    let log = std::fs::read_to_string(self.dir.join(format!("n{}.log", i + 1)))?;
+                    bail!("node {} exited ({code}):\n{log}", i + 1);
+                }
+                served[i] = served[i] || a_records(&sock, node.dns, &name, 1).is_some();
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the cluster did not serve the zone within {} s",
+                    BOUND.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         Ok(nodes)
     }
 
