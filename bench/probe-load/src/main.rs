@@ -196,7 +196,7 @@ impl Bench {
         let (mut detect_all, mut detect_first, mut recover_all) = (vec![], vec![], vec![]);
         for run in 1..=runs {
             // every region votes up, and every node answers both
-            self.wait_votes(&nodes[0], "e0", regions.len(), true)?;
+            self.wait_up_votes(&nodes[0], "e0", regions.len())?;
             wait_answers(&sock, &nodes, &name, |a| {
                 a.contains(&gone) && a.contains(&kept)
             })?;
@@ -486,13 +486,13 @@ impl Bench {
         Ok(Proc(child))
     }
 
-    /// Waits until `want` regions vote `up` on `endpoint`, freshly.
-    fn wait_votes(&self, node: &Node, endpoint: &str, want: usize, up: bool) -> anyhow::Result<()> {
-        wait_for(BOUND, "fresh votes", || {
+    /// Waits until `want` regions vote up on `endpoint`, freshly.
+    fn wait_up_votes(&self, node: &Node, endpoint: &str, want: usize) -> anyhow::Result<()> {
+        wait_for(BOUND, "fresh up votes", || {
             let h = self.get(&format!("http://{}/probe/health", node.api))?;
             Ok(votes(&h)
                 .filter(|v| {
-                    v["endpoint"] == endpoint && v["fresh"] == true && v["vote"]["up"] == up
+                    v["endpoint"] == endpoint && v["fresh"] == true && v["vote"]["up"] == true
                 })
                 .count()
                 == want)
