@@ -38,6 +38,8 @@ enum Mode {
 #[derive(Default)]
 struct Behaviour {
     mode: Mode,
+    /// Server names that TLS clients asked for.
+    sni: Vec<String>,
     /// Regions (from the agent's region header) that get 503.
     failing: Vec<String>,
     /// Alternate 200 and 503 for each region in turn.
@@ -155,7 +157,11 @@ fn serve(s: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, behaviour: &Mutex
     match tls {
         Some(config) => {
             if let Ok(conn) = rustls::ServerConnection::new(config) {
-                answer(rustls::StreamOwned::new(conn, s), behaviour);
+                let mut tls = rustls::StreamOwned::new(conn, s);
+                answer(&mut tls, behaviour);
+                if let Some(name) = tls.conn.server_name() {
+                    behaviour.lock().expect("lock").sni.push(name.to_string());
+                }
             }
         }
         None => answer(s, behaviour),
@@ -530,7 +536,7 @@ fn an_agent_outlives_hostile_targets_and_a_cluster_outage() {
     };
     let fast = "interval: 1s, timeout: 500ms, rise: 1, fall: 1";
     let seed = format!(
-        "zones:\n  glb.example.com:\n    soa: {{rname: hostmaster.example.com.}}\n    ns: [{{name: ns.example.net.}}]\n    steered:\n      - {{name: www, type: A, pool: web, steps: [health], on_all_down: nodata}}\nregions: {{eu: {{}}}}\npools:\n  web:\n    check: {{kind: http, path: /health, expect_status: [2xx], {fast}}}\n    endpoints:\n{}  verified:\n    check: {{kind: https, path: /health, {fast}}}\n    endpoints:\n{}  unverified:\n    check: {{kind: https, path: /health, tls_verify: false, {fast}}}\n    endpoints:\n{}",
+        "zones:\n  glb.example.com:\n    soa: {{rname: hostmaster.example.com.}}\n    ns: [{{name: ns.example.net.}}]\n    steered:\n      - {{name: www, type: A, pool: web, steps: [health], on_all_down: nodata}}\nregions: {{eu: {{}}}}\npools:\n  web:\n    check: {{kind: http, path: /health, expect_status: [2xx], {fast}}}\n    endpoints:\n{}  verified:\n    check: {{kind: https, path: /health, {fast}}}\n    endpoints:\n{}  unverified:\n    check: {{kind: https, path: /health, tls_verify: false, {fast}}}\n    endpoints:\n{}  named:\n    check: {{kind: https, path: /health, host: app.example, tls_verify: false, {fast}}}\n    endpoints:\n{}",
         [
             ep("good", 1, &good),
             ep("steady", 2, &steady),
@@ -543,6 +549,7 @@ fn an_agent_outlives_hostile_targets_and_a_cluster_outage() {
         .concat(),
         ep("selfsigned", 8, &tls),
         ep("selfsigned", 9, &tls),
+        ep("selfsigned", 10, &tls),
     );
     let mut c = start_cluster(&seed);
     let dir = c.dir.path().to_path_buf();
@@ -550,7 +557,7 @@ fn an_agent_outlives_hostile_targets_and_a_cluster_outage() {
     let started = Instant::now();
 
     // each target gets the verdict it deserves, with the reason
-    let expect: [(&str, &str, bool, &str); 9] = [
+    let expect: [(&str, &str, bool, &str); 10] = [
         ("web", "good", true, ""),
         ("web", "steady", true, ""),
         ("web", "redirect", false, "HTTP status 302 is not expected"),
@@ -560,6 +567,8 @@ fn an_agent_outlives_hostile_targets_and_a_cluster_outage() {
         ("web", "refuse", false, ""),
         ("verified", "selfsigned", false, "certificate"),
         ("unverified", "selfsigned", true, ""),
+        // SNI and Host name app.example, the connection goes to the target
+        ("named", "selfsigned", true, ""),
     ];
     let vote_of = |h: &serde_json::Value, pool: &str, ep: &str| {
         h["endpoints"]
@@ -580,6 +589,8 @@ fn an_agent_outlives_hostile_targets_and_a_cluster_outage() {
         let error = v["error"].as_str().unwrap_or_default();
         assert!(error.contains(why), "{pool}/{ep}: {v}");
     }
+    let sni = tls.behaviour.lock().expect("lock").sni.clone();
+    assert!(sni.iter().any(|n| n == "app.example"), "{sni:?}");
     // the redirect was never followed: one request per probe
     let probes = started.elapsed().as_secs() + 2;
     let redirects = redirect.requests.load(Ordering::SeqCst);
