@@ -399,6 +399,7 @@ fn timing(c: &ClusterConfig) -> Timing {
         heartbeat: Duration::from_millis(c.heartbeat_ms),
         election_timeout: Duration::from_millis(c.election_timeout_ms),
         snapshot_every: c.snapshot_every,
+        snapshot_bytes: c.snapshot_log_mib << 20,
         write_timeout: Duration::from_millis(c.write_timeout_ms),
     }
 }

@@ -60,6 +60,9 @@ pub struct ClusterConfig {
     pub heartbeat_ms: u64,
     pub election_timeout_ms: u64,
     pub snapshot_every: u64,
+    /// Also snapshot (and purge the log) once this many MiB of entries
+    /// were appended since the last snapshot.
+    pub snapshot_log_mib: u64,
     pub write_timeout_ms: u64,
 }
 
@@ -163,6 +166,7 @@ mod raw {
         pub heartbeat_ms: Option<u64>,
         pub election_timeout_ms: Option<u64>,
         pub snapshot_every: Option<u64>,
+        pub snapshot_log_mib: Option<u64>,
         pub write_timeout_ms: Option<u64>,
     }
 
@@ -372,6 +376,13 @@ fn cluster_config(
     if snapshot_every == 0 {
         errors.push(doc.error("cluster.snapshot_every", "expected at least 1 entry"));
     }
+    let snapshot_log_mib = c.snapshot_log_mib.unwrap_or(64);
+    if !(1..=1 << 20).contains(&snapshot_log_mib) {
+        errors.push(doc.error(
+            "cluster.snapshot_log_mib",
+            format!("expected 1 to 1048576 MiB, got {snapshot_log_mib}"),
+        ));
+    }
     let write_timeout_ms = c.write_timeout_ms.unwrap_or(5000);
     if write_timeout_ms < 100 {
         errors.push(doc.error(
@@ -392,6 +403,7 @@ fn cluster_config(
         heartbeat_ms,
         election_timeout_ms,
         snapshot_every,
+        snapshot_log_mib,
         write_timeout_ms,
     }
 }
@@ -530,11 +542,15 @@ mod tests {
     #[test]
     fn cluster_errors_name_the_field() {
         let err = parse(
-            "cluster:\n  id: 3\n  listen: 127.0.0.1:8443\n  members: {1: \"127.0.0.1:8441\"}\n  join: x:1\n  heartbeat_ms: 400\n",
+            "cluster:\n  id: 3\n  listen: 127.0.0.1:8443\n  members: {1: \"127.0.0.1:8441\"}\n  join: x:1\n  heartbeat_ms: 400\n  snapshot_log_mib: 0\n",
         )
         .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("cluster.join: give either"), "{text}");
+        assert!(
+            text.contains("cluster.snapshot_log_mib: expected 1 to 1048576 MiB, got 0"),
+            "{text}"
+        );
         assert!(
             text.contains("cluster.heartbeat_ms: expected at least 1 and at most half"),
             "{text}"

@@ -6,6 +6,8 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
@@ -22,6 +24,9 @@ const COMMITTED: &[u8] = b"committed";
 pub struct LogStore<E: KvEngine> {
     logs: E::Tree,
     meta: E::Tree,
+    /// Bytes of entries appended since this process started (shared by
+    /// clones); the node compares it against its log budget.
+    appended: Arc<AtomicU64>,
 }
 
 impl<E: KvEngine> LogStore<E> {
@@ -34,7 +39,13 @@ impl<E: KvEngine> LogStore<E> {
         Ok(LogStore {
             logs: open("raft_log")?,
             meta: open("raft_meta")?,
+            appended: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// The running count of bytes appended to the log.
+    pub fn appended_bytes(&self) -> Arc<AtomicU64> {
+        self.appended.clone()
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(
@@ -158,6 +169,8 @@ impl<E: KvEngine> RaftLogStorage<TypeConfig> for LogStore<E> {
     {
         for entry in entries {
             let bytes = serde_json::to_vec(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
+            self.appended
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             self.logs
                 .insert(&key(entry.log_id.index), bytes)
                 .map_err(|e| StorageIOError::write_logs(&e))?;

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +49,11 @@ pub struct Timing {
     /// Build a snapshot after this many log entries since the last one,
     /// and keep this many entries before it.
     pub snapshot_every: u64,
+    /// Also build one once the entries appended since the last snapshot
+    /// exceed this many bytes (as serialized), and then purge the whole
+    /// log up to it: probe reports are large entries, and a count alone
+    /// would let the log grow to gigabytes.
+    pub snapshot_bytes: u64,
     /// How long a write (or membership change) may wait for a quorum.
     pub write_timeout: Duration,
 }
@@ -58,6 +64,7 @@ impl Default for Timing {
             heartbeat: Duration::from_millis(100),
             election_timeout: Duration::from_millis(500),
             snapshot_every: 5000,
+            snapshot_bytes: 64 << 20,
             write_timeout: Duration::from_secs(5),
         }
     }
@@ -282,6 +289,7 @@ impl ClusterNode {
         .map_err(|e| StartError::Raft(e.to_string()))?;
         let client = tls::http_client(opts.tls.as_ref());
         let scheme = if opts.tls.is_some() { "https" } else { "http" };
+        let appended = log.appended_bytes();
         let raft = Raft::new(
             opts.id,
             Arc::new(config),
@@ -291,6 +299,11 @@ impl ClusterNode {
         )
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
+        tokio::spawn(compact_by_bytes(
+            raft.clone(),
+            appended,
+            opts.timing.snapshot_bytes,
+        ));
         Ok(ClusterNode {
             inner: Arc::new(Inner {
                 raft,
@@ -743,6 +756,42 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// Reads a cluster API response: the value, or the error it carries.
+/// Builds a snapshot once `budget` bytes were appended since the last one,
+/// then purges the log up to that snapshot (ignoring the entries openraft
+/// keeps after a count-triggered one: a follower that far behind gets the
+/// snapshot, which is smaller than the log it replaces). Ends with the
+/// Raft.
+async fn compact_by_bytes(raft: Raft<TypeConfig>, appended: Arc<AtomicU64>, budget: u64) {
+    let mut metrics = raft.metrics();
+    let mut snapshot = metrics.borrow().snapshot.map(|l| l.index);
+    // the count at the last snapshot, and at the pending request (asked
+    // again if that snapshot never comes)
+    let mut since = appended.load(Ordering::Relaxed);
+    let mut requested: Option<u64> = None;
+    while metrics.changed().await.is_ok() {
+        let now = metrics.borrow_and_update().snapshot.map(|l| l.index);
+        let bytes = appended.load(Ordering::Relaxed);
+        if now != snapshot {
+            snapshot = now;
+            since = bytes;
+            if let (Some(_), Some(upto)) = (requested.take(), now) {
+                info!(
+                    upto,
+                    "the log passed its byte budget: purging it up to the new snapshot"
+                );
+                if raft.trigger().purge_log(upto).await.is_err() {
+                    return;
+                }
+            }
+        } else if bytes - requested.unwrap_or(since) > budget {
+            requested = Some(bytes);
+            if raft.trigger().snapshot().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
 pub async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, ClusterError> {
     let status = resp.status();
     let bytes = resp

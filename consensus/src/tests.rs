@@ -306,3 +306,88 @@ mod cluster {
         }
     }
 }
+
+mod compaction {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use meridian_probes::{Observation, Report};
+    use openraft::ServerState;
+
+    use crate::node::{ClusterNode, NodeOptions, Timing};
+    use crate::Command;
+
+    /// A report of `n` observations: a large entry, as probe reports are.
+    fn report(n: usize) -> Command {
+        let observations = (0..n)
+            .map(|i| Observation {
+                pool: "web".into(),
+                endpoint: format!("e{i}"),
+                up: true,
+                ok: true,
+                connect_ms: Some(0.25),
+                ttfb_ms: Some(1.5),
+                error: None,
+            })
+            .collect();
+        Command::Observe {
+            at_ms: 1,
+            report: Report {
+                region: "eu".into(),
+                agent: "eu/1".into(),
+                observations,
+            },
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_log_over_its_byte_budget_is_snapshotted_and_purged() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let node = ClusterNode::start(
+            NodeOptions {
+                id: 1,
+                data_dir: dir.path().to_path_buf(),
+                advertise: "127.0.0.1:0".into(),
+                timing: Timing {
+                    heartbeat: Duration::from_millis(50),
+                    election_timeout: Duration::from_millis(150),
+                    // the count alone would never snapshot here
+                    snapshot_every: 1_000_000,
+                    snapshot_bytes: 64 << 10,
+                    ..Timing::default()
+                },
+                tls: None,
+                check_spec: None,
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
+        node.init(BTreeMap::new()).await.unwrap();
+        node.raft()
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.state == ServerState::Leader, "leader")
+            .await
+            .unwrap();
+        // about 10 KB each: the budget passes after about 7 of them
+        let mut last = 0;
+        for _ in 0..30 {
+            last = node.write(report(100)).await.unwrap().index;
+        }
+        let m = node
+            .raft()
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(
+                |m| m.purged.is_some_and(|p| Some(p) == m.snapshot),
+                "a snapshot, and the log purged up to it",
+            )
+            .await
+            .unwrap();
+        let upto = m.purged.unwrap().index;
+        assert!(upto >= 5 && upto <= last, "purged to {upto} of {last}");
+        // what was purged is in the snapshot: the state is whole
+        assert_eq!(node.status().applied_index, Some(last));
+        node.shutdown().await;
+    }
+}
