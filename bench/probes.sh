@@ -13,7 +13,8 @@
 #      by the targets, the agent's CPU time and memory (/proc).
 #   3. the Raft write rate of probe reports: 3 regions x 1000 endpoints,
 #      interval 5s; log entries per second on a 3-node cluster, the size of
-#      one report, the nodes' CPU and store growth.
+#      one report, the nodes' CPU and store growth; then again with a
+#      2 MiB log budget, sampling each store's size every second.
 #
 # Usage: bench/probes.sh [RUNS]   (detection runs, default 20)
 set -euo pipefail
@@ -38,3 +39,5 @@ for spec in "http 5000" "http 1000" "tcp 1000"; do
 done
 echo "== Raft write rate: 3 regions x 1000 endpoints, interval 5s"
 "$load" raft --endpoints 1000 --regions eu,us,ap --interval-ms 5000 --seconds 120
+echo "== the same with a 2 MiB log budget (cluster.snapshot_log_mib): the stores stay bounded"
+"$load" --snapshot-log-mib 2 raft --endpoints 1000 --regions eu,us,ap --interval-ms 5000 --seconds 240

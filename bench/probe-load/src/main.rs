@@ -46,6 +46,9 @@ struct Args {
     /// Pin the agents to this CPU (with taskset).
     #[arg(long)]
     agent_cpu: Option<usize>,
+    /// The nodes' `cluster.snapshot_log_mib` (their default when absent).
+    #[arg(long)]
+    snapshot_log_mib: Option<u64>,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -99,6 +102,7 @@ fn main() -> anyhow::Result<()> {
     let bench = Bench {
         bin: args.bin.clone(),
         agent_cpu: args.agent_cpu,
+        snapshot_log_mib: args.snapshot_log_mib,
         dir: dir.path().to_path_buf(),
         http: reqwest::Client::new(),
         rt,
@@ -137,6 +141,7 @@ fn main() -> anyhow::Result<()> {
 struct Bench {
     bin: PathBuf,
     agent_cpu: Option<usize>,
+    snapshot_log_mib: Option<u64>,
     dir: PathBuf,
     http: reqwest::Client,
     rt: Runtime,
@@ -349,7 +354,14 @@ impl Bench {
             nodes.iter().map(|n| cpu_ticks(n.proc.pid())).collect()
         };
         let (i0, cpu0, disk0, t0) = (index(self)?, ticks()?, disk(&nodes), Instant::now());
-        std::thread::sleep(Duration::from_secs(seconds));
+        // the stores' largest size, sampled every second
+        let mut disk_max = disk0.clone();
+        while t0.elapsed() < Duration::from_secs(seconds) {
+            std::thread::sleep(Duration::from_secs(1));
+            for (m, d) in disk_max.iter_mut().zip(disk(&nodes)) {
+                *m = (*m).max(d);
+            }
+        }
         let (i1, cpu1, disk1, secs) = (
             index(self)?,
             ticks()?,
@@ -357,6 +369,7 @@ impl Bench {
             t0.elapsed().as_secs_f64(),
         );
         let entries = i1 - i0;
+        let status = self.get(&format!("http://{}/cluster/status", nodes[0].api))?;
         // the size of one region's report as its agent sends it, rebuilt
         // from that region's votes as the cluster holds them
         let h = self.get(&format!("http://{}/probe/health", nodes[0].api))?;
@@ -382,6 +395,14 @@ impl Bench {
             "store_growth_kib": disk1.iter().zip(&disk0)
                 .map(|(b, a)| (*b as i64 - *a as i64) / 1024)
                 .collect::<Vec<_>>(),
+            "store_kib_start_max_end": disk0.iter().zip(&disk_max).zip(&disk1)
+                .map(|((a, m), b)| [a / 1024, m / 1024, b / 1024])
+                .collect::<Vec<_>>(),
+            "node1_log": {
+                "last": status["last_log_index"],
+                "snapshot": status["snapshot_index"],
+                "purged": status["purged_index"],
+            },
         }))
     }
 
@@ -410,10 +431,13 @@ impl Bench {
             let id = i + 1;
             let dns = UdpSocket::bind((host.as_str(), 0))?.local_addr()?;
             let config = self.dir.join(format!("n{id}.yaml"));
+            let budget = self
+                .snapshot_log_mib
+                .map_or(String::new(), |m| format!("  snapshot_log_mib: {m}\n"));
             std::fs::write(
                 &config,
                 format!(
-                    "dns:\n  listen: [\"{dns}\"]\n  udp_sockets: 1\ndata_dir: data-{id}\nlog: {{level: warn}}\nzones: zones.yaml\nprobe:\n  tokens: probe.tokens\ncluster:\n  id: {id}\n  listen: \"{api}\"\n  members:\n{members}"
+                    "dns:\n  listen: [\"{dns}\"]\n  udp_sockets: 1\ndata_dir: data-{id}\nlog: {{level: warn}}\nzones: zones.yaml\nprobe:\n  tokens: probe.tokens\ncluster:\n  id: {id}\n  listen: \"{api}\"\n{budget}  members:\n{members}"
                 ),
             )?;
             let log = std::fs::File::create(self.dir.join(format!("n{id}.log")))?;
