@@ -43,8 +43,10 @@ impl Outcome {
     }
 }
 
+/// Milliseconds, to the microsecond (finer is noise, and costs bytes in
+/// every report).
 fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1_000.0
+    (d.as_secs_f64() * 1_000_000.0).round() / 1_000.0
 }
 
 tokio::task_local! {

@@ -34,10 +34,14 @@ pub struct Observation {
     /// Whether this probe itself succeeded.
     pub ok: bool,
     /// TCP connection set-up (with the TLS handshake for https), in ms.
+    /// (Absent fields are left out: reports are Raft log entries.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_ms: Option<f64>,
     /// From the start of the probe to the first byte of the response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttfb_ms: Option<f64>,
     /// Why the probe failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
@@ -330,6 +334,27 @@ fn tally(h: &EndpointHealth, check: &Check, now: u64) -> Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn observations_leave_out_what_they_lack() {
+        let o = Observation {
+            pool: "p".into(),
+            endpoint: "e".into(),
+            up: true,
+            ok: true,
+            connect_ms: Some(0.25),
+            ttfb_ms: None,
+            error: None,
+        };
+        let json = serde_json::to_string(&o).unwrap();
+        assert_eq!(
+            json,
+            r#"{"pool":"p","endpoint":"e","up":true,"ok":true,"connect_ms":0.25}"#
+        );
+        // log entries written with nulls still read
+        let old = r#"{"pool":"p","endpoint":"e","up":true,"ok":true,"connect_ms":0.25,"ttfb_ms":null,"error":null}"#;
+        assert_eq!(serde_json::from_str::<Observation>(old).unwrap(), o);
+    }
 
     const SPEC: &str = r#"
 regions:

@@ -26,6 +26,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
+use meridian_probes::{Observation, Report};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -373,8 +374,7 @@ impl Bench {
         // the size of one region's report as its agent sends it, rebuilt
         // from that region's votes as the cluster holds them
         let h = self.get(&format!("http://{}/probe/health", nodes[0].api))?;
-        let report = report_from_votes(&h, names[0]);
-        let report_bytes = serde_json::to_vec(&report)?.len();
+        let report_bytes = report_bytes(&h, names[0])?;
         Ok(json!({
             "mode": "raft",
             "regions": regions.len(),
@@ -547,26 +547,30 @@ fn votes(health: &Value) -> impl Iterator<Item = Value> + '_ {
         })
 }
 
-/// `region`'s votes as the report its agent sends (the agent's wire format).
-fn report_from_votes(health: &Value, region: &str) -> Value {
-    let observations: Vec<Value> = votes(health)
-        .filter(|v| v["region"] == region)
-        .map(|v| {
-            json!({
-                "pool": v["pool"], "endpoint": v["endpoint"],
-                "up": v["vote"]["up"], "ok": v["vote"]["ok"],
-                "connect_ms": v["vote"]["connect_ms"], "ttfb_ms": v["vote"]["ttfb_ms"],
-                "error": v["vote"]["error"],
-            })
-        })
-        .collect();
-    json!({"region": region, "agent": agent_of(health, region), "observations": observations})
-}
-
-fn agent_of(health: &Value, region: &str) -> Value {
-    votes(health)
-        .find(|v| v["region"] == region)
-        .map_or(Value::Null, |v| v["vote"]["agent"].clone())
+/// `region`'s votes as the report its agent sends, serialized as the
+/// agent serializes it.
+fn report_bytes(health: &Value, region: &str) -> anyhow::Result<usize> {
+    let mut agent = String::new();
+    let mut observations = Vec::new();
+    for v in votes(health).filter(|v| v["region"] == region) {
+        let vote = &v["vote"];
+        agent = vote["agent"].as_str().unwrap_or_default().to_string();
+        observations.push(Observation {
+            pool: v["pool"].as_str().unwrap_or_default().to_string(),
+            endpoint: v["endpoint"].as_str().unwrap_or_default().to_string(),
+            up: vote["up"] == true,
+            ok: vote["ok"] == true,
+            connect_ms: vote["connect_ms"].as_f64(),
+            ttfb_ms: vote["ttfb_ms"].as_f64(),
+            error: vote["error"].as_str().map(String::from),
+        });
+    }
+    let report = Report {
+        region: region.to_string(),
+        agent,
+        observations,
+    };
+    Ok(serde_json::to_vec(&report)?.len())
 }
 
 /// The address answered for endpoint `i`: 198.18.0.0/15 (benchmarking).
