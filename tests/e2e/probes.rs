@@ -367,10 +367,7 @@ fn a_stopped_backend_leaves_every_nodes_answers_and_returns_after_rise() {
     let b = Backend::start();
     let c = start_cluster(&spec(&[&a, &b], CHECK));
     let dir = c.dir.path().to_path_buf();
-    let _agents: Vec<Agent> = ["eu", "us", "ap"]
-        .iter()
-        .map(|r| Agent::start(&dir, r, &c))
-        .collect();
+    let _agents = start_agents(&c);
     wait_health(&c, "three fresh up votes on e0", |h| {
         ["eu", "us", "ap"]
             .iter()
@@ -439,10 +436,7 @@ fn a_flapping_target_does_not_flip_the_answer_and_a_removed_check_stops_probing(
     let a = Backend::start();
     let c = start_cluster(&spec(&[&a], CHECK));
     let dir = c.dir.path().to_path_buf();
-    let _agents: Vec<Agent> = ["eu", "us", "ap"]
-        .iter()
-        .map(|r| Agent::start(&dir, r, &c))
-        .collect();
+    let _agents = start_agents(&c);
     wait_health(&c, "three fresh votes", |h| {
         ["eu", "us", "ap"]
             .iter()
@@ -480,17 +474,8 @@ fn a_flapping_target_does_not_flip_the_answer_and_a_removed_check_stops_probing(
     });
     // each agent logs its new, empty list after aborting the probe tasks,
     // so no connection can start after that line
-    let deadline = Instant::now() + BOUND;
-    while !["eu", "us", "ap"].iter().all(|r| {
-        std::fs::read_to_string(dir.join(format!("agent-{r}.log")))
-            .is_ok_and(|l| l.contains("check list updated targets=0"))
-    }) {
-        assert!(
-            Instant::now() < deadline,
-            "agents never dropped the check\n{}",
-            agent_logs(&dir)
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    for r in ["eu", "us", "ap"] {
+        wait_log(&dir, r, "check list updated targets=0");
     }
     let settled = a.requests.load(Ordering::SeqCst);
     // absence has no event: watch for three check intervals
@@ -500,6 +485,14 @@ fn a_flapping_target_does_not_flip_the_answer_and_a_removed_check_stops_probing(
         settled,
         "still probed after the check was removed"
     );
+}
+
+/// One `meridian probe` agent for each of eu, us and ap.
+fn start_agents(c: &Cluster) -> Vec<Agent> {
+    ["eu", "us", "ap"]
+        .iter()
+        .map(|r| Agent::start(c.dir.path(), r, c))
+        .collect()
 }
 
 /// Waits (bounded) until `region`'s agent log shows `text`.
