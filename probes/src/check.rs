@@ -323,8 +323,11 @@ mod tests {
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
-    fn provider() {
+    /// A prober for tests; installs the process-wide provider first, since
+    /// tests run in any order.
+    fn prober(region: Option<&str>) -> Prober {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        Prober::new(region).unwrap()
     }
 
     fn target(kind: CheckKind, port: u16, edit: impl FnOnce(&mut Check)) -> Target {
@@ -371,8 +374,7 @@ mod tests {
 
     #[tokio::test]
     async fn http_statuses_bodies_and_broken_servers() {
-        provider();
-        let p = Prober::new(Some("r")).unwrap();
+        let p = prober(Some("r"));
         let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\nall ok\n";
         let port = server(2, ok).await;
         let out = p.probe(&target(CheckKind::Http, port, |_| {})).await;
@@ -422,8 +424,7 @@ mod tests {
     #[tokio::test]
     async fn tcp_connects_and_times_the_connection() {
         let port = server(1, b"").await;
-        let out = Prober::new(None)
-            .unwrap()
+        let out = prober(None)
             .probe(&target(CheckKind::Tcp, port, |_| {}))
             .await;
         assert!(out.ok && out.connect_ms.is_some(), "{out:?}");
