@@ -194,12 +194,13 @@ impl Drop for Process {
     }
 }
 
-/// Runs dig at `addr`: no recursion, one try, a short timeout.
+/// Runs dig at `addr`: no recursion, a short timeout, and one retry, so a
+/// datagram lost on a busy loopback does not read as a missing answer.
 pub fn dig(addr: SocketAddr, args: &[&str]) -> Dig {
     let out = Command::new("dig")
         .arg(format!("@{}", addr.ip()))
         .args(["-p", &addr.port().to_string()])
-        .args(["+norec", "+time=2", "+tries=1", "+nocookie"])
+        .args(["+norec", "+time=2", "+tries=2", "+nocookie"])
         .args(args)
         .output()
         .expect("run dig (install bind9-dnsutils)");
