@@ -14,7 +14,7 @@
 //! fresh region nothing changes. An endpoint that came back is kept out of
 //! answers for the check's `hold_down`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use meridian_config::zone::{Check, Pool};
 use meridian_config::ZoneSpec;
@@ -117,14 +117,18 @@ impl HealthState {
     /// endpoint entered or left service.
     pub fn apply_report(&mut self, spec: &ZoneSpec, at_ms: u64, report: &Report) -> bool {
         self.now_ms = self.now_ms.max(at_ms);
+        // Per pool named in the report: its endpoint ids, if the pool is
+        // checked from the report's region.
+        let mut accepted: HashMap<&str, Option<HashSet<&str>>> = HashMap::new();
         for o in &report.observations {
-            let Some(pool) = spec.pools.get(&o.pool) else {
-                continue;
-            };
-            let Some(check) = &pool.check else { continue };
-            if !check.regions.contains(&report.region)
-                || !pool.endpoints.iter().any(|e| e.id == o.endpoint)
-            {
+            let ids = accepted.entry(&o.pool).or_insert_with(|| {
+                let (pool, check) = checked(spec, &o.pool)?;
+                check
+                    .regions
+                    .contains(&report.region)
+                    .then(|| endpoint_ids(pool))
+            });
+            if !ids.as_ref().is_some_and(|ids| ids.contains(o.endpoint.as_str())) {
                 continue;
             }
             let entry = self
@@ -167,8 +171,9 @@ impl HealthState {
                 changed |= endpoints.values().any(|h| !h.in_service);
                 return false;
             };
+            let ids = endpoint_ids(pool);
             endpoints.retain(|id, h| {
-                let keep = pool.endpoints.iter().any(|e| e.id == *id);
+                let keep = ids.contains(id.as_str());
                 changed |= !keep && !h.in_service;
                 keep
             });
@@ -309,6 +314,12 @@ impl HealthState {
 fn checked<'s>(spec: &'s ZoneSpec, pool: &str) -> Option<(&'s Pool, &'s Check)> {
     let p = spec.pools.get(pool)?;
     Some((p, p.check.as_ref()?))
+}
+
+/// A pool's endpoint ids, so that checking every endpoint against them
+/// is not quadratic in the pool's size.
+fn endpoint_ids(pool: &Pool) -> HashSet<&str> {
+    pool.endpoints.iter().map(|e| e.id.as_str()).collect()
 }
 
 fn fresh(v: &Vote, check: &Check, now: u64) -> bool {
