@@ -15,3 +15,4 @@ bench:
 	cargo bench -p meridian-steering --bench decide
 	./bench/cluster.sh
 	./bench/probes.sh
+	cargo bench -p meridian-probes --bench apply
