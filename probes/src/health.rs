@@ -128,7 +128,10 @@ impl HealthState {
                     .contains(&report.region)
                     .then(|| endpoint_ids(pool))
             });
-            if !ids.as_ref().is_some_and(|ids| ids.contains(o.endpoint.as_str())) {
+            if !ids
+                .as_ref()
+                .is_some_and(|ids| ids.contains(o.endpoint.as_str()))
+            {
                 continue;
             }
             let entry = self
