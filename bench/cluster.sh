@@ -30,13 +30,18 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 meridian_files 0 "[health, weighted, {first: 1}]"
+# the nodes prove themselves with a cluster secret; the load generator and
+# `cluster status` write and read with an admin token
+"$bin" token secret --file "$work/cluster.secret" > /dev/null
+MERIDIAN_TOKEN=$("$bin" token new --scope admin --file "$work/tokens" 2>/dev/null)
+export MERIDIAN_TOKEN
 
 # start_cluster NAME SNAPSHOT_EVERY: three nodes in $work/NAME; sets
 # api_addrs, dns_addrs, node_pids
 start_cluster() {
   local name=$1 every=$2 dir="$work/$1" members="" id
   mkdir -p "$dir"
-  cp "$work/zones.yaml" "$dir/"
+  cp "$work/zones.yaml" "$work/cluster.secret" "$work/tokens" "$dir/"
   local apis=() dnss=()
   for id in 1 2 3; do
     apis+=("127.0.0.1$id:$(free_port "127.0.0.1$id")")
@@ -56,6 +61,8 @@ cluster:
   id: $id
   listen: "${apis[$((id - 1))]}"
   snapshot_every: $every
+  secret: cluster.secret
+  tokens: tokens
   members:
 $members
 YAML

@@ -17,13 +17,99 @@ pub struct Cli {
 /// Which node a `cluster` command talks to, and with what identity.
 #[derive(Debug, clap::Args)]
 pub struct Target {
-    /// A node config: its TLS identity is used, and its own API is the
-    /// default target.
+    /// A node config: its own API is the default target, and its TLS
+    /// files are used (its certificate is a node's: enough for `status`
+    /// and `health`; give --cert/--key of an operator to change things).
     #[arg(long, short, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// The node's API address (host:port).
     #[arg(long, value_name = "HOST:PORT", global = true)]
     pub api: Option<String>,
+    /// A file holding a bearer token (`meridian token new`); or set
+    /// MERIDIAN_TOKEN.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+    /// TLS: the cluster's CA certificate.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub ca: Option<PathBuf>,
+    /// TLS: this client's certificate (`meridian tls cert --role operator`).
+    #[arg(long, value_name = "FILE", global = true, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// TLS: this client's private key.
+    #[arg(long, value_name = "FILE", global = true, requires = "cert")]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Create a CA: DIR/ca.pem (give it to every node and client) and
+    /// DIR/ca.key (keep it offline).
+    Ca {
+        #[arg(long, default_value = "pki")]
+        dir: PathBuf,
+        /// The CA's common name.
+        #[arg(long, default_value = "Meridian cluster CA")]
+        name: String,
+        /// Years of validity.
+        #[arg(long, default_value_t = 10)]
+        years: i32,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Create a certificate signed by DIR's CA: DIR/NAME.pem and DIR/NAME.key.
+    ///
+    /// Example: meridian tls cert --role node --name n1 --host 10.0.0.1 --host n1.example.net
+    Cert {
+        #[arg(long, default_value = "pki")]
+        dir: PathBuf,
+        /// node (a cluster member), operator (may do everything through
+        /// the API) or agent (reports probes for its --region).
+        #[arg(long)]
+        role: String,
+        /// The holder's name (the file names and the common name).
+        #[arg(long)]
+        name: String,
+        /// For a node: a name or address peers reach it at (repeat).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// For an agent: a region it reports for (repeat).
+        #[arg(long = "region")]
+        regions: Vec<String>,
+        /// Years of validity.
+        #[arg(long, default_value_t = 2)]
+        years: i32,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a new bearer token and add its hash (only) to a token file.
+    ///
+    /// Example: meridian token new --scope probe --region eu-west --file tokens
+    New {
+        /// read, write, admin or probe.
+        #[arg(long)]
+        scope: String,
+        /// For a probe token: a region it may report for (repeat).
+        #[arg(long = "region")]
+        regions: Vec<String>,
+        /// The token file nodes read (cluster.tokens).
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Write a new cluster secret: how nodes prove themselves to each
+    /// other without TLS.
+    Secret {
+        #[arg(long)]
+        file: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,9 +223,10 @@ pub enum Command {
         /// Base URLs of cluster nodes' APIs, comma-separated; tried in turn.
         #[arg(long, value_delimiter = ',', required = true)]
         cluster: Vec<String>,
-        /// A file holding the probe token (one line).
-        #[arg(long, value_name = "FILE")]
-        token_file: PathBuf,
+        /// A file holding the probe token (one line); not needed with an
+        /// agent certificate.
+        #[arg(long, value_name = "FILE", required_unless_present = "cert")]
+        token_file: Option<PathBuf>,
         /// TLS: the CA that signed the nodes' certificates, and this agent's
         /// own certificate and key for a cluster that requires them.
         #[arg(long, value_name = "FILE", requires_all = ["cert", "key"])]
@@ -157,6 +244,16 @@ pub enum Command {
         /// Log level (a tracing filter).
         #[arg(long, default_value = "info")]
         log: String,
+    },
+    /// Create the CA and certificates a cluster's mutual TLS runs on.
+    Tls {
+        #[command(subcommand)]
+        command: TlsCommand,
+    },
+    /// Create bearer tokens for operators and agents, or a cluster secret.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
     },
     /// Serve a built-in example zone (glb.example.com) for trying Meridian.
     Dev {

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use meridian_config::node::TlsConfig;
 use meridian_consensus::node::{decode, InitRequest, JoinRequest, LeaveRequest};
 use meridian_consensus::tls::{self, Tls};
 use meridian_consensus::{ClusterError, Command, NodeId, Status, Written};
@@ -18,6 +19,18 @@ use serde::Serialize;
 
 use crate::cli::{ClusterCommand, Target};
 use crate::EXIT_CONFIG;
+
+/// Prints a line to stdout; a closed pipe (`meridian cluster status |
+/// head`) ends the process quietly, as SIGPIPE ends other tools, instead
+/// of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            std::process::exit(141);
+        }
+    }};
+}
 
 /// Requests to nodes: one client, the scheme its identity implies.
 struct Api {
@@ -68,6 +81,52 @@ fn unreachable(addr: &str, e: &reqwest::Error) -> ClusterError {
     ClusterError::Unavailable(format!("cannot reach {addr}: {message}"))
 }
 
+/// The identity a command presents: TLS files from the flags, else from
+/// the node config; a bearer token from --token-file or MERIDIAN_TOKEN.
+fn credentials(
+    target: &Target,
+    cluster: Option<&meridian_config::node::ClusterConfig>,
+) -> Result<(Option<Tls>, Option<String>), String> {
+    let from_config = cluster.and_then(|c| c.tls.as_ref());
+    let ca = target
+        .ca
+        .clone()
+        .or_else(|| from_config.map(|t| t.ca.clone()));
+    let pair = match (&target.cert, &target.key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        _ => from_config.map(|t| (t.cert.clone(), t.key.clone())),
+    };
+    let identity = match (ca, pair) {
+        (None, None) => None,
+        (Some(ca), Some((cert, key))) => {
+            let files = TlsConfig { cert, key, ca };
+            Some(Tls::load(&files).map_err(|e| format!("TLS: {e}"))?)
+        }
+        (None, Some(_)) => return Err("--cert and --key need --ca: the cluster's CA".into()),
+        (Some(_), None) => {
+            return Err(
+                "--ca needs --cert and --key: the cluster requires a client certificate".into(),
+            )
+        }
+    };
+    let token = match &target.token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --token-file {}: {e}", path.display()))?;
+            let t = text.trim().to_string();
+            if t.is_empty() {
+                return Err(format!("{} holds no token", path.display()));
+            }
+            Some(t)
+        }
+        None => std::env::var("MERIDIAN_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()),
+    };
+    Ok((identity, token))
+}
+
 pub fn run(target: &Target, command: ClusterCommand) -> ExitCode {
     let node = match &target.config {
         Some(path) => match meridian_config::load_node(path) {
@@ -90,18 +149,15 @@ pub fn run(target: &Target, command: ClusterCommand) -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    let identity = match cluster.and_then(|c| c.tls.as_ref()) {
-        Some(t) => match Tls::load(t) {
-            Ok(tls) => Some(tls),
-            Err(e) => {
-                eprintln!("meridian: cluster.tls: {e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        },
-        None => None,
+    let (identity, token) = match credentials(target, cluster) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("meridian: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
     };
     let api = Api {
-        client: tls::http_client(identity.as_ref()),
+        client: tls::http_client(identity.as_ref(), token.as_deref()),
         scheme: if identity.is_some() { "https" } else { "http" },
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -163,7 +219,7 @@ pub fn run(target: &Target, command: ClusterCommand) -> ExitCode {
         };
         match done {
             Ok(message) => {
-                println!("{message}");
+                out!("{message}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -184,19 +240,27 @@ async fn health(api: &Api, addr: &str, json: bool) -> ExitCode {
         }
     };
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&view).unwrap_or_default()
         );
         return ExitCode::SUCCESS;
     }
     if view.endpoints.is_empty() {
-        println!("no pool has a check");
+        out!("no pool has a check");
         return ExitCode::SUCCESS;
     }
-    println!(
+    out!(
         "{:<12} {:<14} {:<10} {:<9} {:<10} {:>7} {:>9} {:>9} {:>9}  error",
-        "POOL", "ENDPOINT", "VERDICT", "REGION", "VOTE", "AGE", "CONNECT", "TTFB", "RTT~"
+        "POOL",
+        "ENDPOINT",
+        "VERDICT",
+        "REGION",
+        "VOTE",
+        "AGE",
+        "CONNECT",
+        "TTFB",
+        "RTT~"
     );
     let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}ms"));
     for e in &view.endpoints {
@@ -229,7 +293,7 @@ async fn health(api: &Api, addr: &str, json: bool) -> ExitCode {
             let age = r
                 .age_ms
                 .map_or("-".to_string(), |a| format!("{:.1}s", a as f64 / 1000.0));
-            println!(
+            out!(
                 "{pool:<12} {ep:<14} {verdict:<10} {:<9} {vote:<10} {age:>7} {:>9} {:>9} {:>9}  {err}",
                 r.region,
                 ms(conn),
@@ -272,7 +336,7 @@ async fn status(api: &Api, addr: &str, json: bool) -> ExitCode {
                 (*id, value)
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+        out!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
     }
     let leader = first.leader;
     let leader_log = leader
@@ -283,17 +347,24 @@ async fn status(api: &Api, addr: &str, json: bool) -> ExitCode {
     let mut problems = Vec::new();
     if !json {
         match leader {
-            Some(l) => println!(
+            Some(l) => out!(
                 "cluster: leader {l}, term {}, {voters} voters, {} learners, state version {}",
                 first.term,
                 first.members.len() - voters,
                 first.version
             ),
-            None => println!("cluster: no leader (term {})", first.term),
+            None => out!("cluster: no leader (term {})", first.term),
         }
-        println!(
+        out!(
             "{:<4} {:<22} {:<10} {:>5} {:>8} {:>8} {:>6} {:>9}",
-            "ID", "ADDRESS", "ROLE", "TERM", "APPLIED", "VERSION", "LAG", "STALE"
+            "ID",
+            "ADDRESS",
+            "ROLE",
+            "TERM",
+            "APPLIED",
+            "VERSION",
+            "LAG",
+            "STALE"
         );
     }
     if leader.is_none() {
@@ -314,7 +385,7 @@ async fn status(api: &Api, addr: &str, json: bool) -> ExitCode {
                     problems.push(format!("node {id} is a learner (still joining)"));
                 }
                 if !json {
-                    println!(
+                    out!(
                         "{:<4} {:<22} {:<10} {:>5} {:>8} {:>8} {:>6} {:>9}",
                         id,
                         member.addr,
@@ -334,19 +405,19 @@ async fn status(api: &Api, addr: &str, json: bool) -> ExitCode {
             Err(e) => {
                 problems.push(format!("node {id} unreachable"));
                 if !json {
-                    println!("{id:<4} {:<22} unreachable: {e}", member.addr);
+                    out!("{id:<4} {:<22} unreachable: {e}", member.addr);
                 }
             }
         }
     }
     if problems.is_empty() {
         if !json {
-            println!("health: ok");
+            out!("health: ok");
         }
         ExitCode::SUCCESS
     } else {
         if !json {
-            println!("health: degraded ({})", problems.join("; "));
+            out!("health: degraded ({})", problems.join("; "));
         }
         ExitCode::FAILURE
     }

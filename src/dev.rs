@@ -83,7 +83,6 @@ pub fn run(listen: SocketAddr) -> ExitCode {
         cluster: None,
         probe: ProbeConfig {
             region: Some("local".into()),
-            tokens: None,
         },
     };
     logging::init(&node.log);

@@ -1,16 +1,15 @@
-//! The node's GeoIP databases: loaded at start, memory-mapped and verified,
+//! The node's GeoIP databases: loaded at start, read into memory and verified,
 //! swapped in whole on SIGHUP or when a file is replaced. A database that
 //! fails to load is an error at start; on reload it is logged and the last
 //! good databases keep serving.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use meridian_config::node::GeoIpConfig;
 use meridian_dns::handler::GeoHandle;
 use meridian_steering::geo::build::{asn_database, city_database, demo_asns, demo_places};
-use meridian_steering::geo::{DbBytes, Mmap};
+use meridian_steering::geo::DbBytes;
 use meridian_steering::GeoIp;
 use tracing::{error, info};
 
@@ -52,8 +51,8 @@ impl GeoSource {
                     .map_err(|e| e.to_string())
             }
             GeoSource::Files { city, asn } => {
-                let city_bytes = map(city)?;
-                let asn_bytes = asn.as_deref().map(map).transpose()?;
+                let city_bytes = read(city)?;
+                let asn_bytes = asn.as_deref().map(read).transpose()?;
                 GeoIp::new(city_bytes, asn_bytes)
                     .map(Some)
                     .map_err(|e| format!("{}: {e}", describe_paths(city, asn.as_deref())))
@@ -111,18 +110,13 @@ pub fn write_demo(dir: &Path) -> std::process::ExitCode {
     }
 }
 
-/// Maps a database file into memory.
-#[allow(unsafe_code)]
-fn map(path: &Path) -> Result<DbBytes, String> {
-    let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    // SAFETY: the map is read-only and lives as long as the GeoIp that owns
-    // it. Databases are replaced by writing a new file and renaming it over
-    // the old one (as geoipupdate does), which leaves this mapping's inode
-    // intact; a file truncated in place could fault, which the README warns
-    // against.
-    let mmap =
-        unsafe { Mmap::map(&file) }.map_err(|e| format!("cannot map {}: {e}", path.display()))?;
-    Ok(DbBytes::Mapped(mmap))
+/// Reads a database file into memory. Not a memory map: a file
+/// truncated in place (`cp` over it does that) would crash the process with
+/// SIGBUS on the next lookup; a copy in memory cannot change under a query.
+fn read(path: &Path) -> Result<DbBytes, String> {
+    std::fs::read(path)
+        .map(DbBytes::Owned)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 /// Loads the databases again and publishes them; on failure logs and keeps

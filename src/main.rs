@@ -14,13 +14,14 @@
 //! - `dev`: `meridian dev` — `serve` on an embedded example zone, a
 //!   generated demo GeoIP database and an embedded probe agent;
 //!   `demo`: its demo backends, which can be stopped and started.
-//! - `geoip`: loading, memory-mapping and reloading GeoIP databases.
+//! - `keys`: `meridian tls` and `meridian token` — the CA, role
+//!   certificates, bearer tokens and the cluster secret.
+//! - `geoip`: loading (into memory) and reloading GeoIP databases.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 bad command line,
 //! 78 (EX_CONFIG) invalid configuration.
 
-// one exception, in `geoip::map`: memory-mapping GeoIP databases
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
@@ -32,6 +33,7 @@ mod demo;
 mod dev;
 mod explain;
 mod geoip;
+mod keys;
 mod logging;
 mod probe;
 mod serve;
@@ -39,9 +41,21 @@ mod serve;
 /// The configuration was invalid (sysexits' EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
 
+/// Raises the soft limit on open files to the hard limit: connections are
+/// capped by the listeners, and a low default would starve them first.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // every binary installs the rustls provider before anything uses TLS
     let _ = rustls::crypto::ring::default_provider().install_default();
+    raise_fd_limit();
     let args = cli::Cli::parse();
     match args.command {
         cli::Command::Serve { config, seed } => serve::run_from_file(&config, seed.as_deref()),
@@ -71,6 +85,39 @@ fn main() -> ExitCode {
             log,
         }),
         cli::Command::DemoGeoip { dir } => geoip::write_demo(&dir),
+        cli::Command::Tls { command } => match command {
+            cli::TlsCommand::Ca {
+                dir,
+                name,
+                years,
+                force,
+            } => keys::tls_ca(&dir, &name, years, force),
+            cli::TlsCommand::Cert {
+                dir,
+                role,
+                name,
+                hosts,
+                regions,
+                years,
+                force,
+            } => keys::tls_cert(&keys::CertRequest {
+                dir,
+                role,
+                name,
+                hosts,
+                regions,
+                years,
+                force,
+            }),
+        },
+        cli::Command::Token { command } => match command {
+            cli::TokenCommand::New {
+                scope,
+                regions,
+                file,
+            } => keys::token_new(&scope, regions, &file),
+            cli::TokenCommand::Secret { file, force } => keys::token_secret(&file, force),
+        },
         cli::Command::Explain {
             config,
             name,

@@ -21,7 +21,7 @@ use crate::{logging, EXIT_CONFIG};
 pub struct Args {
     pub region: String,
     pub cluster: Vec<String>,
-    pub token_file: PathBuf,
+    pub token_file: Option<PathBuf>,
     /// CA, certificate, key.
     pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
     pub concurrency: usize,
@@ -44,18 +44,18 @@ pub fn run(args: Args) -> ExitCode {
             args.region
         ));
     }
-    let token = match std::fs::read_to_string(&args.token_file) {
-        Ok(t) => t.trim().to_string(),
-        Err(e) => {
-            return config_error(format!(
-                "cannot read --token-file {}: {e}",
-                args.token_file.display()
-            ))
-        }
+    let token = match &args.token_file {
+        None => None,
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(t) if t.trim().is_empty() => {
+                return config_error(format!("{} holds no token", path.display()))
+            }
+            Ok(t) => Some(t.trim().to_string()),
+            Err(e) => {
+                return config_error(format!("cannot read --token-file {}: {e}", path.display()))
+            }
+        },
     };
-    if token.is_empty() {
-        return config_error(format!("{} holds no token", args.token_file.display()));
-    }
     let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
         .redirect(reqwest::redirect::Policy::none());

@@ -14,6 +14,8 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use meridian_config::node::{Bootstrap, ClusterConfig};
 use meridian_config::{ConfigError, NodeConfig, ZoneSpec};
+use meridian_consensus::auth::{self, Credentials};
+use meridian_consensus::http::Limits;
 use meridian_consensus::tls::Tls;
 use meridian_consensus::{
     ClusterError, ClusterNode, Command, NodeOptions, ProbeService, ReplicatedState, Timing,
@@ -24,7 +26,7 @@ use meridian_probes::check::Prober;
 use meridian_probes::{Agent, AgentOptions};
 use openraft::ServerState;
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use crate::geoip::{self, GeoSource};
 use crate::{logging, EXIT_CONFIG};
@@ -157,14 +159,7 @@ pub fn run(
             return ExitCode::FAILURE;
         }
     };
-    let tokens = match probe_tokens(node) {
-        Ok(t) => t,
-        Err(f) => {
-            eprintln!("meridian: {}", f.message);
-            return f.code;
-        }
-    };
-    let started = runtime.block_on(start(node, file_spec, seed_spec, tokens));
+    let started = runtime.block_on(start(node, file_spec, seed_spec));
     let (cluster, handle, probes) = match started {
         Ok(s) => s,
         Err(f) => {
@@ -249,37 +244,54 @@ pub fn run(
     }
 }
 
-/// The probe tokens this node accepts: the non-empty lines of its
-/// `probe.tokens` file.
-fn probe_tokens(node: &NodeConfig) -> Result<Vec<String>, Failure> {
-    let Some(path) = &node.probe.tokens else {
-        return Ok(Vec::new());
+/// Who may call this node's API: the token file's hashes, the cluster
+/// secret, or nobody checked at all with `insecure`. Files holding keys,
+/// tokens or the secret that others can read get a warning.
+fn credentials(c: &ClusterConfig) -> Result<(Credentials, Option<String>), Failure> {
+    let files = [
+        c.tls.as_ref().map(|t| t.key.as_path()),
+        c.tokens.as_deref(),
+        c.secret.as_deref(),
+    ];
+    for path in files.into_iter().flatten() {
+        if let Some(w) = auth::exposure_warning(path) {
+            warn!("{w}");
+        }
+    }
+    if c.insecure {
+        warn!(
+            "cluster.insecure is set: anyone who reaches {} may read and change the cluster",
+            c.listen
+        );
+        return Ok((Credentials::insecure(), None));
+    }
+    let tokens = match &c.tokens {
+        Some(path) => {
+            auth::load_tokens(path).map_err(|e| Failure::config(format!("cluster.tokens: {e}")))?
+        }
+        None => Vec::new(),
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Failure::config(format!("cannot read probe.tokens {}: {e}", path.display()))
-    })?;
-    let mut tokens = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if t.is_empty() || t.starts_with('#') {
-            continue;
-        }
-        if t.len() < 16 {
-            return Err(Failure::config(format!(
-                "{}:{}: a probe token must be at least 16 characters",
-                path.display(),
-                i + 1
-            )));
-        }
-        tokens.push(t.to_string());
+    let secret = match &c.secret {
+        Some(path) => Some(
+            auth::load_secret(path).map_err(|e| Failure::config(format!("cluster.secret: {e}")))?,
+        ),
+        None => None,
+    };
+    let creds = Credentials::new(tokens, secret.as_deref(), false);
+    // with TLS, the node's certificate is its identity; the secret, if
+    // set, is accepted but not sent
+    let send = if c.tls.is_some() { None } else { secret };
+    Ok((creds, send))
+}
+
+/// The API listener's bounds: requests may take as long as the longest
+/// operation (a join waits for the new node to catch up) and then some.
+fn limits(c: &ClusterConfig) -> Limits {
+    let write = Duration::from_millis(c.write_timeout_ms);
+    Limits {
+        request_timeout: (write * 5 + Duration::from_secs(30)).max(Duration::from_secs(60)),
+        ..Limits::default()
     }
-    if tokens.is_empty() {
-        return Err(Failure::config(format!(
-            "{}: no probe tokens (one per line)",
-            path.display()
-        )));
-    }
-    Ok(tokens)
 }
 
 /// Starts this node's Raft member and returns it with the DNS snapshot
@@ -288,7 +300,6 @@ async fn start(
     node: &NodeConfig,
     file_spec: Option<ZoneSpec>,
     seed_spec: Option<ZoneSpec>,
-    tokens: Vec<String>,
 ) -> Result<(ClusterNode, SnapshotHandle, ProbeService), Failure> {
     let handle = SnapshotHandle::new(Snapshot::empty());
     let publisher = handle.clone();
@@ -320,6 +331,10 @@ async fn start(
                     },
                     tls: None,
                     check_spec: Some(Arc::new(check_spec)),
+                    // nothing listens: the embedded agent is in-process
+                    credentials: Arc::new(Credentials::default()),
+                    secret: None,
+                    limits: Limits::default(),
                 },
                 publish,
             )
@@ -327,10 +342,11 @@ async fn start(
             .map_err(Failure::runtime)?;
             let spec = file_spec.expect("the config requires zones without a cluster section");
             settle_single(&cluster, spec).await?;
-            let probes = ProbeService::new(cluster.clone(), tokens);
+            let probes = ProbeService::new(cluster.clone());
             Ok((cluster, handle, probes))
         }
         Some(c) => {
+            let (credentials, secret) = credentials(c)?;
             let tls = match &c.tls {
                 Some(files) => Some(
                     Tls::load(files).map_err(|e| Failure::config(format!("cluster.tls: {e}")))?,
@@ -345,6 +361,9 @@ async fn start(
                     timing: timing(c),
                     tls,
                     check_spec: Some(Arc::new(check_spec)),
+                    credentials: Arc::new(credentials),
+                    secret,
+                    limits: limits(c),
                 },
                 publish,
             )
@@ -357,10 +376,8 @@ async fn start(
                 ))
             })?;
             let api_addr = api.local_addr().map_err(Failure::runtime)?;
-            let probes = ProbeService::new(cluster.clone(), tokens);
-            cluster
-                .serve(api, probes.routes())
-                .map_err(Failure::runtime)?;
+            let probes = ProbeService::new(cluster.clone());
+            cluster.serve(api, probes.routes());
             println!("meridian: API listening on {api_addr}");
             info!(id = c.id, %api_addr, advertise = %c.advertise, "cluster node started");
             match &c.bootstrap {

@@ -32,9 +32,6 @@ pub struct NodeConfig {
 pub struct ProbeConfig {
     /// Run an agent in-process for this probe region.
     pub region: Option<String>,
-    /// A file of the bearer tokens agents may report with, one per line;
-    /// without it the node takes no reports over HTTP.
-    pub tokens: Option<PathBuf>,
 }
 
 /// Whether `name` can name a probe region: letters, digits, `.`, `_`, `-`.
@@ -57,6 +54,14 @@ pub struct ClusterConfig {
     pub advertise: String,
     pub bootstrap: Bootstrap,
     pub tls: Option<TlsConfig>,
+    /// The token file: hashes of the bearer tokens operators and agents
+    /// may use (`meridian token new`).
+    pub tokens: Option<PathBuf>,
+    /// The cluster secret file: how nodes prove themselves to each other
+    /// without TLS.
+    pub secret: Option<PathBuf>,
+    /// No credentials at all: anyone who reaches the API may do anything.
+    pub insecure: bool,
     pub heartbeat_ms: u64,
     pub election_timeout_ms: u64,
     pub snapshot_every: u64,
@@ -151,7 +156,8 @@ mod raw {
     #[serde(deny_unknown_fields)]
     pub struct Probe {
         pub region: Option<String>,
-        pub tokens: Option<PathBuf>,
+        /// Replaced by `cluster.tokens`; named to say so.
+        pub tokens: Option<serde_yaml::Value>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -163,6 +169,10 @@ mod raw {
         pub members: Option<std::collections::BTreeMap<u64, String>>,
         pub join: Option<String>,
         pub tls: Option<TlsConfig>,
+        pub tokens: Option<PathBuf>,
+        pub secret: Option<PathBuf>,
+        #[serde(default)]
+        pub insecure: bool,
         pub heartbeat_ms: Option<u64>,
         pub election_timeout_ms: Option<u64>,
         pub snapshot_every: Option<u64>,
@@ -209,6 +219,13 @@ impl NodeConfig {
         let geoip = section(&doc, &mut errors, "geoip", raw.geoip).unwrap_or_default();
         let log = section(&doc, &mut errors, "log", raw.log).unwrap_or_default();
         let probe = section(&doc, &mut errors, "probe", raw.probe).unwrap_or_default();
+        if probe.tokens.is_some() {
+            errors.push(doc.error(
+                "probe.tokens",
+                "plain probe tokens are no longer read: list their hashes in cluster.tokens, \
+                 each bound to its regions (meridian token new --scope probe --region R --file FILE)",
+            ));
+        }
         if let Some(r) = &probe.region {
             if !is_region_name(r) {
                 errors.push(doc.error(
@@ -292,7 +309,6 @@ impl NodeConfig {
             cluster,
             probe: ProbeConfig {
                 region: probe.region,
-                tokens: probe.tokens.map(|t| base.join(t)),
             },
         })
     }
@@ -390,6 +406,26 @@ fn cluster_config(
             format!("expected at least 100 ms, got {write_timeout_ms}"),
         ));
     }
+    if c.tls.is_none() && !c.insecure {
+        if !c.listen.ip().is_loopback() {
+            errors.push(doc.error(
+                "cluster.listen",
+                format!(
+                    "the API would listen on {} without TLS: anyone on the network could reach it. \
+                     Set cluster.tls (meridian tls ca; meridian tls cert --role node ...), \
+                     or insecure: true to accept that",
+                    c.listen
+                ),
+            ));
+        } else if c.secret.is_none() {
+            errors.push(doc.error(
+                "cluster",
+                "without cluster.tls, nodes prove themselves to each other with a shared secret: \
+                 set cluster.secret to a file every node has (meridian token secret --file FILE), \
+                 or insecure: true to accept anyone",
+            ));
+        }
+    }
     ClusterConfig {
         id: c.id,
         listen: c.listen,
@@ -400,6 +436,9 @@ fn cluster_config(
             key: base.join(t.key),
             ca: base.join(t.ca),
         }),
+        tokens: c.tokens.map(|t| base.join(t)),
+        secret: c.secret.map(|t| base.join(t)),
+        insecure: c.insecure,
         heartbeat_ms,
         election_timeout_ms,
         snapshot_every,
@@ -532,7 +571,8 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let joining =
-            parse("cluster: {id: 4, listen: \"127.0.0.1:1\", join: \"n1:8441\"}\n").unwrap();
+            parse("cluster: {id: 4, listen: \"127.0.0.1:1\", join: \"n1:8441\", secret: s}\n")
+                .unwrap();
         assert_eq!(
             joining.cluster.unwrap().bootstrap,
             Bootstrap::Join("n1:8441".into())
@@ -566,5 +606,44 @@ mod tests {
         );
         let err = parse("cluster:\n  id: 1\n  listen: nowhere\n").unwrap_err();
         assert!(err.to_string().contains("meridian.yaml:3:"), "{err}");
+    }
+
+    #[test]
+    fn an_api_without_credentials_needs_saying_so() {
+        // beyond loopback without TLS: refused, with the way out
+        let err = parse(
+            "cluster: {id: 1, listen: \"0.0.0.0:8440\", advertise: \"10.0.0.1:8440\", secret: s}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("cluster.listen: the API would listen on 0.0.0.0:8440 without TLS")
+                && err.contains("meridian tls ca")
+                && err.contains("insecure: true"),
+            "{err}"
+        );
+        // on loopback without TLS: nodes need the secret
+        let err = parse("cluster: {id: 1, listen: \"127.0.0.1:8440\"}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("set cluster.secret"), "{err}");
+        // said out loud: accepted
+        let c = parse("cluster: {id: 1, listen: \"0.0.0.0:8440\", advertise: \"10.0.0.1:8440\", insecure: true}\n")
+            .unwrap();
+        assert!(c.cluster.unwrap().insecure);
+        let c = parse("cluster: {id: 1, listen: \"0.0.0.0:8440\", advertise: \"10.0.0.1:8440\", tls: {cert: c, key: k, ca: a}, tokens: t}\n")
+            .unwrap();
+        assert_eq!(
+            c.cluster.unwrap().tokens,
+            Some(PathBuf::from("/etc/meridian/t"))
+        );
+        // the old plain probe tokens say where they went
+        let err = parse("zones: z\nprobe: {tokens: probe.tokens}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("probe.tokens: plain probe tokens are no longer read"),
+            "{err}"
+        );
     }
 }

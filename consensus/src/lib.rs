@@ -3,6 +3,11 @@
 //!
 //! # Layout
 //!
+//! - [`auth`]: who is calling (node, operator, agent; certificates, tokens,
+//!   the cluster secret) and what each may do.
+//! - [`http`]: the bounded API listener (connection caps, timeouts, fd
+//!   back-off) and the guard that identifies callers before bodies are
+//!   read.
 //! - [`engine`]: the [`KvEngine`](engine::KvEngine) seam and its sled
 //!   adapter.
 //! - [`log_store`]: the Raft log and vote, flushed before they are
@@ -20,7 +25,9 @@
 // helpers that build it return the same type rather than box and unbox it
 #![allow(clippy::result_large_err)]
 
+pub mod auth;
 pub mod engine;
+pub mod http;
 pub mod log_store;
 pub mod network;
 pub mod node;

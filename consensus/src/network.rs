@@ -6,12 +6,18 @@
 //! openraft's hard TTL as its timeout, so a dead peer costs at most that.
 //! Bodies are JSON: the request, and the receiver's
 //! `Result<Response, RaftError>`.
+//!
+//! The routes take only nodes (see [`crate::auth`]); each RPC's sender
+//! must also be who it says: when this node knows the sender's id as a
+//! member, a node certificate must name that member's host. (An id this
+//! node does not know yet — a leader elected while it lagged — is taken on
+//! the certificate's role alone, so a lagging node is never locked out.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::routing::post;
 use axum::{Json, Router};
 use openraft::error::{
@@ -26,7 +32,16 @@ use openraft::{BasicNode, Raft};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::auth::Principal;
+use crate::node::{host_of, ClusterError};
 use crate::{NodeId, TypeConfig};
+
+/// Body limit of an append: up to `max_payload_entries` entries, probe
+/// reports among them.
+pub const APPEND_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Body limit of a snapshot chunk (JSON, so several times the chunk).
+pub const SNAPSHOT_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Makes connections to peers; holds the one shared HTTP client.
 #[derive(Clone)]
@@ -167,37 +182,82 @@ impl RaftNetwork<TypeConfig> for HttpConnection {
 /// are recorded in `contact`.
 pub fn routes(raft: Raft<TypeConfig>, contact: Arc<Contact>) -> Router {
     Router::new()
-        .route("/raft/append", post(append))
+        .route(
+            "/raft/append",
+            post(append).layer(DefaultBodyLimit::max(APPEND_LIMIT)),
+        )
         .with_state((raft.clone(), contact))
         .merge(
             Router::new()
                 .route("/raft/vote", post(vote))
-                .route("/raft/snapshot", post(snapshot))
+                .route(
+                    "/raft/snapshot",
+                    post(snapshot).layer(DefaultBodyLimit::max(SNAPSHOT_LIMIT)),
+                )
                 .with_state(raft),
         )
 }
 
+/// Refuses an RPC whose sender claims a member id that the caller's
+/// certificate does not name.
+fn check_sender(
+    raft: &Raft<TypeConfig>,
+    principal: &Principal,
+    sender: Option<NodeId>,
+) -> Result<(), ClusterError> {
+    let Principal::Node {
+        name,
+        hosts: Some(hosts),
+    } = principal
+    else {
+        return Ok(());
+    };
+    let Some(sender) = sender else {
+        return Ok(());
+    };
+    let metrics = raft.metrics();
+    let m = metrics.borrow();
+    match m.membership_config.membership().get_node(&sender) {
+        Some(node) if !hosts.contains(&host_of(&node.addr)) => {
+            Err(ClusterError::Forbidden(format!(
+                "node {name} speaks as member {sender} at {}, which its certificate does not name",
+                node.addr
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 async fn append(
     State((raft, contact)): State<(Raft<TypeConfig>, Arc<Contact>)>,
+    Extension(principal): Extension<Principal>,
     Json(req): Json<AppendEntriesRequest<TypeConfig>>,
-) -> Json<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>> {
+) -> Result<Json<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>>, ClusterError> {
+    check_sender(&raft, &principal, req.vote.leader_id().voted_for())?;
     let result = raft.append_entries(req).await;
     if matches!(result, Ok(AppendEntriesResponse::Success)) {
         contact.touch();
     }
-    Json(result)
+    Ok(Json(result))
 }
 
 async fn vote(
     State(raft): State<Raft<TypeConfig>>,
+    Extension(principal): Extension<Principal>,
     Json(req): Json<VoteRequest<NodeId>>,
-) -> Json<Result<VoteResponse<NodeId>, RaftError<NodeId>>> {
-    Json(raft.vote(req).await)
+) -> Result<Json<Result<VoteResponse<NodeId>, RaftError<NodeId>>>, ClusterError> {
+    check_sender(&raft, &principal, req.vote.leader_id().voted_for())?;
+    Ok(Json(raft.vote(req).await))
 }
 
 async fn snapshot(
     State(raft): State<Raft<TypeConfig>>,
+    Extension(principal): Extension<Principal>,
     Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
-) -> Json<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>> {
-    Json(raft.install_snapshot(req).await)
+) -> Result<
+    Json<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>>,
+    ClusterError,
+> {
+    check_sender(&raft, &principal, req.vote.leader_id().voted_for())?;
+    Ok(Json(raft.install_snapshot(req).await))
 }

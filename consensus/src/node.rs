@@ -9,6 +9,14 @@
 //! quorum a write fails within the write timeout with
 //! [`ClusterError::Unavailable`] (HTTP 503), and the DNS server keeps
 //! answering from the last applied state.
+//!
+//! Every route is guarded ([`crate::http::guarded`]): Raft RPCs take only
+//! nodes, writes an operator's `write` scope, membership `admin`, status
+//! `read`. A node's own requests to another (a forwarded write, a join of
+//! itself) carry its node identity, and only a node's request counts as
+//! forwarded. Probe observations enter only through the probe API and are
+//! stamped by the leader's clock, which can never run ahead of the time
+//! that really passed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -17,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post};
@@ -29,11 +37,13 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use crate::auth::{Credentials, Need, Principal, Scope};
 use crate::engine::Sled;
+use crate::http::{self, Limits};
 use crate::log_store::LogStore;
 use crate::network::{self, Contact, HttpNetwork};
 use crate::state::{ReplicatedState, StateMachine};
-use crate::tls::{self, Tls, TlsListener};
+use crate::tls::{self, Tls};
 use crate::{Command, NodeId, Response, TypeConfig};
 
 /// Marks a request one node forwarded to the leader.
@@ -83,6 +93,13 @@ pub struct NodeOptions {
     /// that arrived over the API as JSON has not been through the YAML
     /// validator, and one the DNS server cannot index must never commit.
     pub check_spec: Option<SpecCheck>,
+    /// Who may call this node's API, and what they may do.
+    pub credentials: Arc<Credentials>,
+    /// The cluster secret this node presents to its peers when there is
+    /// no TLS (its identity otherwise is its certificate).
+    pub secret: Option<String>,
+    /// The bounds of the API listener.
+    pub limits: Limits,
 }
 
 /// See [`NodeOptions::check_spec`].
@@ -107,9 +124,18 @@ pub enum ClusterError {
     /// The node itself failed: 500.
     #[error("{0}")]
     Failed(String),
-    /// No valid token for the operation: 401.
+    /// No valid credential for the operation: 401.
     #[error("{0}")]
     Unauthorized(String),
+    /// A valid credential without the right to do this: 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request body is larger than the route accepts: 413.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The request took longer than the listener allows: 408.
+    #[error("{0}")]
+    Timeout(String),
 }
 
 impl ClusterError {
@@ -120,6 +146,9 @@ impl ClusterError {
             ClusterError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ClusterError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ClusterError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ClusterError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ClusterError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ClusterError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 }
@@ -240,6 +269,11 @@ struct Inner {
     contact: Arc<Contact>,
     /// The last applied state.
     state: tokio::sync::watch::Sender<Arc<ReplicatedState>>,
+    credentials: Arc<Credentials>,
+    limits: Limits,
+    /// The last time this node stamped a probe report as leader: the
+    /// monotonic instant and the cluster time it gave.
+    last_stamp: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
 }
 
 /// Why a node could not start.
@@ -287,7 +321,7 @@ impl ClusterNode {
         }
         .validate()
         .map_err(|e| StartError::Raft(e.to_string()))?;
-        let client = tls::http_client(opts.tls.as_ref());
+        let client = tls::http_client(opts.tls.as_ref(), opts.secret.as_deref());
         let scheme = if opts.tls.is_some() { "https" } else { "http" };
         let appended = log.appended_bytes();
         let raft = Raft::new(
@@ -316,6 +350,9 @@ impl ClusterNode {
                 check_spec: opts.check_spec,
                 contact: Arc::new(Contact::default()),
                 state,
+                credentials: opts.credentials,
+                limits: opts.limits,
+                last_stamp: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -343,31 +380,67 @@ impl ClusterNode {
         self.inner.state.subscribe()
     }
 
+    /// Who may call this node.
+    pub fn credentials(&self) -> &Arc<Credentials> {
+        &self.inner.credentials
+    }
+
     /// Serves the Raft RPCs, the cluster API and `extra` routes on
-    /// `listener` (with TLS when configured) until the process ends.
-    pub fn serve(&self, listener: TcpListener, extra: Router) -> std::io::Result<()> {
-        let app = self.router().merge(extra);
-        match &self.inner.tls {
-            Some(t) => {
-                let tls = TlsListener::new(listener, t.server.clone())?;
-                tokio::spawn(async move { axum::serve(tls, app).await });
-            }
-            None => {
-                tokio::spawn(async move { axum::serve(listener, app).await });
-            }
-        }
-        Ok(())
+    /// `listener` (with TLS when configured), within the node's listener
+    /// limits, until the process ends.
+    pub fn serve(&self, listener: TcpListener, extra: Router) {
+        let app = self
+            .router()
+            .merge(extra)
+            .layer(axum::middleware::from_fn(http::too_large_as_json));
+        let tls = self.inner.tls.as_ref().map(|t| t.server.clone());
+        let limits = self.inner.limits.clone();
+        tokio::spawn(http::serve(listener, tls, app, limits));
     }
 
     fn router(&self) -> Router {
-        let api = Router::new()
-            .route("/cluster/status", get(status_route))
+        let creds = &self.inner.credentials;
+        let read = Router::new().route("/cluster/status", get(status_route));
+        let write = Router::new()
             .route("/cluster/write", post(write_route))
-            .route("/cluster/init", post(init_route))
+            .layer(DefaultBodyLimit::max(WRITE_LIMIT));
+        let admin = Router::new()
             .route("/cluster/join", post(join_route))
-            .route("/cluster/leave", post(leave_route))
+            .route("/cluster/leave", post(leave_route));
+        let init = Router::new().route("/cluster/init", post(init_route));
+        let api = http::guarded(read, creds, Need::Scope(Scope::Read))
+            .merge(http::guarded(write, creds, Need::Scope(Scope::Write)))
+            .merge(http::guarded(admin, creds, Need::Scope(Scope::Admin)))
+            .merge(http::guarded(init, creds, Need::ClientScope(Scope::Admin)))
+            .layer(DefaultBodyLimit::max(API_LIMIT))
             .with_state(self.clone());
-        network::routes(self.inner.raft.clone(), self.inner.contact.clone()).merge(api)
+        let raft = network::routes(self.inner.raft.clone(), self.inner.contact.clone());
+        http::guarded(raft, creds, Need::Node).merge(api)
+    }
+
+    /// The cluster time for a probe report this leader is about to
+    /// propose: its wall clock, but never behind the cluster's clock and
+    /// never further ahead of the last stamp than the time that really
+    /// passed since it (a monotonic clock), so a wall clock that jumps
+    /// ahead cannot pin the freshness of every vote.
+    fn stamp(&self, wall_ms: u64) -> u64 {
+        let floor = self.inner.state.borrow().health.now_ms;
+        let mut last = self
+            .inner
+            .last_stamp
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let ceiling = match *last {
+            Some((at, ms)) => ms
+                .saturating_add(millis(at.elapsed()))
+                .saturating_add(STAMP_SLACK_MS),
+            // the first stamp of this leadership: allow a bounded step
+            None if floor == 0 => wall_ms,
+            None => floor.saturating_add(FIRST_STAMP_STEP_MS),
+        };
+        let stamped = wall_ms.min(ceiling).max(floor);
+        *last = Some((std::time::Instant::now(), stamped));
+        stamped
     }
 
     /// Commits `cmd` through the leader, wherever it is.
@@ -381,8 +454,16 @@ impl ClusterNode {
             .await
     }
 
-    async fn write_local(&self, cmd: Command) -> Result<Written, OpError> {
+    async fn write_local(&self, mut cmd: Command) -> Result<Written, OpError> {
         self.check_quorum()?;
+        if let Command::Observe { at_ms, .. } = &mut cmd {
+            if self.inner.raft.metrics().borrow().state != ServerState::Leader {
+                return Err(OpError::NotLeader(leader_of(
+                    &self.inner.raft.metrics().borrow(),
+                )));
+            }
+            *at_ms = self.stamp(*at_ms);
+        }
         if let (Command::ReplaceSpec(spec) | Command::SeedSpec(spec), Some(check)) =
             (&cmd, &self.inner.check_spec)
         {
@@ -755,7 +836,19 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Reads a cluster API response: the value, or the error it carries.
+/// Body limit of `/cluster/write`: a whole zone spec.
+pub const WRITE_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Body limit of the other cluster API routes.
+const API_LIMIT: usize = 64 * 1024;
+
+/// How far ahead of the time that passed (by the monotonic clock) a
+/// leader's stamps may run: scheduling noise.
+const STAMP_SLACK_MS: u64 = 1000;
+
+/// How far past the cluster's clock a new leader's first stamp may go.
+const FIRST_STAMP_STEP_MS: u64 = 60_000;
+
 /// Builds a snapshot once `budget` bytes were appended since the last one,
 /// then purges the log up to that snapshot (ignoring the entries openraft
 /// keeps after a count-triggered one: a follower that far behind gets the
@@ -792,6 +885,7 @@ async fn compact_by_bytes(raft: Raft<TypeConfig>, appended: Arc<AtomicU64>, budg
     }
 }
 
+/// Reads a cluster API response: the value, or the error it carries.
 pub async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, ClusterError> {
     let status = resp.status();
     let bytes = resp
@@ -812,8 +906,26 @@ pub async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, C
     )
 }
 
-fn forwarded(headers: &HeaderMap) -> bool {
+/// Whether a request was forwarded by another node: only a node's word
+/// counts.
+fn forwarded(headers: &HeaderMap, principal: &Principal) -> bool {
     headers.contains_key(FORWARDED)
+        && matches!(principal, Principal::Node { .. } | Principal::Insecure)
+}
+
+/// A node's own requests are forwards (or its joining itself); anything
+/// else it sends is not its business.
+fn node_must_forward(
+    headers: &HeaderMap,
+    principal: &Principal,
+    what: &str,
+) -> Result<(), ClusterError> {
+    match principal {
+        Principal::Node { name, .. } if !headers.contains_key(FORWARDED) => Err(
+            ClusterError::Forbidden(format!("node {name} may not {what} on its own account")),
+        ),
+        _ => Ok(()),
+    }
 }
 
 async fn status_route(State(node): State<ClusterNode>) -> Json<Status> {
@@ -822,33 +934,123 @@ async fn status_route(State(node): State<ClusterNode>) -> Json<Status> {
 
 async fn write_route(
     State(node): State<ClusterNode>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     Json(cmd): Json<Command>,
 ) -> Result<Json<Written>, ClusterError> {
-    node.write_from(cmd, forwarded(&headers)).await.map(Json)
+    node_must_forward(&headers, &principal, "write")?;
+    // observations come only through the probe API, which checks the
+    // agent's regions and has the leader stamp the time
+    if matches!(cmd, Command::Observe { .. })
+        && !matches!(principal, Principal::Node { .. } | Principal::Insecure)
+    {
+        return Err(ClusterError::Forbidden(
+            "probe observations are reported through /probe/report with a probe credential, \
+             not written"
+                .into(),
+        ));
+    }
+    node.write_from(cmd, forwarded(&headers, &principal))
+        .await
+        .map(Json)
 }
 
 async fn init_route(
     State(node): State<ClusterNode>,
     Json(req): Json<InitRequest>,
 ) -> Result<Json<()>, ClusterError> {
+    for addr in req.members.values() {
+        check_member_addr(addr)?;
+    }
     node.init(req.members).await.map(Json)
 }
 
 async fn join_route(
     State(node): State<ClusterNode>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     Json(req): Json<JoinRequest>,
 ) -> Result<Json<()>, ClusterError> {
-    node.join_from(req.id, req.addr, forwarded(&headers))
+    check_member_addr(&req.addr)?;
+    // a node may ask to join only as itself: the address it gives must be
+    // one its certificate names
+    if let Principal::Node {
+        name,
+        hosts: Some(hosts),
+    } = &principal
+    {
+        if !headers.contains_key(FORWARDED) && !hosts.contains(&host_of(&req.addr)) {
+            return Err(ClusterError::Forbidden(format!(
+                "node {name} may join only as itself: its certificate does not name {}",
+                req.addr
+            )));
+        }
+    }
+    node.join_from(req.id, req.addr, forwarded(&headers, &principal))
         .await
         .map(Json)
 }
 
 async fn leave_route(
     State(node): State<ClusterNode>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     Json(req): Json<LeaveRequest>,
 ) -> Result<Json<()>, ClusterError> {
-    node.leave_from(req.id, forwarded(&headers)).await.map(Json)
+    node_must_forward(&headers, &principal, "remove a member")?;
+    node.leave_from(req.id, forwarded(&headers, &principal))
+        .await
+        .map(Json)
+}
+
+/// The host part of `host:port`, lower-cased, without IPv6 brackets.
+pub(crate) fn host_of(addr: &str) -> String {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase()
+}
+
+/// A member address given over the API: `host:port`, a port that is not
+/// 0, a host that is a name or an address other than unspecified,
+/// multicast, broadcast or link-local (where cloud metadata services
+/// live).
+fn check_member_addr(addr: &str) -> Result<(), ClusterError> {
+    let bad = |why: &str| {
+        Err(ClusterError::Rejected(format!(
+            "member address {addr:?}: {why}"
+        )))
+    };
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return bad("expected host:port");
+    };
+    if !port.parse::<u16>().is_ok_and(|p| p > 0) {
+        return bad("expected a port 1..=65535");
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.len() > 253 {
+        return bad("expected a host");
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => {
+            let link_local = match ip {
+                std::net::IpAddr::V4(v4) => v4.is_link_local() || v4.is_broadcast(),
+                std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+            };
+            if ip.is_unspecified() || ip.is_multicast() || link_local {
+                return bad("not an address a node can be reached at");
+            }
+        }
+        Err(_) => {
+            let ok = host.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+            if !ok {
+                return bad("expected a host name or an IP address");
+            }
+        }
+    }
+    Ok(())
 }

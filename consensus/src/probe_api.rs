@@ -1,20 +1,25 @@
 //! The probe API, served beside the cluster API: agents fetch their
 //! region's check list (long-polled, so a changed list reaches them at
-//! once) and deliver reports, each with a probe-scoped bearer token;
-//! `meridian cluster health` reads the verdicts. The same service is the
-//! embedded agent's in-process [`Cluster`].
+//! once) and deliver reports, each with a probe credential (a `probe`
+//! token or an `agent` certificate) bound to the regions it may speak
+//! for; `meridian cluster health` reads the verdicts with `read`. The same
+//! service is the embedded agent's in-process [`Cluster`].
+//!
+//! This is the only way observations enter the log: a report is checked
+//! here (its region, sizes, finite non-negative times) and stamped by the
+//! leader's clock.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{DefaultBodyLimit, Extension, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use meridian_probes::health::HealthView;
 use meridian_probes::{checks_for, CheckList, Cluster, Report};
 use serde::Deserialize;
 
+use crate::auth::{Need, Principal, Scope};
+use crate::http;
 use crate::node::{ClusterError, ClusterNode, Written};
 use crate::state::Command;
 
@@ -23,13 +28,21 @@ use crate::state::Command;
 pub const LONG_POLL: Duration = Duration::from_secs(20);
 
 /// Reports may carry many thousands of observations.
-const REPORT_LIMIT: usize = 32 * 1024 * 1024;
+pub const REPORT_LIMIT: usize = 32 * 1024 * 1024;
+
+/// The most observations one report may carry.
+pub const MAX_OBSERVATIONS: usize = 100_000;
+
+/// The longest error text an observation may carry.
+const MAX_ERROR_LEN: usize = 512;
+
+/// The largest time an observation may report, in ms: an hour.
+const MAX_MS: f64 = 3_600_000.0;
 
 /// The probe side of a node.
 #[derive(Clone)]
 pub struct ProbeService {
     node: ClusterNode,
-    tokens: Arc<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -39,20 +52,20 @@ struct ChecksQuery {
 }
 
 impl ProbeService {
-    /// `tokens` are the probe tokens this node accepts over HTTP.
-    pub fn new(node: ClusterNode, tokens: Vec<String>) -> ProbeService {
-        ProbeService {
-            node,
-            tokens: Arc::new(tokens),
-        }
+    /// The probe API of `node`, behind the node's credentials.
+    pub fn new(node: ClusterNode) -> ProbeService {
+        ProbeService { node }
     }
 
     pub fn routes(&self) -> Router {
-        Router::new()
+        let creds = self.node.credentials();
+        let probe = Router::new()
             .route("/probe/checks", get(checks_route))
             .route("/probe/report", post(report_route))
-            .route("/probe/health", get(health_route))
-            .layer(DefaultBodyLimit::max(REPORT_LIMIT))
+            .layer(DefaultBodyLimit::max(REPORT_LIMIT));
+        let read = Router::new().route("/probe/health", get(health_route));
+        http::guarded(probe, creds, Need::Scope(Scope::Probe))
+            .merge(http::guarded(read, creds, Need::Scope(Scope::Read)))
             .with_state(self.clone())
     }
 
@@ -84,8 +97,9 @@ impl ProbeService {
         }
     }
 
-    /// Commits a report, stamped with this node's clock.
+    /// Commits a report, stamped with the leader's clock.
     pub async fn deliver(&self, report: Report) -> Result<Written, ClusterError> {
+        check_report(&report).map_err(ClusterError::Rejected)?;
         let at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -96,39 +110,40 @@ impl ProbeService {
         let s = self.node.state();
         s.health.view(&s.spec)
     }
-
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), ClusterError> {
-        if self.tokens.is_empty() {
-            return Err(ClusterError::Unauthorized(
-                "this node accepts no probe tokens: set probe.tokens in its config".into(),
-            ));
-        }
-        let given = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                ClusterError::Unauthorized(
-                    "a probe token is required (Authorization: Bearer)".into(),
-                )
-            })?;
-        // compare against every token, in time independent of where they differ
-        let matched = self
-            .tokens
-            .iter()
-            .fold(false, |m, t| m | same(t.as_bytes(), given.as_bytes()));
-        if matched {
-            Ok(())
-        } else {
-            Err(ClusterError::Unauthorized(
-                "the probe token is not valid".into(),
-            ))
-        }
-    }
 }
 
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+/// A report's shape: a region name, bounded sizes, and times that are
+/// finite, not negative and under an hour.
+fn check_report(report: &Report) -> Result<(), String> {
+    if !meridian_config::node::is_region_name(&report.region) {
+        return Err(format!("region {:?} is not a region name", report.region));
+    }
+    if report.agent.len() > 255 {
+        return Err("the agent name is longer than 255 bytes".into());
+    }
+    if report.observations.len() > MAX_OBSERVATIONS {
+        return Err(format!(
+            "{} observations in one report; at most {MAX_OBSERVATIONS}",
+            report.observations.len()
+        ));
+    }
+    for (i, o) in report.observations.iter().enumerate() {
+        for (field, v) in [("connect_ms", o.connect_ms), ("ttfb_ms", o.ttfb_ms)] {
+            if let Some(v) = v {
+                if !v.is_finite() || !(0.0..=MAX_MS).contains(&v) {
+                    return Err(format!(
+                        "observations[{i}].{field}: expected a time of 0 to {MAX_MS} ms, got {v}"
+                    ));
+                }
+            }
+        }
+        if o.error.as_ref().is_some_and(|e| e.len() > MAX_ERROR_LEN) {
+            return Err(format!(
+                "observations[{i}].error: longer than {MAX_ERROR_LEN} bytes"
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Cluster for ProbeService {
@@ -146,19 +161,19 @@ impl Cluster for ProbeService {
 
 async fn checks_route(
     State(svc): State<ProbeService>,
-    headers: HeaderMap,
+    Extension(principal): Extension<Principal>,
     Query(q): Query<ChecksQuery>,
 ) -> Result<Json<CheckList>, ClusterError> {
-    svc.authorize(&headers)?;
+    principal.may_probe(&q.region).map_err(http::denied)?;
     Ok(Json(svc.check_list(&q.region, q.known).await))
 }
 
 async fn report_route(
     State(svc): State<ProbeService>,
-    headers: HeaderMap,
+    Extension(principal): Extension<Principal>,
     Json(report): Json<Report>,
 ) -> Result<Json<Written>, ClusterError> {
-    svc.authorize(&headers)?;
+    principal.may_probe(&report.region).map_err(http::denied)?;
     svc.deliver(report).await.map(Json)
 }
 

@@ -199,11 +199,15 @@ mod cluster {
     use openraft::error::{ClientWriteError, RaftError};
     use openraft::{BasicNode, Config, Raft};
 
+    use crate::auth::{Credentials, Need};
     use crate::engine::Sled;
+    use crate::http::guarded;
     use crate::log_store::LogStore;
     use crate::network::{routes, HttpNetwork};
     use crate::state::StateMachine;
     use crate::{Command, NodeId, Response, TypeConfig};
+
+    const SECRET: &str = "a-cluster-secret-of-at-least-32-chars";
 
     struct Node {
         raft: Raft<TypeConfig>,
@@ -231,7 +235,9 @@ mod cluster {
         }
         .validate()
         .unwrap();
-        let client = reqwest::Client::builder().build().unwrap();
+        // nodes prove themselves with the cluster secret, over the real
+        // bounded listener
+        let client = crate::tls::http_client(None, Some(SECRET));
         let raft = Raft::new(
             id,
             Arc::new(config),
@@ -241,10 +247,9 @@ mod cluster {
         )
         .await
         .unwrap();
-        tokio::spawn(std::future::IntoFuture::into_future(axum::serve(
-            listener,
-            routes(raft.clone(), Default::default()),
-        )));
+        let creds = Arc::new(Credentials::new(Vec::new(), Some(SECRET), false));
+        let app = guarded(routes(raft.clone(), Default::default()), &creds, Need::Node);
+        tokio::spawn(crate::http::serve(listener, None, app, Default::default()));
         Node {
             raft,
             addr,
@@ -359,6 +364,9 @@ mod compaction {
                 },
                 tls: None,
                 check_spec: None,
+                credentials: Default::default(),
+                secret: None,
+                limits: Default::default(),
             },
             |_| {},
         )

@@ -2,12 +2,10 @@
 //! and a node): every side presents a certificate signed by the cluster's
 //! CA and accepts only peers whose certificate that CA signed.
 //!
-//! The server side is an axum [`Listener`] that completes TLS handshakes on
-//! their own tasks, so one slow or hostile client never holds up accepting
-//! the next connection.
+//! The server side is served by [`crate::http::serve`], which completes
+//! each handshake on its connection's own task, so one slow or hostile
+//! client never holds up accepting the next connection.
 
-use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,11 +15,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
-use tracing::debug;
 
 /// A TLS file that could not be used, named.
 #[derive(Debug, thiserror::Error)]
@@ -88,11 +81,22 @@ impl Tls {
 }
 
 /// The HTTP client every node-to-node and command-to-node request uses:
-/// with the node's identity when TLS is configured.
-pub fn http_client(tls: Option<&Tls>) -> reqwest::Client {
-    let builder = reqwest::Client::builder()
+/// with the node's identity when TLS is configured, and `bearer` (the
+/// cluster secret, or an operator's token) on every request when given.
+pub fn http_client(tls: Option<&Tls>, bearer: Option<&str>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
-        .pool_idle_timeout(Duration::from_secs(30));
+        // shorter than the listeners' idle timeout, so a pooled connection
+        // is not reused just as the server closes it
+        .pool_idle_timeout(Duration::from_secs(5));
+    if let Some(b) = bearer {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Ok(mut v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {b}")) {
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        builder = builder.default_headers(headers);
+    }
     let builder = match tls {
         Some(t) => builder.tls_backend_preconfigured((*t.client).clone()),
         None => builder,
@@ -100,67 +104,4 @@ pub fn http_client(tls: Option<&Tls>) -> reqwest::Client {
     builder
         .build()
         .expect("a client with a valid TLS configuration")
-}
-
-/// A listener that hands axum connections whose TLS handshake completed.
-pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-/// A handshake that takes longer than this is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl TlsListener {
-    /// Accepts on `tcp` in a background task; each handshake runs on its
-    /// own task.
-    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> io::Result<TlsListener> {
-        let local = tcp.local_addr()?;
-        let (tx, ready) = mpsc::channel(64);
-        let acceptor = TlsAcceptor::from(config);
-        tokio::spawn(async move {
-            loop {
-                let (stream, peer) = match tcp.accept().await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        debug!(%e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                if tx.is_closed() {
-                    return;
-                }
-                let acceptor = acceptor.clone();
-                let ready = tx.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = ready.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => debug!(%peer, %e, "TLS handshake failed"),
-                        Err(_) => debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { ready, local })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            // the accept task only ends when this listener is gone
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local)
-    }
 }

@@ -14,10 +14,11 @@ use crate::targets::CheckList;
 /// less than this for a change).
 pub const LONG_POLL: Duration = Duration::from_secs(30);
 
-/// Cluster nodes reached over HTTP with a probe token.
+/// Cluster nodes reached over HTTP with a probe token (or, under mutual
+/// TLS, the client's agent certificate alone).
 pub struct HttpCluster {
     urls: Vec<String>,
-    token: String,
+    token: Option<String>,
     client: reqwest::Client,
     /// Index of the node that last answered.
     current: AtomicUsize,
@@ -26,7 +27,7 @@ pub struct HttpCluster {
 impl HttpCluster {
     /// `urls` are base URLs (`https://n1:8443`); `client` carries any TLS
     /// identity and must not follow redirects.
-    pub fn new(urls: Vec<String>, token: String, client: reqwest::Client) -> HttpCluster {
+    pub fn new(urls: Vec<String>, token: Option<String>, client: reqwest::Client) -> HttpCluster {
         HttpCluster {
             urls: urls
                 .into_iter()
@@ -50,7 +51,11 @@ impl HttpCluster {
         for i in 0..n {
             let at = (start + i) % n;
             let url = &self.urls[at];
-            match self.attempt(req(url).bearer_auth(&self.token)).await {
+            let request = match &self.token {
+                Some(t) => req(url).bearer_auth(t),
+                None => req(url),
+            };
+            match self.attempt(request).await {
                 Ok(v) => {
                     self.current.store(at, Ordering::Relaxed);
                     return Ok(v);

@@ -2,8 +2,9 @@
 //! the MaxMind DB lookup that provides them.
 //!
 //! [`GeoIp`] reads a GeoIP2/GeoLite2 City database and, optionally, an ASN
-//! database from bytes the caller provides (a memory map or a buffer): this
-//! module opens no file. A lookup decodes only the fields steering uses,
+//! database from bytes the caller read into memory: this module opens no
+//! file. (A memory map is not offered: a database file truncated in place
+//! would crash the process with SIGBUS on the next lookup.) A lookup decodes only the fields steering uses,
 //! borrowing strings from the database, and allocates nothing.
 
 pub mod build;
@@ -11,8 +12,6 @@ pub mod build;
 use std::fmt;
 use std::net::IpAddr;
 
-/// A read-only memory map, for [`DbBytes::Mapped`].
-pub use maxminddb::Mmap;
 use maxminddb::{MaxMindDbError, Reader};
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -105,16 +104,15 @@ impl fmt::Display for Location {
     }
 }
 
-/// Database bytes: a memory map of the file, or a buffer.
+/// Database bytes, owned in memory: nothing done to the file afterwards
+/// can reach a lookup.
 pub enum DbBytes {
-    Mapped(maxminddb::Mmap),
     Owned(Vec<u8>),
 }
 
 impl AsRef<[u8]> for DbBytes {
     fn as_ref(&self) -> &[u8] {
         match self {
-            DbBytes::Mapped(m) => m,
             DbBytes::Owned(v) => v,
         }
     }

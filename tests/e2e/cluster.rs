@@ -98,6 +98,7 @@ impl Cluster {
         if tls == Tls::On {
             write_certs(dir.path(), n + 2);
         }
+        write_credentials(dir.path());
         let mut c = Cluster {
             dir,
             nodes: Vec::new(),
@@ -132,10 +133,10 @@ impl Cluster {
     fn add(&mut self, id: u64, api: String, bootstrap: &str) {
         let tls = match self.tls {
             Tls::On => format!("  tls: {{cert: n{id}.pem, key: n{id}.key, ca: ca.pem}}\n"),
-            Tls::Off => String::new(),
+            Tls::Off => "  secret: cluster.secret\n".into(),
         };
         let config = format!(
-            "dns:\n  listen: [\"{}:0\"]\n  udp_sockets: 1\ndata_dir: data-{id}\nlog:\n  level: info\nzones: seed.yaml\ncluster:\n  id: {id}\n  listen: \"{api}\"\n{bootstrap}{tls}  heartbeat_ms: 100\n  election_timeout_ms: 500\n  snapshot_every: 5\n  write_timeout_ms: 2000\n",
+            "dns:\n  listen: [\"{}:0\"]\n  udp_sockets: 1\ndata_dir: data-{id}\nlog:\n  level: info\nzones: seed.yaml\ncluster:\n  id: {id}\n  listen: \"{api}\"\n{bootstrap}{tls}  tokens: tokens\n  heartbeat_ms: 100\n  election_timeout_ms: 500\n  snapshot_every: 5\n  write_timeout_ms: 2000\n",
             host(id)
         );
         let path = self.dir.path().join(format!("n{id}.yaml"));
@@ -185,17 +186,27 @@ impl Cluster {
             .collect()
     }
 
-    /// Runs `meridian cluster ARGS` against node `via`, with that node's
-    /// config (its TLS identity).
+    /// Runs `meridian cluster ARGS` against node `via` (its config names
+    /// the address and the CA) as the operator: with the admin token, or
+    /// under TLS the operator's certificate.
     pub(crate) fn cli(&self, via: u64, args: &[&str]) -> (i32, String, String) {
         let node = self.node(via);
-        let out = std::process::Command::new(BIN)
-            .arg("cluster")
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.arg("cluster")
             .args(args)
             .arg("--config")
-            .arg(&node.config)
-            .output()
-            .expect("run meridian cluster");
+            .arg(&node.config);
+        match self.tls {
+            Tls::On => cmd
+                .arg("--cert")
+                .arg(self.dir.path().join("operator.pem"))
+                .arg("--key")
+                .arg(self.dir.path().join("operator.key")),
+            Tls::Off => cmd
+                .arg("--token-file")
+                .arg(self.dir.path().join("admin.token")),
+        };
+        let out = cmd.output().expect("run meridian cluster");
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -524,39 +535,93 @@ fn quorum_loss_restarts_and_a_wiped_node_rejoining() {
     assert_eq!(c.running(), [1, 2, 4]);
 }
 
-/// Certificates for `n` nodes signed by one CA, and a rogue identity
-/// signed by another.
-fn write_certs(dir: &Path, n: u64) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca = |name: &str| {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let key = KeyPair::generate().expect("key");
-        let cert = params.self_signed(&key).expect("CA");
-        (Issuer::new(params, key), cert)
+/// Runs the real `meridian` in `dir`, which must succeed; its stdout.
+pub(crate) fn meridian(dir: &Path, args: &[&str]) -> String {
+    let (code, out, err) = crate::harness::run(args, dir);
+    assert_eq!(code, 0, "meridian {args:?}: {out}{err}");
+    out
+}
+
+/// The cluster secret, and a token file with an admin token
+/// (`admin.token`), a read token (`read.token`) and one probe token per
+/// test region (`probe-eu.token`, ...), made by the real commands.
+fn write_credentials(dir: &Path) {
+    meridian(dir, &["token", "secret", "--file", "cluster.secret"]);
+    let token = |file: &str, args: &[&str]| {
+        let mut all = vec!["token", "new", "--file", "tokens"];
+        all.extend_from_slice(args);
+        let t = meridian(dir, &all);
+        std::fs::write(dir.join(file), t.trim()).expect("token");
     };
-    let (issuer, ca_cert) = ca("meridian test CA");
-    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write");
-    for id in 1..=n {
-        let key = KeyPair::generate().expect("key");
-        let cert = CertificateParams::new(vec![host(id)])
-            .expect("params")
-            .signed_by(&key, &issuer)
-            .expect("sign");
-        std::fs::write(dir.join(format!("n{id}.pem")), cert.pem()).expect("write");
-        std::fs::write(dir.join(format!("n{id}.key")), key.serialize_pem()).expect("write");
+    token("admin.token", &["--scope", "admin"]);
+    token("read.token", &["--scope", "read"]);
+    token("write.token", &["--scope", "write"]);
+    for region in ["eu", "us", "ap"] {
+        token(
+            &format!("probe-{region}.token"),
+            &["--scope", "probe", "--region", region],
+        );
     }
-    let (rogue_issuer, _) = ca("someone else");
-    let key = KeyPair::generate().expect("key");
-    let cert = CertificateParams::new(vec![host(1)])
-        .expect("params")
-        .signed_by(&key, &rogue_issuer)
-        .expect("sign");
-    std::fs::write(dir.join("rogue.pem"), cert.pem()).expect("write");
-    std::fs::write(dir.join("rogue.key"), key.serialize_pem()).expect("write");
+}
+
+/// Certificates made by `meridian tls`: a CA, one node certificate per
+/// node (named for its loopback address), an operator's and an agent's
+/// for region eu; and a rogue CA's node certificate for 127.0.0.11.
+fn write_certs(dir: &Path, n: u64) {
+    meridian(dir, &["tls", "ca", "--dir", "."]);
+    for id in 1..=n {
+        let name = format!("n{id}");
+        meridian(
+            dir,
+            &[
+                "tls",
+                "cert",
+                "--dir",
+                ".",
+                "--role",
+                "node",
+                "--name",
+                &name,
+                "--host",
+                &host(id),
+            ],
+        );
+    }
+    meridian(
+        dir,
+        &[
+            "tls", "cert", "--dir", ".", "--role", "operator", "--name", "operator",
+        ],
+    );
+    meridian(
+        dir,
+        &[
+            "tls", "cert", "--dir", ".", "--role", "agent", "--name", "agent-eu", "--region", "eu",
+        ],
+    );
+    meridian(dir, &["tls", "ca", "--dir", "rogue"]);
+    meridian(
+        dir,
+        &[
+            "tls",
+            "cert",
+            "--dir",
+            "rogue",
+            "--role",
+            "node",
+            "--name",
+            "rogue",
+            "--host",
+            &host(1),
+        ],
+    );
+    for ext in ["pem", "key"] {
+        std::fs::copy(
+            dir.join(format!("rogue/rogue.{ext}")),
+            dir.join(format!("rogue.{ext}")),
+        )
+        .expect("copy");
+    }
 }
 
 #[test]
@@ -620,10 +685,11 @@ fn an_invalid_spec_over_the_api_changes_nothing() {
     let body = serde_json::to_string(&meridian_consensus::Command::ReplaceSpec(Box::new(spec)))
         .expect("json");
     let api = &c.node(1).api;
+    let token = std::fs::read_to_string(c.dir.path().join("admin.token")).expect("token");
     let mut s = std::net::TcpStream::connect(api).expect("connect");
     write!(
         s,
-        "POST /cluster/write HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /cluster/write HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .expect("send");

@@ -16,8 +16,6 @@ use std::time::{Duration, Instant};
 use crate::cluster::{Cluster, Tls, BOUND};
 use crate::harness::{dig, BIN};
 
-const TOKEN: &str = "probe-token-0123456789abcdef";
-
 /// How a backend treats each connection.
 #[derive(Default, Clone, Copy, PartialEq)]
 enum Mode {
@@ -227,9 +225,8 @@ impl Agent {
             .iter()
             .map(|n| format!("http://{}", n.api))
             .collect();
-        // one file each: rewriting a shared one races another agent's read
-        let token = dir.join(format!("agent-{region}.token"));
-        std::fs::write(&token, TOKEN).expect("token");
+        // each agent its own region's token, made with the cluster
+        let token = cluster.dir.path().join(format!("probe-{region}.token"));
         let log = std::fs::File::create(dir.join(format!("agent-{region}.log"))).expect("log");
         let child = Command::new(BIN)
             .args(["probe", "--region", region, "--cluster", &urls.join(",")])
@@ -278,14 +275,7 @@ fn spec(backends: &[&Backend], check: &str) -> String {
 const CHECK: &str = "    check: {kind: http, path: /health, interval: 1s, timeout: 500ms, rise: 2, fall: 2, stale_after: 3s}\n";
 
 fn start_cluster(seed: &str) -> Cluster {
-    let tokens = format!("# agents' tokens\n{TOKEN}\n");
-    let c = Cluster::start_with(
-        3,
-        Tls::Off,
-        seed,
-        "probe:\n  tokens: probe.tokens\n",
-        &[("probe.tokens", &tokens)],
-    );
+    let c = Cluster::start_with(3, Tls::Off, seed, "", &[]);
     c.wait_healthy(1);
     c
 }

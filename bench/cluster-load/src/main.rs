@@ -61,7 +61,17 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
+    // the token the nodes accept writes with (see bench/cluster.sh)
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(token) = std::env::var("MERIDIAN_TOKEN") {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", token.trim()).parse()?,
+        );
+    }
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?;
     let status: Status = client
         .get(format!("http://{}/cluster/status", args.api))
         .send()

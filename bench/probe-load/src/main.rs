@@ -35,7 +35,6 @@ use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
 const ZONE: &str = "bench.example.com";
-const TOKEN: &str = "bench-probe-token-0123456789abcdef";
 /// The longest any wait for the system under test may take.
 const BOUND: Duration = Duration::from_secs(120);
 
@@ -188,7 +187,8 @@ impl Bench {
             "{{kind: http, path: /health, interval: {interval_ms}ms, timeout: 500ms, rise: {rise}, fall: {fall}}}"
         );
         let regions = ["eu", "us", "ap"];
-        let nodes = self.start_cluster(3, &zones(&targets, &regions, &check, "[health]"))?;
+        let nodes =
+            self.start_cluster(3, &regions, &zones(&targets, &regions, &check, "[health]"))?;
         let _agents: Vec<Proc> = regions
             .iter()
             .map(|r| self.start_agent(r, &nodes, 512))
@@ -262,8 +262,11 @@ impl Bench {
         let targets = self.rt.block_on(Targets::start(n))?;
         let path = if kind == "tcp" { "" } else { "path: /health, " };
         let check = format!("{{kind: {kind}, {path}interval: {interval_ms}ms}}");
-        let nodes =
-            self.start_cluster(1, &zones(&targets, &["eu"], &check, "[health, {first: 2}]"))?;
+        let nodes = self.start_cluster(
+            1,
+            &["eu"],
+            &zones(&targets, &["eu"], &check, "[health, {first: 2}]"),
+        )?;
         let agent = self.start_agent("eu", &nodes, concurrency)?;
         eprintln!("{n} {kind} targets every {interval_ms} ms: waiting for each to be checked once");
         wait_for(BOUND, "every target checked", || {
@@ -324,8 +327,11 @@ impl Bench {
         let targets = self.rt.block_on(Targets::start(n))?;
         let check = format!("{{kind: http, path: /health, interval: {interval_ms}ms}}");
         let names: Vec<&str> = regions.iter().map(String::as_str).collect();
-        let nodes =
-            self.start_cluster(3, &zones(&targets, &names, &check, "[health, {first: 2}]"))?;
+        let nodes = self.start_cluster(
+            3,
+            &names,
+            &zones(&targets, &names, &check, "[health, {first: 2}]"),
+        )?;
         let _agents: Vec<Proc> = names
             .iter()
             .map(|r| self.start_agent(r, &nodes, 512))
@@ -406,11 +412,37 @@ impl Bench {
         }))
     }
 
-    /// Starts `n` nodes (127.0.0.11, .12, ...) serving `zones`, each
-    /// accepting the probe token; waits until each answers for the zone.
-    fn start_cluster(&self, n: usize, zones: &str) -> anyhow::Result<Vec<Node>> {
+    /// Runs `meridian ARGS` in the bench directory; its stdout.
+    fn meridian(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .current_dir(&self.dir)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "meridian {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Starts `n` nodes (127.0.0.11, .12, ...) serving `zones`, with the
+    /// cluster secret and a token file holding a read token (`read.token`)
+    /// and a probe token per region (`probe-REGION.token`), made by the
+    /// real commands; waits until each node answers for the zone.
+    fn start_cluster(&self, n: usize, regions: &[&str], zones: &str) -> anyhow::Result<Vec<Node>> {
         std::fs::write(self.dir.join("zones.yaml"), zones)?;
-        std::fs::write(self.dir.join("probe.tokens"), format!("{TOKEN}\n"))?;
+        let _ = std::fs::remove_file(self.dir.join("tokens"));
+        self.meridian(&["token", "secret", "--file", "cluster.secret", "--force"])?;
+        let read = self.meridian(&["token", "new", "--scope", "read", "--file", "tokens"])?;
+        std::fs::write(self.dir.join("read.token"), read)?;
+        for r in regions {
+            let t = self.meridian(&[
+                "token", "new", "--scope", "probe", "--region", r, "--file", "tokens",
+            ])?;
+            std::fs::write(self.dir.join(format!("probe-{r}.token")), t)?;
+        }
         let hosts: Vec<String> = (1..=n).map(|id| format!("127.0.0.{}", 10 + id)).collect();
         let apis: Vec<String> = hosts
             .iter()
@@ -437,7 +469,7 @@ impl Bench {
             std::fs::write(
                 &config,
                 format!(
-                    "dns:\n  listen: [\"{dns}\"]\n  udp_sockets: 1\ndata_dir: data-{id}\nlog: {{level: warn}}\nzones: zones.yaml\nprobe:\n  tokens: probe.tokens\ncluster:\n  id: {id}\n  listen: \"{api}\"\n{budget}  members:\n{members}"
+                    "dns:\n  listen: [\"{dns}\"]\n  udp_sockets: 1\ndata_dir: data-{id}\nlog: {{level: warn}}\nzones: zones.yaml\ncluster:\n  id: {id}\n  listen: \"{api}\"\n  secret: cluster.secret\n  tokens: tokens\n{budget}  members:\n{members}"
                 ),
             )?;
             let log = std::fs::File::create(self.dir.join(format!("n{id}.log")))?;
@@ -487,8 +519,7 @@ impl Bench {
         concurrency: usize,
     ) -> anyhow::Result<Proc> {
         let urls: Vec<String> = nodes.iter().map(|n| format!("http://{}", n.api)).collect();
-        let token = self.dir.join(format!("agent-{region}.token"));
-        std::fs::write(&token, TOKEN)?;
+        let token = self.dir.join(format!("probe-{region}.token"));
         let mut cmd = match self.agent_cpu {
             Some(cpu) => {
                 let mut c = Command::new("taskset");
@@ -525,7 +556,14 @@ impl Bench {
 
     fn get(&self, url: &str) -> anyhow::Result<Value> {
         self.rt.block_on(async {
-            let r = self.http.get(url).send().await?.error_for_status()?;
+            let token = std::fs::read_to_string(self.dir.join("read.token"))?;
+            let r = self
+                .http
+                .get(url)
+                .bearer_auth(token.trim())
+                .send()
+                .await?
+                .error_for_status()?;
             Ok(r.json().await?)
         })
     }

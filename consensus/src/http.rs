@@ -1,0 +1,319 @@
+//! The node's HTTP(S) listener, bounded: what `axum::serve` leaves open.
+//!
+//! - Connections are capped in total and per client address; one over
+//!   either cap is closed at once.
+//! - A TLS handshake, and the headers of each request (idle keep-alive
+//!   connections included), must arrive within their timeouts; headers
+//!   are bounded in size; a whole request (body and handling) within the
+//!   request timeout.
+//! - When file descriptors run out, accepting backs off instead of
+//!   spinning.
+//! - Each request carries the connection's [`Peer`] (address and verified
+//!   client certificate) for [`guarded`] routes, which decide who is
+//!   calling *before* any extractor reads the body.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::ServerConfig;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+use tracing::{debug, warn};
+
+use crate::auth::{CertIdentity, Credentials, Denied, Need, Principal};
+use crate::node::ClusterError;
+
+/// The bounds of one listener.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Open connections at most, all clients together.
+    pub max_connections: usize,
+    /// Open connections at most from one IP address.
+    pub max_per_peer: usize,
+    /// A TLS handshake must finish within this.
+    pub handshake_timeout: Duration,
+    /// Each request's headers must arrive within this, counted from when
+    /// the connection is ready for it (so an idle connection is closed).
+    pub header_timeout: Duration,
+    /// A request's headers, in bytes.
+    pub max_header_bytes: usize,
+    /// Reading the body and handling the request, at most.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 1024,
+            max_per_peer: 64,
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The connection a request came on.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The client certificate the TLS handshake verified.
+    pub cert: Option<Arc<CertIdentity>>,
+}
+
+/// Open connections per client address; an entry lives while its
+/// connections do, so the map never holds more than the global cap.
+#[derive(Default)]
+struct PerPeer(Mutex<HashMap<IpAddr, usize>>);
+
+struct PeerSlot {
+    table: Arc<PerPeer>,
+    ip: IpAddr,
+}
+
+impl PerPeer {
+    fn enter(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<PeerSlot> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self.table.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Whether an accept error means the process (or system) is out of file
+/// descriptors: EMFILE or ENFILE.
+fn out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// Serves `app` on `listener` (TLS with `tls`) within `limits`, until the
+/// process ends.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+    app: Router,
+    limits: Limits,
+) {
+    let limits = Arc::new(limits);
+    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let per_peer = Arc::new(PerPeer::default());
+    let acceptor = tls.map(TlsAcceptor::from);
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                if out_of_fds(&e) {
+                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                        warn!(%e, "out of file descriptors: not accepting API connections for a moment");
+                        last_warning = Some(Instant::now());
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                } else {
+                    debug!(%e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                continue;
+            }
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            debug!(%addr, "connection refused: the listener is at its connection cap");
+            continue;
+        };
+        let Some(slot) = per_peer.enter(addr.ip(), limits.max_per_peer) else {
+            debug!(%addr, "connection refused: this address is at its connection cap");
+            continue;
+        };
+        let app = app.clone();
+        let acceptor = acceptor.clone();
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            let _held = (permit, slot);
+            connection(stream, addr, acceptor, app, &limits).await;
+        });
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    acceptor: Option<TlsAcceptor>,
+    app: Router,
+    limits: &Limits,
+) {
+    let _ = stream.set_nodelay(true);
+    match acceptor {
+        None => {
+            let peer = Peer { addr, cert: None };
+            http1(TokioIo::new(stream), peer, app, limits).await;
+        }
+        Some(acceptor) => {
+            let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream))
+                .await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return debug!(%addr, %e, "TLS handshake failed"),
+                Err(_) => return debug!(%addr, "TLS handshake timed out"),
+            };
+            let cert = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|der| CertIdentity::from_der(der.as_ref()));
+            let cert = match cert {
+                Some(Ok(c)) => Some(Arc::new(c)),
+                Some(Err(e)) => return debug!(%addr, %e, "client certificate unreadable"),
+                None => None,
+            };
+            let peer = Peer { addr, cert };
+            http1(TokioIo::new(tls), peer, app, limits).await;
+        }
+    }
+}
+
+async fn http1<I>(io: TokioIo<I>, peer: Peer, app: Router, limits: &Limits)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let request_timeout = limits.request_timeout;
+    let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(peer.clone());
+        let app = app.clone();
+        async move {
+            let handled = tokio::time::timeout(request_timeout, app.oneshot(req.map(Body::new)));
+            Ok::<_, std::convert::Infallible>(match handled.await {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(never)) => match never {},
+                Err(_) => ClusterError::Timeout(format!(
+                    "the request was not completed within {} s",
+                    request_timeout.as_secs()
+                ))
+                .into_response(),
+            })
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    if let Err(e) = builder.serve_connection(io, service).await {
+        debug!(%e, "connection ended");
+    }
+}
+
+/// What [`guarded`] routes know about the request: who made it.
+#[derive(Clone)]
+struct Guard {
+    credentials: Arc<Credentials>,
+    need: Need,
+}
+
+/// `router` with every route behind `need`: the caller is identified (a
+/// bearer token, else the connection's client certificate) and refused
+/// with 401 or 403 before anything reads the body. The handlers can take
+/// the [`Principal`] as an `Extension`.
+pub fn guarded<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    credentials: &Arc<Credentials>,
+    need: Need,
+) -> Router<S> {
+    router.route_layer(axum::middleware::from_fn_with_state(
+        Guard {
+            credentials: credentials.clone(),
+            need,
+        },
+        check,
+    ))
+}
+
+async fn check(State(guard): State<Guard>, mut req: Request, next: Next) -> Response {
+    let bearer = match req.headers().get(header::AUTHORIZATION) {
+        None => None,
+        Some(v) => match v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) {
+            Some(t) => Some(t.trim().to_string()),
+            None => {
+                return ClusterError::Unauthorized(
+                    "the Authorization header must be `Bearer TOKEN`".into(),
+                )
+                .into_response()
+            }
+        },
+    };
+    let cert = req.extensions().get::<Peer>().and_then(|p| p.cert.clone());
+    let principal = guard
+        .credentials
+        .principal(bearer.as_deref(), cert.as_deref())
+        .and_then(|p| p.allows(guard.need).map(|()| p));
+    match principal {
+        Ok(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Err(d) => denied(d).into_response(),
+    }
+}
+
+/// The API error for a refusal.
+pub fn denied(d: Denied) -> ClusterError {
+    match d {
+        Denied::Unauthenticated(m) => ClusterError::Unauthorized(m),
+        Denied::Forbidden(m) => ClusterError::Forbidden(m),
+    }
+}
+
+/// The principal [`guarded`] found (anonymous outside a guarded route).
+pub fn principal_of(ext: &axum::http::Extensions) -> Principal {
+    ext.get::<Principal>()
+        .cloned()
+        .unwrap_or(Principal::Anonymous)
+}
+
+/// A response for a body over its route's limit: 413 with a JSON error,
+/// whatever extractor noticed it.
+pub async fn too_large_as_json(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE
+        && resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_none_or(|v| v != "application/json")
+    {
+        return ClusterError::TooLarge("the request body is larger than this route accepts".into())
+            .into_response();
+    }
+    resp
+}
