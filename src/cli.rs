@@ -238,6 +238,13 @@ pub enum Command {
         /// Most probes in flight at once.
         #[arg(long, default_value_t = 512)]
         concurrency: usize,
+        /// A network checks may reach even if denied (repeat): link-local
+        /// and metadata addresses are denied unless listed here.
+        #[arg(long = "allow", value_name = "CIDR")]
+        allow: Vec<ipnet::IpNet>,
+        /// A network checks may never reach (repeat).
+        #[arg(long = "deny", value_name = "CIDR")]
+        deny: Vec<ipnet::IpNet>,
         /// Name in reports (default: region/pid).
         #[arg(long)]
         name: Option<String>,

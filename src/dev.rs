@@ -83,6 +83,7 @@ pub fn run(listen: SocketAddr) -> ExitCode {
         cluster: None,
         probe: ProbeConfig {
             region: Some("local".into()),
+            policy: Default::default(),
         },
     };
     logging::init(&node.log);

@@ -70,6 +70,8 @@ fn main() -> ExitCode {
             cert,
             key,
             concurrency,
+            allow,
+            deny,
             name,
             log,
         } => probe::run(probe::Args {
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
                 .zip(key)
                 .map(|((ca, cert), key)| (ca, cert, key)),
             concurrency,
+            policy: meridian_config::policy::AddressPolicy { allow, deny },
             name,
             log,
         }),

@@ -25,6 +25,8 @@ pub struct Args {
     /// CA, certificate, key.
     pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
     pub concurrency: usize,
+    /// Where checks may connect.
+    pub policy: meridian_config::policy::AddressPolicy,
     pub name: Option<String>,
     pub log: String,
 }
@@ -65,7 +67,10 @@ pub fn run(args: Args) -> ExitCode {
             Err(e) => return config_error(format!("TLS: {e}")),
         }
     }
-    let (client, prober) = match (builder.build(), Prober::new(Some(&args.region))) {
+    let (client, prober) = match (
+        builder.build(),
+        Prober::new(Some(&args.region), args.policy.clone()),
+    ) {
         (Ok(c), Ok(p)) => (c, p),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("meridian: cannot build the HTTP clients: {e}");

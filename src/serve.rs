@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use meridian_config::node::{Bootstrap, ClusterConfig};
+use meridian_config::policy::AddressPolicy;
 use meridian_config::{ConfigError, NodeConfig, ZoneSpec};
 use meridian_consensus::auth::{self, Credentials};
 use meridian_consensus::http::Limits;
+use meridian_consensus::node::SpecCheck;
 use meridian_consensus::tls::Tls;
 use meridian_consensus::{
     ClusterError, ClusterNode, Command, NodeOptions, ProbeService, ReplicatedState, Timing,
@@ -204,7 +206,7 @@ pub fn run(
     let handler = Handler::new(handle, geo.clone(), node.dns.max_udp_payload);
     let timeout = Duration::from_secs(node.dns.tcp_idle_timeout_secs);
     let agent = match &node.probe.region {
-        Some(region) => match Prober::new(Some(region)) {
+        Some(region) => match Prober::new(Some(region), node.probe.policy.clone()) {
             Ok(prober) => {
                 info!(%region, "running an embedded probe agent");
                 let agent = Agent::new(Arc::new(probes), AgentOptions::new(region), prober);
@@ -330,7 +332,7 @@ async fn start(
                         ..Timing::default()
                     },
                     tls: None,
-                    check_spec: Some(Arc::new(check_spec)),
+                    check_spec: Some(spec_check(node.probe.policy.clone())),
                     // nothing listens: the embedded agent is in-process
                     credentials: Arc::new(Credentials::default()),
                     secret: None,
@@ -360,7 +362,7 @@ async fn start(
                     advertise: c.advertise.clone(),
                     timing: timing(c),
                     tls,
-                    check_spec: Some(Arc::new(check_spec)),
+                    check_spec: Some(spec_check(node.probe.policy.clone())),
                     credentials: Arc::new(credentials),
                     secret,
                     limits: limits(c),
@@ -404,11 +406,17 @@ async fn start(
     }
 }
 
-/// A spec is accepted only if the DNS server can index it.
-fn check_spec(spec: &ZoneSpec) -> Result<(), String> {
-    Snapshot::build(spec, &Default::default(), 0, 0)
-        .map(drop)
-        .map_err(|e| e.to_string())
+/// What the leader checks before it proposes a spec, however the spec
+/// arrived: the typed rules `meridian check` applies, this node's policy
+/// on where checks may connect, and that the DNS server can index it.
+fn spec_check(policy: AddressPolicy) -> SpecCheck {
+    Arc::new(move |spec: &ZoneSpec| {
+        meridian_config::zone::rules::check(spec).map_err(|v| v.to_string())?;
+        meridian_config::policy::spec_targets(spec, &policy).map_err(|v| v.to_string())?;
+        Snapshot::build(spec, &Default::default(), 0, 0)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
 }
 
 fn timing(c: &ClusterConfig) -> Timing {
@@ -523,10 +531,12 @@ pub async fn shutdown_signal() {
 pub fn check(config: Option<&Path>, zones: Option<&Path>) -> ExitCode {
     let mut ok = true;
     let mut zone_files: Vec<PathBuf> = zones.map(Path::to_path_buf).into_iter().collect();
+    let mut policy = AddressPolicy::default();
     if let Some(c) = config {
         match meridian_config::load_node(c) {
             Ok(node) => {
                 println!("{}: ok", c.display());
+                policy = node.probe.policy.clone();
                 zone_files.splice(0..0, node.zones);
             }
             Err(e) => {
@@ -537,7 +547,16 @@ pub fn check(config: Option<&Path>, zones: Option<&Path>) -> ExitCode {
     }
     for z in &zone_files {
         match meridian_config::load_zones(z) {
-            Ok(spec) => println!("{}: ok ({})", z.display(), summary(&spec)),
+            Ok(spec) => match meridian_config::policy::spec_targets(&spec, &policy) {
+                Ok(()) => println!("{}: ok ({})", z.display(), summary(&spec)),
+                Err(v) => {
+                    eprintln!(
+                        "{}: checks may not connect where this spec says:\n{v}",
+                        z.display()
+                    );
+                    ok = false;
+                }
+            },
             Err(e) => {
                 eprintln!("{e}");
                 ok = false;

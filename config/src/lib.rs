@@ -16,6 +16,7 @@
 use std::fmt;
 
 pub mod node;
+pub mod policy;
 pub mod values;
 mod yaml;
 pub mod zone;

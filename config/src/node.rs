@@ -32,6 +32,9 @@ pub struct NodeConfig {
 pub struct ProbeConfig {
     /// Run an agent in-process for this probe region.
     pub region: Option<String>,
+    /// Where checks may connect: applied by the leader to every spec and
+    /// by the embedded agent to every connection.
+    pub policy: crate::policy::AddressPolicy,
 }
 
 /// Whether `name` can name a probe region: letters, digits, `.`, `_`, `-`.
@@ -158,6 +161,10 @@ mod raw {
         pub region: Option<String>,
         /// Replaced by `cluster.tokens`; named to say so.
         pub tokens: Option<serde_yaml::Value>,
+        #[serde(default)]
+        pub allow: Vec<ipnet::IpNet>,
+        #[serde(default)]
+        pub deny: Vec<ipnet::IpNet>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -309,6 +316,10 @@ impl NodeConfig {
             cluster,
             probe: ProbeConfig {
                 region: probe.region,
+                policy: crate::policy::AddressPolicy {
+                    allow: probe.allow,
+                    deny: probe.deny,
+                },
             },
         })
     }

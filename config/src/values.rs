@@ -129,8 +129,29 @@ impl<'de> Deserialize<'de> for Text {
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct DomainName(String);
+
+/// A name decoded from JSON (the API, the log, a snapshot) must be one
+/// [`DomainName::parse`] made: absolute and well-formed.
+impl TryFrom<String> for DomainName {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<DomainName, String> {
+        let parsed = DomainName::parse(&text)?;
+        if parsed.0 == text {
+            Ok(parsed)
+        } else {
+            Err(format!("{text:?} is not an absolute domain name"))
+        }
+    }
+}
+
+impl From<DomainName> for String {
+    fn from(n: DomainName) -> String {
+        n.0
+    }
+}
 
 impl DomainName {
     /// Parses an absolute or relative name; relative names are taken as

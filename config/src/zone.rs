@@ -351,7 +351,16 @@ pub fn parse(file: &str, text: &str) -> Result<ZoneSpec, Diagnostics> {
         Ok(r) => r,
         Err(f) => return Err(Diagnostics(vec![doc.parse_error("", &f)])),
     };
-    validate(&doc, raw)
+    let spec = validate(&doc, raw)?;
+    // the typed rules every spec passes, however it arrives
+    match rules::check(&spec) {
+        Ok(()) => Ok(spec),
+        Err(v) => Err(Diagnostics(
+            v.0.into_iter()
+                .map(|v| doc.error(&v.path, v.message))
+                .collect(),
+        )),
+    }
 }
 
 /// Collects diagnostics against one document.
@@ -382,24 +391,18 @@ impl Checker<'_> {
 
     /// Checks optional coordinates: in range, and both or neither.
     fn coordinates(&mut self, path: &str, lat: Option<f64>, lon: Option<f64>) {
-        if let Some(lat) = lat {
-            if !(-90.0..=90.0).contains(&lat) {
-                self.err(
-                    &format!("{path}.lat"),
-                    format!("expected a latitude -90..=90, got {lat}"),
-                );
+        for (field, m) in rules::coordinates_problem(lat, lon) {
+            if field.is_empty() {
+                self.err(path, m);
+            } else {
+                self.err(&format!("{path}.{field}"), m);
             }
         }
-        if let Some(lon) = lon {
-            if !(-180.0..=180.0).contains(&lon) {
-                self.err(
-                    &format!("{path}.lon"),
-                    format!("expected a longitude -180..=180, got {lon}"),
-                );
-            }
-        }
-        if lat.is_some() != lon.is_some() {
-            self.err(path, "give both lat and lon, or neither");
+    }
+
+    fn maybe(&mut self, path: &str, problem: Option<String>) {
+        if let Some(m) = problem {
+            self.err(path, m);
         }
     }
 
@@ -576,12 +579,7 @@ fn validate_pool(
                 .ok()
         });
         let bias = e.bias.unwrap_or(0);
-        if !(-99..=99).contains(&bias) {
-            c.err(
-                &format!("{ep_path}.bias"),
-                format!("expected a bias -99..=99, got {bias}"),
-            );
-        }
+        c.maybe(&format!("{ep_path}.bias"), rules::bias_problem(bias));
         for (region, ms) in &e.rtt_ms {
             let at = key_segment(&format!("{ep_path}.rtt_ms"), region);
             if !regions.contains_key(region) {
@@ -590,17 +588,13 @@ fn validate_pool(
                     format!("no probe region named {region:?} (declare it under `regions`)"),
                 );
             }
-            if !ms.is_finite() || *ms < 0.0 {
-                c.err(&at, format!("expected milliseconds >= 0, got {ms}"));
-            }
+            c.maybe(&at, rules::amount_problem(*ms, "milliseconds"));
         }
         let cost = e.cost.unwrap_or(0.0);
-        if !cost.is_finite() || cost < 0.0 {
-            c.err(
-                &format!("{ep_path}.cost"),
-                format!("expected a cost >= 0, got {cost}"),
-            );
-        }
+        c.maybe(
+            &format!("{ep_path}.cost"),
+            rules::amount_problem(cost, "a cost"),
+        );
         if let Some(address) = address {
             endpoints.push(Endpoint {
                 id: e.id.clone(),
@@ -1057,6 +1051,7 @@ fn parse_rdata(t: RecordType, text: &str, zone: &DomainName) -> Result<RecordDat
 mod check;
 use check::validate_check;
 pub use check::{Check, CheckAddress, CheckKind, DEFAULT_USER_AGENT};
+pub mod rules;
 mod steps;
 use steps::validate_steps;
 

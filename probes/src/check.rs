@@ -7,6 +7,11 @@
 //! Connection set-up is timed inside reqwest's connector layer and handed
 //! back through a task-local, since the connector runs in the probe's task
 //! when pooling is off.
+//!
+//! Every address a probe connects to passes the agent's
+//! [`AddressPolicy`] first: literal addresses before the probe, names as
+//! they are resolved (a resolver that drops refused addresses), so a spec
+//! cannot point agents at a metadata service, not even through DNS.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -14,6 +19,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use meridian_config::policy::AddressPolicy;
 use meridian_config::zone::CheckKind;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -65,17 +74,21 @@ pub struct Prober {
     /// host to the target (see [`Prober::for_target`]).
     pinned: Option<reqwest::Client>,
     region: Option<String>,
+    policy: Arc<AddressPolicy>,
 }
 
 impl Prober {
     /// Builds the clients. A process-wide rustls crypto provider must be
-    /// installed first. HTTP checks name `region` in [`REGION_HEADER`].
-    pub fn new(region: Option<&str>) -> Result<Prober, reqwest::Error> {
+    /// installed first. HTTP checks name `region` in [`REGION_HEADER`];
+    /// every connection passes `policy`.
+    pub fn new(region: Option<&str>, policy: AddressPolicy) -> Result<Prober, reqwest::Error> {
+        let policy = Arc::new(policy);
         Ok(Prober {
-            verify: client(true)?,
-            insecure: client(false)?,
+            verify: client(true, &policy)?,
+            insecure: client(false, &policy)?,
             pinned: None,
             region: region.map(String::from),
+            policy,
         })
     }
 
@@ -85,7 +98,9 @@ impl Prober {
     pub fn for_target(&self, target: &Target) -> Prober {
         let c = &target.check;
         let pinned = match (&c.host, c.kind) {
-            (Some(host), CheckKind::Https) => resolve_to(host, target, c.tls_verify).ok(),
+            (Some(host), CheckKind::Https) => {
+                resolve_to(host, target, c.tls_verify, &self.policy).ok()
+            }
             _ => None,
         };
         Prober {
@@ -97,8 +112,13 @@ impl Prober {
     /// Runs `target`'s check once, within its timeout.
     pub async fn probe(&self, target: &Target) -> Outcome {
         let timeout = Duration::from_millis(target.check.timeout_ms);
+        if let Ok(ip) = target.host.parse::<std::net::IpAddr>() {
+            if let Err(e) = self.policy.permits(ip) {
+                return Outcome::failed(format!("not probed: {e}"), None);
+            }
+        }
         match target.check.kind {
-            CheckKind::Tcp => tcp(target, timeout).await,
+            CheckKind::Tcp => tcp(target, timeout, &self.policy).await,
             CheckKind::Http | CheckKind::Https => {
                 CONNECTED
                     .scope(Cell::new(None), self.http(target, timeout))
@@ -116,7 +136,7 @@ impl Prober {
         let sni_client;
         let client = match (&c.host, https) {
             (Some(_), true) if self.pinned.is_some() => self.pinned.as_ref().expect("checked"),
-            (Some(host), true) => match resolve_to(host, t, c.tls_verify) {
+            (Some(host), true) => match resolve_to(host, t, c.tls_verify, &self.policy) {
                 Ok(cl) => {
                     sni_client = cl;
                     &sni_client
@@ -193,9 +213,59 @@ impl Prober {
     }
 }
 
-async fn tcp(t: &Target, timeout: Duration) -> Outcome {
+/// The addresses `host` resolves to that `policy` permits; an error that
+/// says why when there are none.
+async fn permitted(
+    host: &str,
+    port: u16,
+    policy: &AddressPolicy,
+) -> Result<Vec<SocketAddr>, String> {
+    let all: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("resolving {host}: {e}"))?
+        .collect();
+    let mut refused = None;
+    let ok: Vec<SocketAddr> = all
+        .into_iter()
+        .filter(|a| match policy.permits(a.ip()) {
+            Ok(()) => true,
+            Err(e) => {
+                refused = Some(e);
+                false
+            }
+        })
+        .collect();
+    match (ok.is_empty(), refused) {
+        (true, Some(why)) => Err(format!("not probed: {host} resolves to {why}")),
+        (true, None) => Err(format!("{host} resolves to no address")),
+        (false, _) => Ok(ok),
+    }
+}
+
+/// A resolver for the HTTP clients that drops the addresses the policy
+/// refuses.
+struct Guarded(Arc<AddressPolicy>);
+
+impl reqwest::dns::Resolve for Guarded {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0.clone();
+        Box::pin(async move {
+            let addrs = permitted(name.as_str(), 0, &policy).await?;
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+async fn tcp(t: &Target, timeout: Duration, policy: &AddressPolicy) -> Outcome {
     let start = Instant::now();
-    match tokio::time::timeout(timeout, TcpStream::connect((t.host.as_str(), t.port))).await {
+    let connect = async {
+        let addrs = permitted(&t.host, t.port, policy).await?;
+        TcpStream::connect(&addrs[..])
+            .await
+            .map_err(|e| format!("connect: {e}"))
+    };
+    match tokio::time::timeout(timeout, connect).await {
         Ok(Ok(mut s)) => {
             let took = start.elapsed();
             let _ = s.shutdown().await;
@@ -206,7 +276,7 @@ async fn tcp(t: &Target, timeout: Duration) -> Outcome {
                 error: None,
             }
         }
-        Ok(Err(e)) => Outcome::failed(format!("connect: {e}"), None),
+        Ok(Err(e)) => Outcome::failed(e, None),
         Err(_) => Outcome::failed(
             format!("no connection within {} ms", timeout.as_millis()),
             None,
@@ -214,8 +284,9 @@ async fn tcp(t: &Target, timeout: Duration) -> Outcome {
     }
 }
 
-fn builder(verify: bool) -> reqwest::ClientBuilder {
+fn builder(verify: bool, policy: &Arc<AddressPolicy>) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
+        .dns_resolver(Guarded(policy.clone()))
         .pool_max_idle_per_host(0)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -224,18 +295,23 @@ fn builder(verify: bool) -> reqwest::ClientBuilder {
         .connector_layer(TimeConnect)
 }
 
-fn client(verify: bool) -> Result<reqwest::Client, reqwest::Error> {
-    builder(verify).build()
+fn client(verify: bool, policy: &Arc<AddressPolicy>) -> Result<reqwest::Client, reqwest::Error> {
+    builder(verify, policy).build()
 }
 
-fn resolve_to(host: &str, t: &Target, verify: bool) -> Result<reqwest::Client, String> {
+fn resolve_to(
+    host: &str,
+    t: &Target,
+    verify: bool,
+    policy: &Arc<AddressPolicy>,
+) -> Result<reqwest::Client, String> {
     let ip: std::net::IpAddr = t.host.parse().map_err(|_| {
         format!(
             "an https check with a Host needs an IP check address, got {}",
             t.host
         )
     })?;
-    builder(verify)
+    builder(verify, policy)
         .resolve(host, std::net::SocketAddr::new(ip, t.port))
         .build()
         .map_err(|e| e.to_string())
@@ -327,7 +403,7 @@ mod tests {
     /// tests run in any order.
     fn prober(region: Option<&str>) -> Prober {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        Prober::new(region).unwrap()
+        Prober::new(region, AddressPolicy::default()).unwrap()
     }
 
     fn target(kind: CheckKind, port: u16, edit: impl FnOnce(&mut Check)) -> Target {
@@ -419,6 +495,43 @@ mod tests {
         assert!(!out.ok && out.connect_ms.is_none(), "{out:?}");
         let out = p.probe(&target(CheckKind::Tcp, port, |_| {})).await;
         assert!(!out.ok);
+    }
+
+    /// A spec may name any address; the agent still never connects to a
+    /// metadata address, nor to a name that resolves into a denied network.
+    #[tokio::test]
+    async fn refused_addresses_are_never_connected_to() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let deny_loopback = AddressPolicy {
+            allow: Vec::new(),
+            deny: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+        };
+        let strict = Prober::new(None, deny_loopback).unwrap();
+        for kind in [CheckKind::Tcp, CheckKind::Http] {
+            let mut t = target(kind, port, |_| {});
+            t.host = "169.254.169.254".into();
+            let out = prober(None).probe(&t).await;
+            assert!(
+                !out.ok
+                    && out
+                        .error
+                        .as_deref()
+                        .unwrap()
+                        .contains("not probed: 169.254.169.254 is link-local"),
+                "{out:?}"
+            );
+            t.host = "localhost".into();
+            let out = strict.probe(&t).await;
+            assert!(
+                !out.ok && out.error.as_deref().unwrap().contains("not probed"),
+                "{out:?}"
+            );
+        }
+        // nothing reached the listener
+        let accepted = tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
+        assert!(accepted.is_err(), "a refused check connected");
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{raw, Checker, EndpointAddress};
+use super::{raw, rules, Checker, EndpointAddress};
 
 /// What a check connects with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -189,27 +189,18 @@ pub(super) fn validate_check(
     }
 
     let interval_ms = raw.interval.map_or(10_000, |m| m.0);
-    if !(1_000..=3_600_000).contains(&interval_ms) {
-        c.err(
-            &format!("{path}.interval"),
-            format!("expected an interval from 1s to 1h, got {interval_ms}ms"),
-        );
-    }
+    c.maybe(
+        &format!("{path}.interval"),
+        rules::interval_problem(interval_ms),
+    );
     let timeout_ms = raw.timeout.map_or(interval_ms.min(2_000), |m| m.0);
-    if timeout_ms < 100 || timeout_ms > interval_ms {
-        c.err(
-            &format!("{path}.timeout"),
-            format!("expected a timeout from 100ms to the interval ({interval_ms}ms), got {timeout_ms}ms"),
-        );
-    }
+    c.maybe(
+        &format!("{path}.timeout"),
+        rules::timeout_problem(timeout_ms, interval_ms),
+    );
     let count = |c: &mut Checker<'_>, field: &str, v: Option<crate::values::U16>, default: u16| {
         let n = v.map_or(default, |v| v.0);
-        if !(1..=100).contains(&n) {
-            c.err(
-                &format!("{path}.{field}"),
-                format!("expected a count 1..=100, got {n}"),
-            );
-        }
+        c.maybe(&format!("{path}.{field}"), rules::count_problem(n));
         n
     };
     let rise = count(c, "rise", raw.rise, 2);
@@ -256,12 +247,15 @@ pub(super) fn validate_check(
     let stale_after_ms = raw
         .stale_after
         .map_or(interval_ms.saturating_mul(3), |m| m.0);
-    if stale_after_ms < interval_ms {
-        c.err(
-            &format!("{path}.stale_after"),
-            format!("expected at least the interval ({interval_ms}ms), got {stale_after_ms}ms"),
-        );
-    }
+    c.maybe(
+        &format!("{path}.stale_after"),
+        rules::stale_after_problem(stale_after_ms, interval_ms),
+    );
+    let hold_down_ms = raw.hold_down.map_or(0, |m| m.0);
+    c.maybe(
+        &format!("{path}.hold_down"),
+        rules::hold_down_problem(hold_down_ms),
+    );
     (c.errors.len() == before).then(|| Check {
         kind: raw.kind,
         port,
@@ -282,7 +276,7 @@ pub(super) fn validate_check(
         regions,
         quorum,
         stale_after_ms,
-        hold_down_ms: raw.hold_down.map_or(0, |m| m.0),
+        hold_down_ms,
     })
 }
 

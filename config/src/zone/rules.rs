@@ -1,0 +1,563 @@
+//! The typed validator: rules over a [`ZoneSpec`] however it arrived.
+//!
+//! The YAML loader runs these after building the spec (so `meridian check`
+//! applies them), and the leader runs them on every spec it is asked to
+//! propose, JSON from the API included: a spec that skipped the YAML
+//! loader cannot skip these. Each rule is one small function named for
+//! what it guards, reporting every violation with its field path.
+//!
+//! The YAML loader checks the same bounds while it parses (to place each
+//! error on its line); both take them from the functions here.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use super::{Check, CheckKind, Endpoint, Pool, ProbeRegion, SteeredRecord, Step, Zone, ZoneSpec};
+use crate::values::DomainName;
+
+/// Largest TTL (RFC 2181 §8).
+pub const MAX_TTL: u32 = 2_147_483_647;
+
+/// A rule a spec breaks: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The field path (`pools.web.check.interval`).
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every violation, one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violations(pub Vec<Violation>);
+
+impl fmt::Display for Violations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, v) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            v.fmt(f)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Violations {}
+
+struct Found(Vec<Violation>);
+
+impl Found {
+    fn at(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Violation {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn maybe(&mut self, path: impl Into<String>, problem: Option<String>) {
+        if let Some(m) = problem {
+            self.at(path, m);
+        }
+    }
+}
+
+/// Checks every rule; all violations at once.
+pub fn check(spec: &ZoneSpec) -> Result<(), Violations> {
+    let mut f = Found(Vec::new());
+    regions_are_named_and_placed(&mut f, &spec.regions);
+    let declared: Vec<&str> = spec.regions.iter().map(|r| r.name.as_str()).collect();
+    for (name, pool) in &spec.pools {
+        let path = format!("pools.{name}");
+        if pool.name != *name {
+            f.at(
+                &path,
+                format!("the pool is filed as {name:?} but named {:?}", pool.name),
+            );
+        }
+        pool_holds_endpoints(&mut f, &path, pool, &declared);
+        if let Some(c) = &pool.check {
+            check_is_bounded(&mut f, &format!("{path}.check"), c, &declared);
+            tcp_check_has_ports(&mut f, &path, c, &pool.endpoints);
+        }
+    }
+    zones_are_distinct(&mut f, &spec.zones);
+    for zone in &spec.zones {
+        let path = format!("zones.{:?}", zone.name.as_str());
+        zone_fields_are_bounded(&mut f, &path, zone);
+        for (i, s) in zone.steered.iter().enumerate() {
+            steered_is_sound(&mut f, &format!("{path}.steered[{i}]"), s, spec);
+        }
+    }
+    if f.0.is_empty() {
+        Ok(())
+    } else {
+        Err(Violations(f.0))
+    }
+}
+
+/// Latitude and longitude in range, both or neither.
+pub fn coordinates_problem(lat: Option<f64>, lon: Option<f64>) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(lat) = lat {
+        if !(-90.0..=90.0).contains(&lat) {
+            out.push(("lat", format!("expected a latitude -90..=90, got {lat}")));
+        }
+    }
+    if let Some(lon) = lon {
+        if !(-180.0..=180.0).contains(&lon) {
+            out.push(("lon", format!("expected a longitude -180..=180, got {lon}")));
+        }
+    }
+    if lat.is_some() != lon.is_some() {
+        out.push(("", "give both lat and lon, or neither".into()));
+    }
+    out
+}
+
+fn coordinates(f: &mut Found, path: &str, lat: Option<f64>, lon: Option<f64>) {
+    for (field, m) in coordinates_problem(lat, lon) {
+        if field.is_empty() {
+            f.at(path, m);
+        } else {
+            f.at(format!("{path}.{field}"), m);
+        }
+    }
+}
+
+fn regions_are_named_and_placed(f: &mut Found, regions: &[ProbeRegion]) {
+    let mut seen = HashSet::new();
+    for r in regions {
+        let path = format!("regions.{}", r.name);
+        if !crate::node::is_region_name(&r.name) {
+            f.at(
+                &path,
+                format!(
+                    "expected a region name (letters, digits, '.', '_', '-'), got {:?}",
+                    r.name
+                ),
+            );
+        }
+        if !seen.insert(r.name.as_str()) {
+            f.at(&path, format!("region {:?} is declared twice", r.name));
+        }
+        coordinates(f, &path, r.lat, r.lon);
+    }
+}
+
+/// A non-negative, finite amount (cost, milliseconds).
+pub fn amount_problem(v: f64, what: &str) -> Option<String> {
+    (!v.is_finite() || v < 0.0).then(|| format!("expected {what} >= 0, got {v}"))
+}
+
+/// `nearest` bias.
+pub fn bias_problem(bias: i64) -> Option<String> {
+    (!(-99..=99).contains(&bias)).then(|| format!("expected a bias -99..=99, got {bias}"))
+}
+
+fn pool_holds_endpoints(f: &mut Found, path: &str, pool: &Pool, declared: &[&str]) {
+    if pool.endpoints.is_empty() {
+        f.at(path, format!("pool {} has no endpoints", pool.name));
+    }
+    if pool.endpoints.len() > usize::from(u16::MAX) {
+        f.at(
+            format!("{path}.endpoints"),
+            format!("a pool holds at most {} endpoints", u16::MAX),
+        );
+    }
+    let mut ids = HashSet::new();
+    for (i, e) in pool.endpoints.iter().enumerate() {
+        let at = format!("{path}.endpoints[{i}]");
+        endpoint_is_sound(f, &at, e, declared);
+        if !ids.insert(e.id.as_str()) {
+            f.at(
+                format!("{at}.id"),
+                format!("duplicate endpoint id {:?} in pool {}", e.id, pool.name),
+            );
+        }
+    }
+}
+
+/// An endpoint id: what APIs and logs name it by.
+fn id_problem(id: &str) -> Option<String> {
+    if id.is_empty() {
+        return Some("expected an endpoint id, got an empty string".into());
+    }
+    (id.len() > 255 || id.chars().any(char::is_control)).then(|| {
+        format!("expected an id of at most 255 characters without control characters, got {id:?}")
+    })
+}
+
+fn endpoint_is_sound(f: &mut Found, at: &str, e: &Endpoint, declared: &[&str]) {
+    f.maybe(format!("{at}.id"), id_problem(&e.id));
+    if !crate::node::is_region_name(&e.region) {
+        f.at(
+            format!("{at}.region"),
+            format!("expected a region name, got {:?}", e.region),
+        );
+    }
+    if let super::EndpointAddress::Host(h) = &e.address {
+        f.maybe(format!("{at}.address"), name_problem(h));
+    }
+    coordinates(f, at, e.lat, e.lon);
+    f.maybe(format!("{at}.cost"), amount_problem(e.cost, "a cost"));
+    f.maybe(format!("{at}.bias"), bias_problem(i64::from(e.bias)));
+    for (region, ms) in &e.rtt_ms {
+        let path = format!("{at}.rtt_ms.{region}");
+        if !declared.contains(&region.as_str()) {
+            f.at(
+                &path,
+                format!("no probe region named {region:?} (declare it under `regions`)"),
+            );
+        }
+        f.maybe(&path, amount_problem(*ms, "milliseconds"));
+    }
+    if let Some(super::CheckAddress {
+        host: super::EndpointAddress::Host(h),
+        ..
+    }) = &e.check_address
+    {
+        f.maybe(format!("{at}.check_address"), name_problem(h));
+    }
+}
+
+/// A name that came in any way: it must be what [`DomainName::parse`]
+/// makes of it.
+fn name_problem(name: &DomainName) -> Option<String> {
+    match DomainName::parse(name.as_str()) {
+        Ok(n) if n == *name => None,
+        Ok(_) => Some(format!(
+            "{:?} is not an absolute domain name",
+            name.as_str()
+        )),
+        Err(e) => Some(e),
+    }
+}
+
+/// The check's interval: 1 s to 1 h.
+pub fn interval_problem(ms: u64) -> Option<String> {
+    (!(1_000..=3_600_000).contains(&ms))
+        .then(|| format!("expected an interval from 1s to 1h, got {ms}ms"))
+}
+
+/// A probe's timeout: 100 ms up to the interval.
+pub fn timeout_problem(ms: u64, interval_ms: u64) -> Option<String> {
+    (ms < 100 || ms > interval_ms).then(|| {
+        format!("expected a timeout from 100ms to the interval ({interval_ms}ms), got {ms}ms")
+    })
+}
+
+/// `rise` and `fall`.
+pub fn count_problem(n: u16) -> Option<String> {
+    (!(1..=100).contains(&n)).then(|| format!("expected a count 1..=100, got {n}"))
+}
+
+/// A region goes stale no sooner than one interval, and within a day.
+pub fn stale_after_problem(ms: u64, interval_ms: u64) -> Option<String> {
+    (ms < interval_ms || ms > 86_400_000)
+        .then(|| format!("expected from the interval ({interval_ms}ms) to 24h, got {ms}ms"))
+}
+
+/// Hold-down: at most a day.
+pub fn hold_down_problem(ms: u64) -> Option<String> {
+    (ms > 86_400_000).then(|| format!("expected at most 24h, got {ms}ms"))
+}
+
+/// A header value: not empty, no control characters (no CR or LF that
+/// would start another header).
+fn header_problem(v: &str, what: &str) -> Option<String> {
+    (v.is_empty() || v.len() > 1024 || v.chars().any(char::is_control))
+        .then(|| format!("expected {what} of 1 to 1024 characters without control characters"))
+}
+
+fn check_is_bounded(f: &mut Found, path: &str, c: &Check, declared: &[&str]) {
+    let http = c.kind != CheckKind::Tcp;
+    if c.port == 0 && c.kind != CheckKind::Tcp {
+        f.at(format!("{path}.port"), "expected a port 1..=65535, got 0");
+    }
+    if http {
+        if !c.path.starts_with('/')
+            || c.path
+                .chars()
+                .any(|ch| ch.is_whitespace() || ch.is_control())
+        {
+            f.at(
+                format!("{path}.path"),
+                format!(
+                    "expected an absolute path such as /health, got {:?}",
+                    c.path
+                ),
+            );
+        }
+        if !matches!(c.method.as_str(), "GET" | "HEAD") {
+            f.at(
+                format!("{path}.method"),
+                format!("expected GET or HEAD, got {:?}", c.method),
+            );
+        }
+        if let Some(h) = &c.host {
+            f.maybe(format!("{path}.host"), header_problem(h, "a Host header"));
+        }
+        f.maybe(
+            format!("{path}.user_agent"),
+            header_problem(&c.user_agent, "a User-Agent"),
+        );
+        if c.expect_status.is_empty()
+            || c.expect_status
+                .iter()
+                .any(|(a, b)| *a < 100 || *b > 599 || a > b)
+        {
+            f.at(
+                format!("{path}.expect_status"),
+                "expected statuses within 100..=599",
+            );
+        }
+        if c.body.as_ref().is_some_and(|b| b.len() > 4096) {
+            f.at(
+                format!("{path}.body"),
+                "expected at most 4096 bytes to look for",
+            );
+        }
+    }
+    f.maybe(format!("{path}.interval"), interval_problem(c.interval_ms));
+    f.maybe(
+        format!("{path}.timeout"),
+        timeout_problem(c.timeout_ms, c.interval_ms),
+    );
+    f.maybe(format!("{path}.rise"), count_problem(c.rise));
+    f.maybe(format!("{path}.fall"), count_problem(c.fall));
+    f.maybe(
+        format!("{path}.stale_after"),
+        stale_after_problem(c.stale_after_ms, c.interval_ms),
+    );
+    f.maybe(
+        format!("{path}.hold_down"),
+        hold_down_problem(c.hold_down_ms),
+    );
+    if c.regions.is_empty() {
+        f.at(
+            format!("{path}.regions"),
+            "expected at least one probe region",
+        );
+    }
+    for (i, r) in c.regions.iter().enumerate() {
+        let at = format!("{path}.regions[{i}]");
+        if !declared.contains(&r.as_str()) {
+            f.at(
+                &at,
+                format!("no probe region named {r:?} (declare it under `regions`)"),
+            );
+        } else if c.regions[..i].contains(r) {
+            f.at(&at, format!("region {r:?} is listed twice"));
+        }
+    }
+    if c.quorum == 0 || c.quorum > c.regions.len().max(1) {
+        f.at(
+            format!("{path}.quorum"),
+            format!(
+                "expected a count of regions 1..={}, got {}",
+                c.regions.len().max(1),
+                c.quorum
+            ),
+        );
+    }
+}
+
+fn tcp_check_has_ports(f: &mut Found, path: &str, c: &Check, endpoints: &[Endpoint]) {
+    if c.kind != CheckKind::Tcp || c.port != 0 {
+        return;
+    }
+    for (i, e) in endpoints.iter().enumerate() {
+        if e.check_address.as_ref().is_none_or(|a| a.port.is_none()) {
+            f.at(
+                format!("{path}.endpoints[{i}]"),
+                format!(
+                    "the pool's tcp check has no port, so endpoint {:?} needs a check_address with one (host:port)",
+                    e.id
+                ),
+            );
+        }
+    }
+}
+
+fn zones_are_distinct(f: &mut Found, zones: &[Zone]) {
+    let mut seen = HashSet::new();
+    for z in zones {
+        if !seen.insert(z.name.key()) {
+            f.at(
+                format!("zones.{:?}", z.name.as_str()),
+                format!("zone {} is defined twice", z.name),
+            );
+        }
+    }
+}
+
+fn ttl(f: &mut Found, path: String, v: u32) {
+    if v > MAX_TTL {
+        f.at(path, format!("expected a TTL 0..={MAX_TTL}, got {v}"));
+    }
+}
+
+fn zone_fields_are_bounded(f: &mut Found, path: &str, z: &Zone) {
+    f.maybe(path, name_problem(&z.name));
+    ttl(f, format!("{path}.ttl"), z.default_ttl);
+    ttl(f, format!("{path}.soa.ttl"), z.soa.ttl);
+    ttl(f, format!("{path}.soa.minimum"), z.soa.minimum);
+    f.maybe(format!("{path}.soa.mname"), name_problem(&z.soa.mname));
+    f.maybe(format!("{path}.soa.rname"), name_problem(&z.soa.rname));
+    if z.ns.is_empty() {
+        f.at(format!("{path}.ns"), "expected at least one name server");
+    }
+    for (i, ns) in z.ns.iter().enumerate() {
+        f.maybe(format!("{path}.ns[{i}].name"), name_problem(&ns.name));
+    }
+    for (i, r) in z.records.iter().enumerate() {
+        let at = format!("{path}.records[{i}]");
+        f.maybe(format!("{at}.name"), name_problem(&r.name));
+        ttl(f, format!("{at}.ttl"), r.ttl);
+        if !r.name.is_within(&z.name) {
+            f.at(
+                format!("{at}.name"),
+                format!("{} is outside the zone {}", r.name, z.name),
+            );
+        }
+        if r.data.is_empty() {
+            f.at(format!("{at}.values"), "expected at least one value");
+        }
+    }
+}
+
+fn steered_is_sound(f: &mut Found, path: &str, s: &SteeredRecord, spec: &ZoneSpec) {
+    f.maybe(format!("{path}.name"), name_problem(&s.name));
+    ttl(f, format!("{path}.ttl"), s.ttl);
+    let Some(pool) = spec.pools.get(&s.pool) else {
+        f.at(
+            format!("{path}.pool"),
+            format!("no pool named {:?}", s.pool),
+        );
+        return;
+    };
+    for (i, e) in pool.endpoints.iter().enumerate() {
+        if !e.address.fits(s.rtype) {
+            f.at(
+                format!("{path}.pool"),
+                format!(
+                    "endpoint {:?} (pools.{}.endpoints[{i}]) has {}; a {} record needs {}",
+                    e.id,
+                    s.pool,
+                    e.address.kind(),
+                    s.rtype.as_record_type().as_str(),
+                    super::wanted(s.rtype)
+                ),
+            );
+        }
+    }
+    if let super::OnAllDown::Sorry(addrs) = &s.on_all_down {
+        if addrs.is_empty() {
+            f.at(
+                format!("{path}.on_all_down.sorry"),
+                "expected at least one address",
+            );
+        }
+        for (i, a) in addrs.iter().enumerate() {
+            if !a.fits(s.rtype) {
+                f.at(
+                    format!("{path}.on_all_down.sorry[{i}]"),
+                    format!(
+                        "a {} record needs {}",
+                        s.rtype.as_record_type().as_str(),
+                        super::wanted(s.rtype)
+                    ),
+                );
+            }
+        }
+    }
+    for (i, step) in s.steps.iter().enumerate() {
+        let at = format!("{path}.steps[{i}]");
+        match step {
+            Step::First(0) => f.at(at, "expected first: 1 or more"),
+            Step::Cost(super::CostMargin::Ms(m) | super::CostMargin::Percent(m)) => {
+                f.maybe(at, amount_problem(*m, "a margin"));
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = "zones:\n  glb.example.com:\n    soa: {rname: hostmaster.example.com.}\n    ns: [{name: ns.example.net.}]\n    steered:\n      - {name: www, type: A, pool: web, steps: [health, {first: 2}]}\nregions: {eu: {lat: 50, lon: 8}, us: {}}\npools:\n  web:\n    check: {kind: http, interval: 5s}\n    endpoints:\n      - {id: a, address: 192.0.2.1, region: eu, check_address: \"10.0.0.1:80\"}\n";
+
+    fn spec() -> ZoneSpec {
+        crate::zone::parse("t.yaml", SPEC).expect("valid")
+    }
+
+    fn violations(spec: &ZoneSpec) -> String {
+        check(spec).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_valid_spec_passes() {
+        assert_eq!(check(&spec()), Ok(()));
+    }
+
+    /// The spec the attack review sent as JSON: zero intervals and
+    /// timeouts, quorum 0, latitude 1000, first: 0. Each is refused.
+    #[test]
+    fn a_hostile_spec_is_refused_field_by_field() {
+        let mut s = spec();
+        let pool = s.pools.get_mut("web").unwrap();
+        let c = pool.check.as_mut().unwrap();
+        c.interval_ms = 0;
+        c.timeout_ms = 0;
+        c.quorum = 0;
+        c.user_agent = "x\r\nX-Evil: 1".into();
+        pool.endpoints[0].lat = Some(1000.0);
+        pool.endpoints[0].lon = Some(0.0);
+        pool.endpoints[0].cost = f64::NAN;
+        s.zones[0].steered[0].steps[1] = Step::First(0);
+        s.regions[0].lon = Some(500.0);
+        let text = violations(&s);
+        for want in [
+            "pools.web.check.interval: expected an interval from 1s to 1h, got 0ms",
+            "pools.web.check.timeout: expected a timeout from 100ms",
+            "pools.web.check.quorum: expected a count of regions 1..=2, got 0",
+            "pools.web.check.user_agent: expected a User-Agent",
+            "pools.web.endpoints[0].lat: expected a latitude -90..=90, got 1000",
+            "pools.web.endpoints[0].cost: expected a cost >= 0, got NaN",
+            "zones.\"glb.example.com.\".steered[0].steps[1]: expected first: 1 or more",
+            "regions.eu.lon: expected a longitude",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn references_and_names_are_checked() {
+        let mut s = spec();
+        s.zones[0].steered[0].pool = "missing".into();
+        let copy = s.pools["web"].endpoints[0].clone();
+        s.pools.get_mut("web").unwrap().endpoints.push(copy);
+        let text = violations(&s);
+        assert!(
+            text.contains("steered[0].pool: no pool named \"missing\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("endpoints[1].id: duplicate endpoint id"),
+            "{text}"
+        );
+        let json = serde_json::to_string(&spec())
+            .unwrap()
+            .replace("\"ns.example.net.\"", "\"evil name\\r\\n.\"");
+        let err = serde_json::from_str::<ZoneSpec>(&json).unwrap_err();
+        assert!(err.to_string().contains("not a domain name"), "{err}");
+    }
+}
