@@ -411,8 +411,17 @@ async fn start(
 /// on where checks may connect, and that the DNS server can index it.
 fn spec_check(policy: AddressPolicy) -> SpecCheck {
     Arc::new(move |spec: &ZoneSpec| {
-        meridian_config::zone::rules::check(spec).map_err(|v| v.to_string())?;
-        meridian_config::policy::spec_targets(spec, &policy).map_err(|v| v.to_string())?;
+        // every violation at once, the rules' and the policy's
+        let mut found = Vec::new();
+        if let Err(v) = meridian_config::zone::rules::check(spec) {
+            found.extend(v.0);
+        }
+        if let Err(v) = meridian_config::policy::spec_targets(spec, &policy) {
+            found.extend(v.0);
+        }
+        if !found.is_empty() {
+            return Err(meridian_config::zone::rules::Violations(found).to_string());
+        }
         Snapshot::build(spec, &Default::default(), 0, 0)
             .map(drop)
             .map_err(|e| e.to_string())

@@ -32,7 +32,7 @@ pub(crate) fn free_port(host: &str) -> u16 {
         .port()
 }
 
-fn spec(v: u32) -> String {
+pub(crate) fn spec(v: u32) -> String {
     format!(
         "zones:\n  glb.example.com:\n    soa: {{rname: hostmaster.example.com.}}\n    ns: [{{name: ns.example.net.}}]\n    records:\n      - {{name: www, type: A, value: 192.0.2.{v}}}\n"
     )
@@ -57,6 +57,10 @@ pub(crate) struct Node {
 impl Node {
     pub(crate) fn dns(&self) -> SocketAddr {
         self.process.as_ref().expect("node is running").addr
+    }
+
+    pub(crate) fn config_path(&self) -> &str {
+        self.config.to_str().expect("utf-8 path")
     }
 }
 
@@ -322,7 +326,7 @@ impl Cluster {
         );
     }
 
-    fn status_json(&self, via: u64) -> serde_json::Value {
+    pub(crate) fn status_json(&self, via: u64) -> serde_json::Value {
         let (_, out, err) = self.cli(via, &["status", "--json"]);
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"))
     }

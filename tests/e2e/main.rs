@@ -9,4 +9,5 @@ mod geo;
 mod harness;
 mod probes;
 mod reload;
+mod security;
 mod steering;

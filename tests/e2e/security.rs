@@ -1,0 +1,368 @@
+//! The attacks of the cluster-safety review, each tried against real
+//! nodes: every one must be refused (with the right status) and change
+//! nothing.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::cluster::{Cluster, Tls, BOUND};
+use crate::harness::dig;
+
+/// One HTTP/1.1 request over plain TCP: the status and the body.
+fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    let status = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+/// A GET from the source address `from` (any 127/8 address).
+fn http_from(from: &str, addr: &str, path: &str, token: &str) -> (u16, String) {
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let src: std::net::SocketAddr = format!("{from}:0").parse().expect("addr");
+    sock.bind(&src.into()).expect("bind");
+    let dst: std::net::SocketAddr = addr.parse().expect("addr");
+    sock.connect(&dst.into()).expect("connect");
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    let status = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, reply)
+}
+
+fn token(c: &Cluster, name: &str) -> String {
+    std::fs::read_to_string(c.dir.path().join(name))
+        .expect("token")
+        .trim()
+        .to_string()
+}
+
+/// The SOA serial node 1 serves: the state version.
+fn serial(c: &Cluster) -> String {
+    dig(c.node(1).dns(), &["glb.example.com", "SOA"]).answer[0]
+        .data
+        .split_whitespace()
+        .nth(2)
+        .expect("serial")
+        .to_string()
+}
+
+/// A whole spec as the JSON of a `ReplaceSpec`, answering www with `v`.
+fn replace_spec(v: &str) -> String {
+    let text = format!(
+        "zones:\n  glb.example.com:\n    soa: {{rname: hostmaster.example.com.}}\n    ns: [{{name: ns.example.net.}}]\n    records:\n      - {{name: www, type: A, value: {v}}}\n"
+    );
+    let spec = meridian_config::zone::parse("x.yaml", &text).expect("valid");
+    serde_json::to_string(&meridian_consensus::Command::ReplaceSpec(Box::new(spec))).expect("json")
+}
+
+/// A forged AppendEntries from "node 2" at a high term, carrying one
+/// `ReplaceSpec`.
+fn forged_append() -> String {
+    use openraft::raft::AppendEntriesRequest;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+    let cmd: meridian_consensus::Command =
+        serde_json::from_str(&replace_spec("203.0.113.66")).expect("command");
+    let req: AppendEntriesRequest<meridian_consensus::TypeConfig> = AppendEntriesRequest {
+        vote: Vote::new_committed(1000, 2),
+        prev_log_id: None,
+        entries: vec![Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1000, 2), 1),
+            payload: EntryPayload::Normal(cmd),
+        }],
+        leader_commit: Some(LogId::new(CommittedLeaderId::new(1000, 2), 1)),
+    };
+    serde_json::to_string(&req).expect("json")
+}
+
+#[test]
+fn strangers_and_wrong_roles_are_refused_everywhere() {
+    let c = Cluster::start_with(3, Tls::Off, &crate::cluster::spec(0), "", &[]);
+    c.wait_healthy(1);
+    let api = c.node(2).api.clone();
+    let before = serial(&c);
+    let term = |c: &Cluster| c.status_json(1)["1"]["term"].as_u64().expect("term");
+    let term_before = term(&c);
+    let (read, write, admin, probe) = (
+        token(&c, "read.token"),
+        token(&c, "write.token"),
+        token(&c, "admin.token"),
+        token(&c, "probe-eu.token"),
+    );
+
+    // writes: nobody without write; read and probe tokens are the wrong role
+    let spec = replace_spec("203.0.113.66");
+    let cases: [(Option<&str>, u16); 4] = [
+        (None, 401),
+        (Some("mrd_000000000000_0000"), 401),
+        (Some(&read), 403),
+        (Some(&probe), 403),
+    ];
+    for (t, want) in cases {
+        let (status, body) = http(&api, "POST", "/cluster/write", t, &spec);
+        assert_eq!(status, want, "write with {t:?}: {body}");
+        assert!(body.contains("\"kind\""), "a JSON error: {body}");
+    }
+
+    // membership: a stranger cannot join or init; a writer is not an admin
+    let join = r#"{"id": 9, "addr": "127.0.0.19:8440"}"#;
+    assert_eq!(http(&api, "POST", "/cluster/join", None, join).0, 401);
+    assert_eq!(
+        http(&api, "POST", "/cluster/join", Some(&write), join).0,
+        403
+    );
+    assert_eq!(http(&api, "POST", "/cluster/init", None, "{}").0, 401);
+    assert_eq!(
+        http(&api, "POST", "/cluster/init", Some(&write), "{}").0,
+        403
+    );
+    let (status, body) = http(&api, "POST", "/cluster/init", Some(&admin), "{}");
+    assert_eq!(status, 409, "an initialized cluster stays as it is: {body}");
+    // a metadata address is no member address, even for an admin
+    let meta = r#"{"id": 9, "addr": "169.254.169.254:80"}"#;
+    let (status, body) = http(&api, "POST", "/cluster/join", Some(&admin), meta);
+    assert_eq!(status, 422, "{body}");
+
+    // Raft RPCs: only nodes. A forged append and a vote at a high term
+    // are refused by a follower, with or without an operator's token.
+    let forged = forged_append();
+    for t in [None, Some(admin.as_str())] {
+        let (status, body) = http(&api, "POST", "/raft/append", t, &forged);
+        assert!(status == 401 || status == 403, "{status} {body}");
+        let vote = r#"{"vote":{"leader_id":{"term":1000,"node_id":2},"committed":false},"last_log_id":null}"#;
+        let (status, body) = http(&api, "POST", "/raft/vote", t, vote);
+        assert!(status == 401 || status == 403, "{status} {body}");
+    }
+
+    // status and health: a read credential at least
+    assert_eq!(http(&api, "GET", "/cluster/status", None, "").0, 401);
+    assert_eq!(http(&api, "GET", "/probe/health", Some(&probe), "").0, 403);
+    assert_eq!(http(&api, "GET", "/cluster/status", Some(&read), "").0, 200);
+    assert_eq!(http(&api, "GET", "/probe/health", Some(&read), "").0, 200);
+
+    // observations only through the probe API, never written with a
+    // chosen time, whatever the token
+    let observe = r#"{"Observe":{"at_ms":18446744073709551615,"report":{"region":"eu","agent":"x","observations":[]}}}"#;
+    let (status, body) = http(&api, "POST", "/cluster/write", Some(&admin), observe);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("/probe/report"), "{body}");
+
+    // a probe token reports only for its region, with sane numbers
+    let report = |region: &str, ms: &str| {
+        format!(
+            r#"{{"region":"{region}","agent":"a","observations":[{{"pool":"web","endpoint":"e","up":false,"ok":false,"connect_ms":{ms}}}]}}"#
+        )
+    };
+    let (status, body) = http(
+        &api,
+        "POST",
+        "/probe/report",
+        Some(&probe),
+        &report("us", "1.0"),
+    );
+    assert_eq!(status, 403, "another region: {body}");
+    let (status, _) = http(&api, "GET", "/probe/checks?region=us", Some(&probe), "");
+    assert_eq!(status, 403, "another region's checks");
+    let (status, body) = http(
+        &api,
+        "POST",
+        "/probe/report",
+        Some(&probe),
+        &report("eu", "-5.0"),
+    );
+    assert_eq!(status, 422, "a negative time: {body}");
+    assert!(body.contains("connect_ms"), "{body}");
+    let (status, body) = http(
+        &api,
+        "POST",
+        "/probe/report",
+        Some(&write),
+        &report("eu", "1.0"),
+    );
+    assert_eq!(status, 403, "a writer is no agent: {body}");
+
+    // nothing of it changed the state or the term
+    assert_eq!(serial(&c), before);
+    for id in [1, 2, 3] {
+        assert_eq!(
+            dig(c.node(id).dns(), &["www.glb.example.com", "A"]).answers("A"),
+            ["192.0.2.0"],
+            "node {id}"
+        );
+    }
+    assert_eq!(term(&c), term_before, "no election was forced");
+    // while the right credential works
+    let (status, body) = http(
+        &api,
+        "POST",
+        "/cluster/write",
+        Some(&write),
+        &replace_spec("192.0.2.5"),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Under mutual TLS every certificate names a role: an agent's certificate
+/// may report for its region and do nothing else; another CA's node
+/// certificate gets no connection at all.
+#[test]
+fn under_mutual_tls_a_certificate_is_only_its_role() {
+    let c = Cluster::start_with(1, Tls::On, &crate::cluster::spec(0), "", &[]);
+    c.wait_healthy(1);
+    let dir = c.dir.path();
+    let zones = dir.join("w.yaml");
+    std::fs::write(&zones, crate::cluster::spec(7)).expect("write");
+    let as_cert = |name: &str, args: &[&str]| {
+        let mut all = vec!["cluster"];
+        all.extend_from_slice(args);
+        let config = c.node(1).config_path();
+        let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
+        all.extend_from_slice(&["--config", config, "--cert", &cert, "--key", &key]);
+        crate::harness::run(&all, dir)
+    };
+    let zones = zones.to_str().expect("utf-8");
+    let (code, out, err) = as_cert("agent-eu", &["apply", zones]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("agent-eu has the probe scope"), "{err}");
+    let (code, _, err) = as_cert("agent-eu", &["status"]);
+    assert_eq!(code, 1, "an agent may not read the cluster: {err}");
+    // a node's own certificate may read, not write
+    let (code, out, err) = as_cert("n1", &["status"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = as_cert("n1", &["apply", zones]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("may not write on its own account"), "{err}");
+    // the operator may
+    let (code, out, err) = as_cert("operator", &["apply", zones]);
+    assert_eq!(code, 0, "{out}{err}");
+    // a node certificate from another CA: no TLS session
+    let (code, _, err) = as_cert("rogue", &["status"]);
+    assert_eq!(code, 1, "{err}");
+}
+
+/// A spec that points checks at a cloud metadata address is refused by the
+/// leader, whichever way it comes; the agents never see it.
+#[test]
+fn checks_cannot_be_pointed_at_a_metadata_address() {
+    let c = Cluster::start_with(1, Tls::Off, &crate::cluster::spec(0), "", &[]);
+    c.wait_healthy(1);
+    let before = serial(&c);
+    let text = format!(
+        "{}regions: {{eu: {{}}}}\npools:\n  web:\n    check: {{kind: http}}\n    endpoints:\n      - {{id: a, address: 192.0.2.1, region: eu, check_address: \"169.254.169.254:80\"}}\n",
+        crate::cluster::spec(3)
+    );
+    let file = c.dir.path().join("meta.yaml");
+    std::fs::write(&file, &text).expect("write");
+    let (code, out, err) = c.cli(1, &["apply", file.to_str().expect("utf-8")]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("pools.web.endpoints[0].check_address: 169.254.169.254 is link-local"),
+        "{err}"
+    );
+    // and as JSON straight to the API, with the fields the YAML would refuse
+    let mut spec = meridian_config::zone::parse("meta.yaml", &text).expect("parses");
+    let check = spec.pools.get_mut("web").unwrap().check.as_mut().unwrap();
+    check.interval_ms = 0;
+    check.quorum = 0;
+    let body = serde_json::to_string(&meridian_consensus::Command::ReplaceSpec(Box::new(spec)))
+        .expect("json");
+    let (status, body) = http(
+        &c.node(1).api,
+        "POST",
+        "/cluster/write",
+        Some(&token(&c, "admin.token")),
+        &body,
+    );
+    assert_eq!(status, 422, "{body}");
+    for want in ["check.interval", "check.quorum", "169.254.169.254"] {
+        assert!(body.contains(want), "{want} in {body}");
+    }
+    assert_eq!(serial(&c), before);
+}
+
+/// Connections that never finish their headers are closed; many idle ones
+/// from one address hit its cap while DNS and the API keep answering.
+#[test]
+fn slow_and_idle_connections_are_bounded() {
+    let c = Cluster::start_with(1, Tls::Off, &crate::cluster::spec(0), "", &[]);
+    c.wait_healthy(1);
+    let api = c.node(1).api.clone();
+    // half-sent requests
+    let mut slow: Vec<TcpStream> = (0..30)
+        .map(|_| {
+            let mut s = TcpStream::connect(&api).expect("connect");
+            s.write_all(b"GET /cluster/status HTTP/1.1\r\nHost: x\r\n")
+                .expect("send");
+            s
+        })
+        .collect();
+    // past the per-address cap (64), more idle connections from this
+    // address are closed at once; another address still gets answers
+    let idle: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect(&api).expect("connect"))
+        .collect();
+    let mut over = TcpStream::connect(&api).expect("connect");
+    over.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = [0u8; 16];
+    assert!(
+        matches!(over.read(&mut buf), Ok(0) | Err(_)),
+        "a connection over the cap is closed"
+    );
+    let read = token(&c, "read.token");
+    let (status, body) = http_from("127.0.0.99", &api, "/cluster/status", &read);
+    assert_eq!(status, 200, "{body}");
+    drop(idle);
+    // each half-sent request is closed by the header timeout (10 s)
+    let deadline = Instant::now() + BOUND;
+    for s in &mut slow {
+        s.set_read_timeout(Some(Duration::from_secs(1)))
+            .expect("timeout");
+        let mut buf = [0u8; 512];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                // hyper may answer 408 before closing
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(_) => assert!(Instant::now() < deadline, "a half-sent request stayed open"),
+            }
+        }
+    }
+    // and DNS answered throughout
+    assert_eq!(
+        dig(c.node(1).dns(), &["www.glb.example.com", "A"]).answers("A"),
+        ["192.0.2.0"]
+    );
+}
