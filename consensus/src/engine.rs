@@ -1,14 +1,29 @@
 //! The storage engine seam: the few ordered key-value operations the Raft
 //! log needs, behind Meridian's own traits, with one adapter per engine.
-//! sled is the engine today; it is beta and openraft dropped its own sled
-//! store over memory and disk use, so nothing else names sled.
+//!
+//! Two engines: [`crate::journal::Journal`], Meridian's own, durable and
+//! checksummed, which new stores use; and [`Sled`], the engine the design
+//! first named, kept for stores it already holds. sled 0.34 is not durable
+//! (see the journal's docs for the evidence), so a node on a sled store
+//! says so at every start. Nothing outside this module and the journal
+//! names either.
 
 use std::future::Future;
 
 /// Why the engine failed.
 #[derive(Debug, thiserror::Error)]
-#[error("storage engine: {0}")]
-pub struct EngineError(String);
+pub enum EngineError {
+    /// The store's files are damaged: what was acknowledged cannot be
+    /// vouched for.
+    #[error("the store is damaged: {0}")]
+    Corrupt(String),
+    /// Reading or writing failed.
+    #[error("storage I/O: {0}")]
+    Io(String),
+    /// Another process holds the store.
+    #[error("the store is in use: {0}")]
+    Locked(String),
+}
 
 /// A key and its value.
 pub type Pair = (Vec<u8>, Vec<u8>);
@@ -42,14 +57,24 @@ pub struct Sled {
 impl Sled {
     /// Opens (or creates) a sled database in `path`. One per process.
     pub fn open(path: &std::path::Path) -> Result<Sled, EngineError> {
-        sled::open(path)
-            .map(|db| Sled { db })
-            .map_err(|e| EngineError(format!("cannot open {}: {e}", path.display())))
+        sled::open(path).map(|db| Sled { db }).map_err(|e| {
+            let message = format!("cannot open {}: {e}", path.display());
+            match e {
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    EngineError::Locked(message)
+                }
+                sled::Error::Io(_) => EngineError::Io(message),
+                _ => EngineError::Corrupt(message),
+            }
+        })
     }
 }
 
 fn err(e: sled::Error) -> EngineError {
-    EngineError(e.to_string())
+    match e {
+        sled::Error::Io(_) => EngineError::Io(e.to_string()),
+        _ => EngineError::Corrupt(e.to_string()),
+    }
 }
 
 /// A sled tree.

@@ -9,7 +9,7 @@
 //!   back-off) and the guard that identifies callers before bodies are
 //!   read.
 //! - [`engine`]: the [`KvEngine`](engine::KvEngine) seam and its sled
-//!   adapter.
+//!   adapter; [`journal`]: Meridian's own durable, checksummed engine.
 //! - [`log_store`]: the Raft log and vote, flushed before they are
 //!   acknowledged.
 //! - [`network`]: Raft RPCs over HTTP (reqwest out, axum routes in).
@@ -28,6 +28,7 @@
 pub mod auth;
 pub mod engine;
 pub mod http;
+pub mod journal;
 pub mod log_store;
 pub mod network;
 pub mod node;

@@ -38,8 +38,9 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::auth::{Credentials, Need, Principal, Scope};
-use crate::engine::Sled;
+use crate::engine::{EngineError, KvEngine, Sled};
 use crate::http::{self, Limits};
+use crate::journal::Journal;
 use crate::log_store::LogStore;
 use crate::network::{self, Contact, HttpNetwork};
 use crate::state::{ReplicatedState, StateMachine};
@@ -279,10 +280,60 @@ struct Inner {
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot open the Raft store at {path}: {message} (is another meridian using this data_dir?)")]
+    #[error("cannot open the Raft store at {path}: {message}")]
     Store { path: PathBuf, message: String },
+    #[error(
+        "the Raft store at {path} is in use: {message} (is another meridian using this data_dir?)"
+    )]
+    Locked { path: PathBuf, message: String },
+    /// The store failed its checks: this node cannot vouch for what it
+    /// acknowledged, so it must not take part until it is rebuilt.
+    #[error(
+        "the Raft store at {path} is damaged: {message}\n\
+         This node cannot vouch for what it acknowledged, so it will not start. To recover: \
+         remove it from the cluster (meridian cluster leave --id ID, on a healthy node), \
+         delete {path} and the snapshots beside it, and start it again with `join:` \
+         (a new id is safest): it comes back through a snapshot from the leader."
+    )]
+    Corrupt { path: PathBuf, message: String },
     #[error("cannot start Raft: {0}")]
     Raft(String),
+}
+
+impl StartError {
+    fn from_engine(path: &std::path::Path, e: EngineError) -> StartError {
+        let path = path.to_path_buf();
+        match e {
+            EngineError::Corrupt(message) => StartError::Corrupt { path, message },
+            EngineError::Locked(message) => StartError::Locked { path, message },
+            EngineError::Io(message) => StartError::Store { path, message },
+        }
+    }
+}
+
+/// Opens the log store on `engine`, checks it whole, and starts Raft on it.
+async fn start_raft<E: KvEngine>(
+    engine: &E,
+    path: &std::path::Path,
+    id: NodeId,
+    config: Arc<Config>,
+    network: HttpNetwork,
+    sm: StateMachine,
+) -> Result<(Raft<TypeConfig>, Arc<AtomicU64>), StartError> {
+    let store_err = |message: String| StartError::Store {
+        path: path.to_path_buf(),
+        message,
+    };
+    let log = LogStore::new(engine).map_err(|e| store_err(e.to_string()))?;
+    log.verify().map_err(|message| StartError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    let appended = log.appended_bytes();
+    let raft = Raft::new(id, config, network, log, sm)
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+    Ok((raft, appended))
 }
 
 impl ClusterNode {
@@ -293,14 +344,11 @@ impl ClusterNode {
         publish: impl Fn(&ReplicatedState) + Send + Sync + 'static,
     ) -> Result<ClusterNode, StartError> {
         let store_path = opts.data_dir.join("raft");
-        let store_err = |e: &dyn std::fmt::Display| StartError::Store {
-            path: store_path.clone(),
+        let snapshots = opts.data_dir.join("snapshots");
+        let mut sm = StateMachine::open(&snapshots).map_err(|e| StartError::Corrupt {
+            path: snapshots.join("current.snapshot"),
             message: e.to_string(),
-        };
-        let engine = Sled::open(&store_path).map_err(|e| store_err(&e))?;
-        let log = LogStore::new(&engine).map_err(|e| store_err(&e))?;
-        let mut sm =
-            StateMachine::open(&opts.data_dir.join("snapshots")).map_err(|e| store_err(&e))?;
+        })?;
         publish(sm.state());
         let (state, _) = tokio::sync::watch::channel(Arc::new(sm.state().clone()));
         let notify = state.clone();
@@ -323,16 +371,25 @@ impl ClusterNode {
         .map_err(|e| StartError::Raft(e.to_string()))?;
         let client = tls::http_client(opts.tls.as_ref(), opts.secret.as_deref());
         let scheme = if opts.tls.is_some() { "https" } else { "http" };
-        let appended = log.appended_bytes();
-        let raft = Raft::new(
-            opts.id,
-            Arc::new(config),
-            HttpNetwork::new(client.clone(), scheme),
-            log,
-            sm,
-        )
-        .await
-        .map_err(|e| StartError::Raft(e.to_string()))?;
+        let network = HttpNetwork::new(client.clone(), scheme);
+        let config = Arc::new(config);
+        // a store sled already holds stays on sled; every new one is a
+        // journal (see `engine` for why)
+        let (raft, appended) = if store_path.join("db").exists() && store_path.join("conf").exists()
+        {
+            warn!(
+                path = %store_path.display(),
+                "this Raft store is on sled, which does not sync what it acknowledges to disk; \
+                 rebuild the node (leave, wipe, join) to move it to the journal"
+            );
+            let engine =
+                Sled::open(&store_path).map_err(|e| StartError::from_engine(&store_path, e))?;
+            start_raft(&engine, &store_path, opts.id, config, network, sm).await?
+        } else {
+            let engine =
+                Journal::open(&store_path).map_err(|e| StartError::from_engine(&store_path, e))?;
+            start_raft(&engine, &store_path, opts.id, config, network, sm).await?
+        };
         tokio::spawn(compact_by_bytes(
             raft.clone(),
             appended,

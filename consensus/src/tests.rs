@@ -3,6 +3,7 @@ use openraft::StorageError;
 use tempfile::TempDir;
 
 use crate::engine::Sled;
+use crate::journal::Journal;
 use crate::log_store::LogStore;
 use crate::state::StateMachine;
 use crate::{NodeId, TypeConfig};
@@ -23,6 +24,27 @@ impl StoreBuilder<TypeConfig, LogStore<Sled>, StateMachine, TempDir> for SledBui
 #[test]
 fn openraft_storage_suite_passes_on_sled() -> Result<(), StorageError<NodeId>> {
     Suite::test_all(SledBuilder)?;
+    Ok(())
+}
+
+struct JournalBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore<Journal>, StateMachine, TempDir> for JournalBuilder {
+    async fn build(
+        &self,
+    ) -> Result<(TempDir, LogStore<Journal>, StateMachine), StorageError<NodeId>> {
+        let dir = TempDir::new().expect("temp dir");
+        let engine = Journal::open(&dir.path().join("raft")).expect("journal");
+        let log = LogStore::new(&engine)?;
+        let sm = StateMachine::open(&dir.path().join("snapshots"))?;
+        Ok((dir, log, sm))
+    }
+}
+
+/// The same suite against the journal, the engine new stores use.
+#[test]
+fn openraft_storage_suite_passes_on_the_journal() -> Result<(), StorageError<NodeId>> {
+    Suite::test_all(JournalBuilder)?;
     Ok(())
 }
 

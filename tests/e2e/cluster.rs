@@ -59,6 +59,10 @@ impl Node {
         self.process.as_ref().expect("node is running").addr
     }
 
+    pub(crate) fn data_path(&self) -> &Path {
+        &self.data
+    }
+
     pub(crate) fn config_path(&self) -> &str {
         self.config.to_str().expect("utf-8 path")
     }
@@ -152,6 +156,15 @@ impl Cluster {
             data: self.dir.path().join(format!("data-{id}")),
             process: None,
         });
+    }
+
+    /// Adds node `id` on its own loopback address, joining through node
+    /// 1, and starts it.
+    pub(crate) fn join_new(&mut self, id: u64) {
+        let api = format!("{}:{}", host(id), free_port(&host(id)));
+        let join = format!("  join: \"{}\"\n", self.node(1).api);
+        self.add(id, api, &join);
+        self.restart(id);
     }
 
     fn index(&self, id: u64) -> usize {
@@ -269,7 +282,7 @@ impl Cluster {
 
     /// Applies write `v` through any of `via`, retrying (bounded) while the
     /// cluster elects a leader.
-    fn apply_until_acked(&mut self, via: &[u64], v: u32) {
+    pub(crate) fn apply_until_acked(&mut self, via: &[u64], v: u32) {
         let deadline = Instant::now() + BOUND;
         for attempt in 0.. {
             let node = via[attempt % via.len()];
@@ -308,7 +321,7 @@ impl Cluster {
 
     /// Every acknowledged write survived: the cluster serves the last
     /// acknowledged write, or a later one whose outcome was unknown.
-    fn check_acknowledged_writes(&self, id: u64) {
+    pub(crate) fn check_acknowledged_writes(&self, id: u64) {
         let last_acked = self
             .writes
             .iter()

@@ -366,3 +366,85 @@ fn slow_and_idle_connections_are_bounded() {
         ["192.0.2.0"]
     );
 }
+
+/// Starts `meridian serve --config CONFIG` expecting it to refuse: its exit
+/// code and stderr. Fails if it starts serving instead (or hangs).
+fn serve_refused(config: &str) -> (i32, String) {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(crate::harness::BIN)
+        .args(["serve", "--config", config])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start meridian");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let served = std::io::BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("DNS listening"));
+        let _ = tx.send(served);
+    });
+    let served = rx.recv_timeout(BOUND);
+    if served != Ok(false) {
+        let _ = child.kill();
+    }
+    let status = child.wait().expect("wait");
+    let mut err = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err);
+    assert_eq!(
+        served,
+        Ok(false),
+        "the node started on a damaged store:\n{err}"
+    );
+    (status.code().unwrap_or(-1), err)
+}
+
+/// 4 KiB of noise written into the middle of a stopped node's store: the
+/// node refuses to start and says how to recover; rebuilt from a snapshot
+/// under a new id, it holds every acknowledged write.
+#[test]
+fn a_damaged_store_is_refused_and_the_node_rebuilt() {
+    let mut c = Cluster::start_with(3, Tls::Off, &crate::cluster::spec(0), "", &[]);
+    c.wait_healthy(1);
+    for v in 1..=40 {
+        c.apply_until_acked(&[1, 2], v);
+    }
+    c.kill(3);
+    let journal = c.node(3).data_path().join("raft/journal");
+    let mut bytes = std::fs::read(&journal).expect("journal");
+    assert!(bytes.len() > 4096 + 8192, "a journal with records");
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let start = 4096 + (bytes.len() - 4096) / 2 - 2048;
+    for b in &mut bytes[start..start + 4096] {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(&journal, &bytes).expect("write");
+    let (code, err) = serve_refused(c.node(3).config_path());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is damaged"), "{err}");
+    assert!(err.contains("journal"), "the message names the file: {err}");
+    assert!(
+        err.contains("meridian cluster leave"),
+        "and how to recover: {err}"
+    );
+
+    // the way back: leave, wipe, join as a new node
+    let (code, out, err) = c.cli(1, &["leave", "--id", "3"]);
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::remove_dir_all(c.node(3).data_path()).expect("wipe");
+    c.join_new(4);
+    c.wait_healthy(4);
+    for id in [1, 2, 4] {
+        c.check_acknowledged_writes(id);
+    }
+}
