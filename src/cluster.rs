@@ -305,6 +305,53 @@ async fn health(api: &Api, addr: &str, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// A follower that has not accepted an append for this long is out of
+/// touch (the leader sends one every heartbeat).
+const STALE_LIMIT_MS: u64 = 5000;
+
+/// What the members' views say about whether their states have split:
+/// a node that applied entries its leader does not have (a leader holds
+/// every committed entry), or two nodes whose versions contradict their
+/// applied indexes (the same index at different versions, or more applied
+/// at a lower version).
+fn divergence(views: &[&Status], leader: Option<NodeId>) -> Vec<String> {
+    let mut out: Vec<String> = views
+        .iter()
+        .filter_map(|s| {
+            s.diverged
+                .as_ref()
+                .map(|why| format!("diverged: node {}: {why}", s.id))
+        })
+        .collect();
+    if let Some(l) = leader.and_then(|l| views.iter().find(|s| s.id == l)) {
+        let leader_last = l.last_log_index.unwrap_or(0);
+        for s in views {
+            let applied = s.applied_index.unwrap_or(0);
+            if s.id != l.id && applied > leader_last {
+                out.push(format!(
+                    "diverged: node {} applied entries up to {applied}, but its leader {} has only up to {leader_last}",
+                    s.id, l.id
+                ));
+            }
+        }
+    }
+    for (i, a) in views.iter().enumerate() {
+        for b in &views[i + 1..] {
+            let (ai, bi) = (a.applied_index.unwrap_or(0), b.applied_index.unwrap_or(0));
+            let split = (ai == bi && a.version != b.version)
+                || (ai > bi && a.version < b.version)
+                || (bi > ai && b.version < a.version);
+            if split {
+                out.push(format!(
+                    "diverged: node {} is at version {} after entry {ai}, node {} at version {} after entry {bi}",
+                    a.id, a.version, b.id, b.version
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Asks the target, then every member it knows, for their status; prints
 /// one row per member. Healthy: a leader every member agrees on, and every
 /// member reachable and voting.
@@ -370,6 +417,14 @@ async fn status(api: &Api, addr: &str, json: bool) -> ExitCode {
     if leader.is_none() {
         problems.push("no leader".to_string());
     }
+    if !first.members.contains_key(&first.id) {
+        problems.push(format!(
+            "node {} is not a member of a cluster (not initialized, or not joined yet)",
+            first.id
+        ));
+    }
+    let reached: Vec<&Status> = views.values().filter_map(|v| v.as_ref().ok()).collect();
+    problems.extend(divergence(&reached, leader));
     for (id, view) in &views {
         let member = &first.members[id];
         match view {
@@ -383,6 +438,12 @@ async fn status(api: &Api, addr: &str, json: bool) -> ExitCode {
                 }
                 if !member.voter {
                     problems.push(format!("node {id} is a learner (still joining)"));
+                }
+                if Some(*id) != leader && s.stale_ms.is_none_or(|ms| ms > STALE_LIMIT_MS) {
+                    problems.push(format!(
+                        "node {id} has not heard from the leader {}",
+                        s.stale_ms.map_or("yet".into(), |ms| format!("for {ms} ms"))
+                    ));
                 }
                 if !json {
                     out!(

@@ -184,7 +184,11 @@ fn sync_dir(dir: &Path) -> Result<(), EngineError> {
 impl Inner {
     fn write_header(&mut self, durable_len: u64) -> Result<(), EngineError> {
         let seq = self.seq + 1;
-        let offset = if seq.is_multiple_of(2) { 0 } else { SLOT as u64 };
+        let offset = if seq.is_multiple_of(2) {
+            0
+        } else {
+            SLOT as u64
+        };
         let path = self.path.clone();
         let len = self.file.metadata().map_err(|e| io(&path, e))?.len();
         if len < HEADER {

@@ -32,6 +32,9 @@ pub struct LogStore<E: KvEngine> {
     /// Bytes of entries appended since this process started (shared by
     /// clones); the node compares it against its log budget.
     appended: Arc<AtomicU64>,
+    /// Set when a leader asked this node to drop entries it had already
+    /// committed: the cluster's states have split (see [`LogStore::truncate`]).
+    diverged: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl<E: KvEngine> LogStore<E> {
@@ -45,7 +48,13 @@ impl<E: KvEngine> LogStore<E> {
             logs: open("raft_log")?,
             meta: open("raft_meta")?,
             appended: Arc::new(AtomicU64::new(0)),
+            diverged: Arc::default(),
         })
+    }
+
+    /// Why this node's log has split from its leader's, once it has.
+    pub fn diverged(&self) -> Arc<std::sync::Mutex<Option<String>>> {
+        self.diverged.clone()
     }
 
     /// The running count of bytes appended to the log.
@@ -287,7 +296,24 @@ impl<E: KvEngine> RaftLogStorage<TypeConfig> for LogStore<E> {
         }
     }
 
+    /// Drops the entries from `log_id` on, which a new leader does not
+    /// have. Never a committed one: a leader holds every committed entry,
+    /// so a leader without one means the cluster has split (a majority
+    /// lost what it acknowledged). Refusing stops this node's Raft (DNS
+    /// keeps answering its state) and `status` reports the split, rather
+    /// than have the node quietly forget acknowledged writes.
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let committed: Option<LogId<NodeId>> =
+            self.get_meta::<Option<LogId<NodeId>>>(COMMITTED)?.flatten();
+        if let Some(c) = committed.filter(|c| c.index >= log_id.index) {
+            let why = format!(
+                "the leader has no entry {} of term {}, which this node committed (it committed up to {}): the cluster has split",
+                log_id.index, log_id.leader_id.term, c.index
+            );
+            tracing::error!("{why}; refusing to drop committed entries");
+            *self.diverged.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+            return Err(StorageIOError::write_logs(&Damaged(why)).into());
+        }
         self.logs
             .remove_range(&key(log_id.index), &[0xff; 9])
             .map_err(|e| StorageIOError::write_logs(&e))?;

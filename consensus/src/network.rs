@@ -5,7 +5,15 @@
 //! One `reqwest::Client` is shared by every connection, and each RPC gets
 //! openraft's hard TTL as its timeout, so a dead peer costs at most that.
 //! Bodies are JSON: the request, and the receiver's
-//! `Result<Response, RaftError>`.
+//! `Result<Response, RaftError>` — except a snapshot chunk, whose bytes
+//! travel as they are after a JSON head (`u32` length, head, bytes), not
+//! as a JSON array of numbers four times their size.
+//!
+//! Sizes agree end to end: openraft sends at most [`MAX_PAYLOAD_ENTRIES`]
+//! entries per append and [`SNAPSHOT_CHUNK`] bytes per chunk; the routes
+//! accept [`APPEND_LIMIT`] and [`SNAPSHOT_LIMIT`]; and a receiver's 413 is
+//! openraft's `PayloadTooLarge`, so the sender halves the batch instead
+//! of retrying the same one for ever.
 //!
 //! The routes take only nodes (see [`crate::auth`]); each RPC's sender
 //! must also be who it says: when this node knows the sender's id as a
@@ -17,31 +25,39 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::routing::post;
 use axum::{Json, Router};
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, Raft};
+use openraft::{BasicNode, Raft, SnapshotMeta, Vote};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::auth::Principal;
 use crate::node::{host_of, ClusterError};
 use crate::{NodeId, TypeConfig};
 
-/// Body limit of an append: up to `max_payload_entries` entries, probe
-/// reports among them.
-pub const APPEND_LIMIT: usize = 64 * 1024 * 1024;
+/// Entries per append, at most (openraft's `max_payload_entries`).
+pub const MAX_PAYLOAD_ENTRIES: u64 = 64;
 
-/// Body limit of a snapshot chunk (JSON, so several times the chunk).
-pub const SNAPSHOT_LIMIT: usize = 64 * 1024 * 1024;
+/// Bytes per snapshot chunk (openraft's `snapshot_max_chunk_size`).
+pub const SNAPSHOT_CHUNK: u64 = 4 << 20;
+
+/// Body limit of an append: [`MAX_PAYLOAD_ENTRIES`] entries of up to a
+/// probe report's limit each would not fit, and need not: a 413 halves
+/// the batch.
+pub const APPEND_LIMIT: usize = 64 << 20;
+
+/// Body limit of a snapshot chunk: the chunk and its head.
+pub const SNAPSHOT_LIMIT: usize = (SNAPSHOT_CHUNK as usize) + (1 << 20);
 
 /// Makes connections to peers; holds the one shared HTTP client.
 #[derive(Clone)]
@@ -114,24 +130,46 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     }
 }
 
+/// A snapshot chunk's head: the request without its bytes.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ChunkHead {
+    vote: Vote<NodeId>,
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    offset: u64,
+    done: bool,
+}
+
+/// A body as sent: JSON, or a snapshot chunk's head and bytes.
+enum Body {
+    Json(Vec<u8>),
+    Chunk(Vec<u8>),
+}
+
 impl HttpConnection {
-    async fn rpc<Req, Resp, E>(
+    async fn rpc<Resp, E>(
         &self,
         path: &str,
-        req: Req,
+        body: Body,
         timeout: Duration,
+        // what to ask openraft for when the receiver says 413 (appends;
+        // a snapshot chunk is sized to fit its route)
+        smaller: Option<PayloadTooLarge>,
     ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
     where
-        Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
         let url = format!("{}/{path}", self.base);
+        let (bytes, content_type) = match body {
+            Body::Json(b) => (b, "application/json"),
+            Body::Chunk(b) => (b, "application/octet-stream"),
+        };
         let sent = self
             .client
             .post(&url)
             .timeout(timeout)
-            .json(&req)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(bytes)
             .send()
             .await;
         let resp = match sent {
@@ -141,6 +179,15 @@ impl HttpConnection {
             Err(e) if e.is_connect() => return Err(RPCError::Unreachable(Unreachable::new(&e))),
             Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
         };
+        if let (reqwest::StatusCode::PAYLOAD_TOO_LARGE, Some(smaller)) = (resp.status(), smaller) {
+            return Err(RPCError::PayloadTooLarge(smaller));
+        }
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            let e = std::io::Error::other(format!("HTTP {status}: {}", text.trim()));
+            return Err(RPCError::Network(NetworkError::new(&e)));
+        }
         let body: Result<Resp, RaftError<NodeId, E>> = resp
             .json()
             .await
@@ -155,7 +202,16 @@ impl RaftNetwork<TypeConfig> for HttpConnection {
         req: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.rpc("append", req, option.hard_ttl()).await
+        let half = (req.entries.len() as u64 / 2).max(1);
+        let body =
+            serde_json::to_vec(&req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.rpc(
+            "append",
+            Body::Json(body),
+            option.hard_ttl(),
+            Some(PayloadTooLarge::new_entries_hint(half)),
+        )
+        .await
     }
 
     async fn install_snapshot(
@@ -166,7 +222,9 @@ impl RaftNetwork<TypeConfig> for HttpConnection {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.rpc("snapshot", req, option.hard_ttl()).await
+        let body = chunk_body(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.rpc("snapshot", Body::Chunk(body), option.hard_ttl(), None)
+            .await
     }
 
     async fn vote(
@@ -174,7 +232,10 @@ impl RaftNetwork<TypeConfig> for HttpConnection {
         req: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.rpc("vote", req, option.hard_ttl()).await
+        let body =
+            serde_json::to_vec(&req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.rpc("vote", Body::Json(body), option.hard_ttl(), None)
+            .await
     }
 }
 
@@ -250,14 +311,51 @@ async fn vote(
     Ok(Json(raft.vote(req).await))
 }
 
+/// `u32` head length, the head as JSON, the chunk's bytes.
+fn chunk_body(req: InstallSnapshotRequest<TypeConfig>) -> Result<Vec<u8>, serde_json::Error> {
+    let head = serde_json::to_vec(&ChunkHead {
+        vote: req.vote,
+        meta: req.meta,
+        offset: req.offset,
+        done: req.done,
+    })?;
+    let mut out = Vec::with_capacity(4 + head.len() + req.data.len());
+    out.extend_from_slice(&u32::try_from(head.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&req.data);
+    Ok(out)
+}
+
+fn parse_chunk(body: &[u8]) -> Result<InstallSnapshotRequest<TypeConfig>, ClusterError> {
+    let bad = |m: &str| ClusterError::Rejected(format!("a snapshot chunk {m}"));
+    let len = body
+        .get(..4)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+        .ok_or_else(|| bad("without a head"))?;
+    let head_end = 4usize
+        .checked_add(len)
+        .filter(|e| *e <= body.len())
+        .ok_or_else(|| bad("with a head longer than itself"))?;
+    let head: ChunkHead = serde_json::from_slice(&body[4..head_end])
+        .map_err(|e| ClusterError::Rejected(format!("a snapshot chunk's head: {e}")))?;
+    Ok(InstallSnapshotRequest {
+        vote: head.vote,
+        meta: head.meta,
+        offset: head.offset,
+        data: body[head_end..].to_vec(),
+        done: head.done,
+    })
+}
+
 async fn snapshot(
     State(raft): State<Raft<TypeConfig>>,
     Extension(principal): Extension<Principal>,
-    Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
+    body: Bytes,
 ) -> Result<
     Json<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>>,
     ClusterError,
 > {
+    let req = parse_chunk(&body)?;
     check_sender(&raft, &principal, req.vote.leader_id().voted_for())?;
     Ok(Json(raft.install_snapshot(req).await))
 }

@@ -103,6 +103,9 @@ pub struct NodeOptions {
     pub limits: Limits,
 }
 
+/// Why a node's log split from its leader's (see `LogStore::truncate`).
+type Diverged = Arc<std::sync::Mutex<Option<String>>>;
+
 /// See [`NodeOptions::check_spec`].
 pub type SpecCheck = Arc<dyn Fn(&meridian_config::ZoneSpec) -> Result<(), String> + Send + Sync>;
 
@@ -219,6 +222,10 @@ pub struct Status {
     /// since a quorum acknowledged it; elsewhere, since the leader's last
     /// accepted append. `None`: never.
     pub stale_ms: Option<u64>,
+    /// Set once a leader asked this node to drop entries it had
+    /// committed: the cluster's states have split.
+    #[serde(default)]
+    pub diverged: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -272,6 +279,11 @@ struct Inner {
     state: tokio::sync::watch::Sender<Arc<ReplicatedState>>,
     credentials: Arc<Credentials>,
     limits: Limits,
+    /// The last applied index with the state version it produced, set
+    /// together: what `status` reports, so versions compare across nodes.
+    applied_at: crate::state::AppliedAt,
+    /// Why this node's log split from its leader's, once it has.
+    diverged: Diverged,
     /// The last time this node stamped a probe report as leader: the
     /// monotonic instant and the cluster time it gave.
     last_stamp: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
@@ -319,7 +331,7 @@ async fn start_raft<E: KvEngine>(
     config: Arc<Config>,
     network: HttpNetwork,
     sm: StateMachine,
-) -> Result<(Raft<TypeConfig>, Arc<AtomicU64>), StartError> {
+) -> Result<(Raft<TypeConfig>, Arc<AtomicU64>, Diverged), StartError> {
     let store_err = |message: String| StartError::Store {
         path: path.to_path_buf(),
         message,
@@ -330,10 +342,11 @@ async fn start_raft<E: KvEngine>(
         message,
     })?;
     let appended = log.appended_bytes();
+    let diverged = log.diverged();
     let raft = Raft::new(id, config, network, log, sm)
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
-    Ok((raft, appended))
+    Ok((raft, appended, diverged))
 }
 
 impl ClusterNode {
@@ -352,6 +365,7 @@ impl ClusterNode {
         publish(sm.state());
         let (state, _) = tokio::sync::watch::channel(Arc::new(sm.state().clone()));
         let notify = state.clone();
+        let applied_at = sm.applied_at();
         sm.on_change(move |s| {
             notify.send_replace(Arc::new(s.clone()));
             publish(s);
@@ -365,6 +379,8 @@ impl ClusterNode {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_every),
             max_in_snapshot_log_to_keep: t.snapshot_every,
             install_snapshot_timeout: millis(t.write_timeout),
+            max_payload_entries: network::MAX_PAYLOAD_ENTRIES,
+            snapshot_max_chunk_size: network::SNAPSHOT_CHUNK,
             ..Default::default()
         }
         .validate()
@@ -375,21 +391,21 @@ impl ClusterNode {
         let config = Arc::new(config);
         // a store sled already holds stays on sled; every new one is a
         // journal (see `engine` for why)
-        let (raft, appended) = if store_path.join("db").exists() && store_path.join("conf").exists()
-        {
-            warn!(
-                path = %store_path.display(),
-                "this Raft store is on sled, which does not sync what it acknowledges to disk; \
-                 rebuild the node (leave, wipe, join) to move it to the journal"
-            );
-            let engine =
-                Sled::open(&store_path).map_err(|e| StartError::from_engine(&store_path, e))?;
-            start_raft(&engine, &store_path, opts.id, config, network, sm).await?
-        } else {
-            let engine =
-                Journal::open(&store_path).map_err(|e| StartError::from_engine(&store_path, e))?;
-            start_raft(&engine, &store_path, opts.id, config, network, sm).await?
-        };
+        let (raft, appended, diverged) =
+            if store_path.join("db").exists() && store_path.join("conf").exists() {
+                warn!(
+                    path = %store_path.display(),
+                    "this Raft store is on sled, which does not sync what it acknowledges to disk; \
+                     rebuild the node (leave, wipe, join) to move it to the journal"
+                );
+                let engine =
+                    Sled::open(&store_path).map_err(|e| StartError::from_engine(&store_path, e))?;
+                start_raft(&engine, &store_path, opts.id, config, network, sm).await?
+            } else {
+                let engine = Journal::open(&store_path)
+                    .map_err(|e| StartError::from_engine(&store_path, e))?;
+                start_raft(&engine, &store_path, opts.id, config, network, sm).await?
+            };
         tokio::spawn(compact_by_bytes(
             raft.clone(),
             appended,
@@ -409,6 +425,8 @@ impl ClusterNode {
                 state,
                 credentials: opts.credentials,
                 limits: opts.limits,
+                applied_at,
+                diverged,
                 last_stamp: std::sync::Mutex::new(None),
             }),
         })
@@ -802,6 +820,11 @@ impl ClusterNode {
                 )
             })
             .collect();
+        let (applied_index, version) = *self
+            .inner
+            .applied_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let stale_ms = if m.state == ServerState::Leader {
             m.millis_since_quorum_ack
         } else {
@@ -824,8 +847,8 @@ impl ClusterNode {
             term: m.current_term,
             leader: m.current_leader,
             last_log_index: m.last_log_index,
-            applied_index: m.last_applied.map(|l| l.index),
-            version: self.version(),
+            applied_index,
+            version,
             snapshot_index: m.snapshot.map(|l| l.index),
             purged_index: m.purged.map(|l| l.index),
             members,
@@ -834,6 +857,12 @@ impl ClusterNode {
                 .as_ref()
                 .map(|r| r.iter().map(|(id, l)| (*id, l.map(|l| l.index))).collect()),
             stale_ms,
+            diverged: self
+                .inner
+                .diverged
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 

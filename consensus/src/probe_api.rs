@@ -27,11 +27,13 @@ use crate::state::Command;
 /// the list as it is.
 pub const LONG_POLL: Duration = Duration::from_secs(20);
 
-/// Reports may carry many thousands of observations.
-pub const REPORT_LIMIT: usize = 32 * 1024 * 1024;
+/// The largest report body: agents send at most 2000 observations (about
+/// 180 KB) a report; a bigger body is refused with 413 before it can
+/// become one Raft entry large enough to stall replication.
+pub const REPORT_LIMIT: usize = 2 << 20;
 
 /// The most observations one report may carry.
-pub const MAX_OBSERVATIONS: usize = 100_000;
+pub const MAX_OBSERVATIONS: usize = 10_000;
 
 /// The longest error text an observation may carry.
 const MAX_ERROR_LEN: usize = 512;

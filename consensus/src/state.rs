@@ -170,7 +170,13 @@ pub struct StateMachine {
     /// Called with the new state after each applied batch: the seam the
     /// DNS server's snapshots will be published through.
     on_change: Option<Publisher>,
+    /// The last applied index and the version it left, updated together
+    /// after every applied batch: so a reader sees a matching pair.
+    applied_at: AppliedAt,
 }
+
+/// See [`StateMachine::applied_at`].
+pub type AppliedAt = std::sync::Arc<std::sync::Mutex<(Option<u64>, u64)>>;
 
 impl std::fmt::Debug for StateMachine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -191,12 +197,26 @@ impl StateMachine {
             applied: Applied::default(),
             dir: dir.to_path_buf(),
             on_change: None,
+            applied_at: Default::default(),
         };
         if let Some(file) = sm.read_snapshot_file()? {
             sm.applied = serde_json::from_slice(&file.data)
                 .map_err(|e| StorageIOError::read_snapshot(Some(file.meta.signature()), &e))?;
+            sm.mark_applied();
         }
         Ok(sm)
+    }
+
+    /// The last applied index and the version it left, always a pair.
+    pub fn applied_at(&self) -> AppliedAt {
+        self.applied_at.clone()
+    }
+
+    fn mark_applied(&self) {
+        *self.applied_at.lock().unwrap_or_else(|p| p.into_inner()) = (
+            self.applied.last_applied.map(|l| l.index),
+            self.applied.state.version,
+        );
     }
 
     /// Calls `f` with the state after every change.
@@ -296,6 +316,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             });
         }
+        self.mark_applied();
         if self.applied.state.revision != before {
             if let Some(f) = &self.on_change {
                 f(&self.applied.state);
@@ -327,6 +348,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             data,
         })?;
         self.applied = applied;
+        self.mark_applied();
         if let Some(f) = &self.on_change {
             f(&self.applied.state);
         }

@@ -29,6 +29,26 @@ use crate::targets::{CheckList, Target};
 /// How long the reporter waits after a state change for more of them.
 pub const DEBOUNCE: Duration = Duration::from_millis(20);
 
+/// The most observations one report carries (about 180 KB): a bigger batch
+/// goes as several reports, so no Raft entry is large enough to hold up
+/// heartbeats or a lagging follower.
+pub const MAX_PER_REPORT: usize = 2000;
+
+/// The longest error text a report carries (the cluster refuses longer).
+pub const MAX_ERROR_LEN: usize = 512;
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn clip(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+    }
+    s
+}
+
 /// Where an agent gets its checks and sends its reports.
 pub trait Cluster: Send + Sync + 'static {
     /// The region's check list. With `known` (the tag the agent has), it
@@ -276,7 +296,7 @@ async fn probe_loop(shared: Arc<Shared>, target: Target) {
             ok: outcome.ok,
             connect_ms: outcome.connect_ms,
             ttfb_ms: outcome.ttfb_ms,
-            error: outcome.error,
+            error: outcome.error.map(|e| clip(e, MAX_ERROR_LEN)),
         };
         shared
             .pending
@@ -305,7 +325,17 @@ async fn report_loop<C: Cluster>(cluster: Arc<C>, shared: Arc<Shared>) {
         }
         let batch: Vec<(Key, Observation)> = {
             let mut pending = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
-            pending.drain().collect()
+            let n = pending.len().min(MAX_PER_REPORT);
+            let keys: Vec<Key> = pending.keys().take(n).cloned().collect();
+            let batch = keys
+                .into_iter()
+                .filter_map(|k| pending.remove(&k).map(|o| (k, o)))
+                .collect();
+            if !pending.is_empty() {
+                // the rest goes in the next report, at once
+                shared.changed.notify_one();
+            }
+            batch
         };
         if batch.is_empty() {
             continue;

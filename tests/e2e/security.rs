@@ -10,7 +10,13 @@ use crate::cluster::{Cluster, Tls, BOUND};
 use crate::harness::dig;
 
 /// One HTTP/1.1 request over plain TCP: the status and the body.
-fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+pub(crate) fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
@@ -61,7 +67,7 @@ fn http_from(from: &str, addr: &str, path: &str, token: &str) -> (u16, String) {
     (status, reply)
 }
 
-fn token(c: &Cluster, name: &str) -> String {
+pub(crate) fn token(c: &Cluster, name: &str) -> String {
     std::fs::read_to_string(c.dir.path().join(name))
         .expect("token")
         .trim()
