@@ -12,11 +12,9 @@
 //!   client certificate) for [`guarded`] routes, which decide who is
 //!   calling *before* any extractor reads the body.
 
-use std::collections::HashMap;
-use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -25,12 +23,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use meridian_net::Gate;
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::auth::{CertIdentity, Credentials, Denied, Need, Principal};
 use crate::node::ClusterError;
@@ -74,49 +72,6 @@ pub struct Peer {
     pub cert: Option<Arc<CertIdentity>>,
 }
 
-/// Open connections per client address; an entry lives while its
-/// connections do, so the map never holds more than the global cap.
-#[derive(Default)]
-struct PerPeer(Mutex<HashMap<IpAddr, usize>>);
-
-struct PeerSlot {
-    table: Arc<PerPeer>,
-    ip: IpAddr,
-}
-
-impl PerPeer {
-    fn enter(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<PeerSlot> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(ip).or_insert(0);
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(PeerSlot {
-            table: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for PeerSlot {
-    fn drop(&mut self) {
-        let mut map = self.table.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
-    }
-}
-
-/// Whether an accept error means the process (or system) is out of file
-/// descriptors: EMFILE or ENFILE.
-fn out_of_fds(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
-}
-
 /// Serves `app` on `listener` (TLS with `tls`) within `limits`, until the
 /// process ends.
 pub async fn serve(
@@ -126,40 +81,17 @@ pub async fn serve(
     limits: Limits,
 ) {
     let limits = Arc::new(limits);
-    let open = Arc::new(Semaphore::new(limits.max_connections));
-    let per_peer = Arc::new(PerPeer::default());
+    let gate = Gate::new(limits.max_connections, limits.max_per_peer);
     let acceptor = tls.map(TlsAcceptor::from);
-    let mut last_warning: Option<Instant> = None;
+    let mut last_warning = None;
     loop {
-        let (stream, addr) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                if out_of_fds(&e) {
-                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                        warn!(%e, "out of file descriptors: not accepting API connections for a moment");
-                        last_warning = Some(Instant::now());
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                } else {
-                    debug!(%e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                continue;
-            }
-        };
-        let Ok(permit) = open.clone().try_acquire_owned() else {
-            debug!(%addr, "connection refused: the listener is at its connection cap");
-            continue;
-        };
-        let Some(slot) = per_peer.enter(addr.ip(), limits.max_per_peer) else {
-            debug!(%addr, "connection refused: this address is at its connection cap");
-            continue;
-        };
+        let (stream, addr, admitted) =
+            meridian_net::accept(&listener, &gate, "api", &mut last_warning).await;
         let app = app.clone();
         let acceptor = acceptor.clone();
         let limits = limits.clone();
         tokio::spawn(async move {
-            let _held = (permit, slot);
+            let _held = admitted;
             connection(stream, addr, acceptor, app, &limits).await;
         });
     }

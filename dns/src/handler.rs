@@ -1,6 +1,7 @@
-//! Meridian's hickory `RequestHandler`: checks the request, asks
+//! Meridian's request handler: checks a decoded request, asks
 //! [`answer::resolve`](crate::answer::resolve) for a plan, and encodes it —
-//! with the EDNS and size handling hickory's own `Catalog` gets wrong.
+//! with the EDNS and size handling hickory's own `Catalog` gets wrong. The
+//! UDP and TCP loops of [`crate::server`] both answer through it.
 //!
 //! - The response carries an OPT record whenever the query did (RFC 6891),
 //!   version 0, our UDP size, and the DO bit copied (RFC 3225).
@@ -14,13 +15,12 @@
 
 use std::cell::RefCell;
 
-use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncoder;
 use hickory_proto::ProtoError;
-use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::server::Request;
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -205,9 +205,9 @@ impl Handler {
         }
     }
 
-    /// Answers one UDP request: the response's wire form goes into `out`
-    /// (cleared first). Responses are never answered.
-    pub fn respond_udp(&self, request: &Request, out: &mut Vec<u8>) -> Result<(), ProtoError> {
+    /// Answers one request (UDP or TCP, as the request says): the
+    /// response's wire form goes into `out` (cleared first).
+    pub fn respond(&self, request: &Request, out: &mut Vec<u8>) -> Result<(), ProtoError> {
         out.clear();
         let snapshot = self.snapshots.load();
         let geo = self.geo.load();
@@ -221,28 +221,6 @@ impl Handler {
             None => b.build_no_records(p.meta).destructive_emit(&mut enc)?,
         };
         Ok(())
-    }
-}
-
-/// hickory's path: TCP (and anything registered with hickory's `Server`).
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut response_handle: R,
-    ) -> ResponseInfo {
-        let snapshot = self.snapshots.load();
-        let geo = self.geo.load_full();
-        let p = self.prepare(request, &snapshot, geo.as_deref());
-        let b = builder(request, p.edns.as_ref());
-        match &p.reply {
-            Some(reply) => {
-                let msg = message(b, p.meta, reply, p.with_additional);
-                send(&mut response_handle, msg, p.meta).await
-            }
-            None => send(&mut response_handle, b.build_no_records(p.meta), p.meta).await,
-        }
     }
 }
 
@@ -334,30 +312,4 @@ fn message<'q, 'a>(
         std::iter::empty(),
         additional.iter().map(|r| &r.record),
     )
-}
-
-async fn send<'a, R: ResponseHandler>(
-    handle: &mut R,
-    msg: MessageResponse<
-        '_,
-        'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-    >,
-    meta: Metadata,
-) -> ResponseInfo {
-    match handle.send_response(msg).await {
-        Ok(info) => info,
-        Err(error) => {
-            debug!(%error, "failed to send response");
-            let mut meta = meta;
-            meta.response_code = ResponseCode::ServFail;
-            ResponseInfo::from(Header {
-                metadata: meta,
-                counts: HeaderCounts::default(),
-            })
-        }
-    }
 }

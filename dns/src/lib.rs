@@ -9,10 +9,11 @@
 //!   No sockets, no wire format.
 //! - [`explain`]: the answer for a name and client, with each steering
 //!   step's decision, for `meridian explain` and the API.
-//! - [`handler`]: the hickory `RequestHandler` that checks requests, runs the
-//!   lookup and encodes replies with correct EDNS and truncation.
+//! - [`handler`]: the handler that checks requests, runs the lookup and
+//!   encodes replies with correct EDNS and truncation.
 //! - [`server`]: binding UDP (several SO_REUSEPORT sockets) and TCP
-//!   listeners, and running hickory's `Server` over them until shutdown.
+//!   listeners, and serving them (a thread per UDP socket; a bounded TCP
+//!   loop) until shutdown.
 //!
 //! The query path reads the current snapshot through an atomic pointer and
 //! never takes a lock or waits on anything but the socket.

@@ -6,8 +6,11 @@
 //! queries over them and every core serves; each socket has its own thread
 //! that receives, answers and sends with no task, channel or allocation of
 //! buffers per packet (hickory's UDP path spends several times our lookup on
-//! those, see BENCHMARKS.md). TCP runs on hickory's `Server`. Both answer
-//! through the same [`Handler`]. Port 0 picks one free port for both
+//! those, see BENCHMARKS.md). TCP is served by a loop of our own: bounded
+//! connections (in total and per client address, see `meridian_net`), an
+//! idle timeout per connection, a back-off when file descriptors run out,
+//! and queries answered in order. Both answer through the same
+//! [`Handler`]. Port 0 picks one free port for both
 //! protocols, so tests can bind anywhere and read the port back.
 
 use std::future::Future;
@@ -23,7 +26,7 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
 use hickory_server::net::xfer;
 use hickory_server::server::Request;
 use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
-use hickory_server::Server;
+use meridian_net::Gate;
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, info, warn};
 
@@ -273,10 +276,22 @@ fn udp_loop(socket: UdpSocket, handler: Handler, stop: Arc<AtomicBool>) {
 }
 
 /// Works out the reply to one datagram into `out`; false when nothing is
+/// to be sent.
+fn answer_datagram(handler: &Handler, packet: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> bool {
+    answer(handler, packet, src, xfer::Protocol::Udp, out)
+}
+
+/// Works out the reply to one message into `out`; false when nothing is
 /// to be sent. Like hickory's own path: shorter than a header, a response,
 /// or from port 0 is dropped; a message that does not decode gets a
 /// header-only FORMERR.
-fn answer_datagram(handler: &Handler, packet: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> bool {
+fn answer(
+    handler: &Handler,
+    packet: &[u8],
+    src: SocketAddr,
+    protocol: xfer::Protocol,
+    out: &mut Vec<u8>,
+) -> bool {
     if src.port() == 0 {
         return false;
     }
@@ -286,8 +301,8 @@ fn answer_datagram(handler: &Handler, packet: &[u8], src: SocketAddr, out: &mut 
     if header.metadata.message_type == MessageType::Response {
         return false;
     }
-    match Request::from_bytes(packet.to_vec(), src, xfer::Protocol::Udp) {
-        Ok(request) => handler.respond_udp(&request, out).is_ok(),
+    match Request::from_bytes(packet.to_vec(), src, protocol) {
+        Ok(request) => handler.respond(&request, out).is_ok(),
         Err(_) => {
             out.clear();
             // no question can be echoed from a message that did not decode
@@ -331,20 +346,93 @@ pub async fn serve(
     }
     let _udp = StopOnDrop(stop, udp_threads);
 
-    let mut server = Server::new(handler);
+    let gate = Gate::new(TCP_MAX_CONNECTIONS, TCP_MAX_PER_PEER);
+    let mut accepting = tokio::task::JoinSet::new();
     for tcp in listeners.tcp {
-        server.register_listener(
-            tokio::net::TcpListener::from_std(tcp)?,
+        let listener = tokio::net::TcpListener::from_std(tcp)?;
+        accepting.spawn(tcp_accept_loop(
+            listener,
+            handler.clone(),
+            gate.clone(),
             tcp_idle_timeout,
-            // responses queued per connection
-            16,
-        );
+        ));
     }
-    tokio::select! {
-        r = server.block_until_done() => r.map_err(io::Error::other),
-        () = shutdown => {
-            info!("DNS server shutting down");
-            server.shutdown_gracefully().await.map_err(io::Error::other)
+    shutdown.await;
+    info!("DNS server shutting down");
+    // stop accepting; connections in flight end with their idle timeout
+    accepting.shutdown().await;
+    Ok(())
+}
+
+/// Open DNS-over-TCP connections, at most, all clients together.
+pub const TCP_MAX_CONNECTIONS: usize = 1024;
+
+/// Open DNS-over-TCP connections from one address, at most.
+pub const TCP_MAX_PER_PEER: usize = 32;
+
+async fn tcp_accept_loop(
+    listener: tokio::net::TcpListener,
+    handler: Handler,
+    gate: Gate,
+    idle: Duration,
+) {
+    let mut last_warning = None;
+    loop {
+        let (stream, peer, admitted) =
+            meridian_net::accept(&listener, &gate, "dns-tcp", &mut last_warning).await;
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let _held = admitted;
+            if let Err(e) = tcp_connection(stream, peer, &handler, idle).await {
+                debug!(%peer, %e, "DNS TCP connection ended");
+            }
+        });
+    }
+}
+
+/// Answers the queries of one connection in order (RFC 7766 pipelining),
+/// until the client closes it, sends something that is not DNS, or is idle
+/// for `idle` (waiting for a query or in the middle of one).
+async fn tcp_connection(
+    mut stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    handler: &Handler,
+    idle: Duration,
+) -> io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.set_nodelay(true);
+    let mut packet = Vec::new();
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let mut len = [0u8; 2];
+        match tokio::time::timeout(idle, stream.read_exact(&mut len)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(()),
         }
+        let n = usize::from(u16::from_be_bytes(len));
+        packet.resize(n, 0);
+        match tokio::time::timeout(idle, stream.read_exact(&mut packet)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(()),
+        }
+        if !answer(handler, &packet, peer, xfer::Protocol::Tcp, &mut out) {
+            // not DNS (shorter than a header, or a response): hang up
+            if n < 12 {
+                return Ok(());
+            }
+            continue;
+        }
+        let Ok(reply_len) = u16::try_from(out.len()) else {
+            continue;
+        };
+        let mut frame = Vec::with_capacity(2 + out.len());
+        frame.extend_from_slice(&reply_len.to_be_bytes());
+        frame.extend_from_slice(&out);
+        tokio::time::timeout(idle, stream.write_all(&frame))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the client does not read"))??;
     }
 }

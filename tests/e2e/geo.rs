@@ -343,3 +343,61 @@ fn explain_prints_every_step_with_its_reasons() {
     assert_eq!(code, 2);
     assert!(err.contains("expected a prefix 0..=32"), "{err}");
 }
+
+/// The City database truncated in place (as `cp` over it does) while
+/// queries flow: no crash, the answers stay right (the database was read
+/// into memory), and the broken file is refused on reload.
+#[test]
+fn a_database_truncated_in_place_while_queries_flow() {
+    use std::io::Write;
+    let s = start(&zones("enabled"));
+    let g = "geo.glb.example.com";
+    assert_eq!(ask(&s, g, Some("203.0.113.0/24")).0, "203.0.113.10");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let addr = s.addr;
+    let flag = stop.clone();
+    // raw ECS queries from Asia, as fast as they come back, bounded
+    let querier = std::thread::spawn(move || {
+        let (mut ok, mut bad) = (0u32, Vec::new());
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut id = 0u16;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) && std::time::Instant::now() < end {
+            id = id.wrapping_add(1);
+            let q = with_ecs(query_bytes(id, g, 1, 0, 1), 1, 24, 0, &[203, 0, 113]);
+            // one retry: a datagram lost on a busy loopback is no failure
+            match udp_exchange(addr, &q).or_else(|| udp_exchange(addr, &q)) {
+                Some(r) if rcode(&r) == 0 && r.windows(4).any(|w| w == [203, 0, 113, 10]) => {
+                    ok += 1
+                }
+                Some(r) => bad.push(format!("rcode {}", rcode(&r))),
+                None => bad.push("no reply".into()),
+            }
+        }
+        (ok, bad)
+    });
+    let city = s.dir.path().join("city.mmdb");
+    let whole = std::fs::read(&city).expect("read");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&city)
+        .expect("open in place");
+    f.write_all(&whole[..whole.len() / 3]).expect("write");
+    drop(f);
+    // the watcher looks every 5 s: wait for its verdict on the broken file
+    assert!(
+        s.wait_for_log("GeoIP reload rejected", 0),
+        "the broken file was refused:\n{}",
+        s.logs()
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, bad) = querier.join().expect("querier");
+    assert!(
+        bad.is_empty(),
+        "{} of {} queries failed: {bad:?}",
+        bad.len(),
+        ok as usize + bad.len()
+    );
+    assert!(ok > 50, "only {ok} answers");
+    assert_eq!(ask(&s, g, Some("203.0.113.0/24")).0, "203.0.113.10");
+}

@@ -454,3 +454,115 @@ fn a_damaged_store_is_refused_and_the_node_rebuilt() {
         c.check_acknowledged_writes(id);
     }
 }
+
+/// A TCP connection from source address `from` (any 127/8 address).
+fn connect_from(from: &str, to: &str) -> std::io::Result<TcpStream> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    let src: std::net::SocketAddr = format!("{from}:0").parse().expect("addr");
+    sock.bind(&src.into())?;
+    let dst: std::net::SocketAddr = to.parse().expect("addr");
+    sock.connect(&dst.into())?;
+    Ok(sock.into())
+}
+
+/// CPU time (user + system) a process has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+}
+
+/// 300 idle connections to the API and DNS TCP ports from many addresses,
+/// under a limit of 200 open files: the node does not spin, DNS over UDP
+/// answers throughout, and DNS over TCP and the API answer again once the
+/// idle connections time out.
+#[test]
+fn running_out_of_file_descriptors_is_survived() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    crate::cluster::meridian(d, &["token", "secret", "--file", "cluster.secret"]);
+    let read =
+        crate::cluster::meridian(d, &["token", "new", "--scope", "read", "--file", "tokens"]);
+    let host = "127.0.0.31";
+    let api = format!("{host}:{}", crate::cluster::free_port(host));
+    std::fs::write(d.join("zones.yaml"), crate::cluster::spec(0)).expect("zones");
+    let config = format!(
+        "dns: {{listen: [\"{host}:0\"], udp_sockets: 1, tcp_idle_timeout_secs: 3}}\ndata_dir: data\nzones: zones.yaml\nlog: {{level: info}}\ncluster:\n  id: 1\n  listen: \"{api}\"\n  members: {{1: \"{api}\"}}\n  secret: cluster.secret\n  tokens: tokens\n"
+    );
+    std::fs::write(d.join("n.yaml"), config).expect("config");
+    let bin = crate::harness::BIN;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -n 200 && exec {bin} serve --config n.yaml"))
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(d.join("n.log")).expect("log"))
+        .spawn()
+        .expect("start");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let out = child.stdout.take().expect("stdout");
+    let pid = child.id();
+    let _guard = Kill(child);
+    let dns: std::net::SocketAddr = std::io::BufReader::new(out)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("meridian: DNS listening on ")
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|a| a.parse().ok())
+        })
+        .expect("DNS address");
+    let www = |c: &str| crate::harness::dig(dns, &["www.glb.example.com", "A", c]).answers("A");
+    let deadline = Instant::now() + BOUND;
+    while www("+notcp") != ["192.0.2.0"] {
+        assert!(Instant::now() < deadline, "the node never served");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // 150 to each port, from 30 addresses: under the per-address caps,
+    // over the file limit
+    let dns_tcp = dns.to_string();
+    let mut idle = Vec::new();
+    for i in 0..300 {
+        let from = format!("127.0.1.{}", 1 + i % 30);
+        let to = if i % 2 == 0 { &api } else { &dns_tcp };
+        if let Ok(s) = connect_from(&from, to) {
+            idle.push(s);
+        }
+    }
+    // no busy loop on EMFILE: the node stays mostly idle
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(pid) - before;
+    assert!(used < 100, "the node spun: {used} ticks of CPU in 2 s");
+    // UDP answers all along
+    assert_eq!(www("+notcp"), ["192.0.2.0"]);
+    let log = std::fs::read_to_string(d.join("n.log")).expect("log");
+    assert!(
+        log.contains("out of file descriptors"),
+        "the descriptors really ran out:\n{log}"
+    );
+    // once the idle connections time out (3 s), TCP and the API answer
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let tcp = www("+tcp");
+        let (status, _) = http_from("127.0.0.99", &api, "/cluster/status", read.trim());
+        if tcp == ["192.0.2.0"] && status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "TCP {tcp:?} and API {status} never answered again"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(idle);
+}

@@ -1,0 +1,137 @@
+//! Bounded accepting, shared by every TCP listener Meridian runs (the API
+//! and DNS over TCP).
+//!
+//! - [`Gate`]: caps open connections in total and per client address; a
+//!   connection over either cap is closed at once, and the per-address
+//!   table never holds more entries than the total cap.
+//! - [`accept`]: accepts the next connection, backing off (and saying so,
+//!   at most every ten seconds) when file descriptors run out instead of
+//!   spinning on the error.
+
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, warn};
+
+/// Caps on open connections.
+#[derive(Clone)]
+pub struct Gate {
+    open: Arc<Semaphore>,
+    per_peer: Arc<PerPeer>,
+    max_per_peer: usize,
+}
+
+#[derive(Default)]
+struct PerPeer(Mutex<HashMap<IpAddr, usize>>);
+
+/// One admitted connection: its places under both caps, given back when
+/// dropped.
+pub struct Admitted {
+    _permit: OwnedSemaphorePermit,
+    table: Arc<PerPeer>,
+    ip: IpAddr,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut map = self.table.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Gate {
+    pub fn new(max_connections: usize, max_per_peer: usize) -> Gate {
+        Gate {
+            open: Arc::new(Semaphore::new(max_connections)),
+            per_peer: Arc::default(),
+            max_per_peer,
+        }
+    }
+
+    /// A place for a connection from `ip`, if both caps allow one.
+    pub fn admit(&self, ip: IpAddr) -> Option<Admitted> {
+        let permit = self.open.clone().try_acquire_owned().ok()?;
+        let mut map = self.per_peer.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.max_per_peer {
+            return None;
+        }
+        *n += 1;
+        Some(Admitted {
+            _permit: permit,
+            table: self.per_peer.clone(),
+            ip,
+        })
+    }
+}
+
+/// Whether an accept error means the process (or system) is out of file
+/// descriptors: EMFILE or ENFILE.
+fn out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// Accepts the next connection on `listener` that `gate` admits. When
+/// descriptors run out it waits 100 ms before trying again (the kernel
+/// keeps the pending connections queued) and warns at most every ten
+/// seconds; `what` names the listener in that warning.
+pub async fn accept(
+    listener: &TcpListener,
+    gate: &Gate,
+    what: &str,
+    last_warning: &mut Option<Instant>,
+) -> (TcpStream, SocketAddr, Admitted) {
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                if out_of_fds(&e) {
+                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                        warn!(%e, listener = what, "out of file descriptors: not accepting connections for a moment");
+                        *last_warning = Some(Instant::now());
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                } else {
+                    debug!(%e, listener = what, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                continue;
+            }
+        };
+        match gate.admit(addr.ip()) {
+            Some(admitted) => return (stream, addr, admitted),
+            None => debug!(%addr, listener = what, "connection refused: over the connection cap"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_hold_per_address_and_in_total() {
+        let gate = Gate::new(3, 2);
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "127.0.0.2".parse().unwrap();
+        let a1 = gate.admit(a).unwrap();
+        let _a2 = gate.admit(a).unwrap();
+        assert!(gate.admit(a).is_none(), "per address");
+        let _b1 = gate.admit(b).unwrap();
+        assert!(gate.admit(b).is_none(), "in total");
+        drop(a1);
+        assert!(gate.admit(a).is_some(), "a place given back");
+    }
+}
