@@ -9,6 +9,7 @@ mod dns;
 mod geo;
 mod harness;
 mod probes;
+mod readme;
 mod reload;
 mod security;
 mod steering;
