@@ -498,7 +498,7 @@ impl ClusterNode {
     /// never further ahead of the last stamp than the time that really
     /// passed since it (a monotonic clock), so a wall clock that jumps
     /// ahead cannot pin the freshness of every vote.
-    fn stamp(&self, wall_ms: u64) -> u64 {
+    pub(crate) fn stamp(&self, wall_ms: u64) -> u64 {
         let floor = self.inner.state.borrow().health.now_ms;
         let mut last = self
             .inner

@@ -420,4 +420,59 @@ mod compaction {
         assert_eq!(node.state().revision, 30);
         node.shutdown().await;
     }
+
+    /// A clock that jumps ahead (or a time chosen by a client) cannot pin
+    /// the cluster's health clock: stamps run ahead of the last one by no
+    /// more than the time that really passed, and never go back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_leader_stamps_reports_with_a_clock_that_cannot_jump() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let node = ClusterNode::start(
+            NodeOptions {
+                id: 1,
+                data_dir: dir.path().to_path_buf(),
+                advertise: "127.0.0.1:0".into(),
+                timing: Timing {
+                    heartbeat: Duration::from_millis(50),
+                    election_timeout: Duration::from_millis(150),
+                    ..Timing::default()
+                },
+                tls: None,
+                check_spec: None,
+                credentials: Default::default(),
+                secret: None,
+                limits: Default::default(),
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
+        node.init(BTreeMap::new()).await.unwrap();
+        node.raft()
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.state == ServerState::Leader, "leader")
+            .await
+            .unwrap();
+        let now = 1_800_000_000_000u64;
+        let first = node.stamp(now);
+        assert_eq!(first, now);
+        let jumped = node.stamp(u64::MAX);
+        assert!(
+            jumped - first < 2_000,
+            "a jump of the wall clock ran ahead: {jumped}"
+        );
+        // and through the state machine: a report with a far-future time
+        let mut far = report(1);
+        if let Command::Observe { at_ms, .. } = &mut far {
+            *at_ms = u64::MAX;
+        }
+        node.write(far).await.unwrap();
+        assert_eq!(node.state().revision, 1, "the report applied");
+        let clock = node.state().health.now_ms;
+        assert!(clock < now + 60_000, "the health clock was pinned: {clock}");
+        // the wall clock going back does not take stamps back
+        assert!(node.stamp(now - 3_600_000) >= jumped);
+        node.shutdown().await;
+    }
 }

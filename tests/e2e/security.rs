@@ -228,6 +228,22 @@ fn strangers_and_wrong_roles_are_refused_everywhere() {
         );
     }
     assert_eq!(term(&c), term_before, "no election was forced");
+    // `status | head` ends quietly when head stops reading
+    let piped = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "{} cluster status --api {api} --token-file read.token | head -c 10 >/dev/null; echo ${{PIPESTATUS[0]}}",
+            crate::harness::BIN
+        ))
+        .current_dir(c.dir.path())
+        .output()
+        .expect("bash");
+    let code = String::from_utf8_lossy(&piped.stdout).trim().to_string();
+    let err = String::from_utf8_lossy(&piped.stderr);
+    assert!(
+        ["0", "141"].contains(&code.as_str()) && !err.contains("panicked"),
+        "status into a closed pipe: exit {code}, {err}"
+    );
     // while the right credential works
     let (status, body) = http(
         &api,
