@@ -10,7 +10,7 @@
 #   3. store size: 100k writes with snapshots every 5000 entries (the
 #      default: log compacted after each), then 100k on a fresh cluster with
 #      snapshots effectively off; RSS of each node and the size on disk of
-#      its sled store and snapshot file.
+#      its Raft store (the journal) and snapshot file.
 #
 # All processes share this machine's CPUs; nothing is pinned.
 # Usage: bench/cluster.sh [WRITES]   (default 100000 for step 3)
@@ -97,7 +97,7 @@ sizes() {
     rss=$(awk '/VmRSS/{print $2}' "/proc/$pid/status")
     raft=$(du -sk "$dir/data-$i/raft" | cut -f1)
     snap=$(du -sk "$dir/data-$i/snapshots" | cut -f1)
-    echo "  node $i: RSS $((rss / 1024)) MiB, sled store $((raft / 1024)) MiB ($raft KiB), snapshot dir $snap KiB"
+    echo "  node $i: RSS $((rss / 1024)) MiB, Raft store $((raft / 1024)) MiB ($raft KiB), snapshot dir $snap KiB"
   done
   "$bin" cluster status --api "${api_addrs[0]}" --json | python3 -c '
 import json, sys

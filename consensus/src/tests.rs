@@ -367,23 +367,15 @@ mod compaction {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_log_over_its_byte_budget_is_snapshotted_and_purged() {
+    /// A one-node cluster in `dir`, initialized and leading.
+    async fn single(dir: &std::path::Path, timing: Timing) -> ClusterNode {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().unwrap();
         let node = ClusterNode::start(
             NodeOptions {
                 id: 1,
-                data_dir: dir.path().to_path_buf(),
+                data_dir: dir.to_path_buf(),
                 advertise: "127.0.0.1:0".into(),
-                timing: Timing {
-                    heartbeat: Duration::from_millis(50),
-                    election_timeout: Duration::from_millis(150),
-                    // the count alone would never snapshot here
-                    snapshot_every: 1_000_000,
-                    snapshot_bytes: 64 << 10,
-                    ..Timing::default()
-                },
+                timing,
                 tls: None,
                 check_spec: None,
                 credentials: Default::default(),
@@ -400,6 +392,24 @@ mod compaction {
             .metrics(|m| m.state == ServerState::Leader, "leader")
             .await
             .unwrap();
+        node
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_log_over_its_byte_budget_is_snapshotted_and_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = single(
+            dir.path(),
+            Timing {
+                heartbeat: Duration::from_millis(50),
+                election_timeout: Duration::from_millis(150),
+                // the count alone would never snapshot here
+                snapshot_every: 1_000_000,
+                snapshot_bytes: 64 << 10,
+                ..Timing::default()
+            },
+        )
+        .await;
         // about 10 KB each: the budget passes after about 7 of them
         let mut last = 0;
         for _ in 0..30 {
@@ -426,34 +436,16 @@ mod compaction {
     /// more than the time that really passed, and never go back.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_leader_stamps_reports_with_a_clock_that_cannot_jump() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
-        let node = ClusterNode::start(
-            NodeOptions {
-                id: 1,
-                data_dir: dir.path().to_path_buf(),
-                advertise: "127.0.0.1:0".into(),
-                timing: Timing {
-                    heartbeat: Duration::from_millis(50),
-                    election_timeout: Duration::from_millis(150),
-                    ..Timing::default()
-                },
-                tls: None,
-                check_spec: None,
-                credentials: Default::default(),
-                secret: None,
-                limits: Default::default(),
+        let node = single(
+            dir.path(),
+            Timing {
+                heartbeat: Duration::from_millis(50),
+                election_timeout: Duration::from_millis(150),
+                ..Timing::default()
             },
-            |_| {},
         )
-        .await
-        .unwrap();
-        node.init(BTreeMap::new()).await.unwrap();
-        node.raft()
-            .wait(Some(Duration::from_secs(10)))
-            .metrics(|m| m.state == ServerState::Leader, "leader")
-            .await
-            .unwrap();
+        .await;
         let now = 1_800_000_000_000u64;
         let first = node.stamp(now);
         assert_eq!(first, now);

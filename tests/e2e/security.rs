@@ -17,7 +17,25 @@ pub(crate) fn http(
     token: Option<&str>,
     body: &str,
 ) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
+    let s = TcpStream::connect(addr).expect("connect");
+    exchange(s, addr, method, path, token, body)
+}
+
+/// A GET from the source address `from` (any 127/8 address).
+fn http_from(from: &str, addr: &str, path: &str, token: &str) -> (u16, String) {
+    let s = connect_from(from, addr).expect("connect");
+    exchange(s, addr, "GET", path, Some(token), "")
+}
+
+/// Sends one request on `s` and reads the reply to its end.
+fn exchange(
+    mut s: TcpStream,
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
@@ -39,32 +57,6 @@ pub(crate) fn http(
         .map_or("", |(_, b)| b)
         .to_string();
     (status, body)
-}
-
-/// A GET from the source address `from` (any 127/8 address).
-fn http_from(from: &str, addr: &str, path: &str, token: &str) -> (u16, String) {
-    let sock =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    let src: std::net::SocketAddr = format!("{from}:0").parse().expect("addr");
-    sock.bind(&src.into()).expect("bind");
-    let dst: std::net::SocketAddr = addr.parse().expect("addr");
-    sock.connect(&dst.into()).expect("connect");
-    let mut s: TcpStream = sock.into();
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut reply = String::new();
-    let _ = s.read_to_string(&mut reply);
-    let status = reply
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, reply)
 }
 
 pub(crate) fn token(c: &Cluster, name: &str) -> String {
