@@ -100,7 +100,8 @@ fn main() -> anyhow::Result<()> {
     let rt = Runtime::new()?;
     let dir = tempfile::tempdir()?;
     let bench = Bench {
-        bin: args.bin.clone(),
+        // absolute: commands run in the bench directory
+        bin: std::fs::canonicalize(&args.bin)?,
         agent_cpu: args.agent_cpu,
         snapshot_log_mib: args.snapshot_log_mib,
         dir: dir.path().to_path_buf(),
