@@ -64,6 +64,10 @@ impl Default for Limits {
     }
 }
 
+/// The header (and handshake) timeout of a connection accepted while the
+/// listener is more than half full.
+const BUSY_HEADER_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The connection a request came on.
 #[derive(Debug, Clone)]
 pub struct Peer {
@@ -89,7 +93,17 @@ pub async fn serve(
             meridian_net::accept(&listener, &gate, "api", &mut last_warning).await;
         let app = app.clone();
         let acceptor = acceptor.clone();
-        let limits = limits.clone();
+        // more than half full: this connection gets a short header timeout,
+        // so silent connections cannot hold every place
+        let limits = if gate.busy() {
+            Arc::new(Limits {
+                header_timeout: limits.header_timeout.min(BUSY_HEADER_TIMEOUT),
+                handshake_timeout: limits.handshake_timeout.min(BUSY_HEADER_TIMEOUT),
+                ..(*limits).clone()
+            })
+        } else {
+            limits.clone()
+        };
         tokio::spawn(async move {
             let _held = admitted;
             connection(stream, addr, acceptor, app, &limits).await;

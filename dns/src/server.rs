@@ -380,23 +380,35 @@ async fn tcp_accept_loop(
     loop {
         let (stream, peer, admitted) =
             meridian_net::accept(&listener, &gate, "dns-tcp", &mut last_warning).await;
-        let handler = handler.clone();
+        let (handler, gate) = (handler.clone(), gate.clone());
         tokio::spawn(async move {
             let _held = admitted;
-            if let Err(e) = tcp_connection(stream, peer, &handler, idle).await {
+            if let Err(e) = tcp_connection(stream, peer, &handler, &gate, idle).await {
                 debug!(%peer, %e, "DNS TCP connection ended");
             }
         });
     }
 }
 
+/// How long the rest of a message may take once its length has come
+/// (Knot's `tcp-io-timeout` is 500 ms): a client that drips a message
+/// holds its place for no longer.
+const TCP_MESSAGE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a client may wait before its next query while the listener is
+/// more than half full (NSD gives 200 ms), in place of the idle timeout:
+/// silent connections cannot hold every place (RFC 7766 §6.2.3).
+const TCP_BUSY_IDLE: Duration = Duration::from_millis(200);
+
 /// Answers the queries of one connection in order (RFC 7766 pipelining),
-/// until the client closes it, sends something that is not DNS, or is idle
-/// for `idle` (waiting for a query or in the middle of one).
+/// until the client closes it, sends something that is not a query, is
+/// idle for `idle` between queries (less while the listener is busy), or
+/// takes longer than [`TCP_MESSAGE_TIMEOUT`] over the rest of a message.
 async fn tcp_connection(
     mut stream: tokio::net::TcpStream,
     peer: SocketAddr,
     handler: &Handler,
+    gate: &Gate,
     idle: Duration,
 ) -> io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -405,7 +417,12 @@ async fn tcp_connection(
     let mut out = Vec::with_capacity(4096);
     loop {
         let mut len = [0u8; 2];
-        match tokio::time::timeout(idle, stream.read_exact(&mut len)).await {
+        let wait = if gate.busy() {
+            idle.min(TCP_BUSY_IDLE)
+        } else {
+            idle
+        };
+        match tokio::time::timeout(wait, stream.read_exact(&mut len)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
             Ok(Err(e)) => return Err(e),
@@ -413,17 +430,16 @@ async fn tcp_connection(
         }
         let n = usize::from(u16::from_be_bytes(len));
         packet.resize(n, 0);
-        match tokio::time::timeout(idle, stream.read_exact(&mut packet)).await {
+        let rest = idle.min(TCP_MESSAGE_TIMEOUT);
+        match tokio::time::timeout(rest, stream.read_exact(&mut packet)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e),
             Err(_) => return Ok(()),
         }
         if !answer(handler, &packet, peer, xfer::Protocol::Tcp, &mut out) {
-            // not DNS (shorter than a header, or a response): hang up
-            if n < 12 {
-                return Ok(());
-            }
-            continue;
+            // not a query (shorter than a header, or a response): hang up,
+            // as NSD does
+            return Ok(());
         }
         let Ok(reply_len) = u16::try_from(out.len()) else {
             continue;

@@ -1,9 +1,13 @@
 //! Bounded accepting, shared by every TCP listener Meridian runs (the API
 //! and DNS over TCP).
 //!
-//! - [`Gate`]: caps open connections in total and per client address; a
-//!   connection over either cap is closed at once, and the per-address
-//!   table never holds more entries than the total cap.
+//! - [`Gate`]: caps open connections in total and per client (an IPv4
+//!   address, an IPv6 /64); a connection over either cap is closed at
+//!   once, and the per-client table never holds more entries than the
+//!   total cap. The total is also held to a quarter of the process's file
+//!   descriptors, so two listeners at their caps leave room for files. A
+//!   gate more than half full is [`Gate::busy`]: servers then give new
+//!   clients less time.
 //! - [`accept`]: accepts the next connection, backing off (and saying so,
 //!   at most every ten seconds) when file descriptors run out instead of
 //!   spinning on the error.
@@ -26,6 +30,28 @@ pub struct Gate {
     open: Arc<Semaphore>,
     per_peer: Arc<PerPeer>,
     max_per_peer: usize,
+    max: usize,
+}
+
+/// What a client is counted as: an IPv4 address, or an IPv6 /64 (one
+/// host commonly holds a whole /64).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
+}
+
+/// A quarter of the soft limit on open files (unlimited: no bound).
+fn fd_budget() -> usize {
+    use nix::sys::resource::{getrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) => usize::try_from(soft / 4).unwrap_or(usize::MAX),
+        Err(_) => usize::MAX,
+    }
 }
 
 #[derive(Default)]
@@ -52,16 +78,31 @@ impl Drop for Admitted {
 }
 
 impl Gate {
+    /// A gate for `max_connections` (at most a quarter of the open-file
+    /// limit) and `max_per_peer` from one client.
     pub fn new(max_connections: usize, max_per_peer: usize) -> Gate {
+        let max = max_connections.min(fd_budget()).max(1);
         Gate {
-            open: Arc::new(Semaphore::new(max_connections)),
+            open: Arc::new(Semaphore::new(max)),
             per_peer: Arc::default(),
             max_per_peer,
+            max,
         }
+    }
+
+    /// The total cap in force.
+    pub fn capacity(&self) -> usize {
+        self.max
+    }
+
+    /// More than half the places are taken.
+    pub fn busy(&self) -> bool {
+        self.open.available_permits() < self.max / 2
     }
 
     /// A place for a connection from `ip`, if both caps allow one.
     pub fn admit(&self, ip: IpAddr) -> Option<Admitted> {
+        let ip = client_key(ip);
         let permit = self.open.clone().try_acquire_owned().ok()?;
         let mut map = self.per_peer.0.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(ip).or_insert(0);
@@ -112,7 +153,14 @@ pub async fn accept(
         };
         match gate.admit(addr.ip()) {
             Some(admitted) => return (stream, addr, admitted),
-            None => debug!(%addr, listener = what, "connection refused: over the connection cap"),
+            None => {
+                if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    warn!(%addr, listener = what, "connections refused: over the connection cap");
+                    *last_warning = Some(Instant::now());
+                } else {
+                    debug!(%addr, listener = what, "connection refused: over the connection cap");
+                }
+            }
         }
     }
 }
@@ -133,5 +181,17 @@ mod tests {
         assert!(gate.admit(b).is_none(), "in total");
         drop(a1);
         assert!(gate.admit(a).is_some(), "a place given back");
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_64() {
+        let gate = Gate::new(10, 2);
+        let _x = gate.admit("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        let _y = gate.admit("2001:db8:1:2::ffff".parse().unwrap()).unwrap();
+        assert!(gate
+            .admit("2001:db8:1:2:abcd::9".parse().unwrap())
+            .is_none());
+        assert!(gate.admit("2001:db8:1:3::1".parse().unwrap()).is_some());
+        assert!(!gate.busy());
     }
 }
