@@ -287,7 +287,14 @@ async fn health(api: &Api, addr: &str, json: bool) -> ExitCode {
                     v.connect_ms,
                     v.ttfb_ms,
                     v.rtt_ms,
-                    v.error.clone().unwrap_or_default(),
+                    // reported text is the agents' word: no terminal
+                    // escapes or line breaks reach the operator's screen
+                    v.error
+                        .as_deref()
+                        .unwrap_or_default()
+                        .chars()
+                        .map(|c| if c.is_control() { '?' } else { c })
+                        .collect(),
                 ),
             };
             let age = r
@@ -438,6 +445,15 @@ async fn status(api: &Api, addr: &str, json: bool) -> ExitCode {
                 }
                 if !member.voter {
                     problems.push(format!("node {id} is a learner (still joining)"));
+                }
+                if Some(*id) == leader
+                    && voters > 1
+                    && s.stale_ms.is_none_or(|ms| ms > STALE_LIMIT_MS)
+                {
+                    problems.push(format!(
+                        "the leader {id} has not heard from a majority {}: nothing can commit",
+                        s.stale_ms.map_or("yet".into(), |ms| format!("for {ms} ms"))
+                    ));
                 }
                 if Some(*id) != leader && s.stale_ms.is_none_or(|ms| ms > STALE_LIMIT_MS) {
                     problems.push(format!(

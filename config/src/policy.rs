@@ -42,6 +42,11 @@ impl AddressPolicy {
     /// Whether a check may connect to `ip`; if not, why.
     pub fn permits(&self, ip: IpAddr) -> Result<(), String> {
         let ip = ip.to_canonical();
+        // an IPv4 address inside an IPv6 one (NAT64, 6to4, compatible)
+        // is judged as the IPv4 address it reaches
+        if let Some(v4) = embedded_v4(ip) {
+            self.permits(IpAddr::V4(v4))?;
+        }
         if self.allow.iter().any(|n| n.contains(&ip)) {
             return Ok(());
         }
@@ -59,6 +64,32 @@ impl AddressPolicy {
             }
         }
         Ok(())
+    }
+}
+
+/// The IPv4 address an IPv6 address carries: NAT64 (64:ff9b::/96), 6to4
+/// (2002::/16) and IPv4-compatible (::/96) forms.
+fn embedded_v4(ip: IpAddr) -> Option<std::net::Ipv4Addr> {
+    let IpAddr::V6(v6) = ip else { return None };
+    let bits = u128::from(v6);
+    let s = v6.segments();
+    if (s[0], s[1], s[2], s[3], s[4], s[5]) == (0x64, 0xff9b, 0, 0, 0, 0)
+        || (bits >> 32 == 0 && bits > 0xffff)
+    {
+        return Some(std::net::Ipv4Addr::from((bits & 0xffff_ffff) as u32));
+    }
+    (s[0] == 0x2002).then(|| std::net::Ipv4Addr::from(((bits >> 80) & 0xffff_ffff) as u32))
+}
+
+/// Whether a host name would be read as an IPv4 address by URL parsers
+/// and `inet_aton` (`2130706433`, `0x7f.1`, `0177.0.0.1`): its last label
+/// is a number. Such names must be given as the address they mean.
+pub fn numeric_host(name: &str) -> bool {
+    let last = name.trim_end_matches('.').rsplit('.').next().unwrap_or("");
+    let digits = last.strip_prefix("0x").or_else(|| last.strip_prefix("0X"));
+    match digits {
+        Some(hex) => hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()),
     }
 }
 
@@ -115,6 +146,13 @@ mod tests {
         ] {
             assert!(p.permits(bad.parse().unwrap()).is_err(), "{bad}");
         }
+        for bad in ["64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1", "::a9fe:a9fe"] {
+            assert!(p.permits(bad.parse().unwrap()).is_err(), "{bad}");
+        }
+        assert!(
+            numeric_host("2130706433.") && numeric_host("0xa9fe.0xa9fe") && numeric_host("10.1")
+        );
+        assert!(!numeric_host("backend.example.") && !numeric_host("host-1"));
         for good in ["127.0.0.1", "10.1.2.3", "192.0.2.10", "::1", "2001:db8::1"] {
             assert_eq!(p.permits(good.parse().unwrap()), Ok(()), "{good}");
         }

@@ -271,7 +271,10 @@ impl Principal {
     /// `region`.
     pub fn may_probe(&self, region: &str) -> Result<(), Denied> {
         match self {
-            Principal::Insecure | Principal::Node { .. } => Ok(()),
+            Principal::Insecure => Ok(()),
+            Principal::Node { name, .. } => {
+                Err(Denied::Forbidden(format!("node {name} is no probe agent")))
+            }
             Principal::Client {
                 scope: Scope::Probe,
                 regions,

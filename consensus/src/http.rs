@@ -64,6 +64,12 @@ impl Default for Limits {
     }
 }
 
+/// Whether an address is one of the cluster's members.
+pub type Peers = Arc<dyn Fn(std::net::IpAddr) -> bool + Send + Sync>;
+
+/// Connections kept for members, apart from everyone else's.
+const PEER_CONNECTIONS: usize = 256;
+
 /// The header (and handshake) timeout of a connection accepted while the
 /// listener is more than half full.
 const BUSY_HEADER_TIMEOUT: Duration = Duration::from_secs(1);
@@ -83,14 +89,25 @@ pub async fn serve(
     tls: Option<Arc<ServerConfig>>,
     app: Router,
     limits: Limits,
+    peers: Peers,
 ) {
     let limits = Arc::new(limits);
     let gate = Gate::new(limits.max_connections, limits.max_per_peer);
+    // places strangers cannot take: the cluster's own members keep
+    // talking (and electing) whatever a flood does to the rest
+    let members = Gate::new(PEER_CONNECTIONS, limits.max_per_peer);
     let acceptor = tls.map(TlsAcceptor::from);
     let mut last_warning = None;
     loop {
+        let pick = |ip: std::net::IpAddr| {
+            if peers(ip) {
+                &members
+            } else {
+                &gate
+            }
+        };
         let (stream, addr, admitted) =
-            meridian_net::accept(&listener, &gate, "api", &mut last_warning).await;
+            meridian_net::accept_with(&listener, pick, "api", &mut last_warning).await;
         let app = app.clone();
         let acceptor = acceptor.clone();
         // more than half full: this connection gets a short header timeout,
@@ -248,18 +265,35 @@ pub fn principal_of(ext: &axum::http::Extensions) -> Principal {
         .unwrap_or(Principal::Anonymous)
 }
 
-/// A response for a body over its route's limit: 413 with a JSON error,
-/// whatever extractor noticed it.
-pub async fn too_large_as_json(req: Request, next: Next) -> Response {
+/// Every refusal as a JSON error, whatever produced it: a body over its
+/// route's limit is a 413 `too_large`; a body an extractor could not read
+/// (malformed JSON, a wrong content type) keeps its status with the
+/// extractor's message as a `rejected` error.
+pub async fn errors_as_json(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
-    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE
-        && resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_none_or(|v| v != "application/json")
-    {
+    let status = resp.status();
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v == "application/json");
+    if json || !(status.is_client_error()) {
+        return resp;
+    }
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
         return ClusterError::TooLarge("the request body is larger than this route accepts".into())
             .into_response();
     }
-    resp
+    let text = match axum::body::to_bytes(resp.into_body(), 64 * 1024).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let text = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("bad request")
+            .to_string()
+    } else {
+        text
+    };
+    (status, axum::Json(ClusterError::Rejected(text))).into_response()
 }

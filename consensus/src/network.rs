@@ -15,11 +15,9 @@
 //! openraft's `PayloadTooLarge`, so the sender halves the batch instead
 //! of retrying the same one for ever.
 //!
-//! The routes take only nodes (see [`crate::auth`]); each RPC's sender
-//! must also be who it says: when this node knows the sender's id as a
-//! member, a node certificate must name that member's host. (An id this
-//! node does not know yet — a leader elected while it lagged — is taken on
-//! the certificate's role alone, so a lagging node is never locked out.)
+//! The routes take only nodes (see [`crate::auth`]), and only members:
+//! each RPC's sender must be a member this node knows, and a node
+//! certificate must name that member's host ([`check_member`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,10 +49,21 @@ pub const MAX_PAYLOAD_ENTRIES: u64 = 64;
 /// Bytes per snapshot chunk (openraft's `snapshot_max_chunk_size`).
 pub const SNAPSHOT_CHUNK: u64 = 4 << 20;
 
+/// The most bytes an append of several entries carries: a bigger batch is
+/// halved before it is sent (one entry goes whatever its size; specs and
+/// reports are kept well under this).
+pub const APPEND_BYTES: usize = 1 << 20;
+
 /// Body limit of an append: [`MAX_PAYLOAD_ENTRIES`] entries of up to a
 /// probe report's limit each would not fit, and need not: a 413 halves
 /// the batch.
 pub const APPEND_LIMIT: usize = 64 << 20;
+
+/// Body limit of a vote: a vote and a log id.
+pub const VOTE_LIMIT: usize = 64 * 1024;
+
+/// The largest snapshot a node takes in.
+pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
 
 /// Body limit of a snapshot chunk: the chunk and its head.
 pub const SNAPSHOT_LIMIT: usize = (SNAPSHOT_CHUNK as usize) + (1 << 20);
@@ -205,6 +214,13 @@ impl RaftNetwork<TypeConfig> for HttpConnection {
         let half = (req.entries.len() as u64 / 2).max(1);
         let body =
             serde_json::to_vec(&req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        // openraft gives an append one heartbeat interval and halves a batch
+        // only when told it is too large: say so before sending a big one
+        if body.len() > APPEND_BYTES && req.entries.len() > 1 {
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(half),
+            ));
+        }
         self.rpc(
             "append",
             Body::Json(body),
@@ -250,7 +266,10 @@ pub fn routes(raft: Raft<TypeConfig>, contact: Arc<Contact>) -> Router {
         .with_state((raft.clone(), contact))
         .merge(
             Router::new()
-                .route("/raft/vote", post(vote))
+                .route(
+                    "/raft/vote",
+                    post(vote).layer(DefaultBodyLimit::max(VOTE_LIMIT)),
+                )
                 .route(
                     "/raft/snapshot",
                     post(snapshot).layer(DefaultBodyLimit::max(SNAPSHOT_LIMIT)),
@@ -259,33 +278,49 @@ pub fn routes(raft: Raft<TypeConfig>, contact: Arc<Contact>) -> Router {
         )
 }
 
-/// Refuses an RPC whose sender claims a member id that the caller's
-/// certificate does not name.
-fn check_sender(
+/// Whether a node principal speaks for a member of this node's cluster.
+///
+/// - Claiming a member id (a Raft RPC): a certificate must name that
+///   member's host.
+/// - Claiming an id this node does not know: refused, unless this node is
+///   not a voter yet (new, or a learner being added), which must take what
+///   its cluster sends. A removed member's certificate, or a node
+///   certificate for a host that never joined, moves nothing.
+/// - Claiming no id (a forwarded request): a certificate must name some
+///   member's host.
+///
+/// With the cluster secret instead of TLS there is no certificate: a known
+/// id is taken at its word. Operators and agents are judged by their
+/// scopes, not here.
+pub(crate) fn check_member(
     raft: &Raft<TypeConfig>,
     principal: &Principal,
-    sender: Option<NodeId>,
+    claimed: Option<NodeId>,
 ) -> Result<(), ClusterError> {
-    let Principal::Node {
-        name,
-        hosts: Some(hosts),
-    } = principal
-    else {
-        return Ok(());
-    };
-    let Some(sender) = sender else {
+    let Principal::Node { name, hosts } = principal else {
         return Ok(());
     };
     let metrics = raft.metrics();
     let m = metrics.borrow();
-    match m.membership_config.membership().get_node(&sender) {
-        Some(node) if !hosts.contains(&host_of(&node.addr)) => {
-            Err(ClusterError::Forbidden(format!(
-                "node {name} speaks as member {sender} at {}, which its certificate does not name",
+    let membership = m.membership_config.membership();
+    let voter = membership.voter_ids().any(|v| v == m.id);
+    let named = |addr: &str| hosts.as_ref().is_none_or(|h| h.contains(&host_of(addr)));
+    match claimed {
+        Some(id) => match membership.get_node(&id) {
+            Some(node) if named(&node.addr) => Ok(()),
+            Some(node) => Err(ClusterError::Forbidden(format!(
+                "node {name} speaks as member {id} at {}, which its certificate does not name",
                 node.addr
-            )))
-        }
-        _ => Ok(()),
+            ))),
+            None if !voter => Ok(()),
+            None => Err(ClusterError::Forbidden(format!(
+                "node {name} speaks as node {id}, which is not a member of this cluster"
+            ))),
+        },
+        None if !voter || membership.nodes().any(|(_, n)| named(&n.addr)) => Ok(()),
+        None => Err(ClusterError::Forbidden(format!(
+            "node {name} is not a member of this cluster: its certificate names no member's host"
+        ))),
     }
 }
 
@@ -294,7 +329,7 @@ async fn append(
     Extension(principal): Extension<Principal>,
     Json(req): Json<AppendEntriesRequest<TypeConfig>>,
 ) -> Result<Json<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>>, ClusterError> {
-    check_sender(&raft, &principal, req.vote.leader_id().voted_for())?;
+    check_member(&raft, &principal, req.vote.leader_id().voted_for())?;
     let result = raft.append_entries(req).await;
     if matches!(result, Ok(AppendEntriesResponse::Success)) {
         contact.touch();
@@ -307,7 +342,7 @@ async fn vote(
     Extension(principal): Extension<Principal>,
     Json(req): Json<VoteRequest<NodeId>>,
 ) -> Result<Json<Result<VoteResponse<NodeId>, RaftError<NodeId>>>, ClusterError> {
-    check_sender(&raft, &principal, req.vote.leader_id().voted_for())?;
+    check_member(&raft, &principal, req.vote.leader_id().voted_for())?;
     Ok(Json(raft.vote(req).await))
 }
 
@@ -338,6 +373,12 @@ fn parse_chunk(body: &[u8]) -> Result<InstallSnapshotRequest<TypeConfig>, Cluste
         .ok_or_else(|| bad("with a head longer than itself"))?;
     let head: ChunkHead = serde_json::from_slice(&body[4..head_end])
         .map_err(|e| ClusterError::Rejected(format!("a snapshot chunk's head: {e}")))?;
+    let end = head.offset.checked_add((body.len() - head_end) as u64);
+    if end.is_none_or(|e| e > MAX_SNAPSHOT_BYTES) {
+        return Err(bad(&format!(
+            "past the largest snapshot a node takes ({MAX_SNAPSHOT_BYTES} bytes)"
+        )));
+    }
     Ok(InstallSnapshotRequest {
         vote: head.vote,
         meta: head.meta,
@@ -356,6 +397,6 @@ async fn snapshot(
     ClusterError,
 > {
     let req = parse_chunk(&body)?;
-    check_sender(&raft, &principal, req.vote.leader_id().voted_for())?;
+    check_member(&raft, &principal, req.vote.leader_id().voted_for())?;
     Ok(Json(raft.install_snapshot(req).await))
 }

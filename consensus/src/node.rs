@@ -284,9 +284,12 @@ struct Inner {
     applied_at: crate::state::AppliedAt,
     /// Why this node's log split from its leader's, once it has.
     diverged: Diverged,
+    /// Lets one large write body in at a time: decoding a spec takes many
+    /// times its size in memory.
+    big_writes: Arc<tokio::sync::Semaphore>,
     /// The last time this node stamped a probe report as leader: the
-    /// monotonic instant and the cluster time it gave.
-    last_stamp: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+    /// monotonic instant, the cluster time it gave, and the term.
+    last_stamp: std::sync::Mutex<Option<(std::time::Instant, u64, u64)>>,
 }
 
 /// Why a node could not start.
@@ -308,7 +311,12 @@ pub enum StartError {
          (a new id is safest): it comes back through a snapshot from the leader."
     )]
     Corrupt { path: PathBuf, message: String },
-    #[error("cannot start Raft: {0}")]
+    #[error(
+        "cannot start Raft: {0}\n\
+         If the store is damaged (the message names a log index or a snapshot), rebuild this \
+         node: remove it from the cluster (meridian cluster leave --id ID, on a healthy node), \
+         delete its data_dir/raft and data_dir/snapshots, and start it again with `join:`."
+    )]
     Raft(String),
 }
 
@@ -427,6 +435,7 @@ impl ClusterNode {
                 limits: opts.limits,
                 applied_at,
                 diverged,
+                big_writes: Arc::new(tokio::sync::Semaphore::new(1)),
                 last_stamp: std::sync::Mutex::new(None),
             }),
         })
@@ -467,10 +476,19 @@ impl ClusterNode {
         let app = self
             .router()
             .merge(extra)
-            .layer(axum::middleware::from_fn(http::too_large_as_json));
+            .layer(axum::middleware::from_fn(http::errors_as_json));
         let tls = self.inner.tls.as_ref().map(|t| t.server.clone());
         let limits = self.inner.limits.clone();
-        tokio::spawn(http::serve(listener, tls, app, limits));
+        let metrics = self.inner.raft.metrics();
+        let peers: http::Peers = Arc::new(move |ip| {
+            let m = metrics.borrow();
+            let members = m.membership_config.membership();
+            let found = members
+                .nodes()
+                .any(|(_, n)| host_of(&n.addr).parse::<std::net::IpAddr>() == Ok(ip));
+            found
+        });
+        tokio::spawn(http::serve(listener, tls, app, limits, peers));
     }
 
     fn router(&self) -> Router {
@@ -478,7 +496,11 @@ impl ClusterNode {
         let read = Router::new().route("/cluster/status", get(status_route));
         let write = Router::new()
             .route("/cluster/write", post(write_route))
-            .layer(DefaultBodyLimit::max(WRITE_LIMIT));
+            .layer(DefaultBodyLimit::max(WRITE_LIMIT))
+            .layer(axum::middleware::from_fn_with_state(
+                self.inner.big_writes.clone(),
+                one_big_write_at_a_time,
+            ));
         let admin = Router::new()
             .route("/cluster/join", post(join_route))
             .route("/cluster/leave", post(leave_route));
@@ -500,13 +522,18 @@ impl ClusterNode {
     /// ahead cannot pin the freshness of every vote.
     pub(crate) fn stamp(&self, wall_ms: u64) -> u64 {
         let floor = self.inner.state.borrow().health.now_ms;
+        let term = self.inner.raft.metrics().borrow().current_term;
         let mut last = self
             .inner
             .last_stamp
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        // a stamp of an earlier leadership says nothing of this one's time
+        if last.is_some_and(|(_, _, t)| t != term) {
+            *last = None;
+        }
         let ceiling = match *last {
-            Some((at, ms)) => ms
+            Some((at, ms, _)) => ms
                 .saturating_add(millis(at.elapsed()))
                 .saturating_add(STAMP_SLACK_MS),
             // the first stamp of this leadership: allow a bounded step
@@ -514,7 +541,7 @@ impl ClusterNode {
             None => floor.saturating_add(FIRST_STAMP_STEP_MS),
         };
         let stamped = wall_ms.min(ceiling).max(floor);
-        *last = Some((std::time::Instant::now(), stamped));
+        *last = Some((std::time::Instant::now(), stamped, term));
         stamped
     }
 
@@ -531,13 +558,17 @@ impl ClusterNode {
 
     async fn write_local(&self, mut cmd: Command) -> Result<Written, OpError> {
         self.check_quorum()?;
-        if let Command::Observe { at_ms, .. } = &mut cmd {
+        if let Command::Observe { at_ms, report } = &mut cmd {
+            // checked again here: a forwarded report skipped this node's
+            // probe API
+            crate::probe_api::check_report(report).map_err(ClusterError::Rejected)?;
             if self.inner.raft.metrics().borrow().state != ServerState::Leader {
                 return Err(OpError::NotLeader(leader_of(
                     &self.inner.raft.metrics().borrow(),
                 )));
             }
-            *at_ms = self.stamp(*at_ms);
+            // the leader's own clock, whatever the request said
+            *at_ms = self.stamp(wall_now_ms());
         }
         if let (Command::ReplaceSpec(spec) | Command::SeedSpec(spec), Some(check)) =
             (&cmd, &self.inner.check_spec)
@@ -547,6 +578,21 @@ impl ClusterNode {
                 check(spec).map_err(|e| ClusterError::Rejected(format!("invalid spec: {e}")))?;
             }
         }
+        // a spec too large for one entry goes in parts (see `SpecPart`)
+        if let Command::ReplaceSpec(spec) | Command::SeedSpec(spec) = &cmd {
+            let seed = matches!(cmd, Command::SeedSpec(_));
+            let text = serde_json::to_string(spec)
+                .map_err(|e| ClusterError::Failed(format!("encoding the spec: {e}")))?;
+            if text.len() > SPEC_PART_BYTES {
+                return self.write_in_parts(&text, seed).await;
+            }
+        }
+        self.propose(cmd).await
+    }
+
+    /// Commits one command through this node's Raft, within the write
+    /// timeout.
+    async fn propose(&self, cmd: Command) -> Result<Written, OpError> {
         let t = self.inner.timing.write_timeout;
         let written = tokio::time::timeout(t, self.inner.raft.client_write(cmd))
             .await
@@ -563,6 +609,40 @@ impl ClusterNode {
                 index: written.log_id.index,
             }),
         }
+    }
+
+    /// Commits a large spec as parts of at most [`SPEC_PART_BYTES`] and an
+    /// end that applies it. The parts change nothing until the end
+    /// commits; a spec left half-sent (this leader died) is dropped when
+    /// others arrive.
+    async fn write_in_parts(&self, text: &str, seed: bool) -> Result<Written, OpError> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        // unique across leaders: the term, this node, a counter
+        let term = self.inner.raft.metrics().borrow().current_term;
+        let id = (term << 32) ^ (self.inner.id << 20) ^ NEXT.fetch_add(1, Ordering::Relaxed);
+        let mut seq = 0u32;
+        let mut rest = text;
+        while !rest.is_empty() {
+            let mut cut = rest.len().min(SPEC_PART_BYTES);
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let (part, tail) = rest.split_at(cut);
+            self.propose(Command::SpecPart {
+                id,
+                seq,
+                text: part.to_string(),
+            })
+            .await?;
+            seq += 1;
+            rest = tail;
+        }
+        self.propose(Command::SpecEnd {
+            id,
+            parts: seq,
+            seed,
+        })
+        .await
     }
 
     /// A leader that has not heard from a majority for longer than an
@@ -922,6 +1002,18 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// This machine's wall clock, ms since the Unix epoch.
+fn wall_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The largest piece of a spec in one log entry: small enough to cross
+/// to a follower and be synced there well within one heartbeat interval,
+/// which is all openraft gives an append.
+pub const SPEC_PART_BYTES: usize = 256 * 1024;
+
 /// Body limit of `/cluster/write`: a whole zone spec.
 pub const WRITE_LIMIT: usize = 16 * 1024 * 1024;
 
@@ -992,6 +1084,29 @@ pub async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, C
     )
 }
 
+/// Bodies larger than this (or of unknown length) wait for
+/// [`Inner::big_writes`]; small writes (weights, states) never do.
+const BIG_WRITE: u64 = 1 << 20;
+
+async fn one_big_write_at_a_time(
+    State(gate): State<Arc<tokio::sync::Semaphore>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> HttpResponse {
+    let len = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if len.is_some_and(|n| n <= BIG_WRITE) {
+        return next.run(req).await;
+    }
+    match gate.acquire_owned().await {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => ClusterError::Unavailable("the node is shutting down".into()).into_response(),
+    }
+}
+
 /// Whether a request was forwarded by another node: only a node's word
 /// counts.
 fn forwarded(headers: &HeaderMap, principal: &Principal) -> bool {
@@ -999,9 +1114,10 @@ fn forwarded(headers: &HeaderMap, principal: &Principal) -> bool {
         && matches!(principal, Principal::Node { .. } | Principal::Insecure)
 }
 
-/// A node's own requests are forwards (or its joining itself); anything
-/// else it sends is not its business.
+/// A node's own requests are forwards (or its joining itself), and only a
+/// member's: anything else a node sends is not its business.
 fn node_must_forward(
+    node: &ClusterNode,
     headers: &HeaderMap,
     principal: &Principal,
     what: &str,
@@ -1010,6 +1126,7 @@ fn node_must_forward(
         Principal::Node { name, .. } if !headers.contains_key(FORWARDED) => Err(
             ClusterError::Forbidden(format!("node {name} may not {what} on its own account")),
         ),
+        Principal::Node { .. } => network::check_member(&node.inner.raft, principal, None),
         _ => Ok(()),
     }
 }
@@ -1024,7 +1141,13 @@ async fn write_route(
     headers: HeaderMap,
     Json(cmd): Json<Command>,
 ) -> Result<Json<Written>, ClusterError> {
-    node_must_forward(&headers, &principal, "write")?;
+    node_must_forward(&node, &headers, &principal, "write")?;
+    // parts of a spec are the leader's own
+    if matches!(cmd, Command::SpecPart { .. } | Command::SpecEnd { .. }) {
+        return Err(ClusterError::Forbidden(
+            "spec parts are made by the leader; send the whole spec".into(),
+        ));
+    }
     // observations come only through the probe API, which checks the
     // agent's regions and has the leader stamp the time
     if matches!(cmd, Command::Observe { .. })
@@ -1060,12 +1183,13 @@ async fn join_route(
     check_member_addr(&req.addr)?;
     // a node may ask to join only as itself: the address it gives must be
     // one its certificate names
-    if let Principal::Node {
-        name,
-        hosts: Some(hosts),
-    } = &principal
-    {
-        if !headers.contains_key(FORWARDED) && !hosts.contains(&host_of(&req.addr)) {
+    if let Principal::Node { name, hosts } = &principal {
+        if headers.contains_key(FORWARDED) {
+            network::check_member(&node.inner.raft, &principal, None)?;
+        } else if hosts
+            .as_ref()
+            .is_some_and(|h| !h.contains(&host_of(&req.addr)))
+        {
             return Err(ClusterError::Forbidden(format!(
                 "node {name} may join only as itself: its certificate does not name {}",
                 req.addr
@@ -1083,7 +1207,7 @@ async fn leave_route(
     headers: HeaderMap,
     Json(req): Json<LeaveRequest>,
 ) -> Result<Json<()>, ClusterError> {
-    node_must_forward(&headers, &principal, "remove a member")?;
+    node_must_forward(&node, &headers, &principal, "remove a member")?;
     node.leave_from(req.id, forwarded(&headers, &principal))
         .await
         .map(Json)
@@ -1110,22 +1234,27 @@ fn check_member_addr(addr: &str) -> Result<(), ClusterError> {
     let Some((host, port)) = addr.rsplit_once(':') else {
         return bad("expected host:port");
     };
-    if !port.parse::<u16>().is_ok_and(|p| p > 0) {
+    if port.is_empty()
+        || !port.bytes().all(|b| b.is_ascii_digit())
+        || !port.parse::<u16>().is_ok_and(|p| p > 0)
+    {
         return bad("expected a port 1..=65535");
     }
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() || host.len() > 253 {
         return bad("expected a host");
     }
+    if addr.starts_with('[') != host.contains(':') {
+        return bad("an IPv6 address goes in brackets: [::1]:8440");
+    }
     match host.parse::<std::net::IpAddr>() {
         Ok(ip) => {
-            let link_local = match ip {
-                std::net::IpAddr::V4(v4) => v4.is_link_local() || v4.is_broadcast(),
-                std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
-            };
-            if ip.is_unspecified() || ip.is_multicast() || link_local {
-                return bad("not an address a node can be reached at");
+            if let Err(why) = meridian_config::policy::AddressPolicy::default().permits(ip) {
+                return bad(&format!("not an address a node can be reached at: {why}"));
             }
+        }
+        Err(_) if meridian_config::policy::numeric_host(host) => {
+            return bad("a host name that reads as a number: give the address itself");
         }
         Err(_) => {
             let ok = host.split('.').all(|l| {

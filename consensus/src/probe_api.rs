@@ -29,8 +29,8 @@ pub const LONG_POLL: Duration = Duration::from_secs(20);
 
 /// The largest report body: agents send at most 2000 observations (about
 /// 180 KB) a report; a bigger body is refused with 413 before it can
-/// become one Raft entry large enough to stall replication.
-pub const REPORT_LIMIT: usize = 2 << 20;
+/// become one Raft entry too large to replicate within a heartbeat.
+pub const REPORT_LIMIT: usize = 512 * 1024;
 
 /// The most observations one report may carry.
 pub const MAX_OBSERVATIONS: usize = 10_000;
@@ -66,7 +66,8 @@ impl ProbeService {
             .route("/probe/report", post(report_route))
             .layer(DefaultBodyLimit::max(REPORT_LIMIT));
         let read = Router::new().route("/probe/health", get(health_route));
-        http::guarded(probe, creds, Need::Scope(Scope::Probe))
+        // agents only: nodes forward observations through the write route
+        http::guarded(probe, creds, Need::ClientScope(Scope::Probe))
             .merge(http::guarded(read, creds, Need::Scope(Scope::Read)))
             .with_state(self.clone())
     }
@@ -116,12 +117,12 @@ impl ProbeService {
 
 /// A report's shape: a region name, bounded sizes, and times that are
 /// finite, not negative and under an hour.
-fn check_report(report: &Report) -> Result<(), String> {
+pub(crate) fn check_report(report: &Report) -> Result<(), String> {
     if !meridian_config::node::is_region_name(&report.region) {
         return Err(format!("region {:?} is not a region name", report.region));
     }
-    if report.agent.len() > 255 {
-        return Err("the agent name is longer than 255 bytes".into());
+    if report.agent.len() > 255 || report.agent.chars().any(char::is_control) {
+        return Err("the agent name must be at most 255 bytes, without control characters".into());
     }
     if report.observations.len() > MAX_OBSERVATIONS {
         return Err(format!(

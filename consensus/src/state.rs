@@ -40,10 +40,24 @@ pub enum Command {
         endpoint: String,
         state: AdminState,
     },
-    /// A probe agent's batch, stamped with the receiving node's clock
-    /// (ms since the Unix epoch).
+    /// A probe agent's batch, stamped with the leader's clock (ms since
+    /// the Unix epoch).
     Observe { at_ms: u64, report: Report },
+    /// A piece, in order, of the JSON of a spec too large for one log
+    /// entry (openraft gives every append one heartbeat interval, so one
+    /// large entry would never replicate). Only the leader makes these.
+    SpecPart { id: u64, seq: u32, text: String },
+    /// The end of a spec sent in parts: it applies as `ReplaceSpec`, or as
+    /// `SeedSpec` with `seed`.
+    SpecEnd { id: u64, parts: u32, seed: bool },
 }
+
+/// The most text a spec sent in parts may have: the API's body limit.
+pub const MAX_SPEC_TEXT: usize = 16 * 1024 * 1024;
+
+/// Specs being received in parts, at most: a newer one drops the oldest
+/// (a leader that died half-way leaves one behind).
+const MAX_PENDING_SPECS: usize = 2;
 
 /// What applying a command did.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -70,11 +84,19 @@ pub struct ReplicatedState {
     /// Probe votes and verdicts.
     #[serde(default)]
     pub health: HealthState,
+    /// Specs arriving in parts: id → (parts so far, text so far).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub pending_specs: std::collections::BTreeMap<u64, (u32, String)>,
 }
 
 impl ReplicatedState {
     /// Applies `cmd`: deterministic, no I/O.
     pub fn apply(&mut self, cmd: &Command) -> Response {
+        match cmd {
+            Command::SpecPart { id, seq, text } => return self.spec_part(*id, *seq, text),
+            Command::SpecEnd { id, parts, seed } => return self.spec_end(*id, *parts, *seed),
+            _ => {}
+        }
         if let Command::Observe { at_ms, report } = cmd {
             self.revision += 1;
             if self.health.apply_report(&self.spec, *at_ms, report) {
@@ -109,7 +131,7 @@ impl ReplicatedState {
                 endpoint,
                 state,
             } => self.endpoint_mut(pool, endpoint).map(|e| e.state = *state),
-            Command::Observe { .. } => Ok(()),
+            Command::Observe { .. } | Command::SpecPart { .. } | Command::SpecEnd { .. } => Ok(()),
         };
         match result {
             Ok(()) => {
@@ -121,6 +143,51 @@ impl ReplicatedState {
                 }
             }
             Err(reason) => Response::Rejected { reason },
+        }
+    }
+
+    /// Adds a part to a spec being received. Changes nothing DNS sees, so
+    /// neither the version nor the revision moves.
+    fn spec_part(&mut self, id: u64, seq: u32, text: &str) -> Response {
+        if !self.pending_specs.contains_key(&id) {
+            if seq != 0 {
+                return Response::Rejected {
+                    reason: format!("spec {id}: part {seq} without its start"),
+                };
+            }
+            while self.pending_specs.len() >= MAX_PENDING_SPECS {
+                self.pending_specs.pop_first();
+            }
+        }
+        let entry = self.pending_specs.entry(id).or_default();
+        if entry.0 != seq || entry.1.len() + text.len() > MAX_SPEC_TEXT {
+            let reason = format!("spec {id}: part {seq} out of order or too large");
+            self.pending_specs.remove(&id);
+            return Response::Rejected { reason };
+        }
+        entry.0 += 1;
+        entry.1.push_str(text);
+        Response::Nothing
+    }
+
+    /// Applies a spec whose parts have all arrived.
+    fn spec_end(&mut self, id: u64, parts: u32, seed: bool) -> Response {
+        let Some((seen, text)) = self.pending_specs.remove(&id) else {
+            return Response::Rejected {
+                reason: format!("spec {id}: no parts"),
+            };
+        };
+        if seen != parts {
+            return Response::Rejected {
+                reason: format!("spec {id}: {seen} of {parts} parts arrived"),
+            };
+        }
+        match serde_json::from_str::<ZoneSpec>(&text) {
+            Ok(spec) if seed => self.apply(&Command::SeedSpec(Box::new(spec))),
+            Ok(spec) => self.apply(&Command::ReplaceSpec(Box::new(spec))),
+            Err(e) => Response::Rejected {
+                reason: format!("spec {id}: {e}"),
+            },
         }
     }
 

@@ -134,6 +134,17 @@ pub async fn accept(
     what: &str,
     last_warning: &mut Option<Instant>,
 ) -> (TcpStream, SocketAddr, Admitted) {
+    accept_with(listener, |_| gate, what, last_warning).await
+}
+
+/// [`accept`], with the gate chosen per client address: a listener can
+/// keep places for its own peers that strangers cannot fill.
+pub async fn accept_with<'g>(
+    listener: &TcpListener,
+    gate_for: impl Fn(IpAddr) -> &'g Gate,
+    what: &str,
+    last_warning: &mut Option<Instant>,
+) -> (TcpStream, SocketAddr, Admitted) {
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(s) => s,
@@ -151,7 +162,7 @@ pub async fn accept(
                 continue;
             }
         };
-        match gate.admit(addr.ip()) {
+        match gate_for(addr.ip()).admit(addr.ip()) {
             Some(admitted) => return (stream, addr, admitted),
             None => {
                 if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {

@@ -151,6 +151,18 @@ impl Prober {
             _ => t.authority(),
         };
         let url = format!("{scheme}://{url_host}{}", c.path);
+        // the URL parser reads some host names as addresses (2130706433):
+        // those never reach the resolver, so judge them here
+        if let Some(host) = reqwest::Url::parse(&url).ok().and_then(|u| {
+            u.host_str()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
+        }) {
+            if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+                if let Err(e) = self.policy.permits(ip) {
+                    return Outcome::failed(format!("not probed: {e}"), None);
+                }
+            }
+        }
         let method = if c.method == "HEAD" {
             reqwest::Method::HEAD
         } else {

@@ -81,7 +81,9 @@ fn a_follower_catches_up_on_megabytes_of_reports() {
 
 #[test]
 fn a_node_joins_a_cluster_whose_state_is_10_mb() {
-    let mut c = Cluster::start_with(1, Tls::Off, &crate::cluster::spec(0), "", &[]);
+    // two nodes: the 10 MB spec must replicate (in parts: one entry that
+    // size would never reach a follower within a heartbeat)
+    let mut c = Cluster::start_with(2, Tls::Off, &crate::cluster::spec(0), "", &[]);
     c.wait_healthy(1);
     // 5000 TXT sets of 2 KB
     let mut text = crate::cluster::spec(1);
@@ -105,16 +107,23 @@ fn a_node_joins_a_cluster_whose_state_is_10_mb() {
         let (status, body) = http(&c.node(1).api, "POST", "/cluster/write", Some(&admin), &cmd);
         assert_eq!(status, 200, "{body}");
     }
-    c.join_new(2);
-    let status = c.wait_healthy(2);
-    assert!(status.contains("2 voters"), "{status}");
     wait_caught_up(&c, 1, 2);
     let txt = crate::harness::dig(c.node(2).dns(), &["t4999.glb.example.com", "TXT"]);
-    assert_eq!(txt.answer.len(), 1, "node 2 serves the big state");
-    let joined = &c.status_json(2)["2"];
+    assert_eq!(
+        txt.answer.len(),
+        1,
+        "node 2 got the big spec through the log"
+    );
+    c.join_new(3);
+    let status = c.wait_healthy(3);
+    assert!(status.contains("3 voters"), "{status}");
+    wait_caught_up(&c, 1, 3);
+    let txt = crate::harness::dig(c.node(3).dns(), &["t4999.glb.example.com", "TXT"]);
+    assert_eq!(txt.answer.len(), 1, "node 3 serves the big state");
+    let joined = &c.status_json(3)["3"];
     assert!(
         joined["snapshot_index"].as_u64().is_some(),
-        "node 2 came up through a snapshot: {joined}"
+        "node 3 came up through a snapshot: {joined}"
     );
 }
 
@@ -125,6 +134,17 @@ fn a_report_too_big_for_one_entry_is_refused_without_an_election() {
     let leader_term = term(&c, 1);
     let big = report(34_000, 0);
     assert!(big.len() > 3_000_000, "{}", big.len());
+    // and one just over the limit (512 KiB) as well
+    let over = report(6_000, 0);
+    assert!(over.len() > 512 * 1024, "{}", over.len());
+    let (status, _) = http(
+        &c.node(1).api,
+        "POST",
+        "/probe/report",
+        Some(&token(&c, "probe-eu.token")),
+        &over,
+    );
+    assert_eq!(status, 413);
     let (status, body) = http(
         &c.node(2).api,
         "POST",

@@ -302,7 +302,7 @@ impl Cluster {
         dig(self.node(id).dns(), &["www.glb.example.com", "A"]).answers("A")
     }
 
-    fn wait_answer(&self, id: u64, v: u32) {
+    pub(crate) fn wait_answer(&self, id: u64, v: u32) {
         let want = vec![format!("192.0.2.{v}")];
         let deadline = Instant::now() + BOUND;
         loop {

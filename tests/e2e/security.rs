@@ -88,18 +88,23 @@ fn replace_spec(v: &str) -> String {
 /// A forged AppendEntries from "node 2" at a high term, carrying one
 /// `ReplaceSpec`.
 fn forged_append() -> String {
+    forged_append_from(2)
+}
+
+/// The same, from node `from`.
+fn forged_append_from(from: u64) -> String {
     use openraft::raft::AppendEntriesRequest;
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
     let cmd: meridian_consensus::Command =
         serde_json::from_str(&replace_spec("203.0.113.66")).expect("command");
     let req: AppendEntriesRequest<meridian_consensus::TypeConfig> = AppendEntriesRequest {
-        vote: Vote::new_committed(1000, 2),
+        vote: Vote::new_committed(1000, from),
         prev_log_id: None,
         entries: vec![Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1000, 2), 1),
+            log_id: LogId::new(CommittedLeaderId::new(1000, from), 1),
             payload: EntryPayload::Normal(cmd),
         }],
-        leader_commit: Some(LogId::new(CommittedLeaderId::new(1000, 2), 1)),
+        leader_commit: Some(LogId::new(CommittedLeaderId::new(1000, from), 1)),
     };
     serde_json::to_string(&req).expect("json")
 }
@@ -108,6 +113,7 @@ fn forged_append() -> String {
 fn strangers_and_wrong_roles_are_refused_everywhere() {
     let c = Cluster::start_with(3, Tls::Off, &crate::cluster::spec(0), "", &[]);
     c.wait_healthy(1);
+    c.wait_answer(1, 0);
     let api = c.node(2).api.clone();
     let before = serial(&c);
     let term = |c: &Cluster| c.status_json(1)["1"]["term"].as_u64().expect("term");
@@ -291,6 +297,7 @@ fn under_mutual_tls_a_certificate_is_only_its_role() {
 fn checks_cannot_be_pointed_at_a_metadata_address() {
     let c = Cluster::start_with(1, Tls::Off, &crate::cluster::spec(0), "", &[]);
     c.wait_healthy(1);
+    c.wait_answer(1, 0);
     let before = serial(&c);
     let text = format!(
         "{}regions: {{eu: {{}}}}\npools:\n  web:\n    check: {{kind: http}}\n    endpoints:\n      - {{id: a, address: 192.0.2.1, region: eu, check_address: \"169.254.169.254:80\"}}\n",
@@ -575,4 +582,105 @@ fn running_out_of_file_descriptors_is_survived() {
         std::thread::sleep(Duration::from_millis(200));
     }
     drop(idle);
+}
+
+/// A POST over mutual TLS with the identity `name` (`name.pem`,
+/// `name.key`, `ca.pem` in `dir`): the status and the body.
+fn tls_post(
+    dir: &std::path::Path,
+    name: &str,
+    url: &str,
+    forwarded: bool,
+    body: String,
+) -> (u16, String) {
+    crate::harness::install_crypto_provider();
+    let files = meridian_config::node::TlsConfig {
+        cert: dir.join(format!("{name}.pem")),
+        key: dir.join(format!("{name}.key")),
+        ca: dir.join("ca.pem"),
+    };
+    let tls = meridian_consensus::tls::Tls::load(&files).expect("tls");
+    let client = meridian_consensus::tls::http_client(Some(&tls), None);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut req = client
+            .post(url)
+            .header("content-type", "application/json")
+            .timeout(Duration::from_secs(10))
+            .body(body);
+        if forwarded {
+            req = req.header("x-meridian-forwarded", "1");
+        }
+        let resp = req.send().await.expect("send");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    })
+}
+
+/// A node certificate from the cluster's CA for a host that is not a
+/// member (or was removed) moves nothing: no Raft RPC as an unknown node,
+/// no forwarded write, join or report.
+#[test]
+fn a_node_certificate_of_no_member_moves_nothing() {
+    let c = Cluster::start_with(3, Tls::On, &crate::cluster::spec(0), "", &[]);
+    c.wait_healthy(1);
+    c.wait_answer(1, 0);
+    let before = serial(&c);
+    let dir = c.dir.path();
+    // n5 is signed by the cluster's CA for 127.0.0.15, which never joined
+    let api = |id: u64| format!("https://{}", c.node(id).api);
+    let (status, body) = tls_post(
+        dir,
+        "n5",
+        &format!("{}/raft/append", api(2)),
+        false,
+        forged_append_from(99),
+    );
+    assert_eq!(status, 403, "an append from a stranger: {body}");
+    let vote =
+        r#"{"vote":{"leader_id":{"term":1000,"node_id":99},"committed":false},"last_log_id":null}"#;
+    let (status, body) = tls_post(
+        dir,
+        "n5",
+        &format!("{}/raft/vote", api(1)),
+        false,
+        vote.into(),
+    );
+    assert_eq!(status, 403, "a vote from a stranger: {body}");
+    for path in ["/cluster/write", "/cluster/leave"] {
+        let body = if path == "/cluster/write" {
+            replace_spec("203.0.113.66")
+        } else {
+            r#"{"id": 3}"#.into()
+        };
+        for id in [1, 2, 3] {
+            let (status, reply) =
+                tls_post(dir, "n5", &format!("{}{path}", api(id)), true, body.clone());
+            assert_eq!(status, 403, "a forwarded {path} from a stranger: {reply}");
+        }
+    }
+    let join = r#"{"id": 88, "addr": "127.0.0.88:8440"}"#;
+    let (status, reply) = tls_post(
+        dir,
+        "n5",
+        &format!("{}/cluster/join", api(1)),
+        true,
+        join.into(),
+    );
+    assert_eq!(status, 403, "{reply}");
+    // a member's own certificate is no probe agent either
+    let report = r#"{"region":"eu","agent":"x","observations":[]}"#;
+    let (status, reply) = tls_post(
+        dir,
+        "n1",
+        &format!("{}/probe/report", api(1)),
+        false,
+        report.into(),
+    );
+    assert_eq!(status, 403, "{reply}");
+    assert_eq!(serial(&c), before);
+    c.wait_healthy(1);
 }

@@ -217,12 +217,29 @@ fn endpoint_is_sound(f: &mut Found, at: &str, e: &Endpoint, declared: &[&str]) {
         }
         f.maybe(&path, amount_problem(*ms, "milliseconds"));
     }
-    if let Some(super::CheckAddress {
-        host: super::EndpointAddress::Host(h),
-        ..
-    }) = &e.check_address
-    {
-        f.maybe(format!("{at}.check_address"), name_problem(h));
+    if let Some(a) = &e.check_address {
+        if let super::EndpointAddress::Host(h) = &a.host {
+            f.maybe(format!("{at}.check_address"), name_problem(h));
+        }
+        if a.port == Some(0) {
+            f.at(
+                format!("{at}.check_address"),
+                "expected a port 1..=65535, got 0",
+            );
+        }
+    }
+    for (field, addr) in [
+        ("address", Some(&e.address)),
+        ("check_address", e.check_address.as_ref().map(|a| &a.host)),
+    ] {
+        if let Some(super::EndpointAddress::Host(h)) = addr {
+            if crate::policy::numeric_host(h.as_str()) {
+                f.at(
+                    format!("{at}.{field}"),
+                    format!("{h} reads as a number, which clients take for an IPv4 address: give the address itself"),
+                );
+            }
+        }
     }
 }
 
