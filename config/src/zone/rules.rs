@@ -12,7 +12,10 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use super::{Check, CheckKind, Endpoint, Pool, ProbeRegion, SteeredRecord, Step, Zone, ZoneSpec};
+use super::{
+    Check, CheckKind, Endpoint, Pool, ProbeRegion, RecordData, RecordSet, RecordType,
+    SteeredRecord, Step, Zone, ZoneSpec, CONTINENTS,
+};
 use crate::values::DomainName;
 
 /// Largest TTL (RFC 2181 §8).
@@ -74,6 +77,12 @@ pub fn check(spec: &ZoneSpec) -> Result<(), Violations> {
     let declared: Vec<&str> = spec.regions.iter().map(|r| r.name.as_str()).collect();
     for (name, pool) in &spec.pools {
         let path = format!("pools.{name}");
+        if !crate::node::is_region_name(name) {
+            f.at(
+                &path,
+                format!("a pool name is letters, digits, '.', '_' and '-', got {name:?}"),
+            );
+        }
         if pool.name != *name {
             f.at(
                 &path,
@@ -90,8 +99,19 @@ pub fn check(spec: &ZoneSpec) -> Result<(), Violations> {
     for zone in &spec.zones {
         let path = format!("zones.{:?}", zone.name.as_str());
         zone_fields_are_bounded(&mut f, &path, zone);
+        name_servers_have_glue_in_zone(&mut f, &path, zone);
+        for (i, r) in zone.records.iter().enumerate() {
+            record_data_fits(&mut f, &format!("{path}.records[{i}]"), r, zone);
+        }
+        names_stand_alone(&mut f, &path, zone);
         for (i, s) in zone.steered.iter().enumerate() {
             steered_is_sound(&mut f, &format!("{path}.steered[{i}]"), s, spec);
+            if !s.name.is_within(&zone.name) {
+                f.at(
+                    format!("{path}.steered[{i}].name"),
+                    format!("{} is outside the zone {}", s.name, zone.name),
+                );
+            }
         }
     }
     if f.0.is_empty() {
@@ -449,6 +469,164 @@ fn zone_fields_are_bounded(f: &mut Found, path: &str, z: &Zone) {
     }
 }
 
+/// In-zone name servers carry glue; others do not.
+fn name_servers_have_glue_in_zone(f: &mut Found, path: &str, z: &Zone) {
+    for (i, ns) in z.ns.iter().enumerate() {
+        let inside = ns.name.is_within(&z.name);
+        if inside && ns.addresses.is_empty() {
+            f.at(
+                format!("{path}.ns[{i}]"),
+                format!(
+                    "{} is inside the zone and needs glue: give `addresses`",
+                    ns.name
+                ),
+            );
+        }
+        if !inside && !ns.addresses.is_empty() {
+            f.at(
+                format!("{path}.ns[{i}].addresses"),
+                format!(
+                    "{} is outside the zone: glue addresses belong only to in-zone name servers",
+                    ns.name
+                ),
+            );
+        }
+    }
+}
+
+/// Each value is of the set's type and encodable: TXT strings of at most
+/// 255 octets, a CAA tag of 1 to 15 letters and digits, names well formed,
+/// one CNAME.
+fn record_data_fits(f: &mut Found, path: &str, r: &RecordSet, z: &Zone) {
+    if r.rtype == RecordType::Cname && r.data.len() != 1 {
+        f.at(path, "a CNAME has exactly one value");
+    }
+    if r.rtype == RecordType::Ns && r.name.key() == z.name.key() {
+        f.at(
+            format!("{path}.type"),
+            "apex NS records come from the zone's `ns` list",
+        );
+    }
+    for (j, d) in r.data.iter().enumerate() {
+        let at = format!("{path}.values[{j}]");
+        let fits = matches!(
+            (r.rtype, d),
+            (RecordType::A, RecordData::A(_))
+                | (RecordType::Aaaa, RecordData::Aaaa(_))
+                | (RecordType::Cname, RecordData::Cname(_))
+                | (RecordType::Mx, RecordData::Mx { .. })
+                | (RecordType::Txt, RecordData::Txt(_))
+                | (RecordType::Caa, RecordData::Caa { .. })
+                | (RecordType::Srv, RecordData::Srv { .. })
+                | (RecordType::Ns, RecordData::Ns(_))
+        );
+        if !fits {
+            f.at(&at, format!("not {} data", r.rtype.as_str()));
+            continue;
+        }
+        match d {
+            RecordData::Cname(n)
+            | RecordData::Ns(n)
+            | RecordData::Mx { exchange: n, .. }
+            | RecordData::Srv { target: n, .. } => f.maybe(&at, name_problem(n)),
+            RecordData::Txt(strings) => {
+                if strings.is_empty()
+                    || strings.iter().any(|t| t.len() > 255)
+                    || strings.iter().map(String::len).sum::<usize>() > 16_384
+                {
+                    f.at(
+                        &at,
+                        "expected TXT strings of at most 255 octets each, 16 KiB in all",
+                    );
+                }
+            }
+            RecordData::Caa { tag, value, .. } => {
+                if tag.is_empty()
+                    || tag.len() > 15
+                    || !tag.bytes().all(|b| b.is_ascii_alphanumeric())
+                {
+                    f.at(
+                        &at,
+                        format!("expected a CAA tag of 1 to 15 letters and digits, got {tag:?}"),
+                    );
+                }
+                if value.len() > 1024 || value.chars().any(char::is_control) {
+                    f.at(&at, "expected a CAA value of at most 1024 characters without control characters");
+                }
+            }
+            RecordData::A(_) | RecordData::Aaaa(_) => {}
+        }
+    }
+}
+
+/// One owner, one kind of answer: static sets unique per name and type, a
+/// steered name apart from static data of its type, a CNAME alone and
+/// never at the apex, nothing but glue at or below a delegation.
+fn names_stand_alone(f: &mut Found, path: &str, z: &Zone) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut at_owner: BTreeMap<String, BTreeSet<&'static str>> = BTreeMap::new();
+    let apex = z.name.key();
+    for (i, r) in z.records.iter().enumerate() {
+        if !at_owner
+            .entry(r.name.key())
+            .or_default()
+            .insert(r.rtype.as_str())
+        {
+            f.at(
+                format!("{path}.records[{i}]"),
+                format!("a second {} record set at {}", r.rtype.as_str(), r.name),
+            );
+        }
+    }
+    for (i, s) in z.steered.iter().enumerate() {
+        let t = s.rtype.as_record_type().as_str();
+        if !at_owner.entry(s.name.key()).or_default().insert(t) {
+            f.at(
+                format!("{path}.steered[{i}]"),
+                format!("{t} at {} is already defined", s.name),
+            );
+        }
+    }
+    let cuts: Vec<String> = z
+        .records
+        .iter()
+        .filter(|r| r.rtype == RecordType::Ns && r.name.key() != apex)
+        .map(|r| r.name.key())
+        .collect();
+    for (owner, types) in &at_owner {
+        if types.contains("CNAME") && types.len() > 1 {
+            f.at(
+                path,
+                format!("a CNAME cannot stand beside other data at {owner}"),
+            );
+        }
+        if types.contains("CNAME") && *owner == apex {
+            f.at(
+                path,
+                "a CNAME cannot stand at the zone apex (beside SOA and NS)",
+            );
+        }
+        for cut in &cuts {
+            let below = owner == cut || owner.ends_with(&format!(".{cut}"));
+            let glue_only = types
+                .iter()
+                .all(|t| matches!(*t, "A" | "AAAA") || (*t == "NS" && owner == cut));
+            if below && !glue_only {
+                f.at(
+                    path,
+                    format!("{owner} is at or below the delegation {cut}: only NS and glue addresses belong there"),
+                );
+            }
+        }
+    }
+}
+
+/// A country code: two upper-case letters.
+fn country_problem(code: &str) -> Option<String> {
+    (code.len() != 2 || !code.bytes().all(|b| b.is_ascii_uppercase()))
+        .then(|| format!("expected a country code of two upper-case letters, got {code:?}"))
+}
+
 fn steered_is_sound(f: &mut Found, path: &str, s: &SteeredRecord, spec: &ZoneSpec) {
     f.maybe(format!("{path}.name"), name_problem(&s.name));
     ttl(f, format!("{path}.ttl"), s.ttl);
@@ -494,10 +672,62 @@ fn steered_is_sound(f: &mut Found, path: &str, s: &SteeredRecord, spec: &ZoneSpe
             }
         }
     }
+    if s.steps.len() > 64 {
+        f.at(format!("{path}.steps"), "at most 64 steps");
+        return;
+    }
+    let pool_regions: Vec<&str> = pool.endpoints.iter().map(|e| e.region.as_str()).collect();
+    let region_known = |r: &str| pool_regions.contains(&r);
     for (i, step) in s.steps.iter().enumerate() {
         let at = format!("{path}.steps[{i}]");
         match step {
             Step::First(0) => f.at(at, "expected first: 1 or more"),
+            Step::Fence(rules) => {
+                for (k, rule) in rules.iter().enumerate() {
+                    let known = region_known(&rule.target)
+                        || pool.endpoints.iter().any(|e| e.id == rule.target);
+                    if !known {
+                        f.at(
+                            format!("{at}.fence[{k}]"),
+                            format!("{:?} is no region or endpoint of the pool", rule.target),
+                        );
+                    }
+                    for m in [&rule.allow, &rule.deny].into_iter().flatten() {
+                        for c in &m.countries {
+                            f.maybe(format!("{at}.fence[{k}]"), country_problem(c));
+                        }
+                        for c in &m.continents {
+                            if !CONTINENTS.contains(&c.as_str()) {
+                                f.at(format!("{at}.fence[{k}]"), format!("no continent {c:?}"));
+                            }
+                        }
+                    }
+                }
+            }
+            Step::Geo(g) => {
+                let lists = g
+                    .subdivisions
+                    .iter()
+                    .map(|(_, l)| l)
+                    .chain(g.countries.iter().map(|(_, l)| l))
+                    .chain(g.continents.iter().map(|(_, l)| l))
+                    .chain(std::iter::once(&g.default));
+                for list in lists {
+                    for r in list {
+                        if !crate::node::is_region_name(r) {
+                            f.at(&at, format!("{r:?} is not a region name"));
+                        }
+                    }
+                }
+                for (c, _) in &g.countries {
+                    f.maybe(&at, country_problem(c));
+                }
+                for (c, _) in &g.continents {
+                    if !CONTINENTS.contains(&c.as_str()) {
+                        f.at(&at, format!("no continent {c:?}"));
+                    }
+                }
+            }
             Step::Cost(super::CostMargin::Ms(m) | super::CostMargin::Percent(m)) => {
                 f.maybe(at, amount_problem(*m, "a margin"));
             }
@@ -576,5 +806,80 @@ mod tests {
             .replace("\"ns.example.net.\"", "\"evil name\\r\\n.\"");
         let err = serde_json::from_str::<ZoneSpec>(&json).unwrap_err();
         assert!(err.to_string().contains("not a domain name"), "{err}");
+    }
+
+    /// What the attack review sent as JSON after the first rules: each is
+    /// now refused with its path.
+    #[test]
+    fn records_and_names_a_resolver_would_choke_on_are_refused() {
+        use crate::zone::{NameServer, RecordData, RecordSet, RecordType};
+        let name = |n: &str| DomainName::parse(n).unwrap();
+        let mut s = spec();
+        let z = &mut s.zones[0];
+        z.records.push(RecordSet {
+            name: name("t.glb.example.com."),
+            rtype: RecordType::Txt,
+            ttl: 60,
+            data: vec![RecordData::Txt(vec!["x".repeat(1000)])],
+        });
+        z.records.push(RecordSet {
+            name: name("c.glb.example.com."),
+            rtype: RecordType::Caa,
+            ttl: 60,
+            data: vec![RecordData::Caa {
+                critical: false,
+                tag: "bad tag\r\n".into(),
+                value: "x".into(),
+            }],
+        });
+        z.records.push(RecordSet {
+            name: name("m.glb.example.com."),
+            rtype: RecordType::A,
+            ttl: 60,
+            data: vec![RecordData::Txt(vec!["not an address".into()])],
+        });
+        z.records.push(RecordSet {
+            name: name("www.glb.example.com."),
+            rtype: RecordType::A,
+            ttl: 60,
+            data: vec![RecordData::A("192.0.2.9".parse().unwrap())],
+        });
+        z.records.push(RecordSet {
+            name: name("two.glb.example.com."),
+            rtype: RecordType::Cname,
+            ttl: 60,
+            data: vec![
+                RecordData::Cname(name("a.example.")),
+                RecordData::Cname(name("b.example.")),
+            ],
+        });
+        z.ns.push(NameServer {
+            name: name("ns9.glb.example.com."),
+            addresses: Vec::new(),
+        });
+        let mut outside = z.steered[0].clone();
+        outside.name = name("www.victim.org.");
+        z.steered.push(outside);
+        let pool = s.pools["web"].clone();
+        s.pools.insert(
+            "bad\r\nname".into(),
+            Pool {
+                name: "bad\r\nname".into(),
+                ..pool
+            },
+        );
+        let text = violations(&s);
+        for want in [
+            "records[0].values[0]: expected TXT strings of at most 255 octets",
+            "records[1].values[0]: expected a CAA tag",
+            "records[2].values[0]: not A data",
+            "steered[0]: A at www.glb.example.com. is already defined",
+            "records[4]: a CNAME has exactly one value",
+            "ns[1]: ns9.glb.example.com. is inside the zone and needs glue",
+            "steered[1].name: www.victim.org. is outside the zone",
+            "a pool name is letters, digits",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
     }
 }
