@@ -287,7 +287,9 @@ pub fn routes(raft: Raft<TypeConfig>, contact: Arc<Contact>) -> Router {
 ///   its cluster sends. A removed member's certificate, or a node
 ///   certificate for a host that never joined, moves nothing.
 /// - Claiming no id (a forwarded request): a certificate must name some
-///   member's host.
+///   voter's host.
+/// - A learner (a node being added) neither leads, stands for election nor
+///   forwards.
 ///
 /// With the cluster secret instead of TLS there is no certificate: a known
 /// id is taken at its word. Operators and agents are judged by their
@@ -304,8 +306,15 @@ pub(crate) fn check_member(
     let m = metrics.borrow();
     let membership = m.membership_config.membership();
     let voter = membership.voter_ids().any(|v| v == m.id);
+    let is_voter = |id: &NodeId| membership.voter_ids().any(|v| v == *id);
     let named = |addr: &str| hosts.as_ref().is_none_or(|h| h.contains(&host_of(addr)));
     match claimed {
+        // a learner neither leads nor stands for election
+        Some(id) if voter && membership.get_node(&id).is_some() && !is_voter(&id) => {
+            Err(ClusterError::Forbidden(format!(
+                "node {name} speaks as node {id}, a learner: it may not lead or stand"
+            )))
+        }
         Some(id) => match membership.get_node(&id) {
             Some(node) if named(&node.addr) => Ok(()),
             Some(node) => Err(ClusterError::Forbidden(format!(
@@ -317,7 +326,13 @@ pub(crate) fn check_member(
                 "node {name} speaks as node {id}, which is not a member of this cluster"
             ))),
         },
-        None if !voter || membership.nodes().any(|(_, n)| named(&n.addr)) => Ok(()),
+        None if !voter
+            || membership
+                .nodes()
+                .any(|(id, n)| is_voter(id) && named(&n.addr)) =>
+        {
+            Ok(())
+        }
         None => Err(ClusterError::Forbidden(format!(
             "node {name} is not a member of this cluster: its certificate names no member's host"
         ))),

@@ -287,6 +287,8 @@ struct Inner {
     /// Lets one large write body in at a time: decoding a spec takes many
     /// times its size in memory.
     big_writes: Arc<tokio::sync::Semaphore>,
+    /// Held while a spec is committed in parts.
+    spec_parts: tokio::sync::Mutex<()>,
     /// The last time this node stamped a probe report as leader: the
     /// monotonic instant, the cluster time it gave, and the term.
     last_stamp: std::sync::Mutex<Option<(std::time::Instant, u64, u64)>>,
@@ -436,6 +438,7 @@ impl ClusterNode {
                 applied_at,
                 diverged,
                 big_writes: Arc::new(tokio::sync::Semaphore::new(1)),
+                spec_parts: tokio::sync::Mutex::new(()),
                 last_stamp: std::sync::Mutex::new(None),
             }),
         })
@@ -617,6 +620,9 @@ impl ClusterNode {
     /// others arrive.
     async fn write_in_parts(&self, text: &str, seed: bool) -> Result<Written, OpError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
+        // one spec in parts at a time: parts of two would take turns and
+        // the state keeps only a few unfinished ones
+        let _one = self.inner.spec_parts.lock().await;
         // unique across leaders: the term, this node, a counter
         let term = self.inner.raft.metrics().borrow().current_term;
         let id = (term << 32) ^ (self.inner.id << 20) ^ NEXT.fetch_add(1, Ordering::Relaxed);
@@ -835,51 +841,27 @@ impl ClusterNode {
         Ok(())
     }
 
-    /// Asks the cluster at `addr` to add this node, until it is a member.
-    /// Runs in the background; logs each failed attempt.
+    /// A node started with `join:` waits for an admin to add it: a node
+    /// certificate (or the cluster secret) is not enough to join, as in
+    /// etcd, where a member is added before it starts. Logs what to run
+    /// until the node is a voter.
     pub async fn join_via(self, addr: String) {
-        let req = JoinRequest {
-            id: self.inner.id,
-            addr: self.inner.advertise.clone(),
-        };
-        let mut wait = Duration::from_millis(200);
+        let mut ticks = tokio::time::interval(Duration::from_secs(10));
         loop {
-            let member = {
+            ticks.tick().await;
+            let voter = {
                 let m = self.inner.raft.metrics().borrow().clone();
                 let ms = m.membership_config.membership();
                 ms.voter_ids().any(|v| v == self.inner.id)
             };
-            if member {
+            if voter {
+                info!("joined the cluster");
                 return;
             }
-            let url = format!("{}://{addr}/cluster/join", self.inner.scheme);
-            let sent = self
-                .inner
-                .client
-                .post(url)
-                .timeout(join_bound(&self.inner.timing) + Duration::from_secs(30))
-                .json(&req)
-                .send()
-                .await;
-            let result = match sent {
-                Ok(r) => decode::<()>(r).await,
-                Err(e) => Err(ClusterError::Unavailable(format!(
-                    "{addr} is unreachable: {e}"
-                ))),
-            };
-            match result {
-                Ok(()) => {
-                    info!(via = %addr, "joined the cluster");
-                    return;
-                }
-                Err(e @ ClusterError::Conflict(_)) => {
-                    warn!(via = %addr, %e, "cannot join the cluster");
-                    return;
-                }
-                Err(e) => warn!(via = %addr, %e, "join failed; retrying"),
-            }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(5));
+            info!(
+                "waiting to be added to the cluster: run `meridian cluster join --id {} --addr {} --api {addr}` with an admin credential",
+                self.inner.id, self.inner.advertise
+            );
         }
     }
 
@@ -1086,7 +1068,7 @@ pub async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, C
 
 /// Bodies larger than this (or of unknown length) wait for
 /// [`Inner::big_writes`]; small writes (weights, states) never do.
-const BIG_WRITE: u64 = 1 << 20;
+const BIG_WRITE: u64 = SPEC_PART_BYTES as u64;
 
 async fn one_big_write_at_a_time(
     State(gate): State<Arc<tokio::sync::Semaphore>>,
@@ -1142,6 +1124,16 @@ async fn write_route(
     Json(cmd): Json<Command>,
 ) -> Result<Json<Written>, ClusterError> {
     node_must_forward(&node, &headers, &principal, "write")?;
+    // small commands stay small: only a spec may be large
+    if let Command::SetWeight { pool, endpoint, .. }
+    | Command::SetAdminState { pool, endpoint, .. } = &cmd
+    {
+        if pool.len() > 255 || endpoint.len() > 255 {
+            return Err(ClusterError::Rejected(
+                "pool and endpoint names are at most 255 bytes".into(),
+            ));
+        }
+    }
     // parts of a spec are the leader's own
     if matches!(cmd, Command::SpecPart { .. } | Command::SpecEnd { .. }) {
         return Err(ClusterError::Forbidden(
@@ -1170,6 +1162,7 @@ async fn init_route(
 ) -> Result<Json<()>, ClusterError> {
     for addr in req.members.values() {
         check_member_addr(addr)?;
+        resolves_to_permitted(addr).await?;
     }
     node.init(req.members).await.map(Json)
 }
@@ -1181,21 +1174,9 @@ async fn join_route(
     Json(req): Json<JoinRequest>,
 ) -> Result<Json<()>, ClusterError> {
     check_member_addr(&req.addr)?;
-    // a node may ask to join only as itself: the address it gives must be
-    // one its certificate names
-    if let Principal::Node { name, hosts } = &principal {
-        if headers.contains_key(FORWARDED) {
-            network::check_member(&node.inner.raft, &principal, None)?;
-        } else if hosts
-            .as_ref()
-            .is_some_and(|h| !h.contains(&host_of(&req.addr)))
-        {
-            return Err(ClusterError::Forbidden(format!(
-                "node {name} may join only as itself: its certificate does not name {}",
-                req.addr
-            )));
-        }
-    }
+    resolves_to_permitted(&req.addr).await?;
+    // only an admin adds members; a node only forwards an admin's request
+    node_must_forward(&node, &headers, &principal, "add a member")?;
     node.join_from(req.id, req.addr, forwarded(&headers, &principal))
         .await
         .map(Json)
@@ -1211,6 +1192,33 @@ async fn leave_route(
     node.leave_from(req.id, forwarded(&headers, &principal))
         .await
         .map(Json)
+}
+
+/// A member address given as a name must resolve, within 2 s, to
+/// addresses a node may be at (no metadata or link-local ones).
+async fn resolves_to_permitted(addr: &str) -> Result<(), ClusterError> {
+    let host = host_of(addr);
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let bad = |why: String| {
+        Err(ClusterError::Rejected(format!(
+            "member address {addr:?}: {why}"
+        )))
+    };
+    match tokio::time::timeout(Duration::from_secs(2), tokio::net::lookup_host(addr)).await {
+        Ok(Ok(addrs)) => {
+            let policy = meridian_config::policy::AddressPolicy::default();
+            for a in addrs {
+                if let Err(why) = policy.permits(a.ip()) {
+                    return bad(format!("resolves to {why}"));
+                }
+            }
+            Ok(())
+        }
+        Ok(Err(e)) => bad(format!("does not resolve: {e}")),
+        Err(_) => bad("does not resolve within 2 s".into()),
+    }
 }
 
 /// The host part of `host:port`, lower-cased, without IPv6 brackets.

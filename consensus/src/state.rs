@@ -57,7 +57,7 @@ pub const MAX_SPEC_TEXT: usize = 16 * 1024 * 1024;
 
 /// Specs being received in parts, at most: a newer one drops the oldest
 /// (a leader that died half-way leaves one behind).
-const MAX_PENDING_SPECS: usize = 2;
+const MAX_PENDING_SPECS: usize = 4;
 
 /// What applying a command did.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

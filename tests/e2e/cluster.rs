@@ -158,13 +158,28 @@ impl Cluster {
         });
     }
 
-    /// Adds node `id` on its own loopback address, joining through node
-    /// 1, and starts it.
+    /// Adds node `id` on its own loopback address: starts it with
+    /// `join:` (it waits) and has the admin add it through node 1.
     pub(crate) fn join_new(&mut self, id: u64) {
         let api = format!("{}:{}", host(id), free_port(&host(id)));
         let join = format!("  join: \"{}\"\n", self.node(1).api);
-        self.add(id, api, &join);
+        self.add(id, api.clone(), &join);
         self.restart(id);
+        let sid = id.to_string();
+        // a big state may take longer to arrive than one join waits: the
+        // command is safe to repeat until the node is a voter
+        let deadline = Instant::now() + BOUND * 2;
+        loop {
+            let (code, out, err) = self.cli(1, &["join", "--id", &sid, "--addr", &api]);
+            if code == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline && err.contains("has not caught up"),
+                "the admin adds node {id}: {out}{err}\n{}",
+                self.logs()
+            );
+        }
     }
 
     fn index(&self, id: u64) -> usize {
@@ -527,10 +542,7 @@ fn quorum_loss_restarts_and_a_wiped_node_rejoining() {
     let leader = c.leader(1);
     let purged = c.status_json(1)[leader.to_string()]["purged_index"].as_u64();
     assert!(purged.unwrap_or(0) > 0, "the leader purged its log");
-    let api = format!("{}:{}", host(4), free_port(&host(4)));
-    let join = format!("  join: \"{}\"\n", c.node(1).api);
-    c.add(4, api, &join);
-    c.restart(4);
+    c.join_new(4);
     c.wait_answer(4, 15);
     let status = c.wait_healthy(4);
     let rows: Vec<&str> = status
@@ -645,10 +657,13 @@ fn write_certs(dir: &Path, n: u64) {
 fn mutual_tls_join_and_an_unreachable_new_node() {
     let mut c = Cluster::start(1, Tls::On);
     c.wait_healthy(1);
+    // a node certificate alone does not join: it waits for the admin
     let join = format!("  join: \"{}\"\n", c.node(1).api);
     let api = format!("{}:{}", host(2), free_port(&host(2)));
-    c.add(2, api, &join);
+    c.add(2, api.clone(), &join);
     c.restart(2);
+    let (code, out, err) = c.cli(1, &["join", "--id", "2", "--addr", &api]);
+    assert_eq!(code, 0, "{out}{err}");
     let status = c.wait_healthy(2);
     assert!(status.contains("2 voters"), "{status}");
 

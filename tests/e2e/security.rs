@@ -242,6 +242,13 @@ fn strangers_and_wrong_roles_are_refused_everywhere() {
         ["0", "141"].contains(&code.as_str()) && !err.contains("panicked"),
         "status into a closed pipe: exit {code}, {err}"
     );
+    // small commands stay small: a 1 MB pool name is refused
+    let huge = format!(
+        r#"{{"SetWeight":{{"pool":"{}","endpoint":"a","weight":1}}}}"#,
+        "p".repeat(1 << 20)
+    );
+    let (status, body) = http(&api, "POST", "/cluster/write", Some(&write), &huge);
+    assert_eq!(status, 422, "{body}");
     // while the right credential works
     let (status, body) = http(
         &api,
@@ -662,15 +669,18 @@ fn a_node_certificate_of_no_member_moves_nothing() {
             assert_eq!(status, 403, "a forwarded {path} from a stranger: {reply}");
         }
     }
-    let join = r#"{"id": 88, "addr": "127.0.0.88:8440"}"#;
-    let (status, reply) = tls_post(
-        dir,
-        "n5",
-        &format!("{}/cluster/join", api(1)),
-        true,
-        join.into(),
-    );
-    assert_eq!(status, 403, "{reply}");
+    // nor can it add itself (or anyone): only an admin adds members
+    for forwarded in [false, true] {
+        let join = r#"{"id": 5, "addr": "127.0.0.15:8440"}"#;
+        let (status, reply) = tls_post(
+            dir,
+            "n5",
+            &format!("{}/cluster/join", api(1)),
+            forwarded,
+            join.into(),
+        );
+        assert_eq!(status, 403, "a join by a node certificate: {reply}");
+    }
     // a member's own certificate is no probe agent either
     let report = r#"{"region":"eu","agent":"x","observations":[]}"#;
     let (status, reply) = tls_post(
