@@ -63,7 +63,7 @@ pub const APPEND_LIMIT: usize = 64 << 20;
 pub const VOTE_LIMIT: usize = 64 * 1024;
 
 /// The largest snapshot a node takes in.
-pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
+pub const MAX_SNAPSHOT_BYTES: u64 = 256 << 20;
 
 /// Body limit of a snapshot chunk: the chunk and its head.
 pub const SNAPSHOT_LIMIT: usize = (SNAPSHOT_CHUNK as usize) + (1 << 20);
@@ -270,13 +270,24 @@ pub fn routes(raft: Raft<TypeConfig>, contact: Arc<Contact>) -> Router {
                     "/raft/vote",
                     post(vote).layer(DefaultBodyLimit::max(VOTE_LIMIT)),
                 )
+                .with_state(raft.clone()),
+        )
+        .merge(
+            Router::new()
                 .route(
                     "/raft/snapshot",
                     post(snapshot).layer(DefaultBodyLimit::max(SNAPSHOT_LIMIT)),
                 )
-                .with_state(raft),
+                .with_state((raft, Arc::new(Incoming::default()))),
         )
 }
+
+/// The snapshot being received, kept beside openraft's copy so that it
+/// can be checked whole before its last chunk is handed over: a snapshot
+/// that does not decode would stop this node's Raft and leave a store it
+/// cannot start on.
+#[derive(Default)]
+struct Incoming(tokio::sync::Mutex<Option<(String, Vec<u8>)>>);
 
 /// Whether a node principal speaks for a member of this node's cluster.
 ///
@@ -404,7 +415,7 @@ fn parse_chunk(body: &[u8]) -> Result<InstallSnapshotRequest<TypeConfig>, Cluste
 }
 
 async fn snapshot(
-    State(raft): State<Raft<TypeConfig>>,
+    State((raft, incoming)): State<(Raft<TypeConfig>, Arc<Incoming>)>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> Result<
@@ -413,5 +424,29 @@ async fn snapshot(
 > {
     let req = parse_chunk(&body)?;
     check_member(&raft, &principal, req.vote.leader_id().voted_for())?;
+    {
+        let mut held = incoming.0.lock().await;
+        let id = &req.meta.snapshot_id;
+        if req.offset == 0 || held.as_ref().is_none_or(|(h, _)| h != id) {
+            *held = Some((id.clone(), Vec::new()));
+        }
+        let (_, bytes) = held.as_mut().expect("set above");
+        if req.offset > bytes.len() as u64 {
+            return Err(ClusterError::Rejected(format!(
+                "snapshot {id}: a chunk at {} leaves a gap after {}",
+                req.offset,
+                bytes.len()
+            )));
+        }
+        // a chunk sent again (its answer was lost) replaces itself
+        bytes.truncate(req.offset as usize);
+        bytes.extend_from_slice(&req.data);
+        if req.done {
+            let whole = held.take().map(|(_, b)| b).unwrap_or_default();
+            crate::state::check_snapshot_data(&whole).map_err(|e| {
+                ClusterError::Rejected(format!("snapshot {id} does not decode: {e}"))
+            })?;
+        }
+    }
     Ok(Json(raft.install_snapshot(req).await))
 }

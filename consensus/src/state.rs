@@ -208,6 +208,14 @@ impl ReplicatedState {
     }
 }
 
+/// Whether snapshot bytes decode to a state machine's content: checked
+/// before a received snapshot is installed.
+pub fn check_snapshot_data(data: &[u8]) -> Result<(), String> {
+    serde_json::from_slice::<Applied>(data)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 /// Receives each new state: where the DNS server's snapshots will be built.
 pub type Publisher = std::sync::Arc<dyn Fn(&ReplicatedState) + Send + Sync>;
 

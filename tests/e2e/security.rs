@@ -598,7 +598,7 @@ fn tls_post(
     name: &str,
     url: &str,
     forwarded: bool,
-    body: String,
+    body: impl Into<reqwest::Body>,
 ) -> (u16, String) {
     crate::harness::install_crypto_provider();
     let files = meridian_config::node::TlsConfig {
@@ -654,7 +654,7 @@ fn a_node_certificate_of_no_member_moves_nothing() {
         "n5",
         &format!("{}/raft/vote", api(1)),
         false,
-        vote.into(),
+        vote.to_string(),
     );
     assert_eq!(status, 403, "a vote from a stranger: {body}");
     for path in ["/cluster/write", "/cluster/leave"] {
@@ -677,7 +677,7 @@ fn a_node_certificate_of_no_member_moves_nothing() {
             "n5",
             &format!("{}/cluster/join", api(1)),
             forwarded,
-            join.into(),
+            join.to_string(),
         );
         assert_eq!(status, 403, "a join by a node certificate: {reply}");
     }
@@ -688,9 +688,33 @@ fn a_node_certificate_of_no_member_moves_nothing() {
         "n1",
         &format!("{}/probe/report", api(1)),
         false,
-        report.into(),
+        report.to_string(),
     );
     assert_eq!(status, 403, "{reply}");
+    // a member's snapshot that does not decode is refused before Raft
+    // sees it, and the node goes on
+    let head = serde_json::json!({
+        "vote": {"leader_id": {"term": 1, "node_id": 1}, "committed": true},
+        "meta": {"last_log_id": {"leader_id": {"term": 1, "node_id": 1}, "index": 100000},
+                 "last_membership": {"log_id": null, "membership": {"configs": [], "nodes": {}}},
+                 "snapshot_id": "evil"},
+        "offset": 0,
+        "done": true
+    })
+    .to_string();
+    let mut chunk = (head.len() as u32).to_le_bytes().to_vec();
+    chunk.extend_from_slice(head.as_bytes());
+    chunk.extend_from_slice(b"not json");
+    let (status, reply) = tls_post(
+        dir,
+        "n1",
+        &format!("{}/raft/snapshot", api(2)),
+        false,
+        chunk,
+    );
+    assert_eq!(status, 422, "{reply}");
+    assert!(reply.contains("does not decode"), "{reply}");
     assert_eq!(serial(&c), before);
     c.wait_healthy(1);
+    c.wait_healthy(2);
 }
