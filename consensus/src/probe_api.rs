@@ -9,7 +9,7 @@
 //! here (its region, sizes, finite non-negative times) and stamped by the
 //! leader's clock.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Extension, Query, State};
 use axum::routing::{get, post};
@@ -103,10 +103,8 @@ impl ProbeService {
     /// Commits a report, stamped with the leader's clock.
     pub async fn deliver(&self, report: Report) -> Result<Written, ClusterError> {
         check_report(&report).map_err(ClusterError::Rejected)?;
-        let at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        self.node.write(Command::Observe { at_ms, report }).await
+        // the time is the leader's to set (see `ClusterNode::write`)
+        self.node.write(Command::Observe { at_ms: 0, report }).await
     }
 
     pub fn health(&self) -> HealthView {

@@ -2,18 +2,19 @@ use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
 use tempfile::TempDir;
 
-use crate::engine::Sled;
+use crate::engine::{KvEngine, Sled};
 use crate::journal::Journal;
 use crate::log_store::LogStore;
 use crate::state::StateMachine;
 use crate::{NodeId, TypeConfig};
 
-struct SledBuilder;
+/// Builds the store over the engine `open` makes in a fresh directory.
+struct Builder<E>(fn(&std::path::Path) -> E);
 
-impl StoreBuilder<TypeConfig, LogStore<Sled>, StateMachine, TempDir> for SledBuilder {
-    async fn build(&self) -> Result<(TempDir, LogStore<Sled>, StateMachine), StorageError<NodeId>> {
+impl<E: KvEngine> StoreBuilder<TypeConfig, LogStore<E>, StateMachine, TempDir> for Builder<E> {
+    async fn build(&self) -> Result<(TempDir, LogStore<E>, StateMachine), StorageError<NodeId>> {
         let dir = TempDir::new().expect("temp dir");
-        let engine = Sled::open(&dir.path().join("db")).expect("sled");
+        let engine = (self.0)(&dir.path().join("raft"));
         let log = LogStore::new(&engine)?;
         let sm = StateMachine::open(&dir.path().join("snapshots"))?;
         Ok((dir, log, sm))
@@ -23,28 +24,14 @@ impl StoreBuilder<TypeConfig, LogStore<Sled>, StateMachine, TempDir> for SledBui
 /// openraft's own conformance suite against the sled-backed store.
 #[test]
 fn openraft_storage_suite_passes_on_sled() -> Result<(), StorageError<NodeId>> {
-    Suite::test_all(SledBuilder)?;
+    Suite::test_all(Builder(|p| Sled::open(p).expect("sled")))?;
     Ok(())
-}
-
-struct JournalBuilder;
-
-impl StoreBuilder<TypeConfig, LogStore<Journal>, StateMachine, TempDir> for JournalBuilder {
-    async fn build(
-        &self,
-    ) -> Result<(TempDir, LogStore<Journal>, StateMachine), StorageError<NodeId>> {
-        let dir = TempDir::new().expect("temp dir");
-        let engine = Journal::open(&dir.path().join("raft")).expect("journal");
-        let log = LogStore::new(&engine)?;
-        let sm = StateMachine::open(&dir.path().join("snapshots"))?;
-        Ok((dir, log, sm))
-    }
 }
 
 /// The same suite against the journal, the engine new stores use.
 #[test]
 fn openraft_storage_suite_passes_on_the_journal() -> Result<(), StorageError<NodeId>> {
-    Suite::test_all(JournalBuilder)?;
+    Suite::test_all(Builder(|p| Journal::open(p).expect("journal")))?;
     Ok(())
 }
 

@@ -183,37 +183,20 @@ fn strangers_and_wrong_roles_are_refused_everywhere() {
     assert!(body.contains("/probe/report"), "{body}");
 
     // a probe token reports only for its region, with sane numbers
-    let report = |region: &str, ms: &str| {
-        format!(
+    let report = |token: &str, region: &str, ms: &str| {
+        let body = format!(
             r#"{{"region":"{region}","agent":"a","observations":[{{"pool":"web","endpoint":"e","up":false,"ok":false,"connect_ms":{ms}}}]}}"#
-        )
+        );
+        http(&api, "POST", "/probe/report", Some(token), &body)
     };
-    let (status, body) = http(
-        &api,
-        "POST",
-        "/probe/report",
-        Some(&probe),
-        &report("us", "1.0"),
-    );
+    let (status, body) = report(&probe, "us", "1.0");
     assert_eq!(status, 403, "another region: {body}");
     let (status, _) = http(&api, "GET", "/probe/checks?region=us", Some(&probe), "");
     assert_eq!(status, 403, "another region's checks");
-    let (status, body) = http(
-        &api,
-        "POST",
-        "/probe/report",
-        Some(&probe),
-        &report("eu", "-5.0"),
-    );
+    let (status, body) = report(&probe, "eu", "-5.0");
     assert_eq!(status, 422, "a negative time: {body}");
     assert!(body.contains("connect_ms"), "{body}");
-    let (status, body) = http(
-        &api,
-        "POST",
-        "/probe/report",
-        Some(&write),
-        &report("eu", "1.0"),
-    );
+    let (status, body) = report(&write, "eu", "1.0");
     assert_eq!(status, 403, "a writer is no agent: {body}");
 
     // nothing of it changed the state or the term
