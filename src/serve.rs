@@ -410,6 +410,7 @@ async fn start(
 /// arrived: the typed rules `meridian check` applies, this node's policy
 /// on where checks may connect, and that the DNS server can index it.
 fn spec_check(policy: AddressPolicy) -> SpecCheck {
+    use meridian_config::zone::rules::{Violation, Violations};
     Arc::new(move |spec: &ZoneSpec| {
         // every violation at once, the rules' and the policy's
         let mut found = Vec::new();
@@ -420,11 +421,16 @@ fn spec_check(policy: AddressPolicy) -> SpecCheck {
             found.extend(v.0);
         }
         if !found.is_empty() {
-            return Err(meridian_config::zone::rules::Violations(found).to_string());
+            return Err(Violations(found));
         }
         Snapshot::build(spec, &Default::default(), 0, 0)
             .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(|e| {
+                Violations(vec![Violation {
+                    path: String::new(),
+                    message: e.to_string(),
+                }])
+            })
     })
 }
 

@@ -290,6 +290,19 @@ impl Document {
         })
     }
 
+    /// A document made from a value rather than text: no positions.
+    pub fn from_value(file: &str, value: Value) -> Document {
+        let value = match value {
+            Value::Null => Value::Mapping(Default::default()),
+            v => v,
+        };
+        Document {
+            file: file.to_string(),
+            value,
+            positions: Positions::default(),
+        }
+    }
+
     /// A diagnostic at the value of `path`.
     pub fn error(&self, path: &str, message: impl Into<String>) -> Diagnostic {
         let pos = self.positions.value(path);

@@ -346,12 +346,21 @@ pub const DEFAULT_STEERED_TTL: u32 = 30;
 
 /// Parses and validates a zone spec. `file` names the source in messages.
 pub fn parse(file: &str, text: &str) -> Result<ZoneSpec, Diagnostics> {
-    let doc = Document::parse(file, text)?;
+    parse_document(&Document::parse(file, text)?)
+}
+
+/// Validates a spec given as a value (no positions: diagnostics carry the
+/// field path, at line 1).
+fn parse_value(file: &str, value: serde_yaml::Value) -> Result<ZoneSpec, Diagnostics> {
+    parse_document(&Document::from_value(file, value))
+}
+
+fn parse_document(doc: &Document) -> Result<ZoneSpec, Diagnostics> {
     let raw: raw::ZoneSpec = match crate::yaml::parse_value(doc.value.clone()) {
         Ok(r) => r,
         Err(f) => return Err(Diagnostics(vec![doc.parse_error("", &f)])),
     };
-    let spec = validate(&doc, raw)?;
+    let spec = validate(doc, raw)?;
     // the typed rules every spec passes, however it arrives
     match rules::check(&spec) {
         Ok(()) => Ok(spec),
@@ -1050,6 +1059,7 @@ fn parse_rdata(t: RecordType, text: &str, zone: &DomainName) -> Result<RecordDat
 
 mod check;
 use check::validate_check;
+pub mod export;
 pub use check::{Check, CheckAddress, CheckKind, DEFAULT_USER_AGENT};
 pub mod rules;
 mod steps;

@@ -23,9 +23,12 @@
 //! token's entry by its id and compares the hashes in constant time, so
 //! neither the file nor the comparison gives a token away.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use crate::resources::StoredToken;
 
 use ring::digest::{digest, SHA256};
 use serde::{Deserialize, Serialize};
@@ -351,7 +354,12 @@ impl TokenEntry {
 /// The tokens a node accepts (hashes only) and the cluster secret.
 #[derive(Clone, Default)]
 pub struct Credentials {
+    /// From the node's token file.
     tokens: Vec<TokenEntry>,
+    /// Created through the API, from the replicated state: replaced on
+    /// every state that changes them, so a revoked token stops working on
+    /// a node as soon as it applies the revocation.
+    replicated: Arc<RwLock<Replicated>>,
     /// SHA-256 of the cluster secret, when nodes prove themselves with it.
     secret: Option<[u8; 32]>,
     /// `cluster.insecure`: everyone may do everything.
@@ -362,6 +370,7 @@ impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credentials")
             .field("tokens", &self.tokens.len())
+            .field("replicated", &self.read_replicated().entries.len())
             .field("secret", &self.secret.is_some())
             .field("insecure", &self.insecure)
             .finish()
@@ -372,6 +381,7 @@ impl Credentials {
     pub fn new(tokens: Vec<TokenEntry>, secret: Option<&str>, insecure: bool) -> Credentials {
         Credentials {
             tokens,
+            replicated: Default::default(),
             secret: secret.map(sha256),
             insecure,
         }
@@ -410,8 +420,9 @@ impl Credentials {
             let id = token_id(presented);
             // one comparison per entry whatever matched: the time taken
             // says nothing about which token, or how much of one, was right
+            let replicated = self.read_replicated();
             let mut found = None;
-            for entry in &self.tokens {
+            for entry in self.tokens.iter().chain(&replicated.entries) {
                 let hit = same(&hash, &entry.hash) & (Some(entry.id.as_str()) == id);
                 if hit {
                     found = Some(entry);
@@ -430,6 +441,57 @@ impl Credentials {
         }
         Ok(cert.map_or(Principal::Anonymous, Principal::from_cert))
     }
+}
+
+/// The API's tokens as last applied.
+#[derive(Default)]
+struct Replicated {
+    source: BTreeMap<String, StoredToken>,
+    entries: Vec<TokenEntry>,
+}
+
+impl Credentials {
+    fn read_replicated(&self) -> std::sync::RwLockReadGuard<'_, Replicated> {
+        self.replicated.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the replicated state's tokens (when they changed).
+    pub fn set_replicated(&self, tokens: &BTreeMap<String, StoredToken>) {
+        if self.read_replicated().source == *tokens {
+            return;
+        }
+        let entries = tokens
+            .iter()
+            .filter_map(|(id, t)| {
+                Some(TokenEntry {
+                    id: id.clone(),
+                    scope: t.scope,
+                    regions: t.regions.clone(),
+                    hash: unhex32(&t.sha256)?,
+                })
+            })
+            .collect();
+        *self.replicated.write().unwrap_or_else(|p| p.into_inner()) = Replicated {
+            source: tokens.clone(),
+            entries,
+        };
+    }
+
+    /// Whether a token id is taken (in the file or the state).
+    pub fn has_token_id(&self, id: &str) -> bool {
+        self.tokens.iter().any(|t| t.id == id)
+            || self.read_replicated().entries.iter().any(|t| t.id == id)
+    }
+
+    /// The token file's entries (hashes only).
+    pub fn file_tokens(&self) -> &[TokenEntry] {
+        &self.tokens
+    }
+}
+
+/// The hex form of a token's hash, as the state keeps it.
+pub fn hash_hex(entry: &TokenEntry) -> String {
+    hex(&entry.hash)
 }
 
 /// The id part of a token, if it has the token's shape.

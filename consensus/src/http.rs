@@ -268,7 +268,7 @@ pub fn principal_of(ext: &axum::http::Extensions) -> Principal {
 /// Every refusal as a JSON error, whatever produced it: a body over its
 /// route's limit is a 413 `too_large`; a body an extractor could not read
 /// (malformed JSON, a wrong content type) keeps its status with the
-/// extractor's message as a `rejected` error.
+/// extractor's message, its code named after the status.
 pub async fn errors_as_json(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     let status = resp.status();
@@ -295,5 +295,9 @@ pub async fn errors_as_json(req: Request, next: Next) -> Response {
     } else {
         text
     };
-    (status, axum::Json(ClusterError::Rejected(text))).into_response()
+    ClusterError::Http {
+        status: status.as_u16(),
+        message: text,
+    }
+    .into_response()
 }

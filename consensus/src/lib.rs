@@ -16,6 +16,9 @@
 //! - [`node`]: a running node — Raft on its store, the cluster API
 //!   (write, init, join, leave, status) and forwarding to the leader.
 //! - [`tls`]: mutual TLS between nodes.
+//! - [`resources`]: the REST API's resources inside the state, their
+//!   entity tags, and the audited [`Change`](resources::Change)s that put
+//!   or delete them.
 //! - [`state`]: the [`ReplicatedState`](state::ReplicatedState), the
 //!   [`Command`](state::Command)s that change it, and the state machine
 //!   with file snapshots.
@@ -33,6 +36,7 @@ pub mod log_store;
 pub mod network;
 pub mod node;
 pub mod probe_api;
+pub mod resources;
 pub mod state;
 pub mod tls;
 

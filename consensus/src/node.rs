@@ -43,6 +43,8 @@ use crate::http::{self, Limits};
 use crate::journal::Journal;
 use crate::log_store::LogStore;
 use crate::network::{self, Contact, HttpNetwork};
+pub use crate::resources::Refusal;
+use crate::resources::{self, Change, Op, RefusalKind, Resource, Target};
 use crate::state::{ReplicatedState, StateMachine};
 use crate::tls::{self, Tls};
 use crate::{Command, NodeId, Response, TypeConfig};
@@ -107,11 +109,17 @@ pub struct NodeOptions {
 type Diverged = Arc<std::sync::Mutex<Option<String>>>;
 
 /// See [`NodeOptions::check_spec`].
-pub type SpecCheck = Arc<dyn Fn(&meridian_config::ZoneSpec) -> Result<(), String> + Send + Sync>;
+pub type SpecCheck = Arc<
+    dyn Fn(&meridian_config::ZoneSpec) -> Result<(), meridian_config::zone::rules::Violations>
+        + Send
+        + Sync,
+>;
 
 /// Why an operation failed; each maps to an HTTP status.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "error", rename_all = "snake_case")]
+///
+/// On the wire every error is `{"error": {"code", "message", "field"}}`
+/// (`field` only where one is at fault), whichever route gave it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClusterError {
     /// The request is wrong (a command the state rejects, an unknown
     /// member): 422.
@@ -140,10 +148,117 @@ pub enum ClusterError {
     /// The request took longer than the listener allows: 408.
     #[error("{0}")]
     Timeout(String),
+    /// An API change refused by its precondition or the rules: 400, 404,
+    /// 409 or 412 by its kind.
+    #[error("{0}")]
+    Refused(Refusal),
+    /// A request HTTP itself refused (no such route, a body that is not
+    /// JSON, a wrong content type), with its status.
+    #[error("{message}")]
+    Http { status: u16, message: String },
+}
+
+/// The JSON form of every error.
+#[derive(Serialize, Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ErrorDetail {
+    code: String,
+    message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+    /// The HTTP status, for errors HTTP itself gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
 }
 
 impl ClusterError {
-    fn status(&self) -> StatusCode {
+    /// The stable, machine-readable code of the error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ClusterError::Rejected(_) => "rejected",
+            ClusterError::Conflict(_) => "conflict",
+            ClusterError::Unavailable(_) => "unavailable",
+            ClusterError::Failed(_) => "internal",
+            ClusterError::Unauthorized(_) => "unauthorized",
+            ClusterError::Forbidden(_) => "forbidden",
+            ClusterError::TooLarge(_) => "payload_too_large",
+            ClusterError::Timeout(_) => "timeout",
+            ClusterError::Refused(r) => match r.kind {
+                RefusalKind::Invalid => "invalid",
+                RefusalKind::NotFound => "not_found",
+                RefusalKind::Conflict => "conflict",
+                RefusalKind::Precondition => "precondition_failed",
+            },
+            ClusterError::Http { status, .. } => match *status {
+                400 | 422 => "invalid",
+                404 => "not_found",
+                405 => "method_not_allowed",
+                406 => "not_acceptable",
+                415 => "unsupported_media_type",
+                _ => "http",
+            },
+        }
+    }
+}
+
+impl Serialize for ClusterError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (field, status) = match self {
+            ClusterError::Refused(r) => (r.field.clone(), None),
+            ClusterError::Http { status, .. } => (None, Some(*status)),
+            _ => (None, None),
+        };
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_string(),
+                message: self.to_string(),
+                field,
+                status,
+            },
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClusterError {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let ErrorDetail {
+            code,
+            message: m,
+            field,
+            status,
+        } = ErrorBody::deserialize(d)?.error;
+        let refused = |kind| {
+            ClusterError::Refused(Refusal {
+                kind,
+                message: m.clone(),
+                field: field.clone(),
+            })
+        };
+        Ok(match (code.as_str(), status) {
+            (_, Some(status)) => ClusterError::Http { status, message: m },
+            ("rejected", _) => ClusterError::Rejected(m),
+            ("conflict", _) if field.is_some() => refused(RefusalKind::Conflict),
+            ("conflict", _) => ClusterError::Conflict(m),
+            ("unavailable", _) => ClusterError::Unavailable(m),
+            ("unauthorized", _) => ClusterError::Unauthorized(m),
+            ("forbidden", _) => ClusterError::Forbidden(m),
+            ("payload_too_large", _) => ClusterError::TooLarge(m),
+            ("timeout", _) => ClusterError::Timeout(m),
+            ("invalid", _) => refused(RefusalKind::Invalid),
+            ("not_found", _) => refused(RefusalKind::NotFound),
+            ("precondition_failed", _) => refused(RefusalKind::Precondition),
+            _ => ClusterError::Failed(m),
+        })
+    }
+}
+
+impl ClusterError {
+    pub fn status(&self) -> StatusCode {
         match self {
             ClusterError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ClusterError::Conflict(_) => StatusCode::CONFLICT,
@@ -153,6 +268,15 @@ impl ClusterError {
             ClusterError::Forbidden(_) => StatusCode::FORBIDDEN,
             ClusterError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ClusterError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ClusterError::Http { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            ClusterError::Refused(r) => match r.kind {
+                RefusalKind::Invalid => StatusCode::BAD_REQUEST,
+                RefusalKind::NotFound => StatusCode::NOT_FOUND,
+                RefusalKind::Conflict => StatusCode::CONFLICT,
+                RefusalKind::Precondition => StatusCode::PRECONDITION_FAILED,
+            },
         }
     }
 }
@@ -376,7 +500,10 @@ impl ClusterNode {
         let (state, _) = tokio::sync::watch::channel(Arc::new(sm.state().clone()));
         let notify = state.clone();
         let applied_at = sm.applied_at();
+        let creds = opts.credentials.clone();
+        creds.set_replicated(&sm.state().tokens);
         sm.on_change(move |s| {
+            creds.set_replicated(&s.tokens);
             notify.send_replace(Arc::new(s.clone()));
             publish(s);
         });
@@ -573,12 +700,32 @@ impl ClusterNode {
             // the leader's own clock, whatever the request said
             *at_ms = self.stamp(wall_now_ms());
         }
+        let leader = self.inner.raft.metrics().borrow().state == ServerState::Leader;
         if let (Command::ReplaceSpec(spec) | Command::SeedSpec(spec), Some(check)) =
             (&cmd, &self.inner.check_spec)
         {
             // only the leader checks: a follower forwards the spec as it is
-            if self.inner.raft.metrics().borrow().state == ServerState::Leader {
+            if leader {
                 check(spec).map_err(|e| ClusterError::Rejected(format!("invalid spec: {e}")))?;
+            }
+        }
+        if let Command::Api(change) = &mut cmd {
+            if !leader {
+                return Err(OpError::NotLeader(leader_of(
+                    &self.inner.raft.metrics().borrow(),
+                )));
+            }
+            change.at_ms = wall_now_ms();
+            self.check_change(change)?;
+            // a whole spec too large for one entry goes in parts
+            if let (Target::Spec, Op::Put(Resource::Spec(spec))) = (&change.target, &change.op) {
+                let text = serde_json::to_string(spec)
+                    .map_err(|e| ClusterError::Failed(format!("encoding the spec: {e}")))?;
+                if text.len() > SPEC_PART_BYTES {
+                    let mut end = change.clone();
+                    end.op = Op::Delete;
+                    return self.write_in_parts(&text, false, Some(*end)).await;
+                }
             }
         }
         // a spec too large for one entry goes in parts (see `SpecPart`)
@@ -587,10 +734,40 @@ impl ClusterNode {
             let text = serde_json::to_string(spec)
                 .map_err(|e| ClusterError::Failed(format!("encoding the spec: {e}")))?;
             if text.len() > SPEC_PART_BYTES {
-                return self.write_in_parts(&text, seed).await;
+                return self.write_in_parts(&text, seed, None).await;
             }
         }
         self.propose(cmd).await
+    }
+
+    /// The leader's check of an API change before it is proposed: what the
+    /// state machine will check (precondition, rules), and this node's
+    /// whole spec check (address policy, that DNS can index it).
+    fn check_change(&self, change: &Change) -> Result<(), ClusterError> {
+        let state = self.state();
+        let current = resources::read(&state.spec, &state.tokens, &change.target);
+        resources::check_precondition(current.as_ref(), &change.precondition)
+            .map_err(ClusterError::Refused)?;
+        if let Target::Token { .. } = change.target {
+            return Ok(());
+        }
+        let mut spec = state.spec.clone();
+        resources::apply_to_spec(&mut spec, &change.target, &change.op)
+            .map_err(ClusterError::Refused)?;
+        if spec == state.spec {
+            return Ok(());
+        }
+        let kind = match change.op {
+            Op::Delete => RefusalKind::Conflict,
+            _ => RefusalKind::Invalid,
+        };
+        let rules = meridian_config::zone::rules::check(&spec);
+        let whole = match (&self.inner.check_spec, rules) {
+            (_, Err(v)) => Err(v),
+            (Some(check), Ok(())) => check(&spec),
+            (None, Ok(())) => Ok(()),
+        };
+        whole.map_err(|v| ClusterError::Refused(resources::refusal_of(kind, v)))
     }
 
     /// Commits one command through this node's Raft, within the write
@@ -607,6 +784,7 @@ impl ClusterNode {
                 index: written.log_id.index,
             }),
             Response::Rejected { reason } => Err(ClusterError::Rejected(reason).into()),
+            Response::Refused(r) => Err(ClusterError::Refused(r).into()),
             Response::Nothing => Ok(Written {
                 version: self.version(),
                 index: written.log_id.index,
@@ -618,7 +796,12 @@ impl ClusterNode {
     /// end that applies it. The parts change nothing until the end
     /// commits; a spec left half-sent (this leader died) is dropped when
     /// others arrive.
-    async fn write_in_parts(&self, text: &str, seed: bool) -> Result<Written, OpError> {
+    async fn write_in_parts(
+        &self,
+        text: &str,
+        seed: bool,
+        change: Option<Change>,
+    ) -> Result<Written, OpError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         // one spec in parts at a time: parts of two would take turns and
         // the state keeps only a few unfinished ones
@@ -647,6 +830,7 @@ impl ClusterNode {
             id,
             parts: seq,
             seed,
+            change: change.map(Box::new),
         })
         .await
     }
@@ -1138,6 +1322,13 @@ async fn write_route(
     if matches!(cmd, Command::SpecPart { .. } | Command::SpecEnd { .. }) {
         return Err(ClusterError::Forbidden(
             "spec parts are made by the leader; send the whole spec".into(),
+        ));
+    }
+    // API changes come only through /v1, which names who made them; a
+    // node forwards them to the leader
+    if matches!(cmd, Command::Api(_)) && !forwarded(&headers, &principal) {
+        return Err(ClusterError::Forbidden(
+            "resource changes are made through the /v1 API".into(),
         ));
     }
     // observations come only through the probe API, which checks the

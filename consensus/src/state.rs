@@ -20,6 +20,9 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::resources::{
+    self, AuditEntry, Change, Op, Refusal, RefusalKind, Resource, StoredToken, Target,
+};
 use crate::{NodeId, TypeConfig};
 
 /// A change to the replicated state.
@@ -48,8 +51,18 @@ pub enum Command {
     /// large entry would never replicate). Only the leader makes these.
     SpecPart { id: u64, seq: u32, text: String },
     /// The end of a spec sent in parts: it applies as `ReplaceSpec`, or as
-    /// `SeedSpec` with `seed`.
-    SpecEnd { id: u64, parts: u32, seed: bool },
+    /// `SeedSpec` with `seed`, or, with `change`, as that change with the
+    /// assembled spec as its resource (`/v1/apply`).
+    SpecEnd {
+        id: u64,
+        parts: u32,
+        seed: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        change: Option<Box<Change>>,
+    },
+    /// A change to one resource through the REST API: checked against its
+    /// precondition and every rule, audited.
+    Api(Box<Change>),
 }
 
 /// The most text a spec sent in parts may have: the API's body limit.
@@ -66,6 +79,9 @@ pub enum Response {
     Applied { version: u64 },
     /// Not applied; the state is unchanged.
     Rejected { reason: String },
+    /// An API change not applied, with the status it maps to; the state is
+    /// unchanged.
+    Refused(Refusal),
     /// A log entry with no command (leader blank, membership).
     Nothing,
 }
@@ -87,6 +103,16 @@ pub struct ReplicatedState {
     /// Specs arriving in parts: id → (parts so far, text so far).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub pending_specs: std::collections::BTreeMap<u64, (u32, String)>,
+    /// Tokens created through the API, by id: hashes only.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tokens: std::collections::BTreeMap<String, StoredToken>,
+    /// The last [`AUDIT_KEEP`](crate::resources::AUDIT_KEEP) changes made
+    /// through the API.
+    #[serde(default)]
+    pub audit: std::collections::VecDeque<AuditEntry>,
+    /// The number of the last audit entry ever recorded.
+    #[serde(default)]
+    pub audit_seq: u64,
 }
 
 impl ReplicatedState {
@@ -94,7 +120,13 @@ impl ReplicatedState {
     pub fn apply(&mut self, cmd: &Command) -> Response {
         match cmd {
             Command::SpecPart { id, seq, text } => return self.spec_part(*id, *seq, text),
-            Command::SpecEnd { id, parts, seed } => return self.spec_end(*id, *parts, *seed),
+            Command::SpecEnd {
+                id,
+                parts,
+                seed,
+                change,
+            } => return self.spec_end(*id, *parts, *seed, change.as_deref()),
+            Command::Api(change) => return self.apply_change(change),
             _ => {}
         }
         if let Command::Observe { at_ms, report } = cmd {
@@ -131,7 +163,10 @@ impl ReplicatedState {
                 endpoint,
                 state,
             } => self.endpoint_mut(pool, endpoint).map(|e| e.state = *state),
-            Command::Observe { .. } | Command::SpecPart { .. } | Command::SpecEnd { .. } => Ok(()),
+            Command::Observe { .. }
+            | Command::SpecPart { .. }
+            | Command::SpecEnd { .. }
+            | Command::Api(_) => Ok(()),
         };
         match result {
             Ok(()) => {
@@ -170,8 +205,64 @@ impl ReplicatedState {
         Response::Nothing
     }
 
+    /// Applies an API change: its precondition, then the change on a copy
+    /// that must pass every rule. A change that leaves the resource as it
+    /// was applies without a new version or an audit entry, so a repeated
+    /// `PUT` is idempotent.
+    fn apply_change(&mut self, c: &Change) -> Response {
+        let current = resources::read(&self.spec, &self.tokens, &c.target);
+        if let Err(r) = resources::check_precondition(current.as_ref(), &c.precondition) {
+            return Response::Refused(r);
+        }
+        let before = self.version;
+        if let Target::Token { .. } = c.target {
+            let mut tokens = self.tokens.clone();
+            if let Err(r) = resources::apply_to_tokens(&mut tokens, &c.target, &c.op) {
+                return Response::Refused(r);
+            }
+            if tokens == self.tokens {
+                return Response::Applied { version: before };
+            }
+            self.tokens = tokens;
+            self.revision += 1;
+        } else {
+            let mut spec = self.spec.clone();
+            if let Err(r) = resources::apply_to_spec(&mut spec, &c.target, &c.op) {
+                return Response::Refused(r);
+            }
+            if spec == self.spec {
+                return Response::Applied { version: before };
+            }
+            if let Err(v) = meridian_config::zone::rules::check(&spec) {
+                let kind = match c.op {
+                    Op::Delete => RefusalKind::Conflict,
+                    _ => RefusalKind::Invalid,
+                };
+                return Response::Refused(resources::refusal_of(kind, v));
+            }
+            self.spec = spec;
+            self.health.evaluate(&self.spec);
+            self.version += 1;
+            self.revision += 1;
+        }
+        let entry = AuditEntry {
+            seq: 0,
+            at_ms: c.at_ms,
+            actor: c.audit.actor.clone(),
+            token: c.audit.token.clone(),
+            action: c.audit.action.clone(),
+            target: c.target.to_string(),
+            before,
+            after: self.version,
+        };
+        resources::record(&mut self.audit, &mut self.audit_seq, entry);
+        Response::Applied {
+            version: self.version,
+        }
+    }
+
     /// Applies a spec whose parts have all arrived.
-    fn spec_end(&mut self, id: u64, parts: u32, seed: bool) -> Response {
+    fn spec_end(&mut self, id: u64, parts: u32, seed: bool, change: Option<&Change>) -> Response {
         let Some((seen, text)) = self.pending_specs.remove(&id) else {
             return Response::Rejected {
                 reason: format!("spec {id}: no parts"),
@@ -183,6 +274,11 @@ impl ReplicatedState {
             };
         }
         match serde_json::from_str::<ZoneSpec>(&text) {
+            Ok(spec) if change.is_some() => {
+                let mut c = change.cloned().expect("checked");
+                c.op = Op::Put(Resource::Spec(Box::new(spec)));
+                self.apply_change(&c)
+            }
             Ok(spec) if seed => self.apply(&Command::SeedSpec(Box::new(spec))),
             Ok(spec) => self.apply(&Command::ReplaceSpec(Box::new(spec))),
             Err(e) => Response::Rejected {

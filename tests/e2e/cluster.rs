@@ -737,7 +737,7 @@ fn an_invalid_spec_over_the_api_changes_nothing() {
     s.read_to_string(&mut reply).expect("reply");
     assert!(reply.starts_with("HTTP/1.1 422"), "{reply}");
     assert!(
-        reply.contains(r#""kind":"rejected""#) && reply.contains("missing"),
+        reply.contains(r#""code":"invalid""#) && reply.contains("missing"),
         "{reply}"
     );
     c.wait_answer(1, 0);

@@ -136,7 +136,7 @@ fn strangers_and_wrong_roles_are_refused_everywhere() {
     for (t, want) in cases {
         let (status, body) = http(&api, "POST", "/cluster/write", t, &spec);
         assert_eq!(status, want, "write with {t:?}: {body}");
-        assert!(body.contains("\"kind\""), "a JSON error: {body}");
+        assert!(body.contains("\"code\""), "a JSON error: {body}");
     }
 
     // membership: a stranger cannot join or init; a writer is not an admin

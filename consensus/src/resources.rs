@@ -1,0 +1,517 @@
+//! The REST API's resources inside the replicated state: where each one is
+//! ([`Target`]), its entity tag, and the [`Change`]s that put or delete
+//! one, applied by the state machine with the caller's precondition and
+//! recorded in the audit log.
+//!
+//! A change applies to a copy of the spec; the copy must pass every typed
+//! rule (`meridian_config::zone::rules`) or the change is refused and the
+//! state stays exactly as it was. The node that takes a request checks
+//! the same before it proposes, for a good error; the state machine
+//! checks again because two changes that are each valid alone may not be
+//! together.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use meridian_config::zone::export;
+use meridian_config::zone::{
+    AdminState, Check, Endpoint, Pool, ProbeRegion, RecordSet, RecordType, SteeredRecord,
+    SteeredType, Zone,
+};
+use meridian_config::{DomainName, ZoneSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Scope;
+
+/// The audit entries kept: older ones are dropped.
+pub const AUDIT_KEEP: usize = 1000;
+
+/// API-managed tokens kept, at most.
+pub const MAX_TOKENS: usize = 10_000;
+
+/// Where a resource lives in the state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Target {
+    /// The whole spec (`/v1/apply`).
+    Spec,
+    Zone {
+        zone: DomainName,
+    },
+    RecordSet {
+        zone: DomainName,
+        name: DomainName,
+        rtype: RecordType,
+    },
+    Steered {
+        zone: DomainName,
+        name: DomainName,
+        rtype: SteeredType,
+    },
+    Pool {
+        pool: String,
+    },
+    Endpoint {
+        pool: String,
+        id: String,
+    },
+    /// A pool's health check.
+    Check {
+        pool: String,
+    },
+    Region {
+        region: String,
+    },
+    Token {
+        id: String,
+    },
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Spec => f.write_str("spec"),
+            Target::Zone { zone } => write!(f, "zone {zone}"),
+            Target::RecordSet { zone, name, rtype } => {
+                write!(f, "record set {name} {} in {zone}", rtype.as_str())
+            }
+            Target::Steered { zone, name, rtype } => write!(
+                f,
+                "steered record {name} {} in {zone}",
+                rtype.as_record_type().as_str()
+            ),
+            Target::Pool { pool } => write!(f, "pool {pool}"),
+            Target::Endpoint { pool, id } => write!(f, "endpoint {id} of pool {pool}"),
+            Target::Check { pool } => write!(f, "the check of pool {pool}"),
+            Target::Region { region } => write!(f, "region {region}"),
+            Target::Token { id } => write!(f, "token {id}"),
+        }
+    }
+}
+
+/// A token the API created: only its hash is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredToken {
+    pub scope: Scope,
+    #[serde(default)]
+    pub regions: BTreeSet<String>,
+    /// SHA-256 of the whole token, hex.
+    pub sha256: String,
+    #[serde(default)]
+    pub description: String,
+    pub created_ms: u64,
+    pub created_by: String,
+}
+
+/// A typed resource, as a change puts it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resource {
+    Spec(Box<ZoneSpec>),
+    Zone(Box<Zone>),
+    RecordSet(RecordSet),
+    Steered(SteeredRecord),
+    Pool(Box<Pool>),
+    Endpoint(Box<Endpoint>),
+    Check(Option<Box<Check>>),
+    Region(ProbeRegion),
+    Token(StoredToken),
+}
+
+/// What a change does to its target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// Create or replace.
+    Put(Resource),
+    Delete,
+    /// Set some of an endpoint's operational fields.
+    PatchEndpoint {
+        weight: Option<u16>,
+        priority: Option<u16>,
+        state: Option<AdminState>,
+    },
+}
+
+/// What must hold of the target for a change to apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precondition {
+    #[default]
+    None,
+    /// `If-Match`: the target exists and has one of these tags (`*`: any).
+    Match(Vec<String>),
+    /// `If-None-Match: *`: the target does not exist.
+    Absent,
+}
+
+/// Who made a change and how, for the audit log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audit {
+    /// The principal, as the node identified it (`token ab12 (write)`).
+    pub actor: String,
+    /// The token id, when a token was used.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// The request: `PATCH /v1/pools/web/endpoints/eu-1`.
+    pub action: String,
+}
+
+/// One change to one resource: a Raft command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub target: Target,
+    pub op: Op,
+    #[serde(default)]
+    pub precondition: Precondition,
+    pub audit: Audit,
+    /// The leader's clock when it proposed the change (ms since the Unix
+    /// epoch), for the audit log.
+    #[serde(default)]
+    pub at_ms: u64,
+}
+
+/// One applied change, as the audit log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Numbers every entry ever recorded, from 1.
+    pub seq: u64,
+    pub at_ms: u64,
+    pub actor: String,
+    #[serde(default)]
+    pub token: Option<String>,
+    pub action: String,
+    /// What changed (`pool web`).
+    pub target: String,
+    /// The state version before and after.
+    pub before: u64,
+    pub after: u64,
+}
+
+/// Why a change was not applied; each maps to an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalKind {
+    /// 400: the result breaks a rule.
+    Invalid,
+    /// 404: the target (or its parent) does not exist.
+    NotFound,
+    /// 409: the change conflicts with the state (a pool still in use).
+    Conflict,
+    /// 412: the precondition failed.
+    Precondition,
+}
+
+/// A change refused: why, and the field at fault when there is one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub message: String,
+    #[serde(default)]
+    pub field: Option<String>,
+}
+
+impl Refusal {
+    pub fn new(kind: RefusalKind, message: impl Into<String>) -> Refusal {
+        Refusal {
+            kind,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    fn not_found(target: &Target) -> Refusal {
+        Refusal::new(RefusalKind::NotFound, format!("no {target}"))
+    }
+}
+
+/// The strong entity tag of a resource's JSON form: the first 128 bits
+/// of its SHA-256, hex, quoted.
+pub fn etag(value: &serde_json::Value) -> String {
+    let text = serde_json::to_string(value).unwrap_or_default();
+    let d = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    let hex: String = d.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("\"{hex}\"")
+}
+
+fn zone_index(spec: &ZoneSpec, zone: &DomainName) -> Option<usize> {
+    spec.zones.iter().position(|z| z.name.key() == zone.key())
+}
+
+/// A resource's JSON form (the zone file's schema), if it exists.
+pub fn read(
+    spec: &ZoneSpec,
+    tokens: &BTreeMap<String, StoredToken>,
+    t: &Target,
+) -> Option<serde_json::Value> {
+    match t {
+        Target::Spec => Some(export::export(spec)),
+        Target::Zone { zone } => zone_index(spec, zone).map(|i| export::zone(&spec.zones[i])),
+        Target::RecordSet { zone, name, rtype } => {
+            let z = &spec.zones[zone_index(spec, zone)?];
+            z.records
+                .iter()
+                .find(|r| r.rtype == *rtype && r.name.key() == name.key())
+                .map(export::record_set)
+        }
+        Target::Steered { zone, name, rtype } => {
+            let z = &spec.zones[zone_index(spec, zone)?];
+            z.steered
+                .iter()
+                .find(|r| r.rtype == *rtype && r.name.key() == name.key())
+                .map(export::steered)
+        }
+        Target::Pool { pool } => spec.pools.get(pool).map(export::pool),
+        Target::Endpoint { pool, id } => spec
+            .pools
+            .get(pool)?
+            .endpoints
+            .iter()
+            .find(|e| e.id == *id)
+            .map(export::endpoint),
+        Target::Check { pool } => spec.pools.get(pool)?.check.as_ref().map(export::check),
+        Target::Region { region } => spec
+            .regions
+            .iter()
+            .find(|r| r.name == *region)
+            .map(export::region),
+        Target::Token { id } => tokens.get(id).map(|t| token_view(id, t)),
+    }
+}
+
+/// What the API shows of a token: never its hash.
+pub fn token_view(id: &str, t: &StoredToken) -> serde_json::Value {
+    serde_json::json!({
+        "id": id,
+        "scope": t.scope,
+        "regions": t.regions,
+        "description": t.description,
+        "created_ms": t.created_ms,
+        "created_by": t.created_by,
+    })
+}
+
+/// Checks `p` against the target's current form.
+pub fn check_precondition(
+    current: Option<&serde_json::Value>,
+    p: &Precondition,
+) -> Result<(), Refusal> {
+    let failed = |m: String| Err(Refusal::new(RefusalKind::Precondition, m));
+    match (p, current) {
+        (Precondition::None, _) => Ok(()),
+        (Precondition::Absent, None) => Ok(()),
+        (Precondition::Absent, Some(v)) => {
+            failed(format!("If-None-Match: * but it exists (ETag {})", etag(v)))
+        }
+        (Precondition::Match(_), None) => failed("If-Match but it does not exist".into()),
+        (Precondition::Match(tags), Some(v)) => {
+            let now = etag(v);
+            if tags.iter().any(|t| t == "*" || *t == now) {
+                Ok(())
+            } else {
+                failed(format!(
+                    "If-Match does not match: the current ETag is {now}"
+                ))
+            }
+        }
+    }
+}
+
+/// Applies `op` at `target` to a spec (tokens aside), without checking
+/// the rules.
+pub fn apply_to_spec(spec: &mut ZoneSpec, target: &Target, op: &Op) -> Result<(), Refusal> {
+    let missing = || Refusal::not_found(target);
+    let mismatch = || {
+        Refusal::new(
+            RefusalKind::Invalid,
+            format!("the resource given does not fit the {target}"),
+        )
+    };
+    match (target, op) {
+        (Target::Spec, Op::Put(Resource::Spec(s))) => *spec = (**s).clone(),
+        (Target::Zone { zone }, Op::Put(Resource::Zone(z))) => {
+            if z.name.key() != zone.key() {
+                return Err(mismatch());
+            }
+            match zone_index(spec, zone) {
+                Some(i) => spec.zones[i] = (**z).clone(),
+                None => spec.zones.push((**z).clone()),
+            }
+        }
+        (Target::Zone { zone }, Op::Delete) => {
+            let i = zone_index(spec, zone).ok_or_else(missing)?;
+            spec.zones.remove(i);
+        }
+        (Target::RecordSet { zone, name, rtype }, op) => {
+            let i = zone_index(spec, &zone.clone())
+                .ok_or_else(|| Refusal::not_found(&Target::Zone { zone: zone.clone() }))?;
+            let list = &mut spec.zones[i].records;
+            let at = list
+                .iter()
+                .position(|r| r.rtype == *rtype && r.name.key() == name.key());
+            match (op, at) {
+                (Op::Put(Resource::RecordSet(r)), _)
+                    if r.rtype != *rtype || r.name.key() != name.key() =>
+                {
+                    return Err(mismatch())
+                }
+                (Op::Put(Resource::RecordSet(r)), Some(at)) => list[at] = r.clone(),
+                (Op::Put(Resource::RecordSet(r)), None) => list.push(r.clone()),
+                (Op::Delete, Some(at)) => {
+                    list.remove(at);
+                }
+                (Op::Delete, None) => return Err(missing()),
+                _ => return Err(mismatch()),
+            }
+        }
+        (Target::Steered { zone, name, rtype }, op) => {
+            let i = zone_index(spec, &zone.clone())
+                .ok_or_else(|| Refusal::not_found(&Target::Zone { zone: zone.clone() }))?;
+            let list = &mut spec.zones[i].steered;
+            let at = list
+                .iter()
+                .position(|r| r.rtype == *rtype && r.name.key() == name.key());
+            match (op, at) {
+                (Op::Put(Resource::Steered(r)), _)
+                    if r.rtype != *rtype || r.name.key() != name.key() =>
+                {
+                    return Err(mismatch())
+                }
+                (Op::Put(Resource::Steered(r)), Some(at)) => list[at] = r.clone(),
+                (Op::Put(Resource::Steered(r)), None) => list.push(r.clone()),
+                (Op::Delete, Some(at)) => {
+                    list.remove(at);
+                }
+                (Op::Delete, None) => return Err(missing()),
+                _ => return Err(mismatch()),
+            }
+        }
+        (Target::Pool { pool }, Op::Put(Resource::Pool(p))) => {
+            if p.name != *pool {
+                return Err(mismatch());
+            }
+            spec.pools.insert(pool.clone(), (**p).clone());
+        }
+        (Target::Pool { pool }, Op::Delete) => {
+            spec.pools.remove(pool).ok_or_else(missing)?;
+        }
+        (Target::Endpoint { pool, id }, op) => {
+            let p = spec
+                .pools
+                .get_mut(pool)
+                .ok_or_else(|| Refusal::not_found(&Target::Pool { pool: pool.clone() }))?;
+            let at = p.endpoints.iter().position(|e| e.id == *id);
+            match (op, at) {
+                (Op::Put(Resource::Endpoint(e)), _) if e.id != *id => return Err(mismatch()),
+                (Op::Put(Resource::Endpoint(e)), Some(at)) => p.endpoints[at] = (**e).clone(),
+                (Op::Put(Resource::Endpoint(e)), None) => p.endpoints.push((**e).clone()),
+                (Op::Delete, Some(at)) => {
+                    p.endpoints.remove(at);
+                }
+                (
+                    Op::PatchEndpoint {
+                        weight,
+                        priority,
+                        state,
+                    },
+                    Some(at),
+                ) => {
+                    let e = &mut p.endpoints[at];
+                    if let Some(w) = weight {
+                        e.weight = *w;
+                    }
+                    if let Some(pr) = priority {
+                        e.priority = *pr;
+                    }
+                    if let Some(s) = state {
+                        e.state = *s;
+                    }
+                }
+                (Op::Delete | Op::PatchEndpoint { .. }, None) => return Err(missing()),
+                _ => return Err(mismatch()),
+            }
+        }
+        (Target::Check { pool }, op) => {
+            let p = spec
+                .pools
+                .get_mut(pool)
+                .ok_or_else(|| Refusal::not_found(&Target::Pool { pool: pool.clone() }))?;
+            match op {
+                Op::Put(Resource::Check(c)) => p.check = c.as_deref().cloned(),
+                Op::Delete if p.check.is_some() => p.check = None,
+                Op::Delete => return Err(missing()),
+                _ => return Err(mismatch()),
+            }
+        }
+        (Target::Region { region }, Op::Put(Resource::Region(r))) => {
+            if r.name != *region {
+                return Err(mismatch());
+            }
+            match spec.regions.iter_mut().find(|x| x.name == *region) {
+                Some(x) => *x = r.clone(),
+                None => spec.regions.push(r.clone()),
+            }
+        }
+        (Target::Region { region }, Op::Delete) => {
+            let at = spec
+                .regions
+                .iter()
+                .position(|x| x.name == *region)
+                .ok_or_else(missing)?;
+            spec.regions.remove(at);
+        }
+        _ => return Err(mismatch()),
+    }
+    Ok(())
+}
+
+/// Applies a token change.
+pub fn apply_to_tokens(
+    tokens: &mut BTreeMap<String, StoredToken>,
+    target: &Target,
+    op: &Op,
+) -> Result<(), Refusal> {
+    let Target::Token { id } = target else {
+        return Err(Refusal::new(RefusalKind::Invalid, "not a token"));
+    };
+    match op {
+        Op::Put(Resource::Token(t)) => {
+            if !tokens.contains_key(id) && tokens.len() >= MAX_TOKENS {
+                return Err(Refusal::new(
+                    RefusalKind::Conflict,
+                    format!("the cluster holds {MAX_TOKENS} tokens already: revoke some first"),
+                ));
+            }
+            tokens.insert(id.clone(), t.clone());
+        }
+        Op::Delete => {
+            tokens
+                .remove(id)
+                .ok_or_else(|| Refusal::not_found(target))?;
+        }
+        _ => return Err(Refusal::new(RefusalKind::Invalid, "not a token change")),
+    }
+    Ok(())
+}
+
+/// Turns the rules' violations into a refusal naming the first field.
+pub fn refusal_of(kind: RefusalKind, v: meridian_config::zone::rules::Violations) -> Refusal {
+    Refusal {
+        kind,
+        field: v.0.first().map(|x| x.path.clone()),
+        message: v.to_string(),
+    }
+}
+
+/// Appends an entry, dropping the oldest past [`AUDIT_KEEP`].
+pub fn record(log: &mut VecDeque<AuditEntry>, next_seq: &mut u64, mut entry: AuditEntry) {
+    *next_seq += 1;
+    entry.seq = *next_seq;
+    log.push_back(entry);
+    while log.len() > AUDIT_KEEP {
+        log.pop_front();
+    }
+}
