@@ -161,7 +161,7 @@ pub fn run(
             return ExitCode::FAILURE;
         }
     };
-    let started = runtime.block_on(start(node, file_spec, seed_spec));
+    let started = runtime.block_on(start(node, file_spec, seed_spec, geo.clone()));
     let (cluster, handle, probes) = match started {
         Ok(s) => s,
         Err(f) => {
@@ -302,6 +302,7 @@ async fn start(
     node: &NodeConfig,
     file_spec: Option<ZoneSpec>,
     seed_spec: Option<ZoneSpec>,
+    geo: GeoHandle,
 ) -> Result<(ClusterNode, SnapshotHandle, ProbeService), Failure> {
     let handle = SnapshotHandle::new(Snapshot::empty());
     let publisher = handle.clone();
@@ -379,7 +380,15 @@ async fn start(
             })?;
             let api_addr = api.local_addr().map_err(Failure::runtime)?;
             let probes = ProbeService::new(cluster.clone());
-            cluster.serve(api, probes.routes());
+            let rest = meridian_api::routes(
+                meridian_api::Api {
+                    node: cluster.clone(),
+                    dns: handle.clone(),
+                    geo,
+                },
+                &meridian_api::ApiLimits::default(),
+            );
+            cluster.serve(api, probes.routes().merge(rest));
             println!("meridian: API listening on {api_addr}");
             info!(id = c.id, %api_addr, advertise = %c.advertise, "cluster node started");
             match &c.bootstrap {

@@ -743,7 +743,7 @@ impl ClusterNode {
     /// The leader's check of an API change before it is proposed: what the
     /// state machine will check (precondition, rules), and this node's
     /// whole spec check (address policy, that DNS can index it).
-    fn check_change(&self, change: &Change) -> Result<(), ClusterError> {
+    pub fn check_change(&self, change: &Change) -> Result<(), ClusterError> {
         let state = self.state();
         let current = resources::read(&state.spec, &state.tokens, &change.target);
         resources::check_precondition(current.as_ref(), &change.precondition)

@@ -469,10 +469,12 @@ pub fn apply_to_spec(spec: &mut ZoneSpec, target: &Target, op: &Op) -> Result<()
 }
 
 /// Applies a token change.
+/// Applies a token change; a new token is stamped with `at_ms`.
 pub fn apply_to_tokens(
     tokens: &mut BTreeMap<String, StoredToken>,
     target: &Target,
     op: &Op,
+    at_ms: u64,
 ) -> Result<(), Refusal> {
     let Target::Token { id } = target else {
         return Err(Refusal::new(RefusalKind::Invalid, "not a token"));
@@ -485,7 +487,9 @@ pub fn apply_to_tokens(
                     format!("the cluster holds {MAX_TOKENS} tokens already: revoke some first"),
                 ));
             }
-            tokens.insert(id.clone(), t.clone());
+            let mut t = t.clone();
+            t.created_ms = at_ms;
+            tokens.insert(id.clone(), t);
         }
         Op::Delete => {
             tokens

@@ -217,7 +217,7 @@ impl ReplicatedState {
         let before = self.version;
         if let Target::Token { .. } = c.target {
             let mut tokens = self.tokens.clone();
-            if let Err(r) = resources::apply_to_tokens(&mut tokens, &c.target, &c.op) {
+            if let Err(r) = resources::apply_to_tokens(&mut tokens, &c.target, &c.op, c.at_ms) {
                 return Response::Refused(r);
             }
             if tokens == self.tokens {

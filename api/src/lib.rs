@@ -1,0 +1,294 @@
+//! Meridian's REST API: the one way in for people and tools.
+//!
+//! Served under `/v1` on each node's API listener, beside the Raft routes,
+//! behind the same identities (`meridian_consensus::auth`):
+//!
+//! - `read`: every `GET` (resources, health, explain, cluster, audit);
+//! - `write`: `PUT`, `PATCH`, `DELETE` of resources and `POST /v1/apply`;
+//! - `admin`: tokens (`/v1/tokens`).
+//!
+//! Nodes may read but never change resources: every change names an
+//! operator or a tool in the audit log.
+//!
+//! Resources are shown and taken in the zone file's schema (what
+//! `meridian check` reads), with an `ETag`; writes take `If-Match` (and
+//! `If-None-Match: *`). Each write is one Raft command
+//! ([`Change`](meridian_consensus::resources::Change)) that the leader
+//! checks against the whole state before it proposes it, and that the
+//! state machine applies only if its precondition and every rule still
+//! hold. Every error is `{"error": {"code", "message", "field"}}`.
+//!
+//! # Layout
+//!
+//! - [`resources`]: CRUD on zones, record sets, steered records, pools,
+//!   endpoints, checks and regions.
+//! - [`apply`]: the whole spec at once, with a dry run that shows the diff.
+//! - [`views`]: health, explain, cluster and audit.
+//! - [`tokens`]: API tokens, created and revoked by `admin`.
+
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header::{CONTENT_TYPE, ETAG};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use meridian_consensus::auth::{Need, Principal, Scope};
+use meridian_consensus::http::guarded;
+use meridian_consensus::resources::{
+    etag, Audit, Change, Op, Precondition, Refusal, RefusalKind, Target,
+};
+use meridian_consensus::{ClusterError, ClusterNode, ReplicatedState, Written};
+use meridian_dns::handler::GeoHandle;
+use meridian_dns::SnapshotHandle;
+use serde::Serialize;
+
+pub mod apply;
+pub mod resources;
+pub mod tokens;
+pub mod views;
+
+/// The API's bounds.
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    /// A resource write's body, in bytes.
+    pub max_body_bytes: usize,
+    /// `POST /v1/apply`'s body (a whole spec), in bytes.
+    pub max_apply_bytes: usize,
+    /// Requests handled at once; more get 503 with `Retry-After`.
+    pub max_in_flight: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> ApiLimits {
+        ApiLimits {
+            max_body_bytes: 1 << 20,
+            max_apply_bytes: meridian_consensus::state::MAX_SPEC_TEXT,
+            max_in_flight: 64,
+        }
+    }
+}
+
+/// What the handlers need.
+#[derive(Clone)]
+pub struct Api {
+    pub node: ClusterNode,
+    /// The DNS server's current snapshot, for `explain`.
+    pub dns: SnapshotHandle,
+    pub geo: GeoHandle,
+}
+
+/// The `/v1` routes, each behind its scope, within `limits`.
+pub fn routes(api: Api, limits: &ApiLimits) -> Router {
+    let creds = api.node.credentials().clone();
+    let read = resources::read_routes()
+        .merge(views::routes())
+        .merge(apply::read_routes());
+    let write = resources::write_routes()
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .merge(apply::write_routes().layer(DefaultBodyLimit::max(limits.max_apply_bytes)));
+    let admin = tokens::routes().layer(DefaultBodyLimit::max(limits.max_body_bytes));
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1)));
+    guarded(read, &creds, Need::Scope(Scope::Read))
+        .merge(guarded(write, &creds, Need::ClientScope(Scope::Write)))
+        .merge(guarded(admin, &creds, Need::ClientScope(Scope::Admin)))
+        .layer(axum::middleware::from_fn_with_state(in_flight, bounded))
+        .with_state(api)
+}
+
+/// At most `max_in_flight` requests at once: the rest are told to come
+/// back, not queued.
+async fn bounded(
+    State(gate): State<Arc<tokio::sync::Semaphore>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match gate.try_acquire_owned() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => ClusterError::Unavailable(
+            "too many API requests in flight on this node; retry shortly".into(),
+        )
+        .into_response(),
+    }
+}
+
+/// A 400 naming the field at fault.
+pub(crate) fn invalid(field: Option<&str>, message: impl Into<String>) -> ClusterError {
+    ClusterError::Refused(Refusal {
+        kind: RefusalKind::Invalid,
+        message: message.into(),
+        field: field.map(str::to_string),
+    })
+}
+
+pub(crate) fn not_found(message: impl Into<String>) -> ClusterError {
+    ClusterError::Refused(Refusal::new(RefusalKind::NotFound, message))
+}
+
+/// The body as JSON, after checking its content type.
+pub(crate) fn json_body(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<serde_json::Value, ClusterError> {
+    let ct = content_type(headers);
+    if ct != "application/json" {
+        return Err(unsupported(&ct, "application/json"));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| invalid(None, format!("the body is not valid JSON: {e}")))
+}
+
+/// The media type of the request, lower case, without parameters.
+pub(crate) fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+pub(crate) fn unsupported(got: &str, want: &str) -> ClusterError {
+    ClusterError::Http {
+        status: 415,
+        message: if got.is_empty() {
+            format!("no Content-Type: send {want}")
+        } else {
+            format!("Content-Type {got} is not accepted here: send {want}")
+        },
+    }
+}
+
+/// The precondition the request's headers set.
+pub(crate) fn precondition(headers: &HeaderMap) -> Result<Precondition, ClusterError> {
+    if let Some(v) = headers.get("if-none-match") {
+        return match v.to_str().map(str::trim) {
+            Ok("*") => Ok(Precondition::Absent),
+            _ => Err(invalid(
+                Some("If-None-Match"),
+                "writes accept only If-None-Match: * (create, never replace)",
+            )),
+        };
+    }
+    let Some(v) = headers.get("if-match") else {
+        return Ok(Precondition::None);
+    };
+    let text = v
+        .to_str()
+        .map_err(|_| invalid(Some("If-Match"), "If-Match is not ASCII"))?;
+    let tags: Vec<String> = text
+        .split(',')
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let well_formed =
+        |t: &String| t == "*" || (t.len() >= 2 && t.starts_with('"') && t.ends_with('"'));
+    if tags.is_empty() || !tags.iter().all(well_formed) {
+        return Err(invalid(
+            Some("If-Match"),
+            "If-Match takes * or quoted entity tags, as ETag gives them",
+        ));
+    }
+    Ok(Precondition::Match(tags))
+}
+
+/// Who is asking, for the audit log.
+pub(crate) fn audit(principal: &Principal, action: String) -> Audit {
+    let token = match principal {
+        Principal::Client { name, .. } => name.strip_prefix("token ").map(str::to_string),
+        _ => None,
+    };
+    Audit {
+        actor: principal.to_string(),
+        token,
+        action,
+    }
+}
+
+/// What a write answers.
+#[derive(Debug, Serialize)]
+pub(crate) struct WriteReply {
+    /// The state version after the write.
+    pub version: u64,
+    /// The resource's tag after the write (none after a delete).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+}
+
+/// Commits `change`, waits (briefly) until this node has applied it, and
+/// answers with the new version and the resource's tag.
+pub(crate) async fn commit(api: &Api, change: Change) -> Result<Response, ClusterError> {
+    let target = change.target.clone();
+    let deleting = matches!(change.op, Op::Delete);
+    let created = read_target(&api.node.state(), &target).is_none() && !deleting;
+    let written = api
+        .node
+        .write(meridian_consensus::Command::Api(Box::new(change)))
+        .await?;
+    let state = applied(&api.node, &written, &target, deleting).await;
+    let tag = read_target(&state, &target).map(|v| etag(&v));
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = (
+        status,
+        Json(WriteReply {
+            version: written.version,
+            etag: tag.clone(),
+        }),
+    )
+        .into_response();
+    if let Some(t) = tag.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        resp.headers_mut().insert(ETAG, t);
+    }
+    Ok(resp)
+}
+
+/// This node's state once it has applied `written` (or after 2 s, the
+/// state it has): so a read after a write sees it.
+async fn applied(
+    node: &ClusterNode,
+    written: &Written,
+    target: &Target,
+    deleting: bool,
+) -> Arc<ReplicatedState> {
+    let mut rx = node.subscribe();
+    let done = |s: &ReplicatedState| match target {
+        Target::Token { id } => s.tokens.contains_key(id) != deleting,
+        _ => s.version >= written.version,
+    };
+    let waited = tokio::time::timeout(Duration::from_secs(2), async {
+        rx.wait_for(|s| done(s)).await.map(|s| s.clone())
+    })
+    .await;
+    match waited {
+        Ok(Ok(s)) => s,
+        _ => node.state(),
+    }
+}
+
+pub(crate) fn read_target(state: &ReplicatedState, target: &Target) -> Option<serde_json::Value> {
+    meridian_consensus::resources::read(&state.spec, &state.tokens, target)
+}
+
+/// A resource with its `ETag`.
+pub(crate) fn tagged(value: serde_json::Value) -> Response {
+    let tag = etag(&value);
+    let mut resp = Json(value).into_response();
+    if let Ok(t) = HeaderValue::from_str(&tag) {
+        resp.headers_mut().insert(ETAG, t);
+    }
+    resp
+}

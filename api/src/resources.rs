@@ -1,0 +1,675 @@
+//! CRUD on the spec's resources, in the zone file's schema:
+//!
+//! | path | resource |
+//! |---|---|
+//! | `/v1/zones/{zone}` | a zone with its records and steered records |
+//! | `/v1/zones/{zone}/records/{name}/{type}` | a static record set |
+//! | `/v1/zones/{zone}/steered/{name}/{type}` | a steered record |
+//! | `/v1/pools/{pool}` | a pool with its endpoints and check |
+//! | `/v1/pools/{pool}/endpoints/{id}` | one endpoint (`PATCH`: weight, priority, state) |
+//! | `/v1/pools/{pool}/check` | a pool's health check |
+//! | `/v1/regions/{region}` | a probe region |
+//!
+//! Names in paths are relative to the zone (`www`, `@`) or absolute
+//! (`www.example.com.`). A `PUT` body is the resource as the file writes
+//! it; the node puts it into the whole spec and validates that, so an
+//! error names the field as `meridian check` would
+//! (`pools.web.endpoints[2].weight`).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
+use axum::routing::{get, put};
+use axum::{Extension, Router};
+use meridian_config::zone::export::{export, from_json};
+use meridian_config::zone::{AdminState, RecordType, SteeredType};
+use meridian_config::{DomainName, ZoneSpec};
+use meridian_consensus::auth::Principal;
+use meridian_consensus::resources::{Change, Op, Resource, Target};
+use meridian_consensus::ClusterError;
+use serde_json::{json, Value};
+
+use crate::{audit, commit, invalid, json_body, not_found, precondition, read_target, tagged, Api};
+
+/// The `GET` routes.
+pub fn read_routes() -> Router<Api> {
+    Router::new()
+        .route("/v1/zones", get(list_zones))
+        .route("/v1/zones/{zone}", get(get_zone))
+        .route("/v1/zones/{zone}/records", get(list_records))
+        .route("/v1/zones/{zone}/records/{name}/{rtype}", get(get_record))
+        .route("/v1/zones/{zone}/steered", get(list_steered))
+        .route("/v1/zones/{zone}/steered/{name}/{rtype}", get(get_steered))
+        .route("/v1/pools", get(list_pools))
+        .route("/v1/pools/{pool}", get(get_pool))
+        .route("/v1/pools/{pool}/endpoints", get(list_endpoints))
+        .route("/v1/pools/{pool}/endpoints/{id}", get(get_endpoint))
+        .route("/v1/pools/{pool}/check", get(get_check))
+        .route("/v1/regions", get(list_regions))
+        .route("/v1/regions/{region}", get(get_region))
+}
+
+/// The `PUT`, `PATCH` and `DELETE` routes.
+pub fn write_routes() -> Router<Api> {
+    Router::new()
+        .route("/v1/zones/{zone}", put(put_zone).delete(delete_zone))
+        .route(
+            "/v1/zones/{zone}/records/{name}/{rtype}",
+            put(put_record).delete(delete_record),
+        )
+        .route(
+            "/v1/zones/{zone}/steered/{name}/{rtype}",
+            put(put_steered).delete(delete_steered),
+        )
+        .route("/v1/pools/{pool}", put(put_pool).delete(delete_pool))
+        .route(
+            "/v1/pools/{pool}/endpoints/{id}",
+            put(put_endpoint)
+                .delete(delete_endpoint)
+                .patch(patch_endpoint),
+        )
+        .route(
+            "/v1/pools/{pool}/check",
+            put(put_check).delete(delete_check),
+        )
+        .route(
+            "/v1/regions/{region}",
+            put(put_region).delete(delete_region),
+        )
+}
+
+// --- targets from paths ---
+
+fn zone_name(text: &str) -> Result<DomainName, ClusterError> {
+    let full = if text.ends_with('.') {
+        text.to_string()
+    } else {
+        format!("{text}.")
+    };
+    DomainName::parse(&full).map_err(|e| invalid(Some("zone"), format!("zone {text:?}: {e}")))
+}
+
+/// A name in a zone: `@`, relative or absolute.
+fn owner(text: &str, zone: &DomainName) -> Result<DomainName, ClusterError> {
+    let full = if text == "@" {
+        zone.to_string()
+    } else if text.ends_with('.') {
+        text.to_string()
+    } else {
+        format!("{text}.{zone}")
+    };
+    match DomainName::parse(&full) {
+        Ok(n) if n.is_within(zone) => Ok(n),
+        Ok(n) => Err(invalid(
+            Some("name"),
+            format!("{n} is outside the zone {zone}"),
+        )),
+        Err(e) => Err(invalid(Some("name"), format!("name {text:?}: {e}"))),
+    }
+}
+
+fn record_type<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ClusterError> {
+    serde_json::from_value(json!(text.to_ascii_uppercase())).map_err(|_| {
+        invalid(
+            Some("type"),
+            format!("unknown or unsupported type {text:?}"),
+        )
+    })
+}
+
+fn record_target(zone: &str, name: &str, rtype: &str) -> Result<Target, ClusterError> {
+    let zone = zone_name(zone)?;
+    let name = owner(name, &zone)?;
+    let rtype: RecordType = record_type(rtype)?;
+    Ok(Target::RecordSet { zone, name, rtype })
+}
+
+fn steered_target(zone: &str, name: &str, rtype: &str) -> Result<Target, ClusterError> {
+    let zone = zone_name(zone)?;
+    let name = owner(name, &zone)?;
+    let rtype: SteeredType = record_type(rtype)?;
+    Ok(Target::Steered { zone, name, rtype })
+}
+
+// --- reads ---
+
+fn found(api: &Api, target: &Target) -> Result<Response, ClusterError> {
+    read_target(&api.node.state(), target)
+        .map(tagged)
+        .ok_or_else(|| not_found(format!("no {target}")))
+}
+
+fn section(api: &Api, key: &str) -> Response {
+    let spec = export(&api.node.state().spec);
+    tagged(json!({ key: spec[key] }))
+}
+
+async fn list_zones(State(api): State<Api>) -> Response {
+    section(&api, "zones")
+}
+
+async fn list_pools(State(api): State<Api>) -> Response {
+    section(&api, "pools")
+}
+
+async fn list_regions(State(api): State<Api>) -> Response {
+    section(&api, "regions")
+}
+
+/// A list inside a resource (`records` of a zone, `endpoints` of a pool).
+fn inner_list(api: &Api, parent: Target, key: &str) -> Result<Response, ClusterError> {
+    let v =
+        read_target(&api.node.state(), &parent).ok_or_else(|| not_found(format!("no {parent}")))?;
+    Ok(tagged(json!({ key: v[key] })))
+}
+
+async fn get_zone(
+    State(api): State<Api>,
+    Path(zone): Path<String>,
+) -> Result<Response, ClusterError> {
+    found(
+        &api,
+        &Target::Zone {
+            zone: zone_name(&zone)?,
+        },
+    )
+}
+
+async fn list_records(
+    State(api): State<Api>,
+    Path(zone): Path<String>,
+) -> Result<Response, ClusterError> {
+    inner_list(
+        &api,
+        Target::Zone {
+            zone: zone_name(&zone)?,
+        },
+        "records",
+    )
+}
+
+async fn list_steered(
+    State(api): State<Api>,
+    Path(zone): Path<String>,
+) -> Result<Response, ClusterError> {
+    inner_list(
+        &api,
+        Target::Zone {
+            zone: zone_name(&zone)?,
+        },
+        "steered",
+    )
+}
+
+async fn get_record(
+    State(api): State<Api>,
+    Path((zone, name, rtype)): Path<(String, String, String)>,
+) -> Result<Response, ClusterError> {
+    found(&api, &record_target(&zone, &name, &rtype)?)
+}
+
+async fn get_steered(
+    State(api): State<Api>,
+    Path((zone, name, rtype)): Path<(String, String, String)>,
+) -> Result<Response, ClusterError> {
+    found(&api, &steered_target(&zone, &name, &rtype)?)
+}
+
+async fn get_pool(
+    State(api): State<Api>,
+    Path(pool): Path<String>,
+) -> Result<Response, ClusterError> {
+    found(&api, &Target::Pool { pool })
+}
+
+async fn list_endpoints(
+    State(api): State<Api>,
+    Path(pool): Path<String>,
+) -> Result<Response, ClusterError> {
+    inner_list(&api, Target::Pool { pool }, "endpoints")
+}
+
+async fn get_endpoint(
+    State(api): State<Api>,
+    Path((pool, id)): Path<(String, String)>,
+) -> Result<Response, ClusterError> {
+    found(&api, &Target::Endpoint { pool, id })
+}
+
+async fn get_check(
+    State(api): State<Api>,
+    Path(pool): Path<String>,
+) -> Result<Response, ClusterError> {
+    found(&api, &Target::Check { pool })
+}
+
+async fn get_region(
+    State(api): State<Api>,
+    Path(region): Path<String>,
+) -> Result<Response, ClusterError> {
+    found(&api, &Target::Region { region })
+}
+
+// --- writes ---
+
+/// The request as the audit log names it.
+fn action(method: &Method, uri: &Uri) -> String {
+    let path = uri.path();
+    let shown: String = path.chars().take(512).collect();
+    format!("{method} {shown}")
+}
+
+/// One write request's parts.
+struct Write {
+    api: Api,
+    principal: Principal,
+    headers: HeaderMap,
+    action: String,
+}
+
+impl Write {
+    async fn commit(self, target: Target, op: Op) -> Result<Response, ClusterError> {
+        let change = Change {
+            target,
+            op,
+            precondition: precondition(&self.headers)?,
+            audit: audit(&self.principal, self.action),
+            at_ms: 0,
+        };
+        commit(&self.api, change).await
+    }
+
+    /// Puts `body` (the file's schema) at `target` in the whole spec,
+    /// validates the whole, and commits the typed resource.
+    async fn put(self, target: Target, body: Bytes) -> Result<Response, ClusterError> {
+        let body = json_body(&self.headers, &body)?;
+        let state = self.api.node.state();
+        let spec = merged(&state.spec, &target, body)?;
+        let resource = typed(&spec, &target)?;
+        self.commit(target, Op::Put(resource)).await
+    }
+
+    async fn delete(self, target: Target) -> Result<Response, ClusterError> {
+        self.commit(target, Op::Delete).await
+    }
+}
+
+/// The spec with `body` put at `target`, validated whole.
+fn merged(spec: &ZoneSpec, target: &Target, body: Value) -> Result<ZoneSpec, ClusterError> {
+    if !body.is_object() {
+        return Err(invalid(None, "the body must be a JSON object"));
+    }
+    let mut whole = export(spec);
+    splice(&mut whole, target, body)?;
+    from_json(&whole).map_err(|v| {
+        let field = v.0.first().map(|x| x.path.clone());
+        invalid(field.as_deref(), v.to_string())
+    })
+}
+
+/// The key a zone has in the exported spec, if the zone exists.
+fn zone_key(whole: &Value, zone: &DomainName) -> Option<String> {
+    whole["zones"]
+        .as_object()?
+        .keys()
+        .find(|k| DomainName::parse(k).is_ok_and(|n| n.key() == zone.key()))
+        .cloned()
+}
+
+/// A field the path already names: absent, or the same.
+fn agrees(
+    body: &mut Value,
+    key: &str,
+    want: &str,
+    same: impl Fn(&str) -> bool,
+) -> Result<(), ClusterError> {
+    match body.get(key) {
+        None => {}
+        Some(Value::String(s)) if same(s) => {}
+        Some(other) => {
+            return Err(invalid(
+                Some(key),
+                format!("the path says {key} {want:?}, the body says {other}"),
+            ))
+        }
+    }
+    body[key] = json!(want);
+    Ok(())
+}
+
+/// Puts a record set or a steered record (`list` of the zone) by name
+/// and type.
+fn splice_named(
+    whole: &mut Value,
+    zone: &DomainName,
+    name: &DomainName,
+    list: &str,
+    type_name: &str,
+    mut body: Value,
+) -> Result<(), ClusterError> {
+    let zk = zone_key(whole, zone).ok_or_else(|| not_found(format!("no zone {zone}")))?;
+    agrees(&mut body, "name", name.as_str(), |s| {
+        owner(s, zone).is_ok_and(|n| n.key() == name.key())
+    })?;
+    agrees(&mut body, "type", type_name, |s| {
+        s.eq_ignore_ascii_case(type_name)
+    })?;
+    let list = whole["zones"][&zk][list].as_array_mut().expect("a list");
+    let at = list.iter().position(|r| {
+        r["type"] == json!(type_name)
+            && r["name"]
+                .as_str()
+                .and_then(|n| DomainName::parse(n).ok())
+                .is_some_and(|n| n.key() == name.key())
+    });
+    match at {
+        Some(i) => list[i] = body,
+        None => list.push(body),
+    }
+    Ok(())
+}
+
+fn splice(whole: &mut Value, target: &Target, mut body: Value) -> Result<(), ClusterError> {
+    match target {
+        Target::Zone { zone } => {
+            if let Some(k) = zone_key(whole, zone) {
+                whole["zones"].as_object_mut().expect("zones").remove(&k);
+            }
+            whole["zones"][zone.to_string()] = body;
+        }
+        Target::RecordSet { zone, name, rtype } => {
+            splice_named(whole, zone, name, "records", rtype.as_str(), body)?
+        }
+        Target::Steered { zone, name, rtype } => splice_named(
+            whole,
+            zone,
+            name,
+            "steered",
+            rtype.as_record_type().as_str(),
+            body,
+        )?,
+        Target::Pool { pool } => whole["pools"][pool] = body,
+        Target::Endpoint { pool, id } => {
+            if whole["pools"].get(pool).is_none() {
+                return Err(not_found(format!("no pool {pool}")));
+            }
+            agrees(&mut body, "id", id, |s| s == id)?;
+            let list = whole["pools"][pool]["endpoints"]
+                .as_array_mut()
+                .expect("a list");
+            match list.iter().position(|e| e["id"] == json!(id)) {
+                Some(i) => list[i] = body,
+                None => list.push(body),
+            }
+        }
+        Target::Check { pool } => {
+            if whole["pools"].get(pool).is_none() {
+                return Err(not_found(format!("no pool {pool}")));
+            }
+            whole["pools"][pool]["check"] = body;
+        }
+        Target::Region { region } => whole["regions"][region] = body,
+        Target::Spec | Target::Token { .. } => {
+            return Err(invalid(None, "not a resource of the spec"))
+        }
+    }
+    Ok(())
+}
+
+/// The typed resource at `target` in a validated spec.
+fn typed(spec: &ZoneSpec, target: &Target) -> Result<Resource, ClusterError> {
+    let zone = |z: &DomainName| spec.zones.iter().find(|x| x.name.key() == z.key());
+    let lost = || ClusterError::Failed(format!("the {target} is not in the validated spec"));
+    Ok(match target {
+        Target::Zone { zone: z } => Resource::Zone(Box::new(zone(z).ok_or_else(lost)?.clone())),
+        Target::RecordSet {
+            zone: z,
+            name,
+            rtype,
+        } => Resource::RecordSet(
+            zone(z)
+                .and_then(|z| {
+                    z.records
+                        .iter()
+                        .find(|r| r.rtype == *rtype && r.name.key() == name.key())
+                })
+                .ok_or_else(lost)?
+                .clone(),
+        ),
+        Target::Steered {
+            zone: z,
+            name,
+            rtype,
+        } => Resource::Steered(
+            zone(z)
+                .and_then(|z| {
+                    z.steered
+                        .iter()
+                        .find(|r| r.rtype == *rtype && r.name.key() == name.key())
+                })
+                .ok_or_else(lost)?
+                .clone(),
+        ),
+        Target::Pool { pool } => {
+            Resource::Pool(Box::new(spec.pools.get(pool).ok_or_else(lost)?.clone()))
+        }
+        Target::Endpoint { pool, id } => Resource::Endpoint(Box::new(
+            spec.pools
+                .get(pool)
+                .and_then(|p| p.endpoints.iter().find(|e| e.id == *id))
+                .ok_or_else(lost)?
+                .clone(),
+        )),
+        Target::Check { pool } => Resource::Check(
+            spec.pools
+                .get(pool)
+                .ok_or_else(lost)?
+                .check
+                .clone()
+                .map(Box::new),
+        ),
+        Target::Region { region } => Resource::Region(
+            spec.regions
+                .iter()
+                .find(|r| r.name == *region)
+                .ok_or_else(lost)?
+                .clone(),
+        ),
+        Target::Spec => Resource::Spec(Box::new(spec.clone())),
+        Target::Token { .. } => return Err(lost()),
+    })
+}
+
+/// Extracts what every write needs; the body comes last.
+macro_rules! write_handler {
+    ($name:ident, $params:ty, |$p:ident| $target:expr, put) => {
+        async fn $name(
+            State(api): State<Api>,
+            Extension(principal): Extension<Principal>,
+            method: Method,
+            uri: Uri,
+            headers: HeaderMap,
+            Path($p): Path<$params>,
+            body: Bytes,
+        ) -> Result<Response, ClusterError> {
+            let target = $target;
+            let w = Write {
+                api,
+                principal,
+                headers,
+                action: action(&method, &uri),
+            };
+            w.put(target, body).await
+        }
+    };
+    ($name:ident, $params:ty, |$p:ident| $target:expr, delete) => {
+        async fn $name(
+            State(api): State<Api>,
+            Extension(principal): Extension<Principal>,
+            method: Method,
+            uri: Uri,
+            headers: HeaderMap,
+            Path($p): Path<$params>,
+        ) -> Result<Response, ClusterError> {
+            let target = $target;
+            let w = Write {
+                api,
+                principal,
+                headers,
+                action: action(&method, &uri),
+            };
+            w.delete(target).await
+        }
+    };
+}
+
+write_handler!(
+    put_zone,
+    String,
+    |z| Target::Zone {
+        zone: zone_name(&z)?
+    },
+    put
+);
+write_handler!(
+    delete_zone,
+    String,
+    |z| Target::Zone {
+        zone: zone_name(&z)?
+    },
+    delete
+);
+write_handler!(
+    put_record,
+    (String, String, String),
+    |p| record_target(&p.0, &p.1, &p.2)?,
+    put
+);
+write_handler!(
+    delete_record,
+    (String, String, String),
+    |p| record_target(&p.0, &p.1, &p.2)?,
+    delete
+);
+write_handler!(
+    put_steered,
+    (String, String, String),
+    |p| steered_target(&p.0, &p.1, &p.2)?,
+    put
+);
+write_handler!(
+    delete_steered,
+    (String, String, String),
+    |p| steered_target(&p.0, &p.1, &p.2)?,
+    delete
+);
+write_handler!(put_pool, String, |pool| Target::Pool { pool }, put);
+write_handler!(delete_pool, String, |pool| Target::Pool { pool }, delete);
+write_handler!(
+    put_endpoint,
+    (String, String),
+    |p| Target::Endpoint { pool: p.0, id: p.1 },
+    put
+);
+write_handler!(
+    delete_endpoint,
+    (String, String),
+    |p| Target::Endpoint { pool: p.0, id: p.1 },
+    delete
+);
+write_handler!(put_check, String, |pool| Target::Check { pool }, put);
+write_handler!(delete_check, String, |pool| Target::Check { pool }, delete);
+write_handler!(put_region, String, |region| Target::Region { region }, put);
+write_handler!(
+    delete_region,
+    String,
+    |region| Target::Region { region },
+    delete
+);
+
+/// `PATCH /v1/pools/{pool}/endpoints/{id}`: the fields operators change
+/// in operation, without resending the pool.
+#[derive(Debug)]
+pub struct EndpointPatch {
+    pub weight: Option<u16>,
+    pub priority: Option<u16>,
+    pub state: Option<AdminState>,
+}
+
+/// Reads a patch field by field, so an error names its field.
+fn endpoint_patch(value: Value) -> Result<EndpointPatch, ClusterError> {
+    let Value::Object(map) = value else {
+        return Err(invalid(None, "the body must be a JSON object"));
+    };
+    let mut patch = EndpointPatch {
+        weight: None,
+        priority: None,
+        state: None,
+    };
+    let number = |k: &str, v: &Value| {
+        v.as_u64()
+            .and_then(|n| u16::try_from(n).ok())
+            .ok_or_else(|| {
+                invalid(
+                    Some(k),
+                    format!("{k}: expected an integer 0..=65535, got {v}"),
+                )
+            })
+    };
+    for (k, v) in &map {
+        match k.as_str() {
+            "weight" => patch.weight = Some(number(k, v)?),
+            "priority" => patch.priority = Some(number(k, v)?),
+            "state" => {
+                patch.state = Some(serde_json::from_value(v.clone()).map_err(|_| {
+                    invalid(
+                        Some("state"),
+                        format!("state: expected enabled, drained or disabled, got {v}"),
+                    )
+                })?)
+            }
+            other => {
+                return Err(invalid(
+                    Some(other),
+                    format!("unknown field {other:?}: a patch sets weight, priority or state"),
+                ))
+            }
+        }
+    }
+    Ok(patch)
+}
+
+async fn patch_endpoint(
+    State(api): State<Api>,
+    Extension(principal): Extension<Principal>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path((pool, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ClusterError> {
+    let value = json_body(&headers, &body)?;
+    let patch = endpoint_patch(value)?;
+    if patch.weight.is_none() && patch.priority.is_none() && patch.state.is_none() {
+        return Err(invalid(
+            None,
+            "nothing to change: give weight, priority or state",
+        ));
+    }
+    let w = Write {
+        api,
+        principal,
+        headers,
+        action: action(&method, &uri),
+    };
+    w.commit(
+        Target::Endpoint { pool, id },
+        Op::PatchEndpoint {
+            weight: patch.weight,
+            priority: patch.priority,
+            state: patch.state,
+        },
+    )
+    .await
+}

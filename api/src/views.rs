@@ -1,0 +1,156 @@
+//! What an operator reads to know what Meridian is doing: endpoint health,
+//! the steering trace for a name and client, the cluster, and the audit
+//! log of changes.
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use meridian_consensus::ClusterError;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{invalid, Api};
+
+pub fn routes() -> Router<Api> {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/explain", get(explain))
+        .route("/v1/cluster", get(cluster))
+        .route("/v1/audit", get(audit))
+}
+
+/// Every checked endpoint: its verdict, and each region's vote with its
+/// age and RTT.
+async fn health(State(api): State<Api>) -> Response {
+    let state = api.node.state();
+    Json(state.health.view(&state.spec)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainQuery {
+    pub name: String,
+    #[serde(rename = "type", default = "a")]
+    pub rtype: String,
+    /// An address or `address/prefix`.
+    pub client: Option<String>,
+    /// Fixes the weighted draws (a random one when absent).
+    pub seed: Option<u64>,
+}
+
+fn a() -> String {
+    "A".into()
+}
+
+/// The answer this node would give, with each steering step's decision.
+async fn explain(
+    State(api): State<Api>,
+    query: Result<Query<ExplainQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ClusterError> {
+    let Query(q) = query.map_err(|e| invalid(Some("name"), e.body_text()))?;
+    if q.name.len() > 255 {
+        return Err(invalid(Some("name"), "a name is at most 255 octets"));
+    }
+    let rtype: hickory_proto::rr::RecordType = q
+        .rtype
+        .to_ascii_uppercase()
+        .parse()
+        .map_err(|_| invalid(Some("type"), format!("unknown record type {:?}", q.rtype)))?;
+    let client = q
+        .client
+        .as_deref()
+        .map(meridian_dns::explain::parse_client)
+        .transpose()
+        .map_err(|e| invalid(Some("client"), e))?;
+    let seed = q.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
+    let snap = api.dns.load();
+    let geo = api.geo.load_full();
+    let x = meridian_dns::explain::explain(&snap, geo.as_deref(), &q.name, rtype, client, seed)
+        .map_err(|e| invalid(Some("name"), e))?;
+    let steering = x.steering.as_ref().map(|s| {
+        json!({
+            "candidates": s.pool,
+            "steps": s.trace.steps.iter().map(|t| json!({
+                "step": t.step, "kept": t.kept, "notes": t.notes,
+            })).collect::<Vec<_>>(),
+            "outcome": format!("{:?}", s.outcome).to_ascii_lowercase(),
+        })
+    });
+    Ok(Json(json!({
+        "name": x.name,
+        "type": x.rtype.to_string(),
+        "client": x.client.map(|(ip, p)| format!("{ip}/{p}")),
+        "location": x.location.map(|l| l.to_string()),
+        "steering": steering,
+        "rcode": meridian_dns::explain::mnemonic(x.rcode),
+        "answers": x.answers,
+        "scope": x.client.map(|_| x.scope),
+        "version": snap.version,
+        "text": meridian_dns::explain::render(&x, geo.is_some()),
+    }))
+    .into_response())
+}
+
+/// This node's view of the cluster: members, leader, each member's
+/// replication (on the leader) and how stale this node's state may be.
+async fn cluster(State(api): State<Api>) -> Response {
+    let s = api.node.status();
+    let lag = s.matched.as_ref().map(|m| {
+        m.iter()
+            .map(|(id, i)| {
+                let behind = s.last_log_index.unwrap_or(0).saturating_sub(i.unwrap_or(0));
+                (id.to_string(), behind)
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    });
+    Json(json!({
+        "node": s.id,
+        "role": s.role,
+        "leader": s.leader,
+        "term": s.term,
+        "version": s.version,
+        "members": s.members,
+        "lag_entries": lag,
+        "stale_ms": s.stale_ms,
+        "diverged": s.diverged,
+        "status": s,
+    }))
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Only entries after this sequence number.
+    pub after: Option<u64>,
+    /// At most this many, the newest (default 100).
+    pub limit: Option<usize>,
+}
+
+/// The changes made through the API, oldest first: who, when, with which
+/// token, what, and the version before and after.
+async fn audit(
+    State(api): State<Api>,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ClusterError> {
+    let Query(q) = query.map_err(|e| invalid(Some("limit"), e.body_text()))?;
+    let state = api.node.state();
+    let limit = q
+        .limit
+        .unwrap_or(100)
+        .min(meridian_consensus::resources::AUDIT_KEEP);
+    let after = q.after.unwrap_or(0);
+    let entries: Vec<_> = state.audit.iter().filter(|e| e.seq > after).collect();
+    let skip = entries.len().saturating_sub(limit);
+    Ok(Json(json!({
+        "entries": &entries[skip..],
+        "last_seq": state.audit_seq,
+        "kept": meridian_consensus::resources::AUDIT_KEEP,
+    }))
+    .into_response())
+}
