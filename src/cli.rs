@@ -152,8 +152,164 @@ pub enum ClusterCommand {
     },
 }
 
+/// `meridian ctl`: which node, with what identity, and how to print.
+#[derive(Debug, clap::Args)]
+pub struct CtlArgs {
+    /// The node's API: a URL (https://node1:8440) or host:port; or set
+    /// MERIDIAN_SERVER.
+    #[arg(long, global = true, value_name = "URL")]
+    pub server: Option<String>,
+    /// A bearer token; or set MERIDIAN_TOKEN (better: the token does not
+    /// show in the process list), or use --token-file.
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// A file holding a bearer token.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// TLS: the cluster's CA certificate.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub ca: Option<PathBuf>,
+    /// TLS: this client's certificate (`meridian tls cert --role operator`).
+    #[arg(long, value_name = "FILE", global = true, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// TLS: this client's private key.
+    #[arg(long, value_name = "FILE", global = true, requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Output: a table, or the API's JSON or YAML.
+    #[arg(long, short, global = true, value_enum, default_value = "table")]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// How `meridian ctl` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+    Yaml,
+}
+
+/// What `ctl get` and `ctl delete` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CtlKind {
+    /// The whole spec (get only).
+    Spec,
+    Zones,
+    /// ZONE
+    Zone,
+    /// ZONE: its static record sets.
+    Records,
+    /// ZONE NAME TYPE
+    Record,
+    /// ZONE NAME TYPE
+    Steered,
+    Pools,
+    /// POOL
+    Pool,
+    /// POOL
+    Endpoints,
+    /// POOL ENDPOINT
+    Endpoint,
+    /// POOL: its health check.
+    Check,
+    Regions,
+    /// REGION
+    Region,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Show resources: `get pools`, `get pool web`, `get endpoints web`,
+    /// `get record glb.example.com www A`, `get spec -o yaml`.
+    Get {
+        #[arg(value_enum)]
+        kind: CtlKind,
+        names: Vec<String>,
+    },
+    /// Replace the whole spec with a file, atomically; --dry-run shows
+    /// what would change.
+    Apply {
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+        /// Apply only if the spec's ETag is still this (the ETag of GET /v1/spec).
+        #[arg(long, value_name = "ETAG")]
+        if_match: Option<String>,
+    },
+    /// Delete a resource: `delete pool web`, `delete endpoint web eu-1`.
+    Delete {
+        #[arg(value_enum)]
+        kind: CtlKind,
+        names: Vec<String>,
+    },
+    /// Set one endpoint's weight.
+    SetWeight {
+        pool: String,
+        endpoint: String,
+        weight: u16,
+    },
+    /// Take an endpoint out of new answers (clients on it finish).
+    Drain { pool: String, endpoint: String },
+    /// Put an endpoint back in service.
+    Enable { pool: String, endpoint: String },
+    /// Take an endpoint out of service.
+    Disable { pool: String, endpoint: String },
+    /// Each checked endpoint: the verdict and each region's vote.
+    Health,
+    /// The answer a name gets for a client, with each step's decision.
+    Explain {
+        name: String,
+        #[arg(value_name = "TYPE", default_value = "A")]
+        rtype: String,
+        /// An address or a subnet, as ECS would carry it.
+        #[arg(long, value_name = "IP[/PREFIX]")]
+        client: Option<String>,
+    },
+    /// Members, leader, lag and staleness, as the node sees them.
+    Cluster,
+    /// Who changed what, when, with which token.
+    Audit {
+        /// The newest this many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Only entries after this sequence number.
+        #[arg(long)]
+        after: Option<u64>,
+    },
+    /// API tokens (admin): create, list, revoke.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create a token; it is printed once.
+    Create {
+        /// read, write, admin or probe.
+        #[arg(long)]
+        scope: String,
+        /// For probe: a region it may report for (repeat).
+        #[arg(long = "region")]
+        regions: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Every token, by id and scope (never the token itself).
+    List,
+    /// Revoke a token created through the API.
+    Revoke { id: String },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Manage a running cluster through its REST API (/v1).
+    ///
+    /// Example: MERIDIAN_TOKEN=... meridian ctl --server 127.0.0.1:8440 set-weight web eu-west-1 80
+    Ctl(CtlArgs),
     /// Serve DNS for the zones in the node config's zone spec.
     ///
     /// SIGHUP reloads the zone spec: a valid one replaces the served zones

@@ -20,18 +20,6 @@ use serde::Serialize;
 use crate::cli::{ClusterCommand, Target};
 use crate::EXIT_CONFIG;
 
-/// Prints a line to stdout; a closed pipe (`meridian cluster status |
-/// head`) ends the process quietly, as SIGPIPE ends other tools, instead
-/// of panicking.
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
-            std::process::exit(141);
-        }
-    }};
-}
-
 /// Requests to nodes: one client, the scheme its identity implies.
 struct Api {
     client: reqwest::Client,
@@ -70,7 +58,7 @@ impl Api {
     }
 }
 
-fn unreachable(addr: &str, e: &reqwest::Error) -> ClusterError {
+pub(crate) fn unreachable(addr: &str, e: &reqwest::Error) -> ClusterError {
     // reqwest's Display hides the cause (refused, TLS rejected...)
     let mut message = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -83,7 +71,7 @@ fn unreachable(addr: &str, e: &reqwest::Error) -> ClusterError {
 
 /// The identity a command presents: TLS files from the flags, else from
 /// the node config; a bearer token from --token-file or MERIDIAN_TOKEN.
-fn credentials(
+pub(crate) fn credentials(
     target: &Target,
     cluster: Option<&meridian_config::node::ClusterConfig>,
 ) -> Result<(Option<Tls>, Option<String>), String> {
@@ -246,9 +234,15 @@ async fn health(api: &Api, addr: &str, json: bool) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    print_health(&view);
+    ExitCode::SUCCESS
+}
+
+/// Each checked endpoint's verdict and every region's vote, as a table.
+pub(crate) fn print_health(view: &HealthView) {
     if view.endpoints.is_empty() {
         out!("no pool has a check");
-        return ExitCode::SUCCESS;
+        return;
     }
     out!(
         "{:<12} {:<14} {:<10} {:<9} {:<10} {:>7} {:>9} {:>9} {:>9}  error",
@@ -309,7 +303,6 @@ async fn health(api: &Api, addr: &str, json: bool) -> ExitCode {
             );
         }
     }
-    ExitCode::SUCCESS
 }
 
 /// A follower that has not accepted an append for this long is out of

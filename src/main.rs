@@ -9,6 +9,8 @@
 //!   answer from the replicated state, apply the zone file on SIGHUP.
 //! - `cluster`: `meridian cluster` — status, init, join, leave and apply,
 //!   through a node's API.
+//! - `ctl`: `meridian ctl` — the REST API's client: resources, apply,
+//!   weights and drains, health, explain, audit, tokens.
 //! - `probe`: `meridian probe` — a probe agent for one region.
 //! - `explain`: `meridian explain` — one name, one client, every step.
 //! - `dev`: `meridian dev` — `serve` on an embedded example zone, a
@@ -27,8 +29,21 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Prints a line to stdout; a closed pipe (`meridian cluster status |
+/// head`) ends the process quietly, as SIGPIPE ends other tools, instead
+/// of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            std::process::exit(141);
+        }
+    }};
+}
+
 mod cli;
 mod cluster;
+mod ctl;
 mod demo;
 mod dev;
 mod explain;
@@ -60,6 +75,7 @@ fn main() -> ExitCode {
     match args.command {
         cli::Command::Serve { config, seed } => serve::run_from_file(&config, seed.as_deref()),
         cli::Command::Cluster { target, command } => cluster::run(&target, command),
+        cli::Command::Ctl(args) => ctl::run(args),
         cli::Command::Check { config, zones } => serve::check(config.as_deref(), zones.as_deref()),
         cli::Command::Dev { listen } => dev::run(listen),
         cli::Command::Probe {
