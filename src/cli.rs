@@ -423,5 +423,8 @@ pub enum Command {
         /// Where to listen (UDP and TCP).
         #[arg(long, default_value = "127.0.0.1:5300")]
         listen: SocketAddr,
+        /// Where the REST API listens (loopback only).
+        #[arg(long, default_value = "127.0.0.1:8440")]
+        api: SocketAddr,
     },
 }

@@ -5,10 +5,12 @@
 //! demo backend every second.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use meridian_config::node::{
-    DnsConfig, GeoIpConfig, LogConfig, LogFormat, ProbeConfig, DEFAULT_MAX_UDP_PAYLOAD,
+    ApiConfig, Bootstrap, ClusterConfig, DnsConfig, GeoIpConfig, LogConfig, LogFormat, ProbeConfig,
+    DEFAULT_MAX_UDP_PAYLOAD,
 };
 use meridian_config::NodeConfig;
 
@@ -44,7 +46,36 @@ fn start_demo() -> Result<demo::Bound, String> {
     rx.recv().map_err(|e| e.to_string()).and_then(|r| r)
 }
 
-pub fn run(listen: SocketAddr) -> ExitCode {
+/// Writes the cluster secret and a token file holding one admin token into
+/// `dir` (private to this user): the API's credentials for the session.
+/// Returns the paths and the token.
+fn credentials(dir: &std::path::Path) -> std::io::Result<(PathBuf, PathBuf, String)> {
+    use meridian_consensus::auth::{new_secret, new_token, Scope};
+    use std::os::unix::fs::OpenOptionsExt;
+    let write = |path: &std::path::Path, text: &str| -> std::io::Result<()> {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?
+            .write_all(text.as_bytes())
+    };
+    let secret = dir.join("cluster.secret");
+    write(&secret, &format!("{}\n", new_secret()))?;
+    let (token, entry) = new_token(Scope::Admin, Default::default());
+    let tokens = dir.join("tokens");
+    write(&tokens, &format!("{}\n", entry.line()))?;
+    Ok((secret, tokens, token))
+}
+
+pub fn run(listen: SocketAddr, api: SocketAddr) -> ExitCode {
+    if !api.ip().is_loopback() {
+        eprintln!(
+            "meridian: dev serves its API on loopback only (--api 127.0.0.1:PORT), not {api}"
+        );
+        return ExitCode::from(2);
+    }
     // a one-node cluster whose store lasts as long as this process
     let data = match tempfile::Builder::new().prefix("meridian-dev-").tempdir() {
         Ok(d) => d,
@@ -66,6 +97,13 @@ pub fn run(listen: SocketAddr) -> ExitCode {
         .fold(DEV_ZONES.to_string(), |z, (region, addr)| {
             z.replace(&format!("{{{region}}}"), &addr.port().to_string())
         });
+    let (secret, tokens, token) = match credentials(data.path()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("meridian: cannot write the session's credentials: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let node = NodeConfig {
         dns: DnsConfig {
             listen: vec![listen],
@@ -80,7 +118,24 @@ pub fn run(listen: SocketAddr) -> ExitCode {
             format: LogFormat::Text,
         },
         zones: None,
-        cluster: None,
+        // a one-node cluster on loopback: the REST API, behind a token
+        // made for this session
+        cluster: Some(ClusterConfig {
+            id: 1,
+            listen: api,
+            advertise: api.to_string(),
+            bootstrap: Bootstrap::Members([(1, api.to_string())].into()),
+            tls: None,
+            tokens: Some(tokens),
+            secret: Some(secret),
+            insecure: false,
+            heartbeat_ms: 50,
+            election_timeout_ms: 150,
+            snapshot_every: 5000,
+            snapshot_log_mib: 64,
+            write_timeout_ms: 5000,
+            api: ApiConfig::default(),
+        }),
         probe: ProbeConfig {
             region: Some("local".into()),
             policy: Default::default(),
@@ -92,8 +147,9 @@ pub fn run(listen: SocketAddr) -> ExitCode {
         Some(ZoneSource::Embedded(zones.into())),
         None,
         &GeoSource::Demo,
-        |addrs| {
+        |addrs, api| {
             let a = addrs[0];
+            let api = api.map_or_else(String::new, |a| a.to_string());
             let at = format!("@{} -p {}", a.ip(), a.port());
             let ctl = demo.control;
             println!(
@@ -116,6 +172,15 @@ pub fn run(listen: SocketAddr) -> ExitCode {
              \n\n  curl -X POST http://{ctl}/backends/eu-west/stop\
              \n  dig {at} api.glb.example.com A +short  # now us-east: failed over\
              \n  curl -X POST http://{ctl}/backends/eu-west/start\
+             \n\nThe REST API is on http://{api} with an admin token made for this session:\
+             \n\n  export MERIDIAN_SERVER={api} MERIDIAN_TOKEN={token}\
+             \n  curl -H \"Authorization: Bearer $MERIDIAN_TOKEN\" http://{api}/v1/pools/web\
+             \n  curl -X PATCH -H \"Authorization: Bearer $MERIDIAN_TOKEN\" -H 'Content-Type: application/json' \\\
+             \n       -d '{{\"weight\": 80}}' http://{api}/v1/pools/web/endpoints/eu-west-1\
+             \n  meridian ctl get endpoints web\
+             \n  meridian ctl drain web us-east-1        # out of every answer\
+             \n  meridian ctl explain geo.glb.example.com A --client 198.51.100.7\
+             \n  meridian ctl audit                      # who changed what\
              \n\nCtrl-C stops.\n",
                 demo.backends["eu-west"], demo.backends["us-east"], demo.backends["ap-south"],
             );

@@ -104,7 +104,7 @@ pub fn run_from_file(path: &Path, seed: Option<&Path>) -> ExitCode {
     let zones = node.zones.clone().map(ZoneSource::File);
     let seed = seed.map(|p| ZoneSource::File(p.to_path_buf()));
     let geo = GeoSource::from_config(&node.geoip);
-    run(&node, zones, seed, &geo, |_| {})
+    run(&node, zones, seed, &geo, |_, _| {})
 }
 
 /// Loads a zone spec given on the command line or in the config; an
@@ -132,7 +132,7 @@ pub fn run(
     zones: Option<ZoneSource>,
     seed: Option<ZoneSource>,
     geo_source: &GeoSource,
-    announce: impl FnOnce(&[SocketAddr]),
+    announce: impl FnOnce(&[SocketAddr], Option<SocketAddr>),
 ) -> ExitCode {
     let file_spec = match load_spec(zones.as_ref()) {
         Ok(s) => s,
@@ -162,7 +162,7 @@ pub fn run(
         }
     };
     let started = runtime.block_on(start(node, file_spec, seed_spec, geo.clone()));
-    let (cluster, handle, probes) = match started {
+    let (cluster, handle, probes, api_addr) = match started {
         Ok(s) => s,
         Err(f) => {
             eprintln!("meridian: {}", f.message);
@@ -201,7 +201,7 @@ pub fn run(
         let _ = out.flush();
     }
     info!(addrs = ?listeners.addrs, version = cluster.version(), "serving");
-    announce(&listeners.addrs);
+    announce(&listeners.addrs, api_addr);
 
     let handler = Handler::new(handle, geo.clone(), node.dns.max_udp_payload);
     let timeout = Duration::from_secs(node.dns.tcp_idle_timeout_secs);
@@ -303,7 +303,15 @@ async fn start(
     file_spec: Option<ZoneSpec>,
     seed_spec: Option<ZoneSpec>,
     geo: GeoHandle,
-) -> Result<(ClusterNode, SnapshotHandle, ProbeService), Failure> {
+) -> Result<
+    (
+        ClusterNode,
+        SnapshotHandle,
+        ProbeService,
+        Option<SocketAddr>,
+    ),
+    Failure,
+> {
     let handle = SnapshotHandle::new(Snapshot::empty());
     let publisher = handle.clone();
     let publish = move |state: &ReplicatedState| match Snapshot::build(
@@ -346,7 +354,7 @@ async fn start(
             let spec = file_spec.expect("the config requires zones without a cluster section");
             settle_single(&cluster, spec).await?;
             let probes = ProbeService::new(cluster.clone());
-            Ok((cluster, handle, probes))
+            Ok((cluster, handle, probes, None))
         }
         Some(c) => {
             let (credentials, secret) = credentials(c)?;
@@ -386,7 +394,11 @@ async fn start(
                     dns: handle.clone(),
                     geo,
                 },
-                &meridian_api::ApiLimits::default(),
+                &meridian_api::ApiLimits {
+                    max_body_bytes: c.api.max_body_bytes,
+                    max_apply_bytes: c.api.max_apply_bytes,
+                    max_in_flight: c.api.max_in_flight,
+                },
             );
             cluster.serve(api, probes.routes().merge(rest));
             println!("meridian: API listening on {api_addr}");
@@ -407,10 +419,18 @@ async fn start(
                 Bootstrap::Manual => {}
             }
             if let Some(spec) = seed_spec.or(file_spec) {
-                tokio::spawn(seed(cluster.clone(), spec));
+                // a cluster of this node alone serves its spec before it
+                // says it is up; others seed once they have a leader
+                let alone = matches!(&c.bootstrap, Bootstrap::Members(m)
+                    if m.len() == 1 && m.contains_key(&c.id));
+                if alone {
+                    seed(cluster.clone(), spec).await;
+                } else {
+                    tokio::spawn(seed(cluster.clone(), spec));
+                }
             }
             tokio::spawn(cluster.clone().watch_staleness());
-            Ok((cluster, handle, probes))
+            Ok((cluster, handle, probes, Some(api_addr)))
         }
     }
 }
@@ -522,7 +542,7 @@ async fn reload_on_hangup(
         let Some(zones) = &zones else { continue };
         let version = cluster.version();
         match zones.load() {
-            Ok(spec) => match cluster.write(Command::ReplaceSpec(Box::new(spec))).await {
+            Ok(spec) => match cluster.write(reload_change(&cluster, spec)).await {
                 Ok(w) => info!(version = w.version, "zone spec reloaded"),
                 Err(e) => {
                     error!(version, %e, "zone spec not applied; still serving the previous state")
@@ -534,6 +554,22 @@ async fn reload_on_hangup(
             ),
         }
     }
+}
+
+/// A reloaded zone file as an audited change of the whole spec.
+fn reload_change(cluster: &ClusterNode, spec: ZoneSpec) -> Command {
+    use meridian_consensus::resources::{Audit, Change, Op, Resource, Target};
+    Command::Api(Box::new(Change {
+        target: Target::Spec,
+        op: Op::Put(Resource::Spec(Box::new(spec))),
+        precondition: Default::default(),
+        audit: Audit {
+            actor: format!("node {}", cluster.id()),
+            token: None,
+            action: "SIGHUP: reload the zones file".into(),
+        },
+        at_ms: 0,
+    }))
 }
 
 pub async fn shutdown_signal() {

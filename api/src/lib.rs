@@ -91,7 +91,15 @@ pub fn routes(api: Api, limits: &ApiLimits) -> Router {
         .merge(apply::read_routes());
     let write = resources::write_routes()
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .merge(apply::write_routes().layer(DefaultBodyLimit::max(limits.max_apply_bytes)));
+        .merge(
+            apply::write_routes()
+                .layer(DefaultBodyLimit::max(limits.max_apply_bytes))
+                // a spec decodes to many times its size: one at a time
+                .layer(axum::middleware::from_fn_with_state(
+                    Arc::new(tokio::sync::Semaphore::new(1)),
+                    one_at_a_time,
+                )),
+        );
     let admin = tokens::routes().layer(DefaultBodyLimit::max(limits.max_body_bytes));
     let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1)));
     guarded(read, &creds, Need::Scope(Scope::Read))
@@ -114,6 +122,19 @@ async fn bounded(
             "too many API requests in flight on this node; retry shortly".into(),
         )
         .into_response(),
+    }
+}
+
+/// Lets one request through at a time; the others wait their turn
+/// (within the listener's request timeout).
+async fn one_at_a_time(
+    State(gate): State<Arc<tokio::sync::Semaphore>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match gate.acquire_owned().await {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => ClusterError::Unavailable("the node is shutting down".into()).into_response(),
     }
 }
 
@@ -204,15 +225,7 @@ pub(crate) fn precondition(headers: &HeaderMap) -> Result<Precondition, ClusterE
 
 /// Who is asking, for the audit log.
 pub(crate) fn audit(principal: &Principal, action: String) -> Audit {
-    let token = match principal {
-        Principal::Client { name, .. } => name.strip_prefix("token ").map(str::to_string),
-        _ => None,
-    };
-    Audit {
-        actor: principal.to_string(),
-        token,
-        action,
-    }
+    Audit::of(principal, action)
 }
 
 /// What a write answers.

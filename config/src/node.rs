@@ -72,6 +72,33 @@ pub struct ClusterConfig {
     /// were appended since the last snapshot.
     pub snapshot_log_mib: u64,
     pub write_timeout_ms: u64,
+    /// The REST API's bounds.
+    pub api: ApiConfig,
+}
+
+/// The bounds of the REST API (`cluster.api`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// A resource write's body, in bytes (default 1 MiB).
+    pub max_body_bytes: usize,
+    /// `POST /v1/apply`'s body, in bytes (default 16 MiB, the most a spec
+    /// may be).
+    pub max_apply_bytes: usize,
+    /// API requests handled at once; more get 503 (default 64).
+    pub max_in_flight: usize,
+}
+
+/// The largest spec, in bytes: what a spec sent in parts may hold.
+pub const MAX_SPEC_BYTES: usize = 16 << 20;
+
+impl Default for ApiConfig {
+    fn default() -> ApiConfig {
+        ApiConfig {
+            max_body_bytes: 1 << 20,
+            max_apply_bytes: MAX_SPEC_BYTES,
+            max_in_flight: 64,
+        }
+    }
 }
 
 /// How a node becomes part of a cluster the first time it starts.
@@ -185,6 +212,15 @@ mod raw {
         pub snapshot_every: Option<u64>,
         pub snapshot_log_mib: Option<u64>,
         pub write_timeout_ms: Option<u64>,
+        pub api: Option<Api>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Api {
+        pub max_body_bytes: Option<usize>,
+        pub max_apply_bytes: Option<usize>,
+        pub max_in_flight: Option<usize>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -417,6 +453,31 @@ fn cluster_config(
             format!("expected at least 100 ms, got {write_timeout_ms}"),
         ));
     }
+    let defaults = ApiConfig::default();
+    let api = c.api.as_ref();
+    let api = ApiConfig {
+        max_body_bytes: api
+            .and_then(|a| a.max_body_bytes)
+            .unwrap_or(defaults.max_body_bytes),
+        max_apply_bytes: api
+            .and_then(|a| a.max_apply_bytes)
+            .unwrap_or(defaults.max_apply_bytes),
+        max_in_flight: api
+            .and_then(|a| a.max_in_flight)
+            .unwrap_or(defaults.max_in_flight),
+    };
+    for (field, value, low, high) in [
+        ("max_body_bytes", api.max_body_bytes, 1024, 64 << 20),
+        ("max_apply_bytes", api.max_apply_bytes, 1024, MAX_SPEC_BYTES),
+        ("max_in_flight", api.max_in_flight, 1, 100_000),
+    ] {
+        if !(low..=high).contains(&value) {
+            errors.push(doc.error(
+                &format!("cluster.api.{field}"),
+                format!("expected {low} to {high}, got {value}"),
+            ));
+        }
+    }
     if c.tls.is_none() && !c.insecure {
         if !c.listen.ip().is_loopback() {
             errors.push(doc.error(
@@ -455,6 +516,7 @@ fn cluster_config(
         snapshot_every,
         snapshot_log_mib,
         write_timeout_ms,
+        api,
     }
 }
 

@@ -761,11 +761,10 @@ impl ClusterNode {
             Op::Delete => RefusalKind::Conflict,
             _ => RefusalKind::Invalid,
         };
-        let rules = meridian_config::zone::rules::check(&spec);
-        let whole = match (&self.inner.check_spec, rules) {
-            (_, Err(v)) => Err(v),
-            (Some(check), Ok(())) => check(&spec),
-            (None, Ok(())) => Ok(()),
+        // the node's check holds the rules and more; without one, the rules
+        let whole = match &self.inner.check_spec {
+            Some(check) => check(&spec),
+            None => meridian_config::zone::rules::check(&spec),
         };
         whole.map_err(|v| ClusterError::Refused(resources::refusal_of(kind, v)))
     }
@@ -1342,9 +1341,64 @@ async fn write_route(
                 .into(),
         ));
     }
-    node.write_from(cmd, forwarded(&headers, &principal))
-        .await
-        .map(Json)
+    let forwarded = forwarded(&headers, &principal);
+    let cmd = if forwarded {
+        cmd
+    } else {
+        audited(cmd, &principal)
+    };
+    node.write_from(cmd, forwarded).await.map(Json)
+}
+
+/// An operator's change through the cluster API (`meridian cluster
+/// apply`), made the API change it stands for: checked the same way and
+/// recorded in the audit log.
+fn audited(cmd: Command, principal: &Principal) -> Command {
+    let audit =
+        |what: &str| resources::Audit::of(principal, format!("POST /cluster/write ({what})"));
+    let change = |target, op, what: &str| {
+        Command::Api(Box::new(Change {
+            target,
+            op,
+            precondition: Default::default(),
+            audit: audit(what),
+            at_ms: 0,
+        }))
+    };
+    match cmd {
+        Command::ReplaceSpec(spec) => change(
+            Target::Spec,
+            Op::Put(Resource::Spec(spec)),
+            "replace the spec",
+        ),
+        Command::SetWeight {
+            pool,
+            endpoint,
+            weight,
+        } => change(
+            Target::Endpoint { pool, id: endpoint },
+            Op::PatchEndpoint {
+                weight: Some(weight),
+                priority: None,
+                state: None,
+            },
+            "set a weight",
+        ),
+        Command::SetAdminState {
+            pool,
+            endpoint,
+            state,
+        } => change(
+            Target::Endpoint { pool, id: endpoint },
+            Op::PatchEndpoint {
+                weight: None,
+                priority: None,
+                state: Some(state),
+            },
+            "set an admin state",
+        ),
+        other => other,
+    }
 }
 
 async fn init_route(

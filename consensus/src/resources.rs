@@ -156,6 +156,23 @@ pub struct Audit {
     pub action: String,
 }
 
+impl Audit {
+    /// `principal` making the request `action` (`PATCH /v1/...`).
+    pub fn of(principal: &crate::auth::Principal, action: String) -> Audit {
+        let token = match principal {
+            crate::auth::Principal::Client { name, .. } => {
+                name.strip_prefix("token ").map(str::to_string)
+            }
+            _ => None,
+        };
+        Audit {
+            actor: principal.to_string(),
+            token,
+            action,
+        }
+    }
+}
+
 /// One change to one resource: a Raft command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {

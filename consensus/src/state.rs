@@ -66,7 +66,7 @@ pub enum Command {
 }
 
 /// The most text a spec sent in parts may have: the API's body limit.
-pub const MAX_SPEC_TEXT: usize = 16 * 1024 * 1024;
+pub const MAX_SPEC_TEXT: usize = meridian_config::node::MAX_SPEC_BYTES;
 
 /// Specs being received in parts, at most: a newer one drops the oldest
 /// (a leader that died half-way leaves one behind).

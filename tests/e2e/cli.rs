@@ -103,7 +103,7 @@ fn dev_serves_the_example_zone() {
     use std::process::{Command, Stdio};
 
     let mut child = Command::new(BIN)
-        .args(["dev", "--listen", "127.0.0.1:0"])
+        .args(["dev", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

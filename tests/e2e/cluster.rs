@@ -735,7 +735,7 @@ fn an_invalid_spec_over_the_api_changes_nothing() {
     .expect("send");
     let mut reply = String::new();
     s.read_to_string(&mut reply).expect("reply");
-    assert!(reply.starts_with("HTTP/1.1 422"), "{reply}");
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
     assert!(
         reply.contains(r#""code":"invalid""#) && reply.contains("missing"),
         "{reply}"

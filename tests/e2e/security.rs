@@ -315,7 +315,7 @@ fn checks_cannot_be_pointed_at_a_metadata_address() {
         Some(&token(&c, "admin.token")),
         &body,
     );
-    assert_eq!(status, 422, "{body}");
+    assert_eq!(status, 400, "{body}");
     for want in ["check.interval", "check.quorum", "169.254.169.254"] {
         assert!(body.contains(want), "{want} in {body}");
     }
