@@ -273,7 +273,7 @@ impl Cluster {
     }
 
     /// The leader `via` knows, once it knows one (healthy or not).
-    fn leader(&self, via: u64) -> u64 {
+    pub(crate) fn leader(&self, via: u64) -> u64 {
         let deadline = Instant::now() + BOUND;
         loop {
             let (_, out, err) = self.cli(via, &["status"]);
