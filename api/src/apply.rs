@@ -19,7 +19,9 @@ use meridian_consensus::ClusterError;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::openapi::{Errors, WriteErrors};
 use crate::{audit, commit, content_type, precondition, tagged, unsupported, Api};
+use meridian_config::zone::export::SpecDoc;
 
 pub fn read_routes() -> Router<Api> {
     Router::new().route("/v1/spec", get(get_spec))
@@ -29,19 +31,22 @@ pub fn write_routes() -> Router<Api> {
     Router::new().route("/v1/apply", post(apply))
 }
 
-async fn get_spec(State(api): State<Api>) -> Response {
+#[utoipa::path(get, path = "/v1/spec", tag = "spec", summary = "The whole spec, in the zone file's schema",
+    responses((status = 200, body = SpecDoc, headers(("ETag" = String))), Errors))]
+pub async fn get_spec(State(api): State<Api>) -> Response {
     tagged(export::export(&api.node.state().spec))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyQuery {
+    /// Show what would change, change nothing.
     #[serde(default)]
     pub dry_run: bool,
 }
 
 /// What changed between two specs, object by object.
-#[derive(Debug, Default, Serialize, PartialEq)]
+#[derive(Debug, Default, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Diff {
     pub added: Vec<String>,
     pub changed: Vec<String>,
@@ -111,13 +116,14 @@ pub fn diff(old: &ZoneSpec, new: &ZoneSpec) -> Diff {
     d
 }
 
-#[derive(Debug, Serialize)]
-struct ApplyReply {
-    dry_run: bool,
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ApplyReply {
+    pub dry_run: bool,
     /// The version the spec is at: after the write, or (dry run) now.
-    version: u64,
-    etag: String,
-    diff: Diff,
+    pub version: u64,
+    /// The spec's ETag after the write (dry run: what it would be).
+    pub etag: String,
+    pub diff: Diff,
 }
 
 /// The media types a spec may come in.
@@ -129,8 +135,14 @@ const SPEC_TYPES: [&str; 5] = [
     "text/x-yaml",
 ];
 
+#[utoipa::path(post, path = "/v1/apply", tag = "spec",
+    summary = "Replace the whole spec atomically (dry_run: show the diff only)",
+    params(ApplyQuery, ("If-Match" = Option<String>, Header, description = "The spec's ETag")),
+    request_body(description = "The zone spec, as `meridian check` reads it",
+        content((SpecDoc = "application/yaml"), (SpecDoc = "application/json"))),
+    responses((status = 200, body = ApplyReply), Errors, WriteErrors))]
 #[allow(clippy::too_many_arguments)]
-async fn apply(
+pub async fn apply(
     State(api): State<Api>,
     Extension(principal): Extension<Principal>,
     method: Method,

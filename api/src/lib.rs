@@ -25,6 +25,8 @@
 //! - [`apply`]: the whole spec at once, with a dry run that shows the diff.
 //! - [`views`]: health, explain, cluster and audit.
 //! - [`tokens`]: API tokens, created and revoked by `admin`.
+//! - [`openapi`]: the OpenAPI 3.1 document, generated from the handlers
+//!   and types, at `/v1/openapi.json`.
 
 #![forbid(unsafe_code)]
 
@@ -49,6 +51,7 @@ use meridian_dns::SnapshotHandle;
 use serde::Serialize;
 
 pub mod apply;
+pub mod openapi;
 pub mod resources;
 pub mod tokens;
 pub mod views;
@@ -88,6 +91,10 @@ pub fn routes(api: Api, limits: &ApiLimits) -> Router {
     let creds = api.node.credentials().clone();
     let read = resources::read_routes()
         .merge(views::routes())
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(openapi::openapi_json),
+        )
         .merge(apply::read_routes());
     let write = resources::write_routes()
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
@@ -229,8 +236,8 @@ pub(crate) fn audit(principal: &Principal, action: String) -> Audit {
 }
 
 /// What a write answers.
-#[derive(Debug, Serialize)]
-pub(crate) struct WriteReply {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WriteReply {
     /// The state version after the write.
     pub version: u64,
     /// The resource's tag after the write (none after a delete).

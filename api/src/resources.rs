@@ -30,7 +30,17 @@ use meridian_consensus::resources::{Change, Op, Resource, Target};
 use meridian_consensus::ClusterError;
 use serde_json::{json, Value};
 
-use crate::{audit, commit, invalid, json_body, not_found, precondition, read_target, tagged, Api};
+use meridian_config::zone::export::{
+    CheckDoc, EndpointDoc, PoolDoc, RecordSetDoc, RegionDoc, SteeredDoc, ZoneDoc,
+};
+
+use crate::openapi::{
+    EndpointList, Errors, PoolList, RecordList, RegionList, SteeredList, WriteErrors, ZoneList,
+};
+use crate::{
+    audit, commit, invalid, json_body, not_found, precondition, read_target, tagged, Api,
+    WriteReply,
+};
 
 /// The `GET` routes.
 pub fn read_routes() -> Router<Api> {
@@ -145,15 +155,21 @@ fn section(api: &Api, key: &str) -> Response {
     tagged(json!({ key: spec[key] }))
 }
 
-async fn list_zones(State(api): State<Api>) -> Response {
+#[utoipa::path(get, path = "/v1/zones", tag = "zones", summary = "Every zone",
+    responses((status = 200, body = ZoneList, headers(("ETag" = String))), Errors))]
+pub async fn list_zones(State(api): State<Api>) -> Response {
     section(&api, "zones")
 }
 
-async fn list_pools(State(api): State<Api>) -> Response {
+#[utoipa::path(get, path = "/v1/pools", tag = "pools", summary = "Every pool",
+    responses((status = 200, body = PoolList, headers(("ETag" = String))), Errors))]
+pub async fn list_pools(State(api): State<Api>) -> Response {
     section(&api, "pools")
 }
 
-async fn list_regions(State(api): State<Api>) -> Response {
+#[utoipa::path(get, path = "/v1/regions", tag = "regions", summary = "Every probe region",
+    responses((status = 200, body = RegionList, headers(("ETag" = String))), Errors))]
+pub async fn list_regions(State(api): State<Api>) -> Response {
     section(&api, "regions")
 }
 
@@ -164,7 +180,10 @@ fn inner_list(api: &Api, parent: Target, key: &str) -> Result<Response, ClusterE
     Ok(tagged(json!({ key: v[key] })))
 }
 
-async fn get_zone(
+#[utoipa::path(get, path = "/v1/zones/{zone}", tag = "zones", summary = "One zone",
+    params(("zone" = String, Path, description = "The zone, e.g. `example.com`")),
+    responses((status = 200, body = ZoneDoc, headers(("ETag" = String))), Errors))]
+pub async fn get_zone(
     State(api): State<Api>,
     Path(zone): Path<String>,
 ) -> Result<Response, ClusterError> {
@@ -176,7 +195,10 @@ async fn get_zone(
     )
 }
 
-async fn list_records(
+#[utoipa::path(get, path = "/v1/zones/{zone}/records", tag = "zones", summary = "A zone's static record sets",
+    params(("zone" = String, Path, description = "The zone, e.g. `example.com`")),
+    responses((status = 200, body = RecordList, headers(("ETag" = String))), Errors))]
+pub async fn list_records(
     State(api): State<Api>,
     Path(zone): Path<String>,
 ) -> Result<Response, ClusterError> {
@@ -189,7 +211,10 @@ async fn list_records(
     )
 }
 
-async fn list_steered(
+#[utoipa::path(get, path = "/v1/zones/{zone}/steered", tag = "zones", summary = "A zone's steered records",
+    params(("zone" = String, Path, description = "The zone, e.g. `example.com`")),
+    responses((status = 200, body = SteeredList, headers(("ETag" = String))), Errors))]
+pub async fn list_steered(
     State(api): State<Api>,
     Path(zone): Path<String>,
 ) -> Result<Response, ClusterError> {
@@ -202,49 +227,70 @@ async fn list_steered(
     )
 }
 
-async fn get_record(
+#[utoipa::path(get, path = "/v1/zones/{zone}/records/{name}/{rtype}", tag = "zones", summary = "One static record set",
+    params(("zone" = String, Path, description = "The zone, e.g. `example.com`"), ("name" = String, Path, description = "`@`, relative to the zone, or absolute with the final dot"), ("rtype" = String, Path, description = "The record type: A, AAAA, CNAME, MX, TXT, CAA, SRV, NS")),
+    responses((status = 200, body = RecordSetDoc, headers(("ETag" = String))), Errors))]
+pub async fn get_record(
     State(api): State<Api>,
     Path((zone, name, rtype)): Path<(String, String, String)>,
 ) -> Result<Response, ClusterError> {
     found(&api, &record_target(&zone, &name, &rtype)?)
 }
 
-async fn get_steered(
+#[utoipa::path(get, path = "/v1/zones/{zone}/steered/{name}/{rtype}", tag = "zones", summary = "One steered record",
+    params(("zone" = String, Path, description = "The zone, e.g. `example.com`"), ("name" = String, Path, description = "`@`, relative to the zone, or absolute with the final dot"), ("rtype" = String, Path, description = "The record type: A, AAAA, CNAME, MX, TXT, CAA, SRV, NS")),
+    responses((status = 200, body = SteeredDoc, headers(("ETag" = String))), Errors))]
+pub async fn get_steered(
     State(api): State<Api>,
     Path((zone, name, rtype)): Path<(String, String, String)>,
 ) -> Result<Response, ClusterError> {
     found(&api, &steered_target(&zone, &name, &rtype)?)
 }
 
-async fn get_pool(
+#[utoipa::path(get, path = "/v1/pools/{pool}", tag = "pools", summary = "One pool",
+    params(("pool" = String, Path)),
+    responses((status = 200, body = PoolDoc, headers(("ETag" = String))), Errors))]
+pub async fn get_pool(
     State(api): State<Api>,
     Path(pool): Path<String>,
 ) -> Result<Response, ClusterError> {
     found(&api, &Target::Pool { pool })
 }
 
-async fn list_endpoints(
+#[utoipa::path(get, path = "/v1/pools/{pool}/endpoints", tag = "pools", summary = "A pool's endpoints",
+    params(("pool" = String, Path)),
+    responses((status = 200, body = EndpointList, headers(("ETag" = String))), Errors))]
+pub async fn list_endpoints(
     State(api): State<Api>,
     Path(pool): Path<String>,
 ) -> Result<Response, ClusterError> {
     inner_list(&api, Target::Pool { pool }, "endpoints")
 }
 
-async fn get_endpoint(
+#[utoipa::path(get, path = "/v1/pools/{pool}/endpoints/{id}", tag = "pools", summary = "One endpoint",
+    params(("pool" = String, Path), ("id" = String, Path, description = "The endpoint id")),
+    responses((status = 200, body = EndpointDoc, headers(("ETag" = String))), Errors))]
+pub async fn get_endpoint(
     State(api): State<Api>,
     Path((pool, id)): Path<(String, String)>,
 ) -> Result<Response, ClusterError> {
     found(&api, &Target::Endpoint { pool, id })
 }
 
-async fn get_check(
+#[utoipa::path(get, path = "/v1/pools/{pool}/check", tag = "pools", summary = "A pool's health check",
+    params(("pool" = String, Path)),
+    responses((status = 200, body = CheckDoc, headers(("ETag" = String))), Errors))]
+pub async fn get_check(
     State(api): State<Api>,
     Path(pool): Path<String>,
 ) -> Result<Response, ClusterError> {
     found(&api, &Target::Check { pool })
 }
 
-async fn get_region(
+#[utoipa::path(get, path = "/v1/regions/{region}", tag = "regions", summary = "One probe region",
+    params(("region" = String, Path)),
+    responses((status = 200, body = RegionDoc, headers(("ETag" = String))), Errors))]
+pub async fn get_region(
     State(api): State<Api>,
     Path(region): Path<String>,
 ) -> Result<Response, ClusterError> {
@@ -483,8 +529,9 @@ fn typed(spec: &ZoneSpec, target: &Target) -> Result<Resource, ClusterError> {
 
 /// Extracts what every write needs; the body comes last.
 macro_rules! write_handler {
-    ($name:ident, $params:ty, |$p:ident| $target:expr, put) => {
-        async fn $name(
+    ($(#[$m:meta])* $name:ident, $params:ty, |$p:ident| $target:expr, put) => {
+        $(#[$m])*
+        pub async fn $name(
             State(api): State<Api>,
             Extension(principal): Extension<Principal>,
             method: Method,
@@ -503,8 +550,9 @@ macro_rules! write_handler {
             w.put(target, body).await
         }
     };
-    ($name:ident, $params:ty, |$p:ident| $target:expr, delete) => {
-        async fn $name(
+    ($(#[$m:meta])* $name:ident, $params:ty, |$p:ident| $target:expr, delete) => {
+        $(#[$m])*
+        pub async fn $name(
             State(api): State<Api>,
             Extension(principal): Extension<Principal>,
             method: Method,
@@ -525,6 +573,9 @@ macro_rules! write_handler {
 }
 
 write_handler!(
+    #[utoipa::path(put, path = "/v1/zones/{zone}", tag = "zones", summary = "Create or replace a zone with its records",
+        params(("zone" = String, Path, description = "The zone, e.g. `example.com`"), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
+        request_body(content = ZoneDoc, content_type = "application/json"), responses((status = 200, description = "Replaced", body = WriteReply), (status = 201, description = "Created", body = WriteReply), Errors, WriteErrors))]
     put_zone,
     String,
     |z| Target::Zone {
@@ -533,6 +584,9 @@ write_handler!(
     put
 );
 write_handler!(
+    #[utoipa::path(delete, path = "/v1/zones/{zone}", tag = "zones", summary = "Delete a zone",
+        params(("zone" = String, Path, description = "The zone, e.g. `example.com`"), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
+        responses((status = 200, description = "Deleted", body = WriteReply), Errors, WriteErrors))]
     delete_zone,
     String,
     |z| Target::Zone {
@@ -541,47 +595,108 @@ write_handler!(
     delete
 );
 write_handler!(
+    #[utoipa::path(put, path = "/v1/zones/{zone}/records/{name}/{rtype}", tag = "zones", summary = "Create or replace a static record set",
+        params(("zone" = String, Path, description = "The zone, e.g. `example.com`"), ("name" = String, Path, description = "`@`, relative to the zone, or absolute with the final dot"), ("rtype" = String, Path, description = "The record type: A, AAAA, CNAME, MX, TXT, CAA, SRV, NS"), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
+        request_body(content = RecordSetDoc, content_type = "application/json"), responses((status = 200, description = "Replaced", body = WriteReply), (status = 201, description = "Created", body = WriteReply), Errors, WriteErrors))]
     put_record,
     (String, String, String),
     |p| record_target(&p.0, &p.1, &p.2)?,
     put
 );
 write_handler!(
+    #[utoipa::path(delete, path = "/v1/zones/{zone}/records/{name}/{rtype}", tag = "zones", summary = "Delete a static record set",
+        params(("zone" = String, Path, description = "The zone, e.g. `example.com`"), ("name" = String, Path, description = "`@`, relative to the zone, or absolute with the final dot"), ("rtype" = String, Path, description = "The record type: A, AAAA, CNAME, MX, TXT, CAA, SRV, NS"), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
+        responses((status = 200, description = "Deleted", body = WriteReply), Errors, WriteErrors))]
     delete_record,
     (String, String, String),
     |p| record_target(&p.0, &p.1, &p.2)?,
     delete
 );
 write_handler!(
+    #[utoipa::path(put, path = "/v1/zones/{zone}/steered/{name}/{rtype}", tag = "zones", summary = "Create or replace a steered record",
+        params(("zone" = String, Path, description = "The zone, e.g. `example.com`"), ("name" = String, Path, description = "`@`, relative to the zone, or absolute with the final dot"), ("rtype" = String, Path, description = "The record type: A, AAAA, CNAME, MX, TXT, CAA, SRV, NS"), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
+        request_body(content = SteeredDoc, content_type = "application/json"), responses((status = 200, description = "Replaced", body = WriteReply), (status = 201, description = "Created", body = WriteReply), Errors, WriteErrors))]
     put_steered,
     (String, String, String),
     |p| steered_target(&p.0, &p.1, &p.2)?,
     put
 );
 write_handler!(
+    #[utoipa::path(delete, path = "/v1/zones/{zone}/steered/{name}/{rtype}", tag = "zones", summary = "Delete a steered record",
+        params(("zone" = String, Path, description = "The zone, e.g. `example.com`"), ("name" = String, Path, description = "`@`, relative to the zone, or absolute with the final dot"), ("rtype" = String, Path, description = "The record type: A, AAAA, CNAME, MX, TXT, CAA, SRV, NS"), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
+        responses((status = 200, description = "Deleted", body = WriteReply), Errors, WriteErrors))]
     delete_steered,
     (String, String, String),
     |p| steered_target(&p.0, &p.1, &p.2)?,
     delete
 );
-write_handler!(put_pool, String, |pool| Target::Pool { pool }, put);
-write_handler!(delete_pool, String, |pool| Target::Pool { pool }, delete);
 write_handler!(
+    #[utoipa::path(put, path = "/v1/pools/{pool}", tag = "pools", summary = "Create or replace a pool",
+        params(("pool" = String, Path), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
+        request_body(content = PoolDoc, content_type = "application/json"), responses((status = 200, description = "Replaced", body = WriteReply), (status = 201, description = "Created", body = WriteReply), Errors, WriteErrors))]
+    put_pool,
+    String,
+    |pool| Target::Pool { pool },
+    put
+);
+write_handler!(
+    #[utoipa::path(delete, path = "/v1/pools/{pool}", tag = "pools", summary = "Delete a pool no record uses",
+        params(("pool" = String, Path), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
+        responses((status = 200, description = "Deleted", body = WriteReply), Errors, WriteErrors))]
+    delete_pool,
+    String,
+    |pool| Target::Pool { pool },
+    delete
+);
+write_handler!(
+    #[utoipa::path(put, path = "/v1/pools/{pool}/endpoints/{id}", tag = "pools", summary = "Create or replace one endpoint",
+        params(("pool" = String, Path), ("id" = String, Path, description = "The endpoint id"), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
+        request_body(content = EndpointDoc, content_type = "application/json"), responses((status = 200, description = "Replaced", body = WriteReply), (status = 201, description = "Created", body = WriteReply), Errors, WriteErrors))]
     put_endpoint,
     (String, String),
     |p| Target::Endpoint { pool: p.0, id: p.1 },
     put
 );
 write_handler!(
+    #[utoipa::path(delete, path = "/v1/pools/{pool}/endpoints/{id}", tag = "pools", summary = "Delete one endpoint",
+        params(("pool" = String, Path), ("id" = String, Path, description = "The endpoint id"), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
+        responses((status = 200, description = "Deleted", body = WriteReply), Errors, WriteErrors))]
     delete_endpoint,
     (String, String),
     |p| Target::Endpoint { pool: p.0, id: p.1 },
     delete
 );
-write_handler!(put_check, String, |pool| Target::Check { pool }, put);
-write_handler!(delete_check, String, |pool| Target::Check { pool }, delete);
-write_handler!(put_region, String, |region| Target::Region { region }, put);
 write_handler!(
+    #[utoipa::path(put, path = "/v1/pools/{pool}/check", tag = "pools", summary = "Set a pool's health check",
+        params(("pool" = String, Path), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
+        request_body(content = CheckDoc, content_type = "application/json"), responses((status = 200, description = "Replaced", body = WriteReply), (status = 201, description = "Created", body = WriteReply), Errors, WriteErrors))]
+    put_check,
+    String,
+    |pool| Target::Check { pool },
+    put
+);
+write_handler!(
+    #[utoipa::path(delete, path = "/v1/pools/{pool}/check", tag = "pools", summary = "Remove a pool's health check",
+        params(("pool" = String, Path), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
+        responses((status = 200, description = "Deleted", body = WriteReply), Errors, WriteErrors))]
+    delete_check,
+    String,
+    |pool| Target::Check { pool },
+    delete
+);
+write_handler!(
+    #[utoipa::path(put, path = "/v1/regions/{region}", tag = "regions", summary = "Create or replace a probe region",
+        params(("region" = String, Path), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
+        request_body(content = RegionDoc, content_type = "application/json"), responses((status = 200, description = "Replaced", body = WriteReply), (status = 201, description = "Created", body = WriteReply), Errors, WriteErrors))]
+    put_region,
+    String,
+    |region| Target::Region { region },
+    put
+);
+write_handler!(
+    #[utoipa::path(delete, path = "/v1/regions/{region}", tag = "regions", summary = "Delete a probe region nothing uses",
+        params(("region" = String, Path), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
+        responses((status = 200, description = "Deleted", body = WriteReply), Errors, WriteErrors))]
     delete_region,
     String,
     |region| Target::Region { region },
@@ -590,8 +705,9 @@ write_handler!(
 
 /// `PATCH /v1/pools/{pool}/endpoints/{id}`: the fields operators change
 /// in operation, without resending the pool.
-#[derive(Debug)]
+#[derive(Debug, utoipa::ToSchema)]
 pub struct EndpointPatch {
+    #[schema(minimum = 0, maximum = 65535)]
     pub weight: Option<u16>,
     pub priority: Option<u16>,
     pub state: Option<AdminState>,
@@ -640,7 +756,12 @@ fn endpoint_patch(value: Value) -> Result<EndpointPatch, ClusterError> {
     Ok(patch)
 }
 
-async fn patch_endpoint(
+#[utoipa::path(patch, path = "/v1/pools/{pool}/endpoints/{id}", tag = "pools",
+    summary = "Set an endpoint's weight, priority or admin state",
+    params(("pool" = String, Path), ("id" = String, Path, description = "The endpoint id"), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
+    request_body(content = EndpointPatch, content_type = "application/json"),
+    responses((status = 200, body = WriteReply), Errors, WriteErrors))]
+pub async fn patch_endpoint(
     State(api): State<Api>,
     Extension(principal): Extension<Principal>,
     method: Method,

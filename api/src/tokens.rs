@@ -16,13 +16,13 @@ use axum::routing::{delete, get};
 use axum::{Extension, Json, Router};
 use meridian_consensus::auth::{self, Principal, Scope};
 use meridian_consensus::resources::{
-    token_view, Change, Op, Precondition, Refusal, RefusalKind, Resource, StoredToken, Target,
+    Change, Op, Precondition, Refusal, RefusalKind, Resource, StoredToken, Target,
 };
 use meridian_consensus::ClusterError;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
-use crate::{audit, invalid, json_body, not_found, Api};
+use crate::openapi::{Errors, WriteErrors};
+use crate::{audit, invalid, json_body, not_found, Api, WriteReply};
 
 pub fn routes() -> Router<Api> {
     Router::new()
@@ -30,9 +30,11 @@ pub fn routes() -> Router<Api> {
         .route("/v1/tokens/{id}", delete(revoke).get(get_one))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
+    /// read, write, admin or probe.
+    #[schema(value_type = String)]
     pub scope: Scope,
     /// For `probe`: the regions it may report for.
     #[serde(default)]
@@ -41,35 +43,94 @@ pub struct NewToken {
     pub description: String,
 }
 
-async fn list(State(api): State<Api>) -> Response {
-    let state = api.node.state();
-    let mut out: Vec<serde_json::Value> = state
-        .tokens
-        .iter()
-        .map(|(id, t)| {
-            let mut v = token_view(id, t);
-            v["source"] = json!("api");
-            v
-        })
-        .collect();
-    for t in api.node.credentials().file_tokens() {
-        out.push(json!({
-            "id": t.id, "scope": t.scope, "regions": t.regions, "source": "file",
-        }));
-    }
-    Json(json!({ "tokens": out })).into_response()
+/// What the API shows of a token: never the token, never its hash.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenView {
+    pub id: String,
+    /// read, write, admin or probe.
+    pub scope: String,
+    pub regions: BTreeSet<String>,
+    /// `api` (revocable here) or `file` (in the nodes' token files).
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
-async fn get_one(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ClusterError> {
+impl TokenView {
+    fn of(id: &str, t: &StoredToken) -> TokenView {
+        TokenView {
+            id: id.to_string(),
+            scope: t.scope.name().to_string(),
+            regions: t.regions.clone(),
+            source: "api".into(),
+            description: Some(t.description.clone()),
+            created_ms: Some(t.created_ms),
+            created_by: Some(t.created_by.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenList {
+    pub tokens: Vec<TokenView>,
+}
+
+/// A new token: the only time it is shown.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub view: TokenView,
+    /// The bearer token. Keep it: only its hash is kept.
+    pub token: String,
+}
+
+#[utoipa::path(get, path = "/v1/tokens", tag = "tokens", summary = "Every token, by id and scope",
+    responses((status = 200, body = TokenList), Errors))]
+pub async fn list(State(api): State<Api>) -> Response {
+    let state = api.node.state();
+    let mut tokens: Vec<TokenView> = state
+        .tokens
+        .iter()
+        .map(|(id, t)| TokenView::of(id, t))
+        .collect();
+    for t in api.node.credentials().file_tokens() {
+        tokens.push(TokenView {
+            id: t.id.clone(),
+            scope: t.scope.name().to_string(),
+            regions: t.regions.clone(),
+            source: "file".into(),
+            description: None,
+            created_ms: None,
+            created_by: None,
+        });
+    }
+    Json(TokenList { tokens }).into_response()
+}
+
+#[utoipa::path(get, path = "/v1/tokens/{id}", tag = "tokens", summary = "One API token",
+    params(("id" = String, Path)), responses((status = 200, body = TokenView), Errors))]
+pub async fn get_one(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<Response, ClusterError> {
     let state = api.node.state();
     let t = state
         .tokens
         .get(&id)
         .ok_or_else(|| not_found(format!("no API token {id}")))?;
-    Ok(Json(token_view(&id, t)).into_response())
+    Ok(Json(TokenView::of(&id, t)).into_response())
 }
 
-async fn create(
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens",
+    summary = "Create a token; it is shown once",
+    request_body(content = NewToken, content_type = "application/json"),
+    responses((status = 201, body = CreatedToken), Errors, WriteErrors))]
+pub async fn create(
     State(api): State<Api>,
     Extension(principal): Extension<Principal>,
     method: Method,
@@ -136,17 +197,21 @@ async fn create(
     };
     crate::commit(&api, change).await?;
     let state = api.node.state();
-    let view = state
-        .tokens
-        .get(&entry.id)
-        .map(|t| token_view(&entry.id, t))
-        .unwrap_or_else(|| json!({"id": entry.id}));
-    let mut body = view;
-    body["token"] = json!(token);
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    let view = match state.tokens.get(&entry.id) {
+        Some(t) => TokenView::of(&entry.id, t),
+        None => {
+            return Err(ClusterError::Failed(
+                "the new token is not in the state".into(),
+            ))
+        }
+    };
+    Ok((StatusCode::CREATED, Json(CreatedToken { view, token })).into_response())
 }
 
-async fn revoke(
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens",
+    summary = "Revoke a token created through the API",
+    params(("id" = String, Path)), responses((status = 200, body = WriteReply), Errors, WriteErrors))]
+pub async fn revoke(
     State(api): State<Api>,
     Extension(principal): Extension<Principal>,
     method: Method,

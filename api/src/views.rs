@@ -7,7 +7,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use meridian_consensus::ClusterError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::openapi::Errors;
 use serde_json::json;
 
 use crate::{invalid, Api};
@@ -22,16 +24,22 @@ pub fn routes() -> Router<Api> {
 
 /// Every checked endpoint: its verdict, and each region's vote with its
 /// age and RTT.
-async fn health(State(api): State<Api>) -> Response {
+#[utoipa::path(get, path = "/v1/health", tag = "views",
+    summary = "Per endpoint: the verdict, and each region's vote, age and RTT",
+    responses((status = 200, body = Object), Errors))]
+pub async fn health(State(api): State<Api>) -> Response {
     let state = api.node.state();
     Json(state.health.view(&state.spec)).into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ExplainQuery {
+    /// The name to ask for.
     pub name: String,
+    /// The record type (default A).
     #[serde(rename = "type", default = "a")]
+    #[param(rename = "type")]
     pub rtype: String,
     /// An address or `address/prefix`.
     pub client: Option<String>,
@@ -44,7 +52,10 @@ fn a() -> String {
 }
 
 /// The answer this node would give, with each steering step's decision.
-async fn explain(
+#[utoipa::path(get, path = "/v1/explain", tag = "views",
+    summary = "The answer a name gets for a client, with each steering step's decision",
+    params(ExplainQuery), responses((status = 200, body = Object), Errors))]
+pub async fn explain(
     State(api): State<Api>,
     query: Result<Query<ExplainQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ClusterError> {
@@ -98,7 +109,10 @@ async fn explain(
 
 /// This node's view of the cluster: members, leader, each member's
 /// replication (on the leader) and how stale this node's state may be.
-async fn cluster(State(api): State<Api>) -> Response {
+#[utoipa::path(get, path = "/v1/cluster", tag = "views",
+    summary = "Members, leader, replication lag and staleness, as this node sees them",
+    responses((status = 200, body = Object), Errors))]
+pub async fn cluster(State(api): State<Api>) -> Response {
     let s = api.node.status();
     let lag = s.matched.as_ref().map(|m| {
         m.iter()
@@ -123,7 +137,7 @@ async fn cluster(State(api): State<Api>) -> Response {
     .into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Only entries after this sequence number.
@@ -134,7 +148,36 @@ pub struct AuditQuery {
 
 /// The changes made through the API, oldest first: who, when, with which
 /// token, what, and the version before and after.
-async fn audit(
+/// The audit log, as served.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntryDoc>,
+    /// The number of the last entry ever recorded.
+    pub last_seq: u64,
+    /// How many entries the cluster keeps.
+    pub kept: usize,
+}
+
+/// One change: who, when, with which token, what, and the state version
+/// before and after.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditEntryDoc {
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch, by the leader's clock.
+    pub at_ms: u64,
+    pub actor: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    pub action: String,
+    pub target: String,
+    pub before: u64,
+    pub after: u64,
+}
+
+#[utoipa::path(get, path = "/v1/audit", tag = "views",
+    summary = "Who changed what, when, with which token",
+    params(AuditQuery), responses((status = 200, body = AuditPage), Errors))]
+pub async fn audit(
     State(api): State<Api>,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ClusterError> {
@@ -147,10 +190,22 @@ async fn audit(
     let after = q.after.unwrap_or(0);
     let entries: Vec<_> = state.audit.iter().filter(|e| e.seq > after).collect();
     let skip = entries.len().saturating_sub(limit);
-    Ok(Json(json!({
-        "entries": &entries[skip..],
-        "last_seq": state.audit_seq,
-        "kept": meridian_consensus::resources::AUDIT_KEEP,
-    }))
-    .into_response())
+    let page = AuditPage {
+        entries: entries[skip..]
+            .iter()
+            .map(|e| AuditEntryDoc {
+                seq: e.seq,
+                at_ms: e.at_ms,
+                actor: e.actor.clone(),
+                token: e.token.clone(),
+                action: e.action.clone(),
+                target: e.target.clone(),
+                before: e.before,
+                after: e.after,
+            })
+            .collect(),
+        last_seq: state.audit_seq,
+        kept: meridian_consensus::resources::AUDIT_KEEP,
+    };
+    Ok(Json(page).into_response())
 }

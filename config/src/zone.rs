@@ -293,7 +293,7 @@ impl std::fmt::Display for EndpointAddress {
 }
 
 /// Whether an operator wants an endpoint in answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AdminState {
     /// In service.

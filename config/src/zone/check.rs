@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{raw, rules, Checker, EndpointAddress};
 
 /// What a check connects with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckKind {
     Http,

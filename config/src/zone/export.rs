@@ -7,67 +7,394 @@
 //! durations are in milliseconds. [`from_json`] reads such a value back
 //! through the same validation as a file, so `from_json(export(s)) == s`.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::{
-    Check, CheckAddress, ClientMatch, CostMargin, Endpoint, EndpointAddress, GeoMap, OnAllDown,
-    Pool, ProbeRegion, RecordData, RecordSet, SteeredRecord, Step, Zone, ZoneSpec,
-    DEFAULT_USER_AGENT,
+    AdminState, Check, CheckAddress, CheckKind, ClientMatch, CostMargin, Endpoint, EndpointAddress,
+    GeoMap, OnAllDown, Pool, ProbeRegion, RecordData, RecordSet, SteeredRecord, Step, Zone,
+    ZoneSpec, DEFAULT_USER_AGENT,
 };
 use crate::zone::rules::{Violation, Violations};
 
+/// The whole spec, as the zone file holds it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpecDoc {
+    /// Zones by name.
+    #[serde(default)]
+    pub zones: BTreeMap<String, ZoneDoc>,
+    /// Pools by name.
+    #[serde(default)]
+    pub pools: BTreeMap<String, PoolDoc>,
+    /// Probe regions by name.
+    #[serde(default)]
+    pub regions: BTreeMap<String, RegionDoc>,
+}
+
+/// One zone with its static record sets and steered records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneDoc {
+    /// The TTL of records that give none (default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u32>,
+    pub soa: SoaDoc,
+    /// The apex name servers.
+    pub ns: Vec<NameServerDoc>,
+    #[serde(default)]
+    pub records: Vec<RecordSetDoc>,
+    #[serde(default)]
+    pub steered: Vec<SteeredDoc>,
+}
+
+/// SOA fields; the serial follows the state version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SoaDoc {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mname: Option<String>,
+    pub rname: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire: Option<u32>,
+    /// Negative-caching TTL (RFC 2308).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u32>,
+}
+
+/// An apex name server, with glue when it is inside the zone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NameServerDoc {
+    pub name: String,
+    /// IPv4 or IPv6 addresses.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+}
+
+/// All records of one name and type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSetDoc {
+    /// `@`, relative to the zone, or absolute (with the final dot).
+    /// Taken from the path when the body leaves it out.
+    #[serde(default)]
+    pub name: String,
+    /// A, AAAA, CNAME, MX, TXT, CAA, SRV or NS.
+    #[serde(rename = "type", default)]
+    pub rtype: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u32>,
+    /// Each record in presentation form (`10 mail`, `0 issue "ca.example"`).
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+/// A name answered by a steering pipeline over a pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SteeredDoc {
+    /// Taken from the path when the body leaves it out.
+    #[serde(default)]
+    pub name: String,
+    /// A, AAAA or CNAME.
+    #[serde(rename = "type", default)]
+    pub rtype: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u32>,
+    pub pool: String,
+    #[serde(default)]
+    pub steps: Vec<StepDoc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_all_down: Option<OnAllDownDoc>,
+}
+
+/// A step without arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PlainStep {
+    Health,
+    Priority,
+    Weighted,
+    Nearest,
+    Latency,
+}
+
+/// One step of a steering pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum StepDoc {
+    Plain(PlainStep),
+    Weighted {
+        weighted: WeightedDoc,
+    },
+    First {
+        first: u16,
+    },
+    /// Region or endpoint id → who may use it.
+    Fence {
+        fence: BTreeMap<String, FenceRuleDoc>,
+    },
+    Geo {
+        geo: GeoDoc,
+    },
+    Cost {
+        cost: CostDoc,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedDoc {
+    /// The same endpoint for the same client subnet.
+    #[serde(default)]
+    pub sticky: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FenceRuleDoc {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<ClientMatchDoc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny: Option<ClientMatchDoc>,
+}
+
+/// Clients by where they are.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientMatchDoc {
+    #[serde(default)]
+    pub countries: Vec<String>,
+    #[serde(default)]
+    pub continents: Vec<String>,
+    /// `US-CA`.
+    #[serde(default)]
+    pub subdivisions: Vec<String>,
+    #[serde(default)]
+    pub asns: Vec<u32>,
+    #[serde(default)]
+    pub cidrs: Vec<String>,
+}
+
+/// Geography → preferred regions (each list a failover order).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GeoDoc {
+    #[serde(default)]
+    pub subdivisions: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub countries: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub continents: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub default: Vec<String>,
+}
+
+/// How close to the best latency an endpoint must be: one of the two.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CostDoc {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin_pct: Option<f64>,
+}
+
+/// What to answer when the pipeline leaves no candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum OnAllDownDoc {
+    Plain(PlainOnAllDown),
+    /// A fixed set of addresses or host names.
+    Sorry {
+        sorry: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PlainOnAllDown {
+    FailOpen,
+    Nodata,
+}
+
+/// A pool of endpoints, with the health check agents run on each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolDoc {
+    pub endpoints: Vec<EndpointDoc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckDoc>,
+}
+
+/// One endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointDoc {
+    /// Unique in the pool; taken from the path when the body leaves it out.
+    #[serde(default)]
+    pub id: String,
+    /// An IP address (A, AAAA records) or a host name (CNAME records).
+    pub address: String,
+    pub region: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lat: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lon: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
+    /// Failover tier: lower is preferred.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<AdminState>,
+    /// `nearest` bias, -99..=99.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bias: Option<i8>,
+    /// Static RTT in ms from probe regions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rtt_ms: BTreeMap<String, f64>,
+    /// Where the check connects instead: `host`, `host:port`, `[v6]:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_address: Option<String>,
+}
+
+/// A pool's health check. Durations are `500ms`, `5s`, `2m`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckDoc {
+    pub kind: CheckKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// GET or HEAD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `200`, `2xx` or `200-299`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_status: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_verify: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rise: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fall: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regions: Option<Vec<String>>,
+    /// A count (`2`), a percentage (`50%`) or a fraction (`0.5`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_down: Option<String>,
+}
+
+/// A probe region; one without coordinates is never nearest a client.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegionDoc {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lat: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lon: Option<f64>,
+}
+
+fn to_value<T: Serialize>(doc: &T) -> Value {
+    serde_json::to_value(doc).expect("documents serialize")
+}
+
 /// The whole spec as the file would hold it.
 pub fn export(spec: &ZoneSpec) -> Value {
-    let zones: Map<String, Value> = spec
-        .zones
-        .iter()
-        .map(|z| (z.name.to_string(), zone(z)))
-        .collect();
-    let pools: Map<String, Value> = spec
-        .pools
-        .iter()
-        .map(|(n, p)| (n.clone(), pool(p)))
-        .collect();
-    let regions: Map<String, Value> = spec
-        .regions
-        .iter()
-        .map(|r| (r.name.clone(), region(r)))
-        .collect();
-    json!({"zones": zones, "pools": pools, "regions": regions})
+    to_value(&spec_doc(spec))
+}
+
+pub fn spec_doc(spec: &ZoneSpec) -> SpecDoc {
+    SpecDoc {
+        zones: spec
+            .zones
+            .iter()
+            .map(|z| (z.name.to_string(), zone_doc(z)))
+            .collect(),
+        pools: spec
+            .pools
+            .iter()
+            .map(|(n, p)| (n.clone(), pool_doc(p)))
+            .collect(),
+        regions: spec
+            .regions
+            .iter()
+            .map(|r| (r.name.clone(), region_doc(r)))
+            .collect(),
+    }
 }
 
 /// One zone with its records and steered records.
 pub fn zone(z: &Zone) -> Value {
-    json!({
-        "ttl": z.default_ttl,
-        "soa": {
-            "mname": z.soa.mname.to_string(),
-            "rname": z.soa.rname.to_string(),
-            "refresh": z.soa.refresh,
-            "retry": z.soa.retry,
-            "expire": z.soa.expire,
-            "minimum": z.soa.minimum,
-            "ttl": z.soa.ttl,
+    to_value(&zone_doc(z))
+}
+
+fn zone_doc(z: &Zone) -> ZoneDoc {
+    ZoneDoc {
+        ttl: Some(z.default_ttl),
+        soa: SoaDoc {
+            mname: Some(z.soa.mname.to_string()),
+            rname: z.soa.rname.to_string(),
+            refresh: Some(z.soa.refresh),
+            retry: Some(z.soa.retry),
+            expire: Some(z.soa.expire),
+            minimum: Some(z.soa.minimum),
+            ttl: Some(z.soa.ttl),
         },
-        "ns": z.ns.iter().map(|n| json!({
-            "name": n.name.to_string(),
-            "addresses": n.addresses,
-        })).collect::<Vec<_>>(),
-        "records": z.records.iter().map(record_set).collect::<Vec<_>>(),
-        "steered": z.steered.iter().map(steered).collect::<Vec<_>>(),
-    })
+        ns: z
+            .ns
+            .iter()
+            .map(|n| NameServerDoc {
+                name: n.name.to_string(),
+                addresses: n.addresses.iter().map(ToString::to_string).collect(),
+            })
+            .collect(),
+        records: z.records.iter().map(record_set_doc).collect(),
+        steered: z.steered.iter().map(steered_doc).collect(),
+    }
 }
 
 /// One static record set: its records' values in presentation form.
 pub fn record_set(r: &RecordSet) -> Value {
-    json!({
-        "name": r.name.to_string(),
-        "type": r.rtype.as_str(),
-        "ttl": r.ttl,
-        "values": r.data.iter().map(rdata).collect::<Vec<_>>(),
-    })
+    to_value(&record_set_doc(r))
+}
+
+fn record_set_doc(r: &RecordSet) -> RecordSetDoc {
+    RecordSetDoc {
+        name: r.name.to_string(),
+        rtype: r.rtype.as_str().to_string(),
+        ttl: Some(r.ttl),
+        values: r.data.iter().map(rdata).collect(),
+    }
 }
 
 fn rdata(d: &RecordData) -> String {
@@ -96,125 +423,127 @@ fn rdata(d: &RecordData) -> String {
 
 /// One steered record.
 pub fn steered(s: &SteeredRecord) -> Value {
-    let on_all_down = match &s.on_all_down {
-        OnAllDown::FailOpen => json!("fail_open"),
-        OnAllDown::NoData => json!("nodata"),
-        OnAllDown::Sorry(list) => {
-            json!({"sorry": list.iter().map(ToString::to_string).collect::<Vec<_>>()})
-        }
-    };
-    json!({
-        "name": s.name.to_string(),
-        "type": s.rtype.as_record_type().as_str(),
-        "ttl": s.ttl,
-        "pool": s.pool,
-        "steps": s.steps.iter().map(step).collect::<Vec<_>>(),
-        "on_all_down": on_all_down,
-    })
+    to_value(&steered_doc(s))
 }
 
-fn step(s: &Step) -> Value {
-    match s {
-        Step::Health => json!("health"),
-        Step::Priority => json!("priority"),
-        Step::Nearest => json!("nearest"),
-        Step::Latency => json!("latency"),
-        Step::Weighted { sticky: false } => json!("weighted"),
-        Step::Weighted { sticky: true } => json!({"weighted": {"sticky": true}}),
-        Step::First(n) => json!({ "first": n }),
-        Step::Fence(rules) => {
-            let map: Map<String, Value> = rules
-                .iter()
-                .map(|r| {
-                    let mut rule = Map::new();
-                    if let Some(a) = &r.allow {
-                        rule.insert("allow".into(), client_match(a));
-                    }
-                    if let Some(d) = &r.deny {
-                        rule.insert("deny".into(), client_match(d));
-                    }
-                    (r.target.clone(), Value::Object(rule))
-                })
-                .collect();
-            json!({ "fence": map })
-        }
-        Step::Geo(g) => json!({ "geo": geo(g) }),
-        Step::Cost(CostMargin::Ms(ms)) => json!({"cost": {"margin_ms": ms}}),
-        Step::Cost(CostMargin::Percent(p)) => json!({"cost": {"margin_pct": p}}),
+fn steered_doc(s: &SteeredRecord) -> SteeredDoc {
+    let on_all_down = match &s.on_all_down {
+        OnAllDown::FailOpen => OnAllDownDoc::Plain(PlainOnAllDown::FailOpen),
+        OnAllDown::NoData => OnAllDownDoc::Plain(PlainOnAllDown::Nodata),
+        OnAllDown::Sorry(list) => OnAllDownDoc::Sorry {
+            sorry: list.iter().map(ToString::to_string).collect(),
+        },
+    };
+    SteeredDoc {
+        name: s.name.to_string(),
+        rtype: s.rtype.as_record_type().as_str().to_string(),
+        ttl: Some(s.ttl),
+        pool: s.pool.clone(),
+        steps: s.steps.iter().map(step_doc).collect(),
+        on_all_down: Some(on_all_down),
     }
 }
 
-fn client_match(m: &ClientMatch) -> Value {
-    json!({
-        "countries": m.countries,
-        "continents": m.continents,
-        "subdivisions": m.subdivisions.iter().map(|(c, s)| format!("{c}-{s}")).collect::<Vec<_>>(),
-        "asns": m.asns,
-        "cidrs": m.cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-    })
+fn step_doc(s: &Step) -> StepDoc {
+    match s {
+        Step::Health => StepDoc::Plain(PlainStep::Health),
+        Step::Priority => StepDoc::Plain(PlainStep::Priority),
+        Step::Nearest => StepDoc::Plain(PlainStep::Nearest),
+        Step::Latency => StepDoc::Plain(PlainStep::Latency),
+        Step::Weighted { sticky: false } => StepDoc::Plain(PlainStep::Weighted),
+        Step::Weighted { sticky: true } => StepDoc::Weighted {
+            weighted: WeightedDoc { sticky: true },
+        },
+        Step::First(n) => StepDoc::First { first: *n },
+        Step::Fence(rules) => StepDoc::Fence {
+            fence: rules
+                .iter()
+                .map(|r| {
+                    (
+                        r.target.clone(),
+                        FenceRuleDoc {
+                            allow: r.allow.as_ref().map(client_match),
+                            deny: r.deny.as_ref().map(client_match),
+                        },
+                    )
+                })
+                .collect(),
+        },
+        Step::Geo(g) => StepDoc::Geo { geo: geo(g) },
+        Step::Cost(CostMargin::Ms(ms)) => StepDoc::Cost {
+            cost: CostDoc {
+                margin_ms: Some(*ms),
+                margin_pct: None,
+            },
+        },
+        Step::Cost(CostMargin::Percent(p)) => StepDoc::Cost {
+            cost: CostDoc {
+                margin_ms: None,
+                margin_pct: Some(*p),
+            },
+        },
+    }
 }
 
-fn geo(g: &GeoMap) -> Value {
-    let subdivisions: Map<String, Value> = g
-        .subdivisions
-        .iter()
-        .map(|((c, s), r)| (format!("{c}-{s}"), json!(r)))
-        .collect();
-    let countries: Map<String, Value> = g
-        .countries
-        .iter()
-        .map(|(c, r)| (c.clone(), json!(r)))
-        .collect();
-    let continents: Map<String, Value> = g
-        .continents
-        .iter()
-        .map(|(c, r)| (c.clone(), json!(r)))
-        .collect();
-    json!({
-        "subdivisions": subdivisions,
-        "countries": countries,
-        "continents": continents,
-        "default": g.default,
-    })
+fn client_match(m: &ClientMatch) -> ClientMatchDoc {
+    ClientMatchDoc {
+        countries: m.countries.clone(),
+        continents: m.continents.clone(),
+        subdivisions: m
+            .subdivisions
+            .iter()
+            .map(|(c, s)| format!("{c}-{s}"))
+            .collect(),
+        asns: m.asns.clone(),
+        cidrs: m.cidrs.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn geo(g: &GeoMap) -> GeoDoc {
+    GeoDoc {
+        subdivisions: g
+            .subdivisions
+            .iter()
+            .map(|((c, s), r)| (format!("{c}-{s}"), r.clone()))
+            .collect(),
+        countries: g.countries.iter().cloned().collect(),
+        continents: g.continents.iter().cloned().collect(),
+        default: g.default.clone(),
+    }
 }
 
 /// One pool with its endpoints and check.
 pub fn pool(p: &Pool) -> Value {
-    let mut out = Map::new();
-    out.insert(
-        "endpoints".into(),
-        Value::Array(p.endpoints.iter().map(endpoint).collect()),
-    );
-    if let Some(c) = &p.check {
-        out.insert("check".into(), check(c));
+    to_value(&pool_doc(p))
+}
+
+fn pool_doc(p: &Pool) -> PoolDoc {
+    PoolDoc {
+        endpoints: p.endpoints.iter().map(endpoint_doc).collect(),
+        check: p.check.as_ref().map(check_doc),
     }
-    Value::Object(out)
 }
 
 /// One endpoint.
 pub fn endpoint(e: &Endpoint) -> Value {
-    let mut out = json!({
-        "id": e.id,
-        "address": e.address.to_string(),
-        "region": e.region,
-        "weight": e.weight,
-        "cost": e.cost,
-        "priority": e.priority,
-        "state": e.state,
-        "bias": e.bias,
-        "rtt_ms": e.rtt_ms,
-    });
-    let obj = out.as_object_mut().expect("an object");
-    if let Some(lat) = e.lat {
-        obj.insert("lat".into(), json!(lat));
+    to_value(&endpoint_doc(e))
+}
+
+fn endpoint_doc(e: &Endpoint) -> EndpointDoc {
+    EndpointDoc {
+        id: e.id.clone(),
+        address: e.address.to_string(),
+        region: e.region.clone(),
+        lat: e.lat,
+        lon: e.lon,
+        weight: Some(e.weight),
+        cost: Some(e.cost),
+        priority: Some(e.priority),
+        state: Some(e.state),
+        bias: Some(e.bias),
+        rtt_ms: e.rtt_ms.clone(),
+        check_address: e.check_address.as_ref().map(check_address),
     }
-    if let Some(lon) = e.lon {
-        obj.insert("lon".into(), json!(lon));
-    }
-    if let Some(a) = &e.check_address {
-        obj.insert("check_address".into(), json!(check_address(a)));
-    }
-    out
 }
 
 fn check_address(a: &CheckAddress) -> String {
@@ -227,60 +556,54 @@ fn check_address(a: &CheckAddress) -> String {
 
 /// A pool's health check.
 pub fn check(c: &Check) -> Value {
-    let mut out = json!({
-        "kind": c.kind,
-        "port": c.port,
-        "interval": format!("{}ms", c.interval_ms),
-        "timeout": format!("{}ms", c.timeout_ms),
-        "rise": c.rise,
-        "fall": c.fall,
-        "regions": c.regions,
-        "quorum": c.quorum.to_string(),
-        "stale_after": format!("{}ms", c.stale_after_ms),
-        "hold_down": format!("{}ms", c.hold_down_ms),
-    });
-    let obj = out.as_object_mut().expect("an object");
-    if c.kind != super::CheckKind::Tcp {
-        obj.insert("path".into(), json!(c.path));
-        obj.insert("method".into(), json!(c.method));
-        let statuses: Vec<String> = c
-            .expect_status
-            .iter()
-            .map(|&(a, b)| {
-                if a == b {
-                    a.to_string()
-                } else {
-                    format!("{a}-{b}")
-                }
-            })
-            .collect();
-        obj.insert("expect_status".into(), json!(statuses));
-        if let Some(h) = &c.host {
-            obj.insert("host".into(), json!(h));
-        }
-        if let Some(b) = &c.body {
-            obj.insert("body".into(), json!(b));
-        }
-        if c.user_agent != DEFAULT_USER_AGENT {
-            obj.insert("user_agent".into(), json!(c.user_agent));
-        }
+    to_value(&check_doc(c))
+}
+
+fn check_doc(c: &Check) -> CheckDoc {
+    let http = c.kind != CheckKind::Tcp;
+    let ms = |v: u64| Some(format!("{v}ms"));
+    CheckDoc {
+        kind: c.kind,
+        port: Some(c.port),
+        path: http.then(|| c.path.clone()),
+        method: http.then(|| c.method.clone()),
+        host: c.host.clone().filter(|_| http),
+        expect_status: http.then(|| {
+            c.expect_status
+                .iter()
+                .map(|&(a, b)| {
+                    if a == b {
+                        a.to_string()
+                    } else {
+                        format!("{a}-{b}")
+                    }
+                })
+                .collect()
+        }),
+        body: c.body.clone().filter(|_| http),
+        user_agent: (http && c.user_agent != DEFAULT_USER_AGENT).then(|| c.user_agent.clone()),
+        tls_verify: (c.kind == CheckKind::Https).then_some(c.tls_verify),
+        interval: ms(c.interval_ms),
+        timeout: ms(c.timeout_ms),
+        rise: Some(c.rise),
+        fall: Some(c.fall),
+        regions: Some(c.regions.clone()),
+        quorum: Some(c.quorum.to_string()),
+        stale_after: ms(c.stale_after_ms),
+        hold_down: ms(c.hold_down_ms),
     }
-    if c.kind == super::CheckKind::Https {
-        obj.insert("tls_verify".into(), json!(c.tls_verify));
-    }
-    out
 }
 
 /// One probe region.
 pub fn region(r: &ProbeRegion) -> Value {
-    let mut out = Map::new();
-    if let Some(lat) = r.lat {
-        out.insert("lat".into(), json!(lat));
+    to_value(&region_doc(r))
+}
+
+fn region_doc(r: &ProbeRegion) -> RegionDoc {
+    RegionDoc {
+        lat: r.lat,
+        lon: r.lon,
     }
-    if let Some(lon) = r.lon {
-        out.insert("lon".into(), json!(lon));
-    }
-    Value::Object(out)
 }
 
 /// Reads a spec in the file's schema from a JSON value, through the same
@@ -361,13 +684,17 @@ pools:
         assert_eq!(back, spec);
         // and a second export is identical: a read can be written back
         assert_eq!(export(&back), exported);
+        // the documents the API's schema is generated from describe it
+        // exactly: read back into them and written out again, unchanged
+        let doc: SpecDoc = serde_json::from_value(exported.clone()).expect("a SpecDoc");
+        assert_eq!(to_value(&doc), exported);
     }
 
     #[test]
     fn problems_name_their_field() {
         let spec = crate::zone::parse("t.yaml", SPEC).expect("valid");
         let mut v = export(&spec);
-        v["pools"]["web"]["endpoints"][1]["weight"] = json!(70000);
+        v["pools"]["web"]["endpoints"][1]["weight"] = serde_json::json!(70000);
         let err = from_json(&v).unwrap_err();
         assert!(
             err.0
