@@ -748,8 +748,26 @@ impl ClusterNode {
         let current = resources::read(&state.spec, &state.tokens, &change.target);
         resources::check_precondition(current.as_ref(), &change.precondition)
             .map_err(ClusterError::Refused)?;
-        if let Target::Token { .. } = change.target {
-            return Ok(());
+        // tokens touch no spec; a patch sets only unconstrained fields
+        // (see `resources::patch_endpoint`): it needs the endpoint only
+        match (&change.target, &change.op) {
+            (Target::Token { .. }, _) => return Ok(()),
+            (Target::Endpoint { pool, id }, Op::PatchEndpoint { .. }) => {
+                let exists = state
+                    .spec
+                    .pools
+                    .get(pool)
+                    .is_some_and(|p| p.endpoints.iter().any(|e| e.id == *id));
+                return if exists {
+                    Ok(())
+                } else {
+                    Err(ClusterError::Refused(Refusal::new(
+                        RefusalKind::NotFound,
+                        format!("no {}", change.target),
+                    )))
+                };
+            }
+            _ => {}
         }
         let mut spec = state.spec.clone();
         resources::apply_to_spec(&mut spec, &change.target, &change.op)

@@ -428,24 +428,8 @@ pub fn apply_to_spec(spec: &mut ZoneSpec, target: &Target, op: &Op) -> Result<()
                 (Op::Delete, Some(at)) => {
                     p.endpoints.remove(at);
                 }
-                (
-                    Op::PatchEndpoint {
-                        weight,
-                        priority,
-                        state,
-                    },
-                    Some(at),
-                ) => {
-                    let e = &mut p.endpoints[at];
-                    if let Some(w) = weight {
-                        e.weight = *w;
-                    }
-                    if let Some(pr) = priority {
-                        e.priority = *pr;
-                    }
-                    if let Some(s) = state {
-                        e.state = *s;
-                    }
+                (Op::PatchEndpoint { .. }, Some(_)) => {
+                    patch_endpoint(spec, target, op)?;
                 }
                 (Op::Delete | Op::PatchEndpoint { .. }, None) => return Err(missing()),
                 _ => return Err(mismatch()),
@@ -486,6 +470,43 @@ pub fn apply_to_spec(spec: &mut ZoneSpec, target: &Target, op: &Op) -> Result<()
 }
 
 /// Applies a token change.
+/// Applies an endpoint patch in place; whether it changed anything. A
+/// patch sets only fields no rule constrains beyond their type (weight,
+/// priority, admin state), so the spec needs no check after it.
+pub fn patch_endpoint(spec: &mut ZoneSpec, target: &Target, op: &Op) -> Result<bool, Refusal> {
+    let (
+        Target::Endpoint { pool, id },
+        Op::PatchEndpoint {
+            weight,
+            priority,
+            state,
+        },
+    ) = (target, op)
+    else {
+        return Err(Refusal::new(RefusalKind::Invalid, "not an endpoint patch"));
+    };
+    let p = spec
+        .pools
+        .get_mut(pool)
+        .ok_or_else(|| Refusal::not_found(&Target::Pool { pool: pool.clone() }))?;
+    let e = p
+        .endpoints
+        .iter_mut()
+        .find(|e| e.id == *id)
+        .ok_or_else(|| Refusal::not_found(target))?;
+    let before = (e.weight, e.priority, e.state);
+    if let Some(w) = weight {
+        e.weight = *w;
+    }
+    if let Some(pr) = priority {
+        e.priority = *pr;
+    }
+    if let Some(s) = state {
+        e.state = *s;
+    }
+    Ok(before != (e.weight, e.priority, e.state))
+}
+
 /// Applies a token change; a new token is stamped with `at_ms`.
 pub fn apply_to_tokens(
     tokens: &mut BTreeMap<String, StoredToken>,
@@ -534,5 +555,176 @@ pub fn record(log: &mut VecDeque<AuditEntry>, next_seq: &mut u64, mut entry: Aud
     log.push_back(entry);
     while log.len() > AUDIT_KEEP {
         log.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{ReplicatedState, Response};
+    use crate::Command;
+
+    const SPEC: &str = "zones:
+  example.com:
+    soa: {rname: hostmaster.example.com.}
+    ns: [{name: ns.example.net.}]
+    steered:
+      - {name: www, type: A, pool: web, steps: [health, weighted, {first: 1}]}
+regions:
+  eu: {}
+pools:
+  web:
+    endpoints:
+      - {id: a, address: 192.0.2.1, region: eu}
+";
+
+    fn state() -> ReplicatedState {
+        let spec = meridian_config::zone::parse("t.yaml", SPEC).expect("valid");
+        let mut s = ReplicatedState::default();
+        s.apply(&Command::ReplaceSpec(Box::new(spec)));
+        s
+    }
+
+    fn change(target: Target, op: Op, precondition: Precondition) -> Command {
+        Command::Api(Box::new(Change {
+            target,
+            op,
+            precondition,
+            audit: Audit {
+                actor: "token t1 (write)".into(),
+                token: Some("t1".into()),
+                action: "TEST".into(),
+            },
+            at_ms: 7,
+        }))
+    }
+
+    fn endpoint() -> Target {
+        Target::Endpoint {
+            pool: "web".into(),
+            id: "a".into(),
+        }
+    }
+
+    fn weight(w: u16) -> Op {
+        Op::PatchEndpoint {
+            weight: Some(w),
+            priority: None,
+            state: None,
+        }
+    }
+
+    fn refused(r: Response) -> RefusalKind {
+        match r {
+            Response::Refused(r) => r.kind,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_stale_precondition_changes_nothing() {
+        let mut s = state();
+        let before = s.clone();
+        let stale = Precondition::Match(vec!["\"0\"".into()]);
+        let r = s.apply(&change(endpoint(), weight(5), stale));
+        assert_eq!(refused(r), RefusalKind::Precondition);
+        assert_eq!(s, before);
+        // the current tag applies, and is audited
+        let tag = etag(&read(&s.spec, &s.tokens, &endpoint()).expect("exists"));
+        let r = s.apply(&change(
+            endpoint(),
+            weight(5),
+            Precondition::Match(vec![tag]),
+        ));
+        assert_eq!(
+            r,
+            Response::Applied {
+                version: before.version + 1
+            }
+        );
+        let e = s.audit.back().expect("audited");
+        assert_eq!(
+            (e.before, e.after, e.at_ms),
+            (before.version, before.version + 1, 7)
+        );
+        assert_eq!(e.token.as_deref(), Some("t1"));
+    }
+
+    #[test]
+    fn a_repeated_change_is_idempotent() {
+        let mut s = state();
+        s.apply(&change(endpoint(), weight(5), Precondition::None));
+        let after = s.clone();
+        let r = s.apply(&change(endpoint(), weight(5), Precondition::None));
+        assert_eq!(
+            r,
+            Response::Applied {
+                version: after.version
+            }
+        );
+        assert_eq!(s, after, "no version, no audit entry");
+    }
+
+    #[test]
+    fn a_change_breaking_a_rule_or_a_reference_changes_nothing() {
+        let mut s = state();
+        let before = s.clone();
+        let r = s.apply(&change(
+            Target::Pool { pool: "web".into() },
+            Op::Delete,
+            Precondition::None,
+        ));
+        assert_eq!(refused(r), RefusalKind::Conflict, "www uses it");
+        let mut www = s.spec.zones[0].steered[0].clone();
+        www.pool = "missing".into();
+        let r = s.apply(&change(
+            Target::Steered {
+                zone: www.name.clone(),
+                name: www.name.clone(),
+                rtype: www.rtype,
+            },
+            Op::Put(Resource::Steered(www.clone())),
+            Precondition::None,
+        ));
+        assert_eq!(
+            refused(r),
+            RefusalKind::NotFound,
+            "www.example.com is no zone"
+        );
+        let r = s.apply(&change(
+            Target::Steered {
+                zone: s.spec.zones[0].name.clone(),
+                name: www.name.clone(),
+                rtype: www.rtype,
+            },
+            Op::Put(Resource::Steered(www)),
+            Precondition::None,
+        ));
+        assert_eq!(refused(r), RefusalKind::Invalid);
+        let r = s.apply(&change(
+            Target::Endpoint {
+                pool: "web".into(),
+                id: "nope".into(),
+            },
+            weight(1),
+            Precondition::None,
+        ));
+        assert_eq!(refused(r), RefusalKind::NotFound);
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn the_audit_log_is_bounded() {
+        let mut s = state();
+        for i in 0..(AUDIT_KEEP + 10) {
+            s.apply(&change(
+                endpoint(),
+                weight((i % 2) as u16 + 2),
+                Precondition::None,
+            ));
+        }
+        assert_eq!(s.audit.len(), AUDIT_KEEP);
+        assert_eq!(s.audit_seq, (AUDIT_KEEP + 10) as u64);
+        assert_eq!(s.audit.front().map(|e| e.seq), Some(11));
     }
 }

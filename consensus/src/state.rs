@@ -225,6 +225,17 @@ impl ReplicatedState {
             }
             self.tokens = tokens;
             self.revision += 1;
+        } else if let Op::PatchEndpoint { .. } = c.op {
+            // a patch sets only fields no rule constrains beyond their type
+            // (weight, priority, admin state): in place, without a copy
+            match resources::patch_endpoint(&mut self.spec, &c.target, &c.op) {
+                Err(r) => return Response::Refused(r),
+                Ok(false) => return Response::Applied { version: before },
+                Ok(true) => {}
+            }
+            self.health.evaluate(&self.spec);
+            self.version += 1;
+            self.revision += 1;
         } else {
             let mut spec = self.spec.clone();
             if let Err(r) = resources::apply_to_spec(&mut spec, &c.target, &c.op) {
