@@ -7,7 +7,11 @@
 #      over UDP until it shows the write.
 #   2. write throughput and latency: 20k weight changes from 1 and from 16
 #      concurrent clients to the leader.
-#   3. store size: 100k writes with snapshots every 5000 entries (the
+#   3. the REST API: the same weight changes as `PATCH /v1/pools/web/
+#      endpoints/ID`: PATCH -> visible everywhere, throughput from 1 and 16
+#      clients, and the API's cost to the leader's DNS: dnsperf against it
+#      alone, then while 16 clients PATCH through its API.
+#   4. store size: 100k writes with snapshots every 5000 entries (the
 #      default: log compacted after each), then 100k on a fresh cluster with
 #      snapshots effectively off; RSS of each node and the size on disk of
 #      its Raft store (the journal) and snapshot file.
@@ -21,7 +25,7 @@ work=$(mktemp -d)
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 
-install_debs bind9-dnsutils
+install_debs bind9-dnsutils dnsperf
 cargo build --release --quiet -p meridian -p meridian-cluster-load
 bin=target/release/meridian
 load=target/release/meridian-cluster-load
@@ -107,6 +111,35 @@ for i, v in sorted(s.items()):
     print(f"  node {i}: last log {last}, snapshot at {snap}, purged to {purged}")'
 }
 
+# api_cost: dnsperf against the leader's DNS alone, then while 16 clients
+# PATCH weights through the leader's API (a bounded 60000 writes, stopped
+# when dnsperf ends)
+api_cost() {
+  local leader dns qps
+  leader=$("$bin" cluster status --api "${api_addrs[0]}" --json | python3 -c '
+import json, sys
+print(next(iter(json.load(sys.stdin).values()))["leader"])')
+  IFS=, read -r -a dns <<< "$dns_addrs"
+  dns=${dns[$((leader - 1))]}
+  write_queries "$work/queries.txt"
+  qps() { dnsperf -s "${dns%:*}" -p "${dns##*:}" -d "$work/queries.txt" -l 10 -q 500 2>&1 | awk '/Queries per second/{print $4}'; }
+  echo "  leader $leader, DNS $dns: alone $(qps) queries/s"
+  "$load" --via api --api "${api_addrs[0]}" --endpoints eu,us,ap throughput --writes 60000 --concurrency 16 > "$work/patch.json" &
+  local lp=$!
+  sleep 1
+  local loaded before after
+  before=$("$bin" cluster status --api "${api_addrs[0]}" --json | python3 -c '
+import json, sys
+print(max(v["version"] for v in json.load(sys.stdin).values()))')
+  loaded=$(qps)
+  after=$("$bin" cluster status --api "${api_addrs[0]}" --json | python3 -c '
+import json, sys
+print(max(v["version"] for v in json.load(sys.stdin).values()))')
+  kill "$lp" 2>/dev/null || true
+  wait "$lp" 2>/dev/null || true
+  echo "  under PATCH load: $loaded queries/s, while $(( (after - before) / 10 )) PATCHes/s applied"
+}
+
 stop_cluster() {
   for pid in "${node_pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
 }
@@ -119,6 +152,13 @@ echo "== commit -> visible in every node's DNS (1000 writes)"
 echo "== write throughput, 20000 writes"
 "$load" --api "${api_addrs[0]}" --endpoints eu,us,ap throughput --writes 20000 --concurrency 1
 "$load" --api "${api_addrs[0]}" --endpoints eu,us,ap throughput --writes 20000 --concurrency 16
+echo "== REST API: PATCH -> visible in every node's DNS (1000 writes)"
+"$load" --via api --api "${api_addrs[0]}" --endpoints eu,us,ap visibility --writes 1000 --dns "$dns_addrs"
+echo "== REST API: PATCH throughput, 20000 writes"
+"$load" --via api --api "${api_addrs[0]}" --endpoints eu,us,ap throughput --writes 20000 --concurrency 1
+"$load" --via api --api "${api_addrs[0]}" --endpoints eu,us,ap throughput --writes 20000 --concurrency 16
+echo "== REST API's cost to the leader's DNS (dnsperf 10 s, -q 500; alone, then under 16 PATCH clients)"
+api_cost
 echo "== $big writes, snapshot every 5000 entries (log compacted)"
 "$load" --api "${api_addrs[0]}" --endpoints eu,us,ap throughput --writes "$big" --concurrency 16
 sleep 3

@@ -1,4 +1,4 @@
-//! The README's cluster walkthrough, run as written: the shell blocks
+//! The README's cluster and API walkthroughs, run as written: the shell blocks
 //! between its `walkthrough:start` and `walkthrough:end` markers, in order,
 //! with the built `meridian` first on PATH, in a directory of their own.
 
@@ -81,9 +81,23 @@ fn the_readme_cluster_walkthrough_runs_as_written() {
     assert!(out.contains("health: ok"), "{out}\n{err}\n{logs}");
     assert!(out.contains("3 voters"), "{out}");
     assert!(out.contains("applied zones.yaml"), "{out}\n{err}");
-    let last = out.lines().last().unwrap_or("");
+    let lines: Vec<&str> = out.lines().collect();
+    let after = |prefix: &str| {
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{prefix:?} in {out}\n{err}"));
+        lines.get(at + 1).copied().unwrap_or("")
+    };
+    let first = after("applied zones.yaml");
     assert!(
-        last == "192.0.2.10" || last == "198.51.100.10",
+        first == "192.0.2.10" || first == "198.51.100.10",
         "dig answered from the replicated state: {out}"
     );
+    // the API walkthrough: a drain leaves one answer, a dry run changes
+    // nothing, curl reads the diff and the audit log
+    assert_eq!(after(r#"web/us-1: {"state":"drained"}"#), "192.0.2.10", "{out}");
+    assert!(out.contains("nothing changed"), "{out}");
+    assert!(out.contains(r#""diff":"#), "{out}\n{err}");
+    assert!(out.contains(r#""entries":"#), "{out}\n{err}");
 }

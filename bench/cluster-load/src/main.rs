@@ -8,6 +8,10 @@
 //!   version) reaches the write's version; reports the time from the
 //!   acknowledgement, and from the request, to visible everywhere.
 //!
+//! `--via api` sends each weight change as the REST API's
+//! `PATCH /v1/pools/{pool}/endpoints/{id}` instead of the cluster API's
+//! write.
+//!
 //! Output: one JSON object on stdout.
 
 use std::net::{SocketAddr, UdpSocket};
@@ -17,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use meridian_consensus::{Command, Status, Written};
+use meridian_consensus::{Command, Status};
 
 #[derive(Parser)]
 struct Args {
@@ -32,6 +36,9 @@ struct Args {
     pool: String,
     #[arg(long, value_delimiter = ',', default_value = "a,b")]
     endpoints: Vec<String>,
+    /// `cluster` (POST /cluster/write) or `api` (PATCH /v1/...).
+    #[arg(long, default_value = "cluster")]
+    via: String,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -79,7 +86,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .json()
         .await?;
     let leader = status.leader.context("the cluster has no leader")?;
-    let url = format!("http://{}/cluster/write", status.members[&leader].addr);
+    let leader_addr = &status.members[&leader].addr;
+    let url = match args.via.as_str() {
+        "cluster" => format!("http://{leader_addr}/cluster/write"),
+        "api" => format!("http://{leader_addr}/v1/pools/{}/endpoints/", args.pool),
+        other => bail!("--via cluster or api, not {other}"),
+    };
     let target = Arc::new((args.pool.clone(), args.endpoints.clone()));
     match args.mode {
         Mode::Throughput {
@@ -120,6 +132,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "{}",
                 serde_json::json!({
                     "writes": writes,
+                    "via": args.via,
                     "concurrency": concurrency,
                     "seconds": round(secs),
                     "writes_per_second": round(writes as f64 / secs),
@@ -160,6 +173,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "{}",
                 serde_json::json!({
                     "writes": writes,
+                    "via": args.via,
                     "nodes": dns.len(),
                     "ack_to_visible_everywhere_ms": summary(&mut from_ack),
                     "request_to_visible_everywhere_ms": summary(&mut from_send),
@@ -179,8 +193,28 @@ fn set_weight((pool, endpoints): &(String, Vec<String>), i: usize) -> Command {
     }
 }
 
-async fn write(client: &reqwest::Client, url: &str, cmd: &Command) -> anyhow::Result<Written> {
-    let resp = client.post(url).json(cmd).send().await?;
+/// What a write answered: the state version after it.
+#[derive(serde::Deserialize)]
+struct Version {
+    version: u64,
+}
+
+/// Sends one weight change: to the cluster API (`url` ends in
+/// `/cluster/write`), or as a PATCH of the endpoint (`url` ends in
+/// `/endpoints/`).
+async fn write(client: &reqwest::Client, url: &str, cmd: &Command) -> anyhow::Result<Version> {
+    let resp = match cmd {
+        Command::SetWeight {
+            endpoint, weight, ..
+        } if url.ends_with('/') => {
+            client
+                .patch(format!("{url}{endpoint}"))
+                .json(&serde_json::json!({ "weight": weight }))
+                .send()
+                .await?
+        }
+        _ => client.post(url).json(cmd).send().await?,
+    };
     if !resp.status().is_success() {
         bail!("write refused: {} {}", resp.status(), resp.text().await?);
     }
