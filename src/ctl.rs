@@ -282,7 +282,11 @@ async fn command(c: &Client, output: Output, cmd: CtlCommand) -> Result<(), Fail
             if output != Output::Table {
                 return print(output, &v);
             }
-            print!("{}", v["text"].as_str().unwrap_or_default());
+            // record data is anyone's with a write token: no terminal
+            // escapes reach the operator's screen
+            for line in v["text"].as_str().unwrap_or_default().lines() {
+                out!("{}", printable(line));
+            }
             Ok(())
         }
         CtlCommand::Cluster => {

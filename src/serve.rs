@@ -393,6 +393,7 @@ async fn start(
                     node: cluster.clone(),
                     dns: handle.clone(),
                     geo,
+                    max_spec_bytes: c.api.max_apply_bytes,
                 },
                 &meridian_api::ApiLimits {
                     max_body_bytes: c.api.max_body_bytes,
@@ -567,6 +568,7 @@ fn reload_change(cluster: &ClusterNode, spec: ZoneSpec) -> Command {
             actor: format!("node {}", cluster.id()),
             token: None,
             action: "SIGHUP: reload the zones file".into(),
+            via: Some(format!("node {}", cluster.id())),
         },
         at_ms: 0,
     }))

@@ -43,6 +43,11 @@ pub struct ApplyQuery {
     /// Show what would change, change nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// Apply a spec without zones over one that has some (every zone
+    /// leaves DNS): refused without this, as an empty file or variable
+    /// in a pipeline usually is a mistake.
+    #[serde(default)]
+    pub allow_empty: bool,
 }
 
 /// What changed between two specs, object by object.
@@ -69,17 +74,18 @@ fn objects(spec: &ZoneSpec) -> BTreeMap<String, Value> {
         let obj = zone.as_object_mut().expect("an object");
         obj.remove("records");
         obj.remove("steered");
-        out.insert(format!("zone {}", z.name.key()), zone);
+        let zone_key = z.name.key();
+        out.insert(format!("zone {zone_key}"), zone);
         for r in &z.records {
             out.insert(
-                format!("record {} {}", r.name.key(), r.rtype.as_str()),
+                format!("record {} {} in {zone_key}", r.name.key(), r.rtype.as_str()),
                 export::record_set(r),
             );
         }
         for s in &z.steered {
             out.insert(
                 format!(
-                    "steered {} {}",
+                    "steered {} {} in {zone_key}",
                     s.name.key(),
                     s.rtype.as_record_type().as_str()
                 ),
@@ -156,10 +162,17 @@ pub async fn apply(
     if !SPEC_TYPES.contains(&ct.as_str()) {
         return Err(unsupported(&ct, "application/yaml or application/json"));
     }
-    let Ok(text) = std::str::from_utf8(&body) else {
+    if std::str::from_utf8(&body).is_err() {
         return Err(crate::invalid(None, "the spec is not UTF-8"));
-    };
-    let spec = match meridian_config::zone::parse("request", text) {
+    }
+    // parsing a spec of megabytes takes a while: off the async threads
+    let parsed = tokio::task::spawn_blocking(move || {
+        let text = std::str::from_utf8(&body).unwrap_or_default();
+        meridian_config::zone::parse("request", text)
+    })
+    .await
+    .map_err(|e| ClusterError::Failed(format!("parsing the spec: {e}")))?;
+    let spec = match parsed {
         Ok(s) => s,
         Err(d) => return Ok(diagnostics(&d)),
     };
@@ -179,7 +192,10 @@ pub async fn apply(
             .map_err(ClusterError::Refused)?;
         // this node's whole check: the rules, its address policy, and
         // that DNS can index the spec
-        api.node.check_change(&change)?;
+        let (node, c) = (api.node.clone(), change.clone());
+        tokio::task::spawn_blocking(move || node.check_change(&c))
+            .await
+            .map_err(|e| ClusterError::Failed(format!("checking the spec: {e}")))??;
         let reply = ApplyReply {
             dry_run: true,
             version: state.version,
@@ -187,6 +203,19 @@ pub async fn apply(
             diff,
         };
         return Ok(Json(reply).into_response());
+    }
+    if spec.zones.is_empty() && !state.spec.zones.is_empty() && !query.allow_empty {
+        return Err(ClusterError::Refused(
+            meridian_consensus::resources::Refusal {
+                kind: meridian_consensus::resources::RefusalKind::Conflict,
+                message: format!(
+                    "this spec has no zones: it would take all {} zones out of DNS; \
+                 pass allow_empty=true if that is meant",
+                    state.spec.zones.len()
+                ),
+                field: Some("zones".into()),
+            },
+        ));
     }
     let resp = commit(&api, change).await?;
     let status = resp.status();
@@ -241,7 +270,7 @@ fn diagnostics(d: &meridian_config::Diagnostics) -> Response {
     let body = json!({"error": {
         "code": "invalid",
         "message": message,
-        "field": d.0.first().map(|x| x.path.clone()),
+        "field": d.0.first().map(|x| x.path.clone()).filter(|p| !p.is_empty()),
         "details": details,
     }});
     (StatusCode::BAD_REQUEST, Json(body)).into_response()

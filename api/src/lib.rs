@@ -36,7 +36,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::{CONTENT_TYPE, ETAG};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -84,65 +84,121 @@ pub struct Api {
     /// The DNS server's current snapshot, for `explain`.
     pub dns: SnapshotHandle,
     pub geo: GeoHandle,
+    /// The largest spec, in bytes of its JSON form, a resource write may
+    /// leave: what `POST /v1/apply` takes, so a read can be written back.
+    pub max_spec_bytes: usize,
 }
 
 /// The `/v1` routes, each behind its scope, within `limits`.
+///
+/// Inside each scope's guard (so a stranger's body is never read), a
+/// request is admitted in order: its body is read whole within
+/// [`BODY_TIMEOUT`] and its route's limit; then it takes one of the
+/// `max_in_flight` slots, or gets 503 at once; then a change of the spec's
+/// structure (a PUT, a DELETE, an apply) waits for the node's one
+/// structural slot, since it validates the whole spec. A slow body holds
+/// a connection, never a slot.
 pub fn routes(api: Api, limits: &ApiLimits) -> Router {
     let creds = api.node.credentials().clone();
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1)));
+    let structure = Arc::new(tokio::sync::Semaphore::new(1));
+    let gate = |limit: usize| Gate {
+        limit,
+        in_flight: in_flight.clone(),
+        structure: structure.clone(),
+    };
     let read = resources::read_routes()
         .merge(views::routes())
         .route(
             "/v1/openapi.json",
             axum::routing::get(openapi::openapi_json),
         )
-        .merge(apply::read_routes());
+        .merge(apply::read_routes())
+        .route_layer(axum::middleware::from_fn_with_state(gate(0), admit));
     let write = resources::write_routes()
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .route_layer(axum::middleware::from_fn_with_state(
+            gate(limits.max_body_bytes),
+            admit,
+        ))
         .merge(
             apply::write_routes()
                 .layer(DefaultBodyLimit::max(limits.max_apply_bytes))
-                // a spec decodes to many times its size: one at a time
-                .layer(axum::middleware::from_fn_with_state(
-                    Arc::new(tokio::sync::Semaphore::new(1)),
-                    one_at_a_time,
+                .route_layer(axum::middleware::from_fn_with_state(
+                    gate(limits.max_apply_bytes),
+                    admit,
                 )),
         );
-    let admin = tokens::routes().layer(DefaultBodyLimit::max(limits.max_body_bytes));
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1)));
+    let admin = tokens::routes()
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .route_layer(axum::middleware::from_fn_with_state(
+            gate(limits.max_body_bytes),
+            admit,
+        ));
     guarded(read, &creds, Need::Scope(Scope::Read))
         .merge(guarded(write, &creds, Need::ClientScope(Scope::Write)))
         .merge(guarded(admin, &creds, Need::ClientScope(Scope::Admin)))
-        .layer(axum::middleware::from_fn_with_state(in_flight, bounded))
-        .with_state(api)
+        .with_state(Api {
+            max_spec_bytes: limits.max_apply_bytes,
+            ..api
+        })
 }
 
-/// At most `max_in_flight` requests at once: the rest are told to come
-/// back, not queued.
-async fn bounded(
-    State(gate): State<Arc<tokio::sync::Semaphore>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    match gate.try_acquire_owned() {
-        Ok(_permit) => next.run(req).await,
-        Err(_) => ClusterError::Unavailable(
+/// How long a request's body may take to arrive.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What [`admit`] bounds a route by.
+#[derive(Clone)]
+struct Gate {
+    /// The body's limit in bytes (0: no body expected; one is refused).
+    limit: usize,
+    in_flight: Arc<tokio::sync::Semaphore>,
+    structure: Arc<tokio::sync::Semaphore>,
+}
+
+async fn admit(State(gate): State<Gate>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes =
+        match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, gate.limit.max(1)))
+            .await
+        {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) => {
+                return ClusterError::TooLarge(format!(
+                    "the request body is larger than this route accepts ({} bytes)",
+                    gate.limit
+                ))
+                .into_response()
+            }
+            Err(_) => {
+                return ClusterError::Timeout(format!(
+                    "the request body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ))
+                .into_response()
+            }
+        };
+    let Ok(_slot) = gate.in_flight.try_acquire_owned() else {
+        return ClusterError::Unavailable(
             "too many API requests in flight on this node; retry shortly".into(),
         )
-        .into_response(),
-    }
-}
-
-/// Lets one request through at a time; the others wait their turn
-/// (within the listener's request timeout).
-async fn one_at_a_time(
-    State(gate): State<Arc<tokio::sync::Semaphore>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    match gate.acquire_owned().await {
-        Ok(_permit) => next.run(req).await,
-        Err(_) => ClusterError::Unavailable("the node is shutting down".into()).into_response(),
-    }
+        .into_response();
+    };
+    let structural = matches!(parts.method, Method::PUT | Method::DELETE | Method::POST)
+        && parts.uri.path() != "/v1/tokens";
+    let _turn = if structural {
+        match gate.structure.clone().acquire_owned().await {
+            Ok(p) => Some(p),
+            Err(_) => {
+                return ClusterError::Unavailable("the node is shutting down".into())
+                    .into_response()
+            }
+        }
+    } else {
+        None
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 /// A 400 naming the field at fault.
@@ -247,7 +303,8 @@ pub struct WriteReply {
 
 /// Commits `change`, waits (briefly) until this node has applied it, and
 /// answers with the new version and the resource's tag.
-pub(crate) async fn commit(api: &Api, change: Change) -> Result<Response, ClusterError> {
+pub(crate) async fn commit(api: &Api, mut change: Change) -> Result<Response, ClusterError> {
+    change.audit.via = Some(format!("node {}", api.node.id()));
     let target = change.target.clone();
     let deleting = matches!(change.op, Op::Delete);
     let created = read_target(&api.node.state(), &target).is_none() && !deleting;

@@ -331,8 +331,15 @@ impl Write {
     async fn put(self, target: Target, body: Bytes) -> Result<Response, ClusterError> {
         let body = json_body(&self.headers, &body)?;
         let state = self.api.node.state();
-        let spec = merged(&state.spec, &target, body)?;
-        let resource = typed(&spec, &target)?;
+        let max = self.api.max_spec_bytes;
+        let at = target.clone();
+        // the whole spec is exported and validated: off the async threads
+        let resource = tokio::task::spawn_blocking(move || {
+            let spec = merged(&state.spec, &at, body, max)?;
+            typed(&spec, &at)
+        })
+        .await
+        .map_err(|e| ClusterError::Failed(format!("validating the spec: {e}")))??;
         self.commit(target, Op::Put(resource)).await
     }
 
@@ -341,13 +348,26 @@ impl Write {
     }
 }
 
-/// The spec with `body` put at `target`, validated whole.
-fn merged(spec: &ZoneSpec, target: &Target, body: Value) -> Result<ZoneSpec, ClusterError> {
+/// The spec with `body` put at `target`, validated whole; at most `max`
+/// bytes of JSON, so that it can be read and applied back.
+fn merged(
+    spec: &ZoneSpec,
+    target: &Target,
+    body: Value,
+    max: usize,
+) -> Result<ZoneSpec, ClusterError> {
     if !body.is_object() {
         return Err(invalid(None, "the body must be a JSON object"));
     }
     let mut whole = export(spec);
     splice(&mut whole, target, body)?;
+    let size = serde_json::to_vec(&whole).map_or(usize::MAX, |v| v.len());
+    if size > max {
+        return Err(ClusterError::TooLarge(format!(
+            "the spec would be {size} bytes, over the {max} a spec may be \
+             (cluster.api.max_apply_bytes)"
+        )));
+    }
     from_json(&whole).map_err(|v| {
         let field = v.0.first().map(|x| x.path.clone());
         invalid(field.as_deref(), v.to_string())
@@ -418,11 +438,10 @@ fn splice_named(
 
 fn splice(whole: &mut Value, target: &Target, mut body: Value) -> Result<(), ClusterError> {
     match target {
+        // an existing zone keeps its name as it is spelled
         Target::Zone { zone } => {
-            if let Some(k) = zone_key(whole, zone) {
-                whole["zones"].as_object_mut().expect("zones").remove(&k);
-            }
-            whole["zones"][zone.to_string()] = body;
+            let key = zone_key(whole, zone).unwrap_or_else(|| zone.to_string());
+            whole["zones"][key] = body;
         }
         Target::RecordSet { zone, name, rtype } => {
             splice_named(whole, zone, name, "records", rtype.as_str(), body)?

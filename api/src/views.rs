@@ -140,9 +140,10 @@ pub async fn cluster(State(api): State<Api>) -> Response {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
-    /// Only entries after this sequence number.
+    /// Only entries after this sequence number, the oldest first: page
+    /// forward with the last `seq` seen.
     pub after: Option<u64>,
-    /// At most this many, the newest (default 100).
+    /// At most this many (default 100): without `after`, the newest.
     pub limit: Option<usize>,
 }
 
@@ -169,6 +170,9 @@ pub struct AuditEntryDoc {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     pub action: String,
+    /// The node that took the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
     pub target: String,
     pub before: u64,
     pub after: u64,
@@ -181,7 +185,7 @@ pub async fn audit(
     State(api): State<Api>,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ClusterError> {
-    let Query(q) = query.map_err(|e| invalid(Some("limit"), e.body_text()))?;
+    let Query(q) = query.map_err(|e| invalid(None, e.body_text()))?;
     let state = api.node.state();
     let limit = q
         .limit
@@ -189,7 +193,13 @@ pub async fn audit(
         .min(meridian_consensus::resources::AUDIT_KEEP);
     let after = q.after.unwrap_or(0);
     let entries: Vec<_> = state.audit.iter().filter(|e| e.seq > after).collect();
-    let skip = entries.len().saturating_sub(limit);
+    // with `after`, the next page forward; without, the newest entries
+    let skip = if q.after.is_some() {
+        0
+    } else {
+        entries.len().saturating_sub(limit)
+    };
+    let entries = &entries[..(skip + limit).min(entries.len())];
     let page = AuditPage {
         entries: entries[skip..]
             .iter()
@@ -199,6 +209,7 @@ pub async fn audit(
                 actor: e.actor.clone(),
                 token: e.token.clone(),
                 action: e.action.clone(),
+                via: e.via.clone(),
                 target: e.target.clone(),
                 before: e.before,
                 after: e.after,

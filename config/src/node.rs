@@ -37,10 +37,13 @@ pub struct ProbeConfig {
     pub policy: crate::policy::AddressPolicy,
 }
 
-/// Whether `name` can name a probe region: letters, digits, `.`, `_`, `-`.
+/// Whether `name` can name a probe region (or a pool): letters, digits,
+/// `.`, `_`, `-`, and not dots alone (`.` and `..` cannot be named in a
+/// URL path).
 pub fn is_region_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
+        && !name.bytes().all(|b| b == b'.')
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))

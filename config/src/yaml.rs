@@ -223,6 +223,41 @@ impl MarkedEventReceiver for Indexer {
     }
 }
 
+/// The deepest nesting of mappings and sequences a document may have: a
+/// spec needs about ten levels, and every level costs the parsers stack.
+pub const MAX_DEPTH: usize = 64;
+
+/// Feeds the first document's events to `indexer`, one at a time (the
+/// parser's own `load` recurses once per level, so a short document of
+/// deep nesting would overflow the stack), refusing nesting deeper than
+/// [`MAX_DEPTH`].
+fn index_events<T: Iterator<Item = char>>(
+    parser: &mut Parser<T>,
+    indexer: &mut Indexer,
+) -> Result<(), (Marker, String)> {
+    let mut depth = 0usize;
+    loop {
+        let (ev, mark) = parser
+            .next_token()
+            .map_err(|e| (*e.marker(), e.info().to_string()))?;
+        match ev {
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err((mark, format!("nested deeper than {MAX_DEPTH} levels")));
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        let last = matches!(ev, Event::DocumentEnd | Event::StreamEnd);
+        indexer.on_event(ev, mark);
+        if last {
+            return Ok(());
+        }
+    }
+}
+
 /// A parsed YAML document: its value tree and where each field is.
 pub struct Document {
     pub file: String,
@@ -241,14 +276,13 @@ impl Document {
             skip_depth: 0,
         };
         let mut parser = Parser::new_from_str(text);
-        if let Err(e) = parser.load(&mut indexer, false) {
-            let m = e.marker();
+        if let Err((m, info)) = index_events(&mut parser, &mut indexer) {
             return Err(Diagnostics(vec![Diagnostic {
                 file: file.to_string(),
                 line: m.line(),
                 column: m.col() + 1,
                 path: String::new(),
-                message: format!("invalid YAML: {}", e.info()),
+                message: format!("invalid YAML: {info}"),
             }]));
         }
         if !indexer.duplicates.is_empty() {
@@ -513,5 +547,17 @@ mod tests {
             "expected u16, got string \"heavy\""
         );
         assert_eq!(rephrase("missing field `id`"), "missing field `id`");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        // two thousand bytes of block sequences, two thousand levels deep
+        let text = format!("zones:\n  {}x\n", "- ".repeat(1000));
+        let err = Document::parse("deep.yaml", &text).err().expect("refused");
+        assert!(err.0[0].message.contains("nested deeper than 64"), "{err}");
+        let flow = format!("a: {}{}", "[".repeat(100), "]".repeat(100));
+        assert!(Document::parse("flow.yaml", &flow).is_err());
+        let ok = format!("a: {}1{}", "[".repeat(60), "]".repeat(60));
+        assert!(Document::parse("ok.yaml", &ok).is_ok());
     }
 }

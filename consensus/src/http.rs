@@ -226,8 +226,14 @@ pub fn guarded<S: Clone + Send + Sync + 'static>(
 async fn check(State(guard): State<Guard>, mut req: Request, next: Next) -> Response {
     let bearer = match req.headers().get(header::AUTHORIZATION) {
         None => None,
-        Some(v) => match v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) {
-            Some(t) => Some(t.trim().to_string()),
+        // the scheme is case-insensitive (RFC 9110 §11.1)
+        Some(v) => match v
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        {
+            Some((_, t)) => Some(t.trim().to_string()),
             None => {
                 return ClusterError::Unauthorized(
                     "the Authorization header must be `Bearer TOKEN`".into(),

@@ -716,7 +716,19 @@ impl ClusterNode {
                 )));
             }
             change.at_ms = wall_now_ms();
-            self.check_change(change)?;
+            // a patch or a token is checked in place; anything else
+            // validates the whole spec: off the async threads
+            match (&change.target, &change.op) {
+                (Target::Token { .. }, _) | (_, Op::PatchEndpoint { .. }) => {
+                    self.check_change(change)?
+                }
+                _ => {
+                    let (node, c) = (self.clone(), (**change).clone());
+                    tokio::task::spawn_blocking(move || node.check_change(&c))
+                        .await
+                        .map_err(|e| ClusterError::Failed(format!("checking a change: {e}")))??
+                }
+            }
             // a whole spec too large for one entry goes in parts
             if let (Target::Spec, Op::Put(Resource::Spec(spec))) = (&change.target, &change.op) {
                 let text = serde_json::to_string(spec)
@@ -1321,6 +1333,7 @@ async fn status_route(State(node): State<ClusterNode>) -> Json<Status> {
 async fn write_route(
     State(node): State<ClusterNode>,
     Extension(principal): Extension<Principal>,
+    peer: Option<Extension<http::Peer>>,
     headers: HeaderMap,
     Json(cmd): Json<Command>,
 ) -> Result<Json<Written>, ClusterError> {
@@ -1341,12 +1354,35 @@ async fn write_route(
             "spec parts are made by the leader; send the whole spec".into(),
         ));
     }
+    let forwarded = forwarded(&headers, &principal);
     // API changes come only through /v1, which names who made them; a
-    // node forwards them to the leader
-    if matches!(cmd, Command::Api(_)) && !forwarded(&headers, &principal) {
+    // node forwards them to the leader, which records which node did
+    if matches!(cmd, Command::Api(_)) && !forwarded {
         return Err(ClusterError::Forbidden(
             "resource changes are made through the /v1 API".into(),
         ));
+    }
+    // a node turns an operator's spec and weight writes into audited API
+    // changes before it forwards them, and never seeds for a client
+    match &cmd {
+        Command::ReplaceSpec(_) | Command::SetWeight { .. } | Command::SetAdminState { .. }
+            if forwarded =>
+        {
+            return Err(ClusterError::Forbidden(
+                "a node forwards operators' changes as audited API changes".into(),
+            ));
+        }
+        Command::SeedSpec(_) if !forwarded => {
+            return Err(ClusterError::Forbidden(
+                "a spec is seeded by `meridian serve --seed`; apply one with /v1/apply".into(),
+            ));
+        }
+        _ => {}
+    }
+    let mut cmd = cmd;
+    if let (Command::Api(change), true) = (&mut cmd, forwarded) {
+        let at = peer.map_or_else(String::new, |p| format!(" at {}", p.addr.ip()));
+        change.audit.via = Some(format!("{principal}{at}"));
     }
     // observations come only through the probe API, which checks the
     // agent's regions and has the leader stamp the time
@@ -1359,11 +1395,10 @@ async fn write_route(
                 .into(),
         ));
     }
-    let forwarded = forwarded(&headers, &principal);
     let cmd = if forwarded {
         cmd
     } else {
-        audited(cmd, &principal)
+        audited(cmd, &principal, node.id())
     };
     node.write_from(cmd, forwarded).await.map(Json)
 }
@@ -1371,9 +1406,11 @@ async fn write_route(
 /// An operator's change through the cluster API (`meridian cluster
 /// apply`), made the API change it stands for: checked the same way and
 /// recorded in the audit log.
-fn audited(cmd: Command, principal: &Principal) -> Command {
-    let audit =
-        |what: &str| resources::Audit::of(principal, format!("POST /cluster/write ({what})"));
+fn audited(cmd: Command, principal: &Principal, node_id: NodeId) -> Command {
+    let audit = |what: &str| resources::Audit {
+        via: Some(format!("node {node_id}")),
+        ..resources::Audit::of(principal, format!("POST /cluster/write ({what})"))
+    };
     let change = |target, op, what: &str| {
         Command::Api(Box::new(Change {
             target,

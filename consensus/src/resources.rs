@@ -154,6 +154,10 @@ pub struct Audit {
     pub token: Option<String>,
     /// The request: `PATCH /v1/pools/web/endpoints/eu-1`.
     pub action: String,
+    /// The node that took the request; for a forwarded one, as the
+    /// leader saw the forwarding node (its credential and address).
+    #[serde(default)]
+    pub via: Option<String>,
 }
 
 impl Audit {
@@ -169,6 +173,7 @@ impl Audit {
             actor: principal.to_string(),
             token,
             action,
+            via: None,
         }
     }
 }
@@ -197,6 +202,9 @@ pub struct AuditEntry {
     #[serde(default)]
     pub token: Option<String>,
     pub action: String,
+    /// The node that took the request (see [`Audit::via`]).
+    #[serde(default)]
+    pub via: Option<String>,
     /// What changed (`pool web`).
     pub target: String,
     /// The state version before and after.
@@ -594,6 +602,7 @@ pools:
                 actor: "token t1 (write)".into(),
                 token: Some("t1".into()),
                 action: "TEST".into(),
+                via: None,
             },
             at_ms: 7,
         }))

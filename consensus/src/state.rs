@@ -262,6 +262,7 @@ impl ReplicatedState {
             actor: c.audit.actor.clone(),
             token: c.audit.token.clone(),
             action: c.audit.action.clone(),
+            via: c.audit.via.clone(),
             target: c.target.to_string(),
             before,
             after: self.version,

@@ -466,6 +466,40 @@ fn refused_requests_are_json_errors_and_change_nothing() {
     assert_eq!(r.json()["error"]["details"][0]["line"], 3, "{}", r.body);
     unchanged("an invalid apply");
 
+    // a short document nested deep is refused, not a stack overflow
+    let deep = format!("zones:\n  {}x\n", "- ".repeat(1000));
+    let r = request(
+        api,
+        "POST",
+        "/v1/apply?dry_run=true",
+        Some(w),
+        &[("Content-Type", "application/yaml")],
+        &deep,
+    );
+    assert_eq!(
+        (r.status, r.error().0),
+        (400, "invalid".into()),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("nested deeper"), "{}", r.body);
+    // a spec without zones over one with zones is a mistake unless said
+    let r = request(
+        api,
+        "POST",
+        "/v1/apply",
+        Some(w),
+        &[("Content-Type", "application/yaml")],
+        "{}",
+    );
+    assert_eq!(
+        (r.status, r.error().0),
+        (409, "conflict".into()),
+        "{}",
+        r.body
+    );
+    unchanged("an apply of nothing");
+
     // 404
     let r = get(api, w, "/v1/pools/nope");
     assert_eq!((r.status, r.error().0), (404, "not_found".into()));
@@ -534,6 +568,45 @@ fn refused_requests_are_json_errors_and_change_nothing() {
         (415, "unsupported_media_type".into())
     );
     unchanged("a wrong content type");
+
+    // slow bodies hold connections, never the in-flight slots (2 here)
+    let slow: Vec<TcpStream> = (0..3)
+        .map(|i| {
+            let mut s = TcpStream::connect(api).expect("connect");
+            write!(
+                s,
+                "PUT /v1/regions/slow{i} HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {w}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+            )
+            .expect("send");
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(get(api, w, "/v1/pools").status, 200, "a slot is free");
+    drop(slow);
+    // the bearer scheme is case-insensitive
+    let r = request(
+        api,
+        "GET",
+        "/v1/pools",
+        None,
+        &[("Authorization", &format!("bearer {w}"))],
+        "",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // a node's credential may not forward an operator's raw write: only
+    // audited API changes, which record the forwarding node
+    let secret = token(&c, "cluster.secret");
+    let r = request(
+        api,
+        "POST",
+        "/cluster/write",
+        Some(&secret),
+        &[JSON, ("X-Meridian-Forwarded", "1")],
+        r#"{"SetWeight": {"pool": "web", "endpoint": "a", "weight": 9}}"#,
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    unchanged("a node's raw write");
 
     // a matching If-Match applies
     let r = request(

@@ -96,7 +96,11 @@ fn the_readme_cluster_walkthrough_runs_as_written() {
     );
     // the API walkthrough: a drain leaves one answer, a dry run changes
     // nothing, curl reads the diff and the audit log
-    assert_eq!(after(r#"web/us-1: {"state":"drained"}"#), "192.0.2.10", "{out}");
+    assert_eq!(
+        after(r#"web/us-1: {"state":"drained"}"#),
+        "192.0.2.10",
+        "{out}"
+    );
     assert!(out.contains("nothing changed"), "{out}");
     assert!(out.contains(r#""diff":"#), "{out}\n{err}");
     assert!(out.contains(r#""entries":"#), "{out}\n{err}");

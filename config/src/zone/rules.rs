@@ -208,6 +208,11 @@ fn id_problem(id: &str) -> Option<String> {
     if id.is_empty() {
         return Some("expected an endpoint id, got an empty string".into());
     }
+    if id == "." || id == ".." {
+        return Some(format!(
+            "an endpoint id cannot be {id:?}: it cannot be named in a URL path"
+        ));
+    }
     (id.len() > 255 || id.chars().any(char::is_control)).then(|| {
         format!("expected an id of at most 255 characters without control characters, got {id:?}")
     })
