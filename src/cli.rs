@@ -238,6 +238,19 @@ pub enum CtlCommand {
         #[arg(long, value_name = "ETAG")]
         if_match: Option<String>,
     },
+    /// Create or replace one resource from a file (YAML or JSON, the zone
+    /// file's schema for it): `put pool web -f pool.yaml`,
+    /// `put endpoint web eu-2 -f ep.yaml`, `put record glb.example.com www A -f rr.yaml`.
+    Put {
+        #[arg(value_enum)]
+        kind: CtlKind,
+        names: Vec<String>,
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+        /// Replace only if the resource's ETag is still this.
+        #[arg(long, value_name = "ETAG")]
+        if_match: Option<String>,
+    },
     /// Delete a resource: `delete pool web`, `delete endpoint web eu-1`.
     Delete {
         #[arg(value_enum)]

@@ -240,6 +240,44 @@ async fn command(c: &Client, output: Output, cmd: CtlCommand) -> Result<(), Fail
             }
             Ok(())
         }
+        CtlCommand::Put {
+            kind,
+            names,
+            file,
+            if_match,
+        } => {
+            if matches!(
+                kind,
+                CtlKind::Spec
+                    | CtlKind::Zones
+                    | CtlKind::Pools
+                    | CtlKind::Regions
+                    | CtlKind::Records
+                    | CtlKind::Endpoints
+            ) {
+                return Err(Failure::new(
+                    2,
+                    "put takes one resource (pool, endpoint, record, ...); use apply for the whole spec",
+                ));
+            }
+            let path = resource_path(kind, &names)?;
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                Failure::new(
+                    crate::EXIT_CONFIG,
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+            let body: Value = serde_yaml::from_str(&text).map_err(|e| {
+                Failure::new(
+                    crate::EXIT_CONFIG,
+                    format!("{} is not YAML or JSON: {e}", file.display()),
+                )
+            })?;
+            let v = c
+                .json(Method::PUT, &path, &body, if_match.as_deref())
+                .await?;
+            done(output, &v, &format!("put {}", names.join(" ")))
+        }
         CtlCommand::Delete { kind, names } => {
             let path = resource_path(kind, &names)?;
             let v = c.send(Method::DELETE, &path, None, None).await?.1;

@@ -557,10 +557,14 @@ pub fn refusal_of(kind: RefusalKind, v: meridian_config::zone::rules::Violations
 }
 
 /// Appends an entry, dropping the oldest past [`AUDIT_KEEP`].
-pub fn record(log: &mut VecDeque<AuditEntry>, next_seq: &mut u64, mut entry: AuditEntry) {
+pub fn record(
+    log: &mut VecDeque<std::sync::Arc<AuditEntry>>,
+    next_seq: &mut u64,
+    mut entry: AuditEntry,
+) {
     *next_seq += 1;
     entry.seq = *next_seq;
-    log.push_back(entry);
+    log.push_back(std::sync::Arc::new(entry));
     while log.len() > AUDIT_KEEP {
         log.pop_front();
     }

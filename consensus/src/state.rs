@@ -109,7 +109,9 @@ pub struct ReplicatedState {
     /// The last [`AUDIT_KEEP`](crate::resources::AUDIT_KEEP) changes made
     /// through the API.
     #[serde(default)]
-    pub audit: std::collections::VecDeque<AuditEntry>,
+    /// Entries are shared, so the copy of the state each change publishes
+    /// costs a pointer per entry, not the entry.
+    pub audit: std::collections::VecDeque<std::sync::Arc<AuditEntry>>,
     /// The number of the last audit entry ever recorded.
     #[serde(default)]
     pub audit_seq: u64,
