@@ -115,6 +115,18 @@ pub(crate) fn credentials(
     Ok((identity, token))
 }
 
+/// The one-thread runtime a client command runs on; when it cannot start,
+/// the exit code, said on stderr.
+pub(crate) fn client_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("meridian: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
 pub fn run(target: &Target, command: ClusterCommand) -> ExitCode {
     let node = match &target.config {
         Some(path) => match meridian_config::load_node(path) {
@@ -148,15 +160,9 @@ pub fn run(target: &Target, command: ClusterCommand) -> ExitCode {
         client: tls::http_client(identity.as_ref(), token.as_deref()),
         scheme: if identity.is_some() { "https" } else { "http" },
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::cluster::client_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("meridian: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let done = match command {

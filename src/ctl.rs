@@ -172,15 +172,9 @@ pub fn run(args: CtlArgs) -> ExitCode {
         http: tls::http_client(identity.as_ref(), token.as_deref()),
         base,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::cluster::client_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("meridian: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(command(&client, args.output, args.command)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -448,12 +442,7 @@ async fn token(c: &Client, output: Output, action: TokenAction) -> Result<(), Fa
                 "REGIONS"
             );
             for t in v["tokens"].as_array().into_iter().flatten() {
-                let regions: Vec<&str> = t["regions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
+                let regions = strings(&t["regions"]);
                 out!(
                     "{:<14} {:<7} {:<6} {:<20} {}",
                     t["id"].as_str().unwrap_or(""),
@@ -584,12 +573,7 @@ async fn get(c: &Client, output: Output, kind: CtlKind, names: &[String]) -> Res
         CtlKind::Records => {
             out!("{:<36} {:<6} {:>7}  VALUES", "NAME", "TYPE", "TTL");
             for r in v["records"].as_array().into_iter().flatten() {
-                let values: Vec<&str> = r["values"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
+                let values = strings(&r["values"]);
                 out!(
                     "{:<36} {:<6} {:>7}  {}",
                     r["name"].as_str().unwrap_or(""),
@@ -648,6 +632,15 @@ fn print(output: Output, v: &Value) -> Result<(), Failure> {
     };
     out!("{}", text.trim_end());
     Ok(())
+}
+
+/// The strings of a JSON list (none if it is not one).
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
 }
 
 /// Text from the server, without terminal escapes or line breaks.

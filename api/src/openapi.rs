@@ -80,6 +80,25 @@ pub enum Errors {
     Other(ErrorBody),
 }
 
+/// What a PUT answers.
+#[derive(IntoResponses)]
+pub enum Written {
+    /// Replaced (or unchanged: a PUT of what is there changes nothing).
+    #[response(status = 200, headers(("ETag" = String)))]
+    Replaced(#[to_schema] WriteReply),
+    /// Created.
+    #[response(status = 201, headers(("ETag" = String)))]
+    Created(WriteReply),
+}
+
+/// What a DELETE answers.
+#[derive(IntoResponses)]
+pub enum Deleted {
+    /// Deleted: the state version after it.
+    #[response(status = 200)]
+    Deleted(#[to_schema] WriteReply),
+}
+
 /// The errors a write may get besides.
 #[derive(IntoResponses)]
 pub enum WriteErrors {

@@ -35,12 +35,74 @@ use meridian_config::zone::export::{
 };
 
 use crate::openapi::{
-    EndpointList, Errors, PoolList, RecordList, RegionList, SteeredList, WriteErrors, ZoneList,
+    Deleted, EndpointList, Errors, PoolList, RecordList, RegionList, SteeredList, WriteErrors,
+    Written, ZoneList,
 };
 use crate::{
     audit, commit, invalid, json_body, not_found, precondition, read_target, tagged, Api,
     WriteReply,
 };
+
+/// `{zone}` in a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct ZonePath {
+    /// The zone, e.g. `example.com`.
+    zone: String,
+}
+
+/// `{zone}/…/{name}/{rtype}` in a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct NamePath {
+    /// The zone, e.g. `example.com`.
+    zone: String,
+    /// `@`, relative to the zone, or absolute with the final dot.
+    name: String,
+    /// The record type: A, AAAA, CNAME, MX, TXT, CAA, SRV, NS.
+    rtype: String,
+}
+
+/// `{pool}` in a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct PoolPath {
+    pool: String,
+}
+
+/// `{pool}/endpoints/{id}` in a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct EndpointPath {
+    pool: String,
+    /// The endpoint id.
+    id: String,
+}
+
+/// `{region}` in a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct RegionPath {
+    region: String,
+}
+
+/// The preconditions a write takes.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct Preconditions {
+    /// Apply only if the resource's ETag is one of these (or `*`).
+    #[param(rename = "If-Match")]
+    if_match: Option<String>,
+    /// `*`: create only, never replace.
+    #[param(rename = "If-None-Match")]
+    if_none_match: Option<String>,
+}
 
 /// The `GET` routes.
 pub fn read_routes() -> Router<Api> {
@@ -181,7 +243,7 @@ fn inner_list(api: &Api, parent: Target, key: &str) -> Result<Response, ClusterE
 }
 
 #[utoipa::path(get, path = "/v1/zones/{zone}", tag = "zones", summary = "One zone",
-    params(("zone" = String, Path, description = "The zone, e.g. `example.com`")),
+    params(ZonePath),
     responses((status = 200, body = ZoneDoc, headers(("ETag" = String))), Errors))]
 pub async fn get_zone(
     State(api): State<Api>,
@@ -196,7 +258,7 @@ pub async fn get_zone(
 }
 
 #[utoipa::path(get, path = "/v1/zones/{zone}/records", tag = "zones", summary = "A zone's static record sets",
-    params(("zone" = String, Path, description = "The zone, e.g. `example.com`")),
+    params(ZonePath),
     responses((status = 200, body = RecordList, headers(("ETag" = String))), Errors))]
 pub async fn list_records(
     State(api): State<Api>,
@@ -212,7 +274,7 @@ pub async fn list_records(
 }
 
 #[utoipa::path(get, path = "/v1/zones/{zone}/steered", tag = "zones", summary = "A zone's steered records",
-    params(("zone" = String, Path, description = "The zone, e.g. `example.com`")),
+    params(ZonePath),
     responses((status = 200, body = SteeredList, headers(("ETag" = String))), Errors))]
 pub async fn list_steered(
     State(api): State<Api>,
@@ -228,7 +290,7 @@ pub async fn list_steered(
 }
 
 #[utoipa::path(get, path = "/v1/zones/{zone}/records/{name}/{rtype}", tag = "zones", summary = "One static record set",
-    params(("zone" = String, Path, description = "The zone, e.g. `example.com`"), ("name" = String, Path, description = "`@`, relative to the zone, or absolute with the final dot"), ("rtype" = String, Path, description = "The record type: A, AAAA, CNAME, MX, TXT, CAA, SRV, NS")),
+    params(NamePath),
     responses((status = 200, body = RecordSetDoc, headers(("ETag" = String))), Errors))]
 pub async fn get_record(
     State(api): State<Api>,
@@ -238,7 +300,7 @@ pub async fn get_record(
 }
 
 #[utoipa::path(get, path = "/v1/zones/{zone}/steered/{name}/{rtype}", tag = "zones", summary = "One steered record",
-    params(("zone" = String, Path, description = "The zone, e.g. `example.com`"), ("name" = String, Path, description = "`@`, relative to the zone, or absolute with the final dot"), ("rtype" = String, Path, description = "The record type: A, AAAA, CNAME, MX, TXT, CAA, SRV, NS")),
+    params(NamePath),
     responses((status = 200, body = SteeredDoc, headers(("ETag" = String))), Errors))]
 pub async fn get_steered(
     State(api): State<Api>,
@@ -248,7 +310,7 @@ pub async fn get_steered(
 }
 
 #[utoipa::path(get, path = "/v1/pools/{pool}", tag = "pools", summary = "One pool",
-    params(("pool" = String, Path)),
+    params(PoolPath),
     responses((status = 200, body = PoolDoc, headers(("ETag" = String))), Errors))]
 pub async fn get_pool(
     State(api): State<Api>,
@@ -258,7 +320,7 @@ pub async fn get_pool(
 }
 
 #[utoipa::path(get, path = "/v1/pools/{pool}/endpoints", tag = "pools", summary = "A pool's endpoints",
-    params(("pool" = String, Path)),
+    params(PoolPath),
     responses((status = 200, body = EndpointList, headers(("ETag" = String))), Errors))]
 pub async fn list_endpoints(
     State(api): State<Api>,
@@ -268,7 +330,7 @@ pub async fn list_endpoints(
 }
 
 #[utoipa::path(get, path = "/v1/pools/{pool}/endpoints/{id}", tag = "pools", summary = "One endpoint",
-    params(("pool" = String, Path), ("id" = String, Path, description = "The endpoint id")),
+    params(EndpointPath),
     responses((status = 200, body = EndpointDoc, headers(("ETag" = String))), Errors))]
 pub async fn get_endpoint(
     State(api): State<Api>,
@@ -278,7 +340,7 @@ pub async fn get_endpoint(
 }
 
 #[utoipa::path(get, path = "/v1/pools/{pool}/check", tag = "pools", summary = "A pool's health check",
-    params(("pool" = String, Path)),
+    params(PoolPath),
     responses((status = 200, body = CheckDoc, headers(("ETag" = String))), Errors))]
 pub async fn get_check(
     State(api): State<Api>,
@@ -288,7 +350,7 @@ pub async fn get_check(
 }
 
 #[utoipa::path(get, path = "/v1/regions/{region}", tag = "regions", summary = "One probe region",
-    params(("region" = String, Path)),
+    params(RegionPath),
     responses((status = 200, body = RegionDoc, headers(("ETag" = String))), Errors))]
 pub async fn get_region(
     State(api): State<Api>,
@@ -593,8 +655,8 @@ macro_rules! write_handler {
 
 write_handler!(
     #[utoipa::path(put, path = "/v1/zones/{zone}", tag = "zones", summary = "Create or replace a zone with its records",
-        params(("zone" = String, Path, description = "The zone, e.g. `example.com`"), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
-        request_body(content = ZoneDoc, content_type = "application/json"), responses((status = 200, description = "Replaced", body = WriteReply), (status = 201, description = "Created", body = WriteReply), Errors, WriteErrors))]
+        params(ZonePath, Preconditions),
+        request_body(content = ZoneDoc, content_type = "application/json"), responses(Written, Errors, WriteErrors))]
     put_zone,
     String,
     |z| Target::Zone {
@@ -603,9 +665,14 @@ write_handler!(
     put
 );
 write_handler!(
-    #[utoipa::path(delete, path = "/v1/zones/{zone}", tag = "zones", summary = "Delete a zone",
-        params(("zone" = String, Path, description = "The zone, e.g. `example.com`"), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
-        responses((status = 200, description = "Deleted", body = WriteReply), Errors, WriteErrors))]
+    #[utoipa::path(
+        delete,
+        path = "/v1/zones/{zone}",
+        tag = "zones",
+        summary = "Delete a zone",
+        params(ZonePath, Preconditions),
+        responses(Deleted, Errors, WriteErrors)
+    )]
     delete_zone,
     String,
     |z| Target::Zone {
@@ -615,17 +682,22 @@ write_handler!(
 );
 write_handler!(
     #[utoipa::path(put, path = "/v1/zones/{zone}/records/{name}/{rtype}", tag = "zones", summary = "Create or replace a static record set",
-        params(("zone" = String, Path, description = "The zone, e.g. `example.com`"), ("name" = String, Path, description = "`@`, relative to the zone, or absolute with the final dot"), ("rtype" = String, Path, description = "The record type: A, AAAA, CNAME, MX, TXT, CAA, SRV, NS"), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
-        request_body(content = RecordSetDoc, content_type = "application/json"), responses((status = 200, description = "Replaced", body = WriteReply), (status = 201, description = "Created", body = WriteReply), Errors, WriteErrors))]
+        params(NamePath, Preconditions),
+        request_body(content = RecordSetDoc, content_type = "application/json"), responses(Written, Errors, WriteErrors))]
     put_record,
     (String, String, String),
     |p| record_target(&p.0, &p.1, &p.2)?,
     put
 );
 write_handler!(
-    #[utoipa::path(delete, path = "/v1/zones/{zone}/records/{name}/{rtype}", tag = "zones", summary = "Delete a static record set",
-        params(("zone" = String, Path, description = "The zone, e.g. `example.com`"), ("name" = String, Path, description = "`@`, relative to the zone, or absolute with the final dot"), ("rtype" = String, Path, description = "The record type: A, AAAA, CNAME, MX, TXT, CAA, SRV, NS"), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
-        responses((status = 200, description = "Deleted", body = WriteReply), Errors, WriteErrors))]
+    #[utoipa::path(
+        delete,
+        path = "/v1/zones/{zone}/records/{name}/{rtype}",
+        tag = "zones",
+        summary = "Delete a static record set",
+        params(NamePath, Preconditions),
+        responses(Deleted, Errors, WriteErrors)
+    )]
     delete_record,
     (String, String, String),
     |p| record_target(&p.0, &p.1, &p.2)?,
@@ -633,17 +705,22 @@ write_handler!(
 );
 write_handler!(
     #[utoipa::path(put, path = "/v1/zones/{zone}/steered/{name}/{rtype}", tag = "zones", summary = "Create or replace a steered record",
-        params(("zone" = String, Path, description = "The zone, e.g. `example.com`"), ("name" = String, Path, description = "`@`, relative to the zone, or absolute with the final dot"), ("rtype" = String, Path, description = "The record type: A, AAAA, CNAME, MX, TXT, CAA, SRV, NS"), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
-        request_body(content = SteeredDoc, content_type = "application/json"), responses((status = 200, description = "Replaced", body = WriteReply), (status = 201, description = "Created", body = WriteReply), Errors, WriteErrors))]
+        params(NamePath, Preconditions),
+        request_body(content = SteeredDoc, content_type = "application/json"), responses(Written, Errors, WriteErrors))]
     put_steered,
     (String, String, String),
     |p| steered_target(&p.0, &p.1, &p.2)?,
     put
 );
 write_handler!(
-    #[utoipa::path(delete, path = "/v1/zones/{zone}/steered/{name}/{rtype}", tag = "zones", summary = "Delete a steered record",
-        params(("zone" = String, Path, description = "The zone, e.g. `example.com`"), ("name" = String, Path, description = "`@`, relative to the zone, or absolute with the final dot"), ("rtype" = String, Path, description = "The record type: A, AAAA, CNAME, MX, TXT, CAA, SRV, NS"), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
-        responses((status = 200, description = "Deleted", body = WriteReply), Errors, WriteErrors))]
+    #[utoipa::path(
+        delete,
+        path = "/v1/zones/{zone}/steered/{name}/{rtype}",
+        tag = "zones",
+        summary = "Delete a steered record",
+        params(NamePath, Preconditions),
+        responses(Deleted, Errors, WriteErrors)
+    )]
     delete_steered,
     (String, String, String),
     |p| steered_target(&p.0, &p.1, &p.2)?,
@@ -651,17 +728,22 @@ write_handler!(
 );
 write_handler!(
     #[utoipa::path(put, path = "/v1/pools/{pool}", tag = "pools", summary = "Create or replace a pool",
-        params(("pool" = String, Path), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
-        request_body(content = PoolDoc, content_type = "application/json"), responses((status = 200, description = "Replaced", body = WriteReply), (status = 201, description = "Created", body = WriteReply), Errors, WriteErrors))]
+        params(PoolPath, Preconditions),
+        request_body(content = PoolDoc, content_type = "application/json"), responses(Written, Errors, WriteErrors))]
     put_pool,
     String,
     |pool| Target::Pool { pool },
     put
 );
 write_handler!(
-    #[utoipa::path(delete, path = "/v1/pools/{pool}", tag = "pools", summary = "Delete a pool no record uses",
-        params(("pool" = String, Path), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
-        responses((status = 200, description = "Deleted", body = WriteReply), Errors, WriteErrors))]
+    #[utoipa::path(
+        delete,
+        path = "/v1/pools/{pool}",
+        tag = "pools",
+        summary = "Delete a pool no record uses",
+        params(PoolPath, Preconditions),
+        responses(Deleted, Errors, WriteErrors)
+    )]
     delete_pool,
     String,
     |pool| Target::Pool { pool },
@@ -669,17 +751,22 @@ write_handler!(
 );
 write_handler!(
     #[utoipa::path(put, path = "/v1/pools/{pool}/endpoints/{id}", tag = "pools", summary = "Create or replace one endpoint",
-        params(("pool" = String, Path), ("id" = String, Path, description = "The endpoint id"), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
-        request_body(content = EndpointDoc, content_type = "application/json"), responses((status = 200, description = "Replaced", body = WriteReply), (status = 201, description = "Created", body = WriteReply), Errors, WriteErrors))]
+        params(EndpointPath, Preconditions),
+        request_body(content = EndpointDoc, content_type = "application/json"), responses(Written, Errors, WriteErrors))]
     put_endpoint,
     (String, String),
     |p| Target::Endpoint { pool: p.0, id: p.1 },
     put
 );
 write_handler!(
-    #[utoipa::path(delete, path = "/v1/pools/{pool}/endpoints/{id}", tag = "pools", summary = "Delete one endpoint",
-        params(("pool" = String, Path), ("id" = String, Path, description = "The endpoint id"), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
-        responses((status = 200, description = "Deleted", body = WriteReply), Errors, WriteErrors))]
+    #[utoipa::path(
+        delete,
+        path = "/v1/pools/{pool}/endpoints/{id}",
+        tag = "pools",
+        summary = "Delete one endpoint",
+        params(EndpointPath, Preconditions),
+        responses(Deleted, Errors, WriteErrors)
+    )]
     delete_endpoint,
     (String, String),
     |p| Target::Endpoint { pool: p.0, id: p.1 },
@@ -687,17 +774,22 @@ write_handler!(
 );
 write_handler!(
     #[utoipa::path(put, path = "/v1/pools/{pool}/check", tag = "pools", summary = "Set a pool's health check",
-        params(("pool" = String, Path), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
-        request_body(content = CheckDoc, content_type = "application/json"), responses((status = 200, description = "Replaced", body = WriteReply), (status = 201, description = "Created", body = WriteReply), Errors, WriteErrors))]
+        params(PoolPath, Preconditions),
+        request_body(content = CheckDoc, content_type = "application/json"), responses(Written, Errors, WriteErrors))]
     put_check,
     String,
     |pool| Target::Check { pool },
     put
 );
 write_handler!(
-    #[utoipa::path(delete, path = "/v1/pools/{pool}/check", tag = "pools", summary = "Remove a pool's health check",
-        params(("pool" = String, Path), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
-        responses((status = 200, description = "Deleted", body = WriteReply), Errors, WriteErrors))]
+    #[utoipa::path(
+        delete,
+        path = "/v1/pools/{pool}/check",
+        tag = "pools",
+        summary = "Remove a pool's health check",
+        params(PoolPath, Preconditions),
+        responses(Deleted, Errors, WriteErrors)
+    )]
     delete_check,
     String,
     |pool| Target::Check { pool },
@@ -705,17 +797,22 @@ write_handler!(
 );
 write_handler!(
     #[utoipa::path(put, path = "/v1/regions/{region}", tag = "regions", summary = "Create or replace a probe region",
-        params(("region" = String, Path), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
-        request_body(content = RegionDoc, content_type = "application/json"), responses((status = 200, description = "Replaced", body = WriteReply), (status = 201, description = "Created", body = WriteReply), Errors, WriteErrors))]
+        params(RegionPath, Preconditions),
+        request_body(content = RegionDoc, content_type = "application/json"), responses(Written, Errors, WriteErrors))]
     put_region,
     String,
     |region| Target::Region { region },
     put
 );
 write_handler!(
-    #[utoipa::path(delete, path = "/v1/regions/{region}", tag = "regions", summary = "Delete a probe region nothing uses",
-        params(("region" = String, Path), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
-        responses((status = 200, description = "Deleted", body = WriteReply), Errors, WriteErrors))]
+    #[utoipa::path(
+        delete,
+        path = "/v1/regions/{region}",
+        tag = "regions",
+        summary = "Delete a probe region nothing uses",
+        params(RegionPath, Preconditions),
+        responses(Deleted, Errors, WriteErrors)
+    )]
     delete_region,
     String,
     |region| Target::Region { region },
@@ -777,7 +874,7 @@ fn endpoint_patch(value: Value) -> Result<EndpointPatch, ClusterError> {
 
 #[utoipa::path(patch, path = "/v1/pools/{pool}/endpoints/{id}", tag = "pools",
     summary = "Set an endpoint's weight, priority or admin state",
-    params(("pool" = String, Path), ("id" = String, Path, description = "The endpoint id"), ("If-Match" = Option<String>, Header, description = "Apply only if the resource's ETag is one of these (or `*`)"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
+    params(EndpointPath, Preconditions),
     request_body(content = EndpointPatch, content_type = "application/json"),
     responses((status = 200, body = WriteReply), Errors, WriteErrors))]
 pub async fn patch_endpoint(

@@ -371,48 +371,28 @@ pub fn apply_to_spec(spec: &mut ZoneSpec, target: &Target, op: &Op) -> Result<()
             spec.zones.remove(i);
         }
         (Target::RecordSet { zone, name, rtype }, op) => {
-            let i = zone_index(spec, &zone.clone())
+            let i = zone_index(spec, zone)
                 .ok_or_else(|| Refusal::not_found(&Target::Zone { zone: zone.clone() }))?;
-            let list = &mut spec.zones[i].records;
-            let at = list
-                .iter()
-                .position(|r| r.rtype == *rtype && r.name.key() == name.key());
-            match (op, at) {
-                (Op::Put(Resource::RecordSet(r)), _)
-                    if r.rtype != *rtype || r.name.key() != name.key() =>
-                {
-                    return Err(mismatch())
-                }
-                (Op::Put(Resource::RecordSet(r)), Some(at)) => list[at] = r.clone(),
-                (Op::Put(Resource::RecordSet(r)), None) => list.push(r.clone()),
-                (Op::Delete, Some(at)) => {
-                    list.remove(at);
-                }
-                (Op::Delete, None) => return Err(missing()),
+            let new = match op {
+                Op::Put(Resource::RecordSet(r)) => Some(r),
+                Op::Delete => None,
                 _ => return Err(mismatch()),
-            }
+            };
+            put_or_delete(&mut spec.zones[i].records, new, target, |r| {
+                r.rtype == *rtype && r.name.key() == name.key()
+            })?;
         }
         (Target::Steered { zone, name, rtype }, op) => {
-            let i = zone_index(spec, &zone.clone())
+            let i = zone_index(spec, zone)
                 .ok_or_else(|| Refusal::not_found(&Target::Zone { zone: zone.clone() }))?;
-            let list = &mut spec.zones[i].steered;
-            let at = list
-                .iter()
-                .position(|r| r.rtype == *rtype && r.name.key() == name.key());
-            match (op, at) {
-                (Op::Put(Resource::Steered(r)), _)
-                    if r.rtype != *rtype || r.name.key() != name.key() =>
-                {
-                    return Err(mismatch())
-                }
-                (Op::Put(Resource::Steered(r)), Some(at)) => list[at] = r.clone(),
-                (Op::Put(Resource::Steered(r)), None) => list.push(r.clone()),
-                (Op::Delete, Some(at)) => {
-                    list.remove(at);
-                }
-                (Op::Delete, None) => return Err(missing()),
+            let new = match op {
+                Op::Put(Resource::Steered(r)) => Some(r),
+                Op::Delete => None,
                 _ => return Err(mismatch()),
-            }
+            };
+            put_or_delete(&mut spec.zones[i].steered, new, target, |r| {
+                r.rtype == *rtype && r.name.key() == name.key()
+            })?;
         }
         (Target::Pool { pool }, Op::Put(Resource::Pool(p))) => {
             if p.name != *pool {
@@ -423,25 +403,20 @@ pub fn apply_to_spec(spec: &mut ZoneSpec, target: &Target, op: &Op) -> Result<()
         (Target::Pool { pool }, Op::Delete) => {
             spec.pools.remove(pool).ok_or_else(missing)?;
         }
+        (Target::Endpoint { .. }, Op::PatchEndpoint { .. }) => {
+            patch_endpoint(spec, target, op)?;
+        }
         (Target::Endpoint { pool, id }, op) => {
             let p = spec
                 .pools
                 .get_mut(pool)
                 .ok_or_else(|| Refusal::not_found(&Target::Pool { pool: pool.clone() }))?;
-            let at = p.endpoints.iter().position(|e| e.id == *id);
-            match (op, at) {
-                (Op::Put(Resource::Endpoint(e)), _) if e.id != *id => return Err(mismatch()),
-                (Op::Put(Resource::Endpoint(e)), Some(at)) => p.endpoints[at] = (**e).clone(),
-                (Op::Put(Resource::Endpoint(e)), None) => p.endpoints.push((**e).clone()),
-                (Op::Delete, Some(at)) => {
-                    p.endpoints.remove(at);
-                }
-                (Op::PatchEndpoint { .. }, Some(_)) => {
-                    patch_endpoint(spec, target, op)?;
-                }
-                (Op::Delete | Op::PatchEndpoint { .. }, None) => return Err(missing()),
+            let new = match op {
+                Op::Put(Resource::Endpoint(e)) => Some(&**e),
+                Op::Delete => None,
                 _ => return Err(mismatch()),
-            }
+            };
+            put_or_delete(&mut p.endpoints, new, target, |e| e.id == *id)?;
         }
         (Target::Check { pool }, op) => {
             let p = spec
@@ -478,6 +453,32 @@ pub fn apply_to_spec(spec: &mut ZoneSpec, target: &Target, op: &Op) -> Result<()
 }
 
 /// Applies a token change.
+/// Puts `new` in place of the item `is` finds (or at the end), or, with
+/// no `new`, deletes that item; `new` must be what `is` finds.
+fn put_or_delete<T: Clone>(
+    list: &mut Vec<T>,
+    new: Option<&T>,
+    target: &Target,
+    is: impl Fn(&T) -> bool,
+) -> Result<(), Refusal> {
+    let at = list.iter().position(&is);
+    match (new, at) {
+        (Some(n), _) if !is(n) => {
+            return Err(Refusal::new(
+                RefusalKind::Invalid,
+                format!("the resource given does not fit the {target}"),
+            ))
+        }
+        (Some(n), Some(at)) => list[at] = n.clone(),
+        (Some(n), None) => list.push(n.clone()),
+        (None, Some(at)) => {
+            list.remove(at);
+        }
+        (None, None) => return Err(Refusal::not_found(target)),
+    }
+    Ok(())
+}
+
 /// Applies an endpoint patch in place; whether it changed anything. A
 /// patch sets only fields no rule constrains beyond their type (weight,
 /// priority, admin state), so the spec needs no check after it.

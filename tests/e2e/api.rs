@@ -154,6 +154,17 @@ fn version(addr: &str, token: &str) -> u64 {
         .expect("a version")
 }
 
+/// Waits until every node has applied state version `at`.
+fn wait_version(c: &Cluster, token: &str, at: u64) {
+    for id in 1..=3 {
+        let deadline = Instant::now() + BOUND;
+        while version(&c.node(id).api, token) < at {
+            assert!(Instant::now() < deadline, "node {id} never reached {at}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 #[test]
 fn every_resource_through_the_api_reaches_every_node() {
     let c = Cluster::start_with(3, Tls::Off, SEED, "", &[]);
@@ -335,13 +346,7 @@ fn every_resource_through_the_api_reaches_every_node() {
     );
     ok(&r, "patch b");
     let at = r.json()["version"].as_u64().expect("version");
-    for id in 1..=3 {
-        let deadline = Instant::now() + BOUND;
-        while version(&c.node(id).api, t) < at {
-            assert!(Instant::now() < deadline, "node {id} never reached {at}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    wait_version(&c, t, at);
     let dns = c.node(leader).dns();
     let mut a = 0u32;
     let mut answered = 0u32;
@@ -370,12 +375,8 @@ fn every_resource_through_the_api_reaches_every_node() {
     );
     ok(&r, "drain a");
     let at = r.json()["version"].as_u64().expect("version");
+    wait_version(&c, t, at);
     for id in 1..=3 {
-        let deadline = Instant::now() + BOUND;
-        while version(&c.node(id).api, t) < at {
-            assert!(Instant::now() < deadline, "node {id} never reached {at}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
         for i in 0..200u16 {
             let got = answer_a(c.node(id).dns(), "www.glb.example.com", i);
             assert_eq!(
