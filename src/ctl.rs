@@ -314,11 +314,7 @@ async fn command(c: &Client, output: Output, cmd: CtlCommand) -> Result<(), Fail
             if output != Output::Table {
                 return print(output, &v);
             }
-            // record data is anyone's with a write token: no terminal
-            // escapes reach the operator's screen
-            for line in v["text"].as_str().unwrap_or_default().lines() {
-                out!("{}", printable(line));
-            }
+            print_explanation(&v);
             Ok(())
         }
         CtlCommand::Cluster => {
@@ -634,6 +630,59 @@ fn print(output: Output, v: &Value) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `explain`'s answer, each value on its own line: record data is
+/// anyone's with a write token, so none of it may break a line or carry
+/// terminal escapes.
+fn print_explanation(v: &Value) {
+    let text = |k: &Value| printable(k.as_str().unwrap_or_default());
+    out!(
+        "{} {} for {}",
+        text(&v["name"]),
+        text(&v["type"]),
+        v["client"]
+            .as_str()
+            .map_or("no client".to_string(), |c| format!(
+                "client {}",
+                printable(c)
+            ))
+    );
+    out!(
+        "location: {}",
+        v["location"].as_str().map_or(
+            "unknown (no GeoIP database, or no client)".to_string(),
+            printable
+        )
+    );
+    match v["steering"].as_object() {
+        Some(st) => {
+            out!(
+                "candidates: {}",
+                printable(&strings(&st["candidates"]).join(", "))
+            );
+            for (i, step) in st["steps"].as_array().into_iter().flatten().enumerate() {
+                let kept = strings(&step["kept"]);
+                let kept = if kept.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    printable(&kept.join(", "))
+                };
+                out!("{:>3}. {:<17} -> {kept}", i + 1, text(&step["step"]));
+                for n in strings(&step["notes"]) {
+                    out!("{:>24}{}", "", printable(n));
+                }
+            }
+        }
+        None => out!("not a steered name: static data"),
+    }
+    out!("rcode: {}", text(&v["rcode"]));
+    for a in strings(&v["answers"]) {
+        out!("answer: {}", printable(a));
+    }
+    if let Some(scope) = v["scope"].as_u64() {
+        out!("ECS scope: /{scope}");
+    }
+}
+
 /// The strings of a JSON list (none if it is not one).
 fn strings(v: &Value) -> Vec<&str> {
     v.as_array()
@@ -643,10 +692,12 @@ fn strings(v: &Value) -> Vec<&str> {
         .collect()
 }
 
-/// Text from the server, without terminal escapes or line breaks.
+/// Text from the server, without terminal escapes, line breaks or
+/// bidirectional overrides (which reorder what the terminal shows).
 fn printable(s: &str) -> String {
+    use meridian_config::zone::rules::unprintable;
     s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| if unprintable(c) { '?' } else { c })
         .collect()
 }
 
@@ -682,6 +733,11 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00:00");
         assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
         assert_eq!(utc(1_796_023_706_093), "2026-11-30 07:28:26");
+    }
+
+    #[test]
+    fn server_text_cannot_move_the_terminal() {
+        assert_eq!(printable("a\r\nb\u{1b}[2J\u{202E}c"), "a??b?[2J?c");
     }
 
     #[test]

@@ -389,12 +389,7 @@ async fn start(
             let api_addr = api.local_addr().map_err(Failure::runtime)?;
             let probes = ProbeService::new(cluster.clone());
             let rest = meridian_api::routes(
-                meridian_api::Api {
-                    node: cluster.clone(),
-                    dns: handle.clone(),
-                    geo,
-                    max_spec_bytes: c.api.max_apply_bytes,
-                },
+                meridian_api::Api::new(cluster.clone(), handle.clone(), geo, c.api.max_apply_bytes),
                 &meridian_api::ApiLimits {
                     max_body_bytes: c.api.max_body_bytes,
                     max_apply_bytes: c.api.max_apply_bytes,
@@ -571,6 +566,7 @@ fn reload_change(cluster: &ClusterNode, spec: ZoneSpec) -> Command {
             via: Some(format!("node {}", cluster.id())),
         },
         at_ms: 0,
+        allow_empty: false,
     }))
 }
 

@@ -14,13 +14,15 @@ use axum::{Extension, Json, Router};
 use meridian_config::zone::export;
 use meridian_config::ZoneSpec;
 use meridian_consensus::auth::Principal;
-use meridian_consensus::resources::{check_precondition, etag, Change, Op, Resource, Target};
+use meridian_consensus::resources::{check_tag, etag, Change, Op, Resource, Target};
 use meridian_consensus::ClusterError;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::openapi::{Errors, WriteErrors};
-use crate::{audit, commit, content_type, precondition, tagged, unsupported, Api};
+use crate::{
+    audit, blocking, commit, content_type, exported, json_bytes, precondition, unsupported, Api,
+};
 use meridian_config::zone::export::SpecDoc;
 
 pub fn read_routes() -> Router<Api> {
@@ -33,8 +35,9 @@ pub fn write_routes() -> Router<Api> {
 
 #[utoipa::path(get, path = "/v1/spec", tag = "spec", summary = "The whole spec, in the zone file's schema",
     responses((status = 200, body = SpecDoc, headers(("ETag" = String))), Errors))]
-pub async fn get_spec(State(api): State<Api>) -> Response {
-    tagged(export::export(&api.node.state().spec))
+pub async fn get_spec(State(api): State<Api>) -> Result<Response, ClusterError> {
+    let e = exported(&api).await?;
+    Ok(json_bytes(e.bytes, &e.etag))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -157,7 +160,7 @@ pub async fn apply(
     query: Result<Query<ApplyQuery>, axum::extract::rejection::QueryRejection>,
     body: Bytes,
 ) -> Result<Response, ClusterError> {
-    let Query(query) = query.map_err(|e| crate::invalid(Some("dry_run"), e.body_text()))?;
+    let Query(query) = query.map_err(|e| crate::invalid(None, e.body_text()))?;
     let ct = content_type(&headers);
     if !SPEC_TYPES.contains(&ct.as_str()) {
         return Err(unsupported(&ct, "application/yaml or application/json"));
@@ -184,38 +187,26 @@ pub async fn apply(
         precondition: pre,
         audit: audit(&principal, format!("{method} {}", uri.path())),
         at_ms: 0,
+        allow_empty: query.allow_empty,
     };
-    let diff = diff(&state.spec, &spec);
+    // the diff and the new tag walk both specs: off the async threads
+    let (old, new) = (state.clone(), spec);
+    let (diff, new_tag) =
+        blocking(move || Ok((diff(&old.spec, &new), etag(&export::export(&new))))).await?;
     if query.dry_run {
-        let current = Some(export::export(&state.spec));
-        check_precondition(current.as_ref(), &change.precondition)
-            .map_err(ClusterError::Refused)?;
-        // this node's whole check: the rules, its address policy, and
-        // that DNS can index the spec
+        let current = exported(&api).await?;
+        check_tag(Some(&current.etag), &change.precondition).map_err(ClusterError::Refused)?;
+        // this node's whole check: the rules, its address policy, that DNS
+        // can index the spec, its size, and that it leaves zones
         let (node, c) = (api.node.clone(), change.clone());
-        tokio::task::spawn_blocking(move || node.check_change(&c))
-            .await
-            .map_err(|e| ClusterError::Failed(format!("checking the spec: {e}")))??;
+        blocking(move || node.check_change(&c)).await?;
         let reply = ApplyReply {
             dry_run: true,
             version: state.version,
-            etag: etag(&export::export(&spec)),
+            etag: new_tag,
             diff,
         };
         return Ok(Json(reply).into_response());
-    }
-    if spec.zones.is_empty() && !state.spec.zones.is_empty() && !query.allow_empty {
-        return Err(ClusterError::Refused(
-            meridian_consensus::resources::Refusal {
-                kind: meridian_consensus::resources::RefusalKind::Conflict,
-                message: format!(
-                    "this spec has no zones: it would take all {} zones out of DNS; \
-                 pass allow_empty=true if that is meant",
-                    state.spec.zones.len()
-                ),
-                field: Some("zones".into()),
-            },
-        ));
     }
     let resp = commit(&api, change).await?;
     let status = resp.status();

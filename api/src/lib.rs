@@ -87,25 +87,115 @@ pub struct Api {
     /// The largest spec, in bytes of its JSON form, a resource write may
     /// leave: what `POST /v1/apply` takes, so a read can be written back.
     pub max_spec_bytes: usize,
+    /// The spec in the file's schema, exported once per state version.
+    pub exports: Arc<tokio::sync::Mutex<Option<Exported>>>,
+}
+
+impl Api {
+    pub fn new(
+        node: ClusterNode,
+        dns: SnapshotHandle,
+        geo: GeoHandle,
+        max_spec_bytes: usize,
+    ) -> Api {
+        Api {
+            node,
+            dns,
+            geo,
+            max_spec_bytes,
+            exports: Default::default(),
+        }
+    }
+}
+
+/// The whole spec exported, as of one state version: reads of the spec,
+/// of a list or of a zone take from it instead of exporting again (a spec
+/// of megabytes takes a while, and readers may be many).
+#[derive(Clone)]
+pub struct Exported {
+    version: u64,
+    pub(crate) value: Arc<serde_json::Value>,
+    pub(crate) bytes: Bytes,
+    pub(crate) etag: String,
+}
+
+/// The current spec, exported (once per version, off the async threads).
+pub(crate) async fn exported(api: &Api) -> Result<Exported, ClusterError> {
+    let mut cached = api.exports.lock().await;
+    let state = api.node.state();
+    if let Some(e) = cached.as_ref().filter(|e| e.version == state.version) {
+        return Ok(e.clone());
+    }
+    let version = state.version;
+    let fresh = blocking(move || {
+        let value = meridian_config::zone::export::export(&state.spec);
+        let bytes = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+        Ok(Exported {
+            version,
+            etag: etag(&value),
+            value: Arc::new(value),
+            bytes,
+        })
+    })
+    .await?;
+    *cached = Some(fresh.clone());
+    Ok(fresh)
+}
+
+/// Runs `f` on the blocking threads: work proportional to the spec.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ClusterError> + Send + 'static,
+) -> Result<T, ClusterError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ClusterError::Failed(format!("a blocking task failed: {e}")))?
+}
+
+/// A JSON value built by `f` (off the async threads), with its `ETag`.
+pub(crate) async fn tagged_with(
+    f: impl FnOnce() -> Result<serde_json::Value, ClusterError> + Send + 'static,
+) -> Result<Response, ClusterError> {
+    let (bytes, tag) = blocking(move || {
+        let v = f()?;
+        Ok((serde_json::to_vec(&v).unwrap_or_default(), etag(&v)))
+    })
+    .await?;
+    Ok(json_bytes(Bytes::from(bytes), &tag))
+}
+
+/// JSON bytes with their `ETag`.
+pub(crate) fn json_bytes(bytes: Bytes, tag: &str) -> Response {
+    let mut resp = (
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        bytes,
+    )
+        .into_response();
+    if let Ok(t) = HeaderValue::from_str(tag) {
+        resp.headers_mut().insert(ETAG, t);
+    }
+    resp
 }
 
 /// The `/v1` routes, each behind its scope, within `limits`.
 ///
 /// Inside each scope's guard (so a stranger's body is never read), a
-/// request is admitted in order: its body is read whole within
-/// [`BODY_TIMEOUT`] and its route's limit; then it takes one of the
-/// `max_in_flight` slots, or gets 503 at once; then a change of the spec's
-/// structure (a PUT, a DELETE, an apply) waits for the node's one
-/// structural slot, since it validates the whole spec. A slow body holds
-/// a connection, never a slot.
+/// request is admitted in order: its body's size is reserved from the
+/// node's body budget ([`BODY_BUDGET_KIB`]) or it gets 503; its body is
+/// read whole within [`BODY_TIMEOUT`] and its route's limit; a change of
+/// the spec's structure (a PUT, a DELETE, an apply) waits for the node's
+/// one structural turn, since it validates the whole spec; then it takes
+/// one of the `max_in_flight` slots, or gets 503 at once. A slow body
+/// holds a connection and its reserved bytes, never a slot.
 pub fn routes(api: Api, limits: &ApiLimits) -> Router {
     let creds = api.node.credentials().clone();
     let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1)));
     let structure = Arc::new(tokio::sync::Semaphore::new(1));
+    let budget = Arc::new(tokio::sync::Semaphore::new(BODY_BUDGET_KIB));
     let gate = |limit: usize| Gate {
         limit,
         in_flight: in_flight.clone(),
         structure: structure.clone(),
+        budget: budget.clone(),
     };
     let read = resources::read_routes()
         .merge(views::routes())
@@ -147,6 +237,11 @@ pub fn routes(api: Api, limits: &ApiLimits) -> Router {
 /// How long a request's body may take to arrive.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The request bodies a node holds at once, all requests together, in
+/// KiB (64 MiB): a body's size (its `Content-Length`, else its route's
+/// limit) is reserved before it is read, or the request gets 503.
+const BODY_BUDGET_KIB: usize = 64 * 1024;
+
 /// What [`admit`] bounds a route by.
 #[derive(Clone)]
 struct Gate {
@@ -154,10 +249,25 @@ struct Gate {
     limit: usize,
     in_flight: Arc<tokio::sync::Semaphore>,
     structure: Arc<tokio::sync::Semaphore>,
+    /// See [`BODY_BUDGET_KIB`].
+    budget: Arc<tokio::sync::Semaphore>,
 }
 
 async fn admit(State(gate): State<Gate>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let size = declared.unwrap_or(gate.limit).min(gate.limit);
+    let kib = u32::try_from(size.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let Ok(_reserved) = gate.budget.clone().try_acquire_many_owned(kib) else {
+        return ClusterError::Unavailable(
+            "too many request bytes in flight on this node; retry shortly".into(),
+        )
+        .into_response();
+    };
     let bytes =
         match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, gate.limit.max(1)))
             .await
@@ -178,14 +288,10 @@ async fn admit(State(gate): State<Gate>, req: Request, next: Next) -> Response {
                 .into_response()
             }
         };
-    let Ok(_slot) = gate.in_flight.try_acquire_owned() else {
-        return ClusterError::Unavailable(
-            "too many API requests in flight on this node; retry shortly".into(),
-        )
-        .into_response();
-    };
+    // a change of the spec's structure waits its turn first, holding no
+    // slot while it waits; tokens are no structure
     let structural = matches!(parts.method, Method::PUT | Method::DELETE | Method::POST)
-        && parts.uri.path() != "/v1/tokens";
+        && !parts.uri.path().starts_with("/v1/tokens");
     let _turn = if structural {
         match gate.structure.clone().acquire_owned().await {
             Ok(p) => Some(p),
@@ -196,6 +302,12 @@ async fn admit(State(gate): State<Gate>, req: Request, next: Next) -> Response {
         }
     } else {
         None
+    };
+    let Ok(_slot) = gate.in_flight.try_acquire_owned() else {
+        return ClusterError::Unavailable(
+            "too many API requests in flight on this node; retry shortly".into(),
+        )
+        .into_response();
     };
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
         .await
@@ -307,13 +419,23 @@ pub(crate) async fn commit(api: &Api, mut change: Change) -> Result<Response, Cl
     change.audit.via = Some(format!("node {}", api.node.id()));
     let target = change.target.clone();
     let deleting = matches!(change.op, Op::Delete);
-    let created = read_target(&api.node.state(), &target).is_none() && !deleting;
+    let created = !deleting && !exists(&api.node.state(), &target);
     let written = api
         .node
         .write(meridian_consensus::Command::Api(Box::new(change)))
         .await?;
     let state = applied(&api.node, &written, &target, deleting).await;
-    let tag = read_target(&state, &target).map(|v| etag(&v));
+    let tag = match &target {
+        // the whole spec or a zone: from the export of this version
+        Target::Spec | Target::Zone { .. } if !deleting => {
+            let e = exported(api).await?;
+            match &target {
+                Target::Zone { zone } => zone_of(&e.value, zone).map(|v| etag(&v)),
+                _ => Some(e.etag),
+            }
+        }
+        _ => read_target(&state, &target).map(|v| etag(&v)),
+    };
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -353,6 +475,55 @@ async fn applied(
     match waited {
         Ok(Ok(s)) => s,
         _ => node.state(),
+    }
+}
+
+/// A zone's document in an exported spec.
+pub(crate) fn zone_of(
+    whole: &serde_json::Value,
+    zone: &meridian_config::DomainName,
+) -> Option<serde_json::Value> {
+    whole["zones"]
+        .as_object()?
+        .iter()
+        .find(|(k, _)| meridian_config::DomainName::parse(k).is_ok_and(|n| n.key() == zone.key()))
+        .map(|(_, v)| v.clone())
+}
+
+/// Whether `target` exists, from the typed state (no export).
+fn exists(state: &ReplicatedState, target: &Target) -> bool {
+    let spec = &state.spec;
+    let zone =
+        |z: &meridian_config::DomainName| spec.zones.iter().find(|x| x.name.key() == z.key());
+    match target {
+        Target::Spec => true,
+        Target::Zone { zone: z } => zone(z).is_some(),
+        Target::RecordSet {
+            zone: z,
+            name,
+            rtype,
+        } => zone(z).is_some_and(|z| {
+            z.records
+                .iter()
+                .any(|r| r.rtype == *rtype && r.name.key() == name.key())
+        }),
+        Target::Steered {
+            zone: z,
+            name,
+            rtype,
+        } => zone(z).is_some_and(|z| {
+            z.steered
+                .iter()
+                .any(|r| r.rtype == *rtype && r.name.key() == name.key())
+        }),
+        Target::Pool { pool } => spec.pools.contains_key(pool),
+        Target::Endpoint { pool, id } => spec
+            .pools
+            .get(pool)
+            .is_some_and(|p| p.endpoints.iter().any(|e| e.id == *id)),
+        Target::Check { pool } => spec.pools.get(pool).is_some_and(|p| p.check.is_some()),
+        Target::Region { region } => spec.regions.iter().any(|r| r.name == *region),
+        Target::Token { id } => state.tokens.contains_key(id),
     }
 }
 

@@ -39,8 +39,8 @@ use crate::openapi::{
     Written, ZoneList,
 };
 use crate::{
-    audit, commit, invalid, json_body, not_found, precondition, read_target, tagged, Api,
-    WriteReply,
+    audit, blocking, commit, exported, invalid, json_body, not_found, precondition, read_target,
+    tagged, tagged_with, zone_of, Api, WriteReply,
 };
 
 /// `{zone}` in a path.
@@ -206,39 +206,62 @@ fn steered_target(zone: &str, name: &str, rtype: &str) -> Result<Target, Cluster
 
 // --- reads ---
 
-fn found(api: &Api, target: &Target) -> Result<Response, ClusterError> {
-    read_target(&api.node.state(), target)
+async fn found(api: &Api, target: Target) -> Result<Response, ClusterError> {
+    let missing = || not_found(format!("no {target}"));
+    // a zone may be large: from the export of this version
+    if let Target::Zone { zone } = &target {
+        let e = exported(api).await?;
+        let zone = zone.clone();
+        let v = blocking(move || Ok(zone_of(&e.value, &zone))).await?;
+        return match v {
+            Some(v) => tagged_with(move || Ok(v)).await,
+            None => Err(missing()),
+        };
+    }
+    read_target(&api.node.state(), &target)
         .map(tagged)
-        .ok_or_else(|| not_found(format!("no {target}")))
+        .ok_or_else(missing)
 }
 
-fn section(api: &Api, key: &str) -> Response {
-    let spec = export(&api.node.state().spec);
-    tagged(json!({ key: spec[key] }))
+/// `{key: …}` of the exported spec (`zones`, `pools`, `regions`).
+async fn section(api: &Api, key: &'static str) -> Result<Response, ClusterError> {
+    let e = exported(api).await?;
+    tagged_with(move || Ok(json!({ key: e.value[key] }))).await
 }
 
 #[utoipa::path(get, path = "/v1/zones", tag = "zones", summary = "Every zone",
     responses((status = 200, body = ZoneList, headers(("ETag" = String))), Errors))]
-pub async fn list_zones(State(api): State<Api>) -> Response {
-    section(&api, "zones")
+pub async fn list_zones(State(api): State<Api>) -> Result<Response, ClusterError> {
+    section(&api, "zones").await
 }
 
 #[utoipa::path(get, path = "/v1/pools", tag = "pools", summary = "Every pool",
     responses((status = 200, body = PoolList, headers(("ETag" = String))), Errors))]
-pub async fn list_pools(State(api): State<Api>) -> Response {
-    section(&api, "pools")
+pub async fn list_pools(State(api): State<Api>) -> Result<Response, ClusterError> {
+    section(&api, "pools").await
 }
 
 #[utoipa::path(get, path = "/v1/regions", tag = "regions", summary = "Every probe region",
     responses((status = 200, body = RegionList, headers(("ETag" = String))), Errors))]
-pub async fn list_regions(State(api): State<Api>) -> Response {
-    section(&api, "regions")
+pub async fn list_regions(State(api): State<Api>) -> Result<Response, ClusterError> {
+    section(&api, "regions").await
 }
 
 /// A list inside a resource (`records` of a zone, `endpoints` of a pool).
-fn inner_list(api: &Api, parent: Target, key: &str) -> Result<Response, ClusterError> {
-    let v =
-        read_target(&api.node.state(), &parent).ok_or_else(|| not_found(format!("no {parent}")))?;
+async fn inner_list(
+    api: &Api,
+    parent: Target,
+    key: &'static str,
+) -> Result<Response, ClusterError> {
+    let missing = || not_found(format!("no {parent}"));
+    if let Target::Zone { zone } = &parent {
+        let e = exported(api).await?;
+        let zone = zone.clone();
+        let v = blocking(move || Ok(zone_of(&e.value, &zone))).await?;
+        let v = v.ok_or_else(missing)?;
+        return tagged_with(move || Ok(json!({ key: v[key] }))).await;
+    }
+    let v = read_target(&api.node.state(), &parent).ok_or_else(missing)?;
     Ok(tagged(json!({ key: v[key] })))
 }
 
@@ -251,10 +274,11 @@ pub async fn get_zone(
 ) -> Result<Response, ClusterError> {
     found(
         &api,
-        &Target::Zone {
+        Target::Zone {
             zone: zone_name(&zone)?,
         },
     )
+    .await
 }
 
 #[utoipa::path(get, path = "/v1/zones/{zone}/records", tag = "zones", summary = "A zone's static record sets",
@@ -271,6 +295,7 @@ pub async fn list_records(
         },
         "records",
     )
+    .await
 }
 
 #[utoipa::path(get, path = "/v1/zones/{zone}/steered", tag = "zones", summary = "A zone's steered records",
@@ -287,6 +312,7 @@ pub async fn list_steered(
         },
         "steered",
     )
+    .await
 }
 
 #[utoipa::path(get, path = "/v1/zones/{zone}/records/{name}/{rtype}", tag = "zones", summary = "One static record set",
@@ -296,7 +322,7 @@ pub async fn get_record(
     State(api): State<Api>,
     Path((zone, name, rtype)): Path<(String, String, String)>,
 ) -> Result<Response, ClusterError> {
-    found(&api, &record_target(&zone, &name, &rtype)?)
+    found(&api, record_target(&zone, &name, &rtype)?).await
 }
 
 #[utoipa::path(get, path = "/v1/zones/{zone}/steered/{name}/{rtype}", tag = "zones", summary = "One steered record",
@@ -306,7 +332,7 @@ pub async fn get_steered(
     State(api): State<Api>,
     Path((zone, name, rtype)): Path<(String, String, String)>,
 ) -> Result<Response, ClusterError> {
-    found(&api, &steered_target(&zone, &name, &rtype)?)
+    found(&api, steered_target(&zone, &name, &rtype)?).await
 }
 
 #[utoipa::path(get, path = "/v1/pools/{pool}", tag = "pools", summary = "One pool",
@@ -316,7 +342,7 @@ pub async fn get_pool(
     State(api): State<Api>,
     Path(pool): Path<String>,
 ) -> Result<Response, ClusterError> {
-    found(&api, &Target::Pool { pool })
+    found(&api, Target::Pool { pool }).await
 }
 
 #[utoipa::path(get, path = "/v1/pools/{pool}/endpoints", tag = "pools", summary = "A pool's endpoints",
@@ -326,7 +352,7 @@ pub async fn list_endpoints(
     State(api): State<Api>,
     Path(pool): Path<String>,
 ) -> Result<Response, ClusterError> {
-    inner_list(&api, Target::Pool { pool }, "endpoints")
+    inner_list(&api, Target::Pool { pool }, "endpoints").await
 }
 
 #[utoipa::path(get, path = "/v1/pools/{pool}/endpoints/{id}", tag = "pools", summary = "One endpoint",
@@ -336,7 +362,7 @@ pub async fn get_endpoint(
     State(api): State<Api>,
     Path((pool, id)): Path<(String, String)>,
 ) -> Result<Response, ClusterError> {
-    found(&api, &Target::Endpoint { pool, id })
+    found(&api, Target::Endpoint { pool, id }).await
 }
 
 #[utoipa::path(get, path = "/v1/pools/{pool}/check", tag = "pools", summary = "A pool's health check",
@@ -346,7 +372,7 @@ pub async fn get_check(
     State(api): State<Api>,
     Path(pool): Path<String>,
 ) -> Result<Response, ClusterError> {
-    found(&api, &Target::Check { pool })
+    found(&api, Target::Check { pool }).await
 }
 
 #[utoipa::path(get, path = "/v1/regions/{region}", tag = "regions", summary = "One probe region",
@@ -356,7 +382,7 @@ pub async fn get_region(
     State(api): State<Api>,
     Path(region): Path<String>,
 ) -> Result<Response, ClusterError> {
-    found(&api, &Target::Region { region })
+    found(&api, Target::Region { region }).await
 }
 
 // --- writes ---
@@ -384,6 +410,7 @@ impl Write {
             precondition: precondition(&self.headers)?,
             audit: audit(&self.principal, self.action),
             at_ms: 0,
+            allow_empty: false,
         };
         commit(&self.api, change).await
     }
@@ -492,7 +519,11 @@ fn splice_named(
                 .is_some_and(|n| n.key() == name.key())
     });
     match at {
-        Some(i) => list[i] = body,
+        // an existing record keeps its name as it is spelled
+        Some(i) => {
+            body["name"] = list[i]["name"].clone();
+            list[i] = body;
+        }
         None => list.push(body),
     }
     Ok(())

@@ -194,6 +194,7 @@ pub async fn create(
         precondition: Precondition::Absent,
         audit: audit(&principal, format!("{method} {}", uri.path())),
         at_ms: 0,
+        allow_empty: false,
     };
     crate::commit(&api, change).await?;
     let state = api.node.state();
@@ -239,6 +240,7 @@ pub async fn revoke(
         precondition: Precondition::None,
         audit: audit(&principal, format!("{method} {}", uri.path())),
         at_ms: 0,
+        allow_empty: false,
     };
     crate::commit(&api, change).await
 }

@@ -227,28 +227,68 @@ impl MarkedEventReceiver for Indexer {
 /// spec needs about ten levels, and every level costs the parsers stack.
 pub const MAX_DEPTH: usize = 64;
 
+/// How many nodes a document may stand for once its aliases are
+/// expanded, beyond its own: four times its own, plus a little. Anchors
+/// reused a few times pass; an alias bomb (a short text standing for
+/// millions of nodes) does not.
+fn expansion_limit(own: usize) -> usize {
+    own.saturating_mul(4).saturating_add(10_000)
+}
+
 /// Feeds the first document's events to `indexer`, one at a time (the
 /// parser's own `load` recurses once per level, so a short document of
 /// deep nesting would overflow the stack), refusing nesting deeper than
-/// [`MAX_DEPTH`].
+/// [`MAX_DEPTH`] and aliases that would expand the document past
+/// [`expansion_limit`].
 fn index_events<T: Iterator<Item = char>>(
     parser: &mut Parser<T>,
     indexer: &mut Indexer,
 ) -> Result<(), (Marker, String)> {
     let mut depth = 0usize;
+    // events read, and events they stand for with aliases expanded
+    let (mut own, mut expanded) = (0usize, 0usize);
+    // per anchor id, the expanded size of its node; open anchors with the
+    // depth they close at and the expanded count they started at
+    let mut sizes: HashMap<usize, usize> = HashMap::new();
+    let mut open: Vec<(usize, usize, usize)> = Vec::new();
     loop {
         let (ev, mark) = parser
             .next_token()
             .map_err(|e| (*e.marker(), e.info().to_string()))?;
-        match ev {
-            Event::SequenceStart(..) | Event::MappingStart(..) => {
+        own += 1;
+        expanded += 1;
+        match &ev {
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 depth += 1;
                 if depth > MAX_DEPTH {
                     return Err((mark, format!("nested deeper than {MAX_DEPTH} levels")));
                 }
+                if *anchor > 0 {
+                    open.push((*anchor, depth, expanded - 1));
+                }
             }
-            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some(&(anchor, at, from)) = open.last() {
+                    if at == depth {
+                        sizes.insert(anchor, expanded - from);
+                        open.pop();
+                    }
+                }
+                depth = depth.saturating_sub(1);
+            }
+            Event::Scalar(_, _, anchor, _) if *anchor > 0 => {
+                sizes.insert(*anchor, 1);
+            }
+            Event::Alias(anchor) => {
+                expanded = expanded.saturating_add(sizes.get(anchor).copied().unwrap_or(1));
+            }
             _ => {}
+        }
+        if expanded > expansion_limit(own) {
+            return Err((
+                mark,
+                "aliases expand the document to more than four times its size".into(),
+            ));
         }
         let last = matches!(ev, Event::DocumentEnd | Event::StreamEnd);
         indexer.on_event(ev, mark);
@@ -559,5 +599,19 @@ mod tests {
         assert!(Document::parse("flow.yaml", &flow).is_err());
         let ok = format!("a: {}1{}", "[".repeat(60), "]".repeat(60));
         assert!(Document::parse("ok.yaml", &ok).is_ok());
+    }
+
+    #[test]
+    fn alias_bombs_are_refused_and_reuse_passes() {
+        let items = vec!["1"; 10_000].join(",");
+        let aliases = vec!["*a"; 200].join(",");
+        let bomb = format!("x: &a [{items}]\ny: [{aliases}]\n");
+        let err = Document::parse("bomb.yaml", &bomb).err().expect("refused");
+        assert!(err.0[0].message.contains("aliases expand"), "{err}");
+        let laughs = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: [*d, *d, *d, *d, *d, *d, *d, *d, *d]\n";
+        assert!(Document::parse("laughs.yaml", laughs).is_err());
+        let reuse =
+            "check: &c {kind: tcp, port: 443}\np1: {check: *c}\np2: {check: *c}\np3: {check: *c}\n";
+        assert!(Document::parse("reuse.yaml", reuse).is_ok());
     }
 }

@@ -45,7 +45,7 @@ use crate::log_store::LogStore;
 use crate::network::{self, Contact, HttpNetwork};
 pub use crate::resources::Refusal;
 use crate::resources::{self, Change, Op, RefusalKind, Resource, Target};
-use crate::state::{ReplicatedState, StateMachine};
+use crate::state::{ReplicatedState, StateMachine, MAX_SPEC_TEXT};
 use crate::tls::{self, Tls};
 use crate::{Command, NodeId, Response, TypeConfig};
 
@@ -104,6 +104,10 @@ pub struct NodeOptions {
     /// The bounds of the API listener.
     pub limits: Limits,
 }
+
+/// Room kept below [`MAX_SPEC_TEXT`] for patches, which are not weighed
+/// (a weight or priority grows the spec by a few bytes at most).
+const PATCH_HEADROOM: usize = 256 * 1024;
 
 /// Why a node's log split from its leader's (see `LogStore::truncate`).
 type Diverged = Arc<std::sync::Mutex<Option<String>>>;
@@ -757,9 +761,11 @@ impl ClusterNode {
     /// whole spec check (address policy, that DNS can index it).
     pub fn check_change(&self, change: &Change) -> Result<(), ClusterError> {
         let state = self.state();
-        let current = resources::read(&state.spec, &state.tokens, &change.target);
-        resources::check_precondition(current.as_ref(), &change.precondition)
-            .map_err(ClusterError::Refused)?;
+        if change.precondition != resources::Precondition::None {
+            let current = resources::read(&state.spec, &state.tokens, &change.target);
+            resources::check_precondition(current.as_ref(), &change.precondition)
+                .map_err(ClusterError::Refused)?;
+        }
         // tokens touch no spec; a patch sets only unconstrained fields
         // (see `resources::patch_endpoint`): it needs the endpoint only
         match (&change.target, &change.op) {
@@ -786,6 +792,27 @@ impl ClusterNode {
             .map_err(ClusterError::Refused)?;
         if spec == state.spec {
             return Ok(());
+        }
+        if spec.zones.is_empty() && !state.spec.zones.is_empty() && !change.allow_empty {
+            return Err(ClusterError::Refused(Refusal {
+                kind: RefusalKind::Conflict,
+                message: format!(
+                    "this change leaves no zones: it would take all {} zones out of DNS; \
+                     apply with allow_empty=true if that is meant",
+                    state.spec.zones.len()
+                ),
+                field: Some("zones".into()),
+            }));
+        }
+        // what a spec may weigh, with room for patches (which are not
+        // weighed) to grow it: so the spec read can always be applied back
+        let size = serde_json::to_vec(&meridian_config::zone::export::export(&spec))
+            .map_or(usize::MAX, |v| v.len());
+        if size > MAX_SPEC_TEXT - PATCH_HEADROOM {
+            return Err(ClusterError::TooLarge(format!(
+                "the spec would be {size} bytes; a spec is at most {} bytes",
+                MAX_SPEC_TEXT - PATCH_HEADROOM
+            )));
         }
         let kind = match change.op {
             Op::Delete => RefusalKind::Conflict,
@@ -834,6 +861,13 @@ impl ClusterNode {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         // one spec in parts at a time: parts of two would take turns and
         // the state keeps only a few unfinished ones
+        if text.len() > MAX_SPEC_TEXT {
+            return Err(ClusterError::TooLarge(format!(
+                "the spec is {} bytes; a spec is at most {MAX_SPEC_TEXT} bytes",
+                text.len()
+            ))
+            .into());
+        }
         let _one = self.inner.spec_parts.lock().await;
         // unique across leaders: the term, this node, a counter
         let term = self.inner.raft.metrics().borrow().current_term;
@@ -1381,8 +1415,11 @@ async fn write_route(
     }
     let mut cmd = cmd;
     if let (Command::Api(change), true) = (&mut cmd, forwarded) {
+        // what the forwarder says it is, beside what the leader saw
         let at = peer.map_or_else(String::new, |p| format!(" at {}", p.addr.ip()));
-        change.audit.via = Some(format!("{principal}{at}"));
+        let said = change.audit.via.take().unwrap_or_else(|| "a node".into());
+        let said: String = said.chars().take(64).collect();
+        change.audit.via = Some(format!("{said}, forwarded by {principal}{at}"));
     }
     // observations come only through the probe API, which checks the
     // agent's regions and has the leader stamp the time
@@ -1418,6 +1455,7 @@ fn audited(cmd: Command, principal: &Principal, node_id: NodeId) -> Command {
             precondition: Default::default(),
             audit: audit(what),
             at_ms: 0,
+            allow_empty: false,
         }))
     };
     match cmd {

@@ -190,6 +190,10 @@ pub struct Change {
     /// epoch), for the audit log.
     #[serde(default)]
     pub at_ms: u64,
+    /// A spec without zones may replace one with zones (`/v1/apply
+    /// ?allow_empty=true`); otherwise that is refused as a mistake.
+    #[serde(default)]
+    pub allow_empty: bool,
 }
 
 /// One applied change, as the audit log keeps it.
@@ -324,17 +328,25 @@ pub fn check_precondition(
     current: Option<&serde_json::Value>,
     p: &Precondition,
 ) -> Result<(), Refusal> {
+    match p {
+        Precondition::None => Ok(()),
+        _ => check_tag(current.map(etag).as_deref(), p),
+    }
+}
+
+/// Checks `p` against the target's current entity tag (none: it does not
+/// exist).
+pub fn check_tag(current: Option<&str>, p: &Precondition) -> Result<(), Refusal> {
     let failed = |m: String| Err(Refusal::new(RefusalKind::Precondition, m));
     match (p, current) {
         (Precondition::None, _) => Ok(()),
         (Precondition::Absent, None) => Ok(()),
-        (Precondition::Absent, Some(v)) => {
-            failed(format!("If-None-Match: * but it exists (ETag {})", etag(v)))
+        (Precondition::Absent, Some(now)) => {
+            failed(format!("If-None-Match: * but it exists (ETag {now})"))
         }
         (Precondition::Match(_), None) => failed("If-Match but it does not exist".into()),
-        (Precondition::Match(tags), Some(v)) => {
-            let now = etag(v);
-            if tags.iter().any(|t| t == "*" || *t == now) {
+        (Precondition::Match(tags), Some(now)) => {
+            if tags.iter().any(|t| t == "*" || t == now) {
                 Ok(())
             } else {
                 failed(format!(
@@ -610,6 +622,7 @@ pools:
                 via: None,
             },
             at_ms: 7,
+            allow_empty: false,
         }))
     }
 

@@ -212,9 +212,11 @@ impl ReplicatedState {
     /// was applies without a new version or an audit entry, so a repeated
     /// `PUT` is idempotent.
     fn apply_change(&mut self, c: &Change) -> Response {
-        let current = resources::read(&self.spec, &self.tokens, &c.target);
-        if let Err(r) = resources::check_precondition(current.as_ref(), &c.precondition) {
-            return Response::Refused(r);
+        if c.precondition != resources::Precondition::None {
+            let current = resources::read(&self.spec, &self.tokens, &c.target);
+            if let Err(r) = resources::check_precondition(current.as_ref(), &c.precondition) {
+                return Response::Refused(r);
+            }
         }
         let before = self.version;
         if let Target::Token { .. } = c.target {
@@ -315,6 +317,32 @@ impl ReplicatedState {
             .iter_mut()
             .find(|e| e.id == endpoint)
             .ok_or_else(|| format!("pool {pool:?} has no endpoint {endpoint:?}"))
+    }
+}
+
+/// Whether applying `cmd` handles the whole spec (a copy, every rule):
+/// tens of milliseconds for a spec of megabytes.
+fn heavy(cmd: &Command) -> bool {
+    match cmd {
+        Command::ReplaceSpec(_) | Command::SeedSpec(_) | Command::SpecEnd { .. } => true,
+        Command::Api(c) => {
+            !matches!(c.op, Op::PatchEndpoint { .. }) && !matches!(c.target, Target::Token { .. })
+        }
+        _ => false,
+    }
+}
+
+/// Runs `f`; when `heavy` and on a multi-threaded runtime, tells the
+/// runtime first, so that the tasks queued on this thread (Raft's
+/// heartbeats among them) move to another instead of waiting.
+fn off_the_runtime<T>(heavy: bool, f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let multi =
+        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    if heavy && multi {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
     }
 }
 
@@ -494,7 +522,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.applied.last_applied = Some(entry.log_id);
             out.push(match entry.payload {
                 EntryPayload::Blank => Response::Nothing,
-                EntryPayload::Normal(cmd) => self.applied.state.apply(&cmd),
+                EntryPayload::Normal(cmd) => {
+                    let state = &mut self.applied.state;
+                    off_the_runtime(heavy(&cmd), || state.apply(&cmd))
+                }
                 EntryPayload::Membership(m) => {
                     self.applied.membership = StoredMembership::new(Some(entry.log_id), m);
                     Response::Nothing
@@ -504,7 +535,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.mark_applied();
         if self.applied.state.revision != before {
             if let Some(f) = &self.on_change {
-                f(&self.applied.state);
+                // publishing builds the DNS snapshot: O(spec)
+                let state = &self.applied.state;
+                off_the_runtime(true, || f(state));
             }
         }
         Ok(out)

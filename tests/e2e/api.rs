@@ -484,6 +484,20 @@ fn refused_requests_are_json_errors_and_change_nothing() {
         r.body
     );
     assert!(r.body.contains("nested deeper"), "{}", r.body);
+    // and so is a short document whose aliases stand for millions of nodes
+    let items = vec!["1"; 10_000].join(",");
+    let aliases = vec!["*a"; 800].join(",");
+    let bomb = format!("x: &a [{items}]\ny: [{aliases}]\n");
+    let r = request(
+        api,
+        "POST",
+        "/v1/apply?dry_run=true",
+        Some(w),
+        &[("Content-Type", "application/yaml")],
+        &bomb,
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("aliases expand"), "{}", r.body);
     // a spec without zones over one with zones is a mistake unless said
     let r = request(
         api,

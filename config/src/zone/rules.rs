@@ -204,6 +204,17 @@ fn pool_holds_endpoints(f: &mut Found, path: &str, pool: &Pool, declared: &[&str
 }
 
 /// An endpoint id: what APIs and logs name it by.
+/// A character that must not reach an operator's terminal as it is: a
+/// control character, or a bidirectional formatting character (which
+/// makes text show as other text).
+pub fn unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}'
+        )
+}
+
 fn id_problem(id: &str) -> Option<String> {
     if id.is_empty() {
         return Some("expected an endpoint id, got an empty string".into());
@@ -213,8 +224,8 @@ fn id_problem(id: &str) -> Option<String> {
             "an endpoint id cannot be {id:?}: it cannot be named in a URL path"
         ));
     }
-    (id.len() > 255 || id.chars().any(char::is_control)).then(|| {
-        format!("expected an id of at most 255 characters without control characters, got {id:?}")
+    (id.len() > 255 || id.chars().any(unprintable)).then(|| {
+        format!("expected an id of at most 255 characters without control or bidirectional formatting characters, got {id:?}")
     })
 }
 
