@@ -82,7 +82,13 @@ fn parent_path(path: &str) -> Option<&str> {
     } else {
         path.rfind('.')
     };
-    Some(&path[..cut.unwrap_or(0)])
+    // a key may hold any text (escaped quotes, multi-byte characters):
+    // never cut inside a character
+    let mut cut = cut.unwrap_or(0).min(path.len().saturating_sub(1));
+    while !path.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Some(&path[..cut])
 }
 
 /// Renders a map key as a path segment: bare when it is a plain word,
@@ -613,5 +619,20 @@ mod tests {
         let reuse =
             "check: &c {kind: tcp, port: 443}\np1: {check: *c}\np2: {check: *c}\np3: {check: *c}\n";
         assert!(Document::parse("reuse.yaml", reuse).is_ok());
+    }
+
+    #[test]
+    fn odd_keys_never_cut_a_character() {
+        // a quoted key holding an escaped quote after a two-byte character
+        let region = key_segment("regions", "\u{86}\u{2d058}a lc\u{96}Ù");
+        let path = key_segment(&region, "\"");
+        let positions = Positions::default();
+        assert_eq!(positions.value(&path).line, 1);
+        assert_eq!(positions.key(&format!("{path}.lat")).line, 1);
+        let mut p = path.as_str();
+        while let Some(parent) = parent_path(p) {
+            assert!(parent.len() < p.len());
+            p = parent;
+        }
     }
 }
