@@ -325,6 +325,11 @@ pub struct Endpoint {
     pub rtt_ms: BTreeMap<String, f64>,
     /// Where the pool's check connects, when not `address`.
     pub check_address: Option<CheckAddress>,
+    /// Where the HTTP fallback sends a client this endpoint is chosen
+    /// for: an http(s) URL, `{path}` standing for the request's path and
+    /// query (`https://eu.app.example.com{path}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_url: Option<String>,
 }
 
 /// A probe region: where latency is measured from.
@@ -618,6 +623,7 @@ fn validate_pool(
                 bias: i8::try_from(bias).unwrap_or(0),
                 rtt_ms: e.rtt_ms.clone(),
                 check_address,
+                redirect_url: e.redirect_url.clone(),
             });
         }
     }

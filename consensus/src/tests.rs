@@ -60,6 +60,7 @@ mod state_machine {
             bias: 0,
             rtt_ms: BTreeMap::new(),
             check_address: None,
+            redirect_url: None,
         };
         let mut pools = BTreeMap::new();
         pools.insert(

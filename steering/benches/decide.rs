@@ -62,6 +62,7 @@ fn pool(n: usize) -> Vec<Endpoint> {
                 bias: 0,
                 rtt_ms,
                 check_address: None,
+                redirect_url: None,
             }
         })
         .collect()

@@ -20,6 +20,7 @@ fn ep(id: &str, weight: u16, priority: u16, state: AdminState) -> Endpoint {
         bias: 0,
         rtt_ms: BTreeMap::new(),
         check_address: None,
+        redirect_url: None,
     }
 }
 

@@ -270,6 +270,10 @@ pub struct EndpointDoc {
     /// Where the check connects instead: `host`, `host:port`, `[v6]:port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_address: Option<String>,
+    /// Where the HTTP fallback redirects clients this endpoint is chosen
+    /// for; `{path}` stands for the request's path and query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_url: Option<String>,
 }
 
 /// A pool's health check. Durations are `500ms`, `5s`, `2m`.
@@ -543,6 +547,7 @@ fn endpoint_doc(e: &Endpoint) -> EndpointDoc {
         bias: Some(e.bias),
         rtt_ms: e.rtt_ms.clone(),
         check_address: e.check_address.as_ref().map(check_address),
+        redirect_url: e.redirect_url.clone(),
     }
 }
 
@@ -667,7 +672,7 @@ pools:
   web:
     check: {kind: https, path: /health, interval: 2s, timeout: 500ms, rise: 2, fall: 3, quorum: 50%, expect_status: [2xx, 301], host: www.example.com, body: ok, tls_verify: false, user_agent: probe}
     endpoints:
-      - {id: eu-1, address: 192.0.2.10, region: eu, lat: 53.35, lon: -6.26, weight: 50, bias: 20, check_address: "127.0.0.1:8080"}
+      - {id: eu-1, address: 192.0.2.10, region: eu, lat: 53.35, lon: -6.26, weight: 50, bias: 20, check_address: "127.0.0.1:8080", redirect_url: "https://eu.example.com{path}"}
       - {id: us-1, address: 198.51.100.10, region: us, priority: 2, state: drained, cost: 1.5, rtt_ms: {eu: 80}}
       - {id: ap-1, address: 203.0.113.10, region: ap, check_address: "[::1]:9"}
   hosts:

@@ -291,4 +291,5 @@ pub struct Endpoint {
     #[serde(default)]
     pub rtt_ms: BTreeMap<String, f64>,
     pub check_address: Option<String>,
+    pub redirect_url: Option<String>,
 }

@@ -204,6 +204,40 @@ fn pool_holds_endpoints(f: &mut Found, path: &str, pool: &Pool, declared: &[&str
 }
 
 /// An endpoint id: what APIs and logs name it by.
+/// Why `url` cannot be an endpoint's `redirect_url`: it must be an
+/// absolute http or https URL with a host, of at most 2048 bytes, of
+/// characters a URL may hold as they are, with `{path}` (the request's
+/// path and query) at most once and only after the host.
+pub fn redirect_url_problem(url: &str) -> Option<String> {
+    let bad = |why: &str| Some(format!("{why}: {url:?}"));
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return bad("expected an http:// or https:// URL");
+    };
+    if url.len() > 2048 {
+        return bad("expected at most 2048 bytes");
+    }
+    let host_end = rest.find(['/', '?', '#', '{']).unwrap_or(rest.len());
+    let host = &rest[..host_end];
+    if host.is_empty() || host.contains('@') {
+        return bad("expected a host after the scheme (and no user info)");
+    }
+    // RFC 3986's characters, and the placeholder's braces
+    let allowed = |c: char| {
+        c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%{}".contains(c)
+    };
+    if !url.chars().all(allowed) {
+        return bad("expected only characters a URL holds as they are (percent-encode the rest)");
+    }
+    let without = url.replacen("{path}", "", 1);
+    if without.contains('{') || without.contains('}') {
+        return bad("the only placeholder is {path}, at most once");
+    }
+    None
+}
+
 /// A character that must not reach an operator's terminal as it is: a
 /// control character, or a bidirectional formatting character (which
 /// makes text show as other text).
@@ -252,6 +286,9 @@ fn endpoint_is_sound(f: &mut Found, at: &str, e: &Endpoint, declared: &[&str]) {
             );
         }
         f.maybe(&path, amount_problem(*ms, "milliseconds"));
+    }
+    if let Some(u) = &e.redirect_url {
+        f.maybe(format!("{at}.redirect_url"), redirect_url_problem(u));
     }
     if let Some(a) = &e.check_address {
         if let super::EndpointAddress::Host(h) = &a.host {
@@ -754,6 +791,30 @@ fn steered_is_sound(f: &mut Found, path: &str, s: &SteeredRecord, spec: &ZoneSpe
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn redirect_urls() {
+        for ok in [
+            "https://eu.app.example.com{path}",
+            "http://[2001:db8::1]:8080/base{path}",
+            "https://x.example/fixed?from=meridian",
+        ] {
+            assert_eq!(redirect_url_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "ftp://x.example/",
+            "https://{path}",
+            "https://user@x.example/",
+            "https://x.example/{path}{path}",
+            "https://x.example/{host}",
+            "https://x.example/a b",
+            "https://x.example/\r\nSet-Cookie: a=b",
+            "//x.example/",
+        ] {
+            assert!(redirect_url_problem(bad).is_some(), "{bad}");
+        }
+    }
+
     use super::*;
 
     const SPEC: &str = "zones:\n  glb.example.com:\n    soa: {rname: hostmaster.example.com.}\n    ns: [{name: ns.example.net.}]\n    steered:\n      - {name: www, type: A, pool: web, steps: [health, {first: 2}]}\nregions: {eu: {lat: 50, lon: 8}, us: {}}\npools:\n  web:\n    check: {kind: http, interval: 5s}\n    endpoints:\n      - {id: a, address: 192.0.2.1, region: eu, check_address: \"10.0.0.1:80\"}\n";
