@@ -192,12 +192,10 @@ fn referral<'s>(reply: &mut Reply<'s>, cut: &'s Node) {
 
 /// Runs a steered record's policy and adds at most `limit` answers. Returns
 /// false when the answer is NODATA.
-fn steer<'s>(
-    reply: &mut Reply<'s>,
-    steered: &'s Steered,
-    st: &mut Steering<'_, '_>,
-    limit: usize,
-) -> bool {
+/// Runs `steered`'s pipeline for `st`'s client: the candidates, best
+/// first, are left in `st.scratch` (indices into the pool). The one place
+/// a steered record decides, for DNS and for the HTTP fallback.
+pub fn decide(steered: &Steered, st: &mut Steering<'_, '_>) -> meridian_steering::Decision {
     let client = st.client;
     let location = match (client.geo, client.addr) {
         (Some(geo), Some(addr)) if steered.policy.needs_location() => Some(geo.lookup(addr)),
@@ -209,9 +207,18 @@ fn steer<'s>(
         location: location.as_ref(),
         rng: &mut *st.rng,
     };
-    let decision = steered
+    steered
         .policy
-        .decide(&steered.endpoints, &mut ctx, &mut st.scratch, None);
+        .decide(&steered.endpoints, &mut ctx, &mut st.scratch, None)
+}
+
+fn steer<'s>(
+    reply: &mut Reply<'s>,
+    steered: &'s Steered,
+    st: &mut Steering<'_, '_>,
+    limit: usize,
+) -> bool {
+    let decision = decide(steered, st);
     reply.scope = reply.scope.max(decision.scope);
     match decision.outcome {
         Outcome::Endpoints => {

@@ -9,6 +9,8 @@
 //!   No sockets, no wire format.
 //! - [`explain`]: the answer for a name and client, with each steering
 //!   step's decision, for `meridian explain` and the API.
+//! - [`fallback`]: the endpoint a host's steered record chooses for an
+//!   HTTP client, by the same pipeline (the seam of the HTTP fallback).
 //! - [`handler`]: the handler that checks requests, runs the lookup and
 //!   encodes replies with correct EDNS and truncation.
 //! - [`server`]: binding UDP (several SO_REUSEPORT sockets) and TCP
@@ -22,6 +24,7 @@
 
 pub mod answer;
 pub mod explain;
+pub mod fallback;
 pub mod handler;
 pub mod server;
 pub mod snapshot;

@@ -225,9 +225,7 @@ pub fn redirect_url_problem(url: &str) -> Option<String> {
         return bad("expected a host after the scheme (and no user info)");
     }
     // RFC 3986's characters, and the placeholder's braces
-    let allowed = |c: char| {
-        c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%{}".contains(c)
-    };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%{}".contains(c);
     if !url.chars().all(allowed) {
         return bad("expected only characters a URL holds as they are (percent-encode the rest)");
     }

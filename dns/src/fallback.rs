@@ -1,0 +1,130 @@
+//! What the HTTP fallback asks of a snapshot: for a host name and a client
+//! address, the endpoint the name's steered record chooses, by the very
+//! pipeline DNS answers with ([`crate::answer::decide`]).
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use hickory_proto::rr::{LowerName, RecordType};
+use meridian_config::zone::Endpoint;
+use meridian_steering::{GeoIp, Outcome};
+use rand::RngCore;
+
+use crate::answer::{decide, Client, Steering};
+use crate::snapshot::Snapshot;
+
+/// What the pipeline chose for an HTTP client.
+#[derive(Debug)]
+pub enum Choice<'s> {
+    /// The best endpoint.
+    Endpoint {
+        endpoint: &'s Endpoint,
+        /// The steered record's type (A, AAAA or CNAME).
+        rtype: RecordType,
+    },
+    /// The record exists but left no endpoint (every one down, or the
+    /// record answers its sorry set or NODATA).
+    Nothing,
+    /// No steered record at this name.
+    Unknown,
+}
+
+/// The endpoint `host`'s steered record (A, else AAAA, else CNAME) chooses
+/// for `client`. `host` is a name without port, any case, with or without
+/// the final dot.
+pub fn choose<'s>(
+    snap: &'s Snapshot,
+    geo: Option<&GeoIp>,
+    host: &str,
+    client: IpAddr,
+    rng: &mut dyn RngCore,
+) -> Choice<'s> {
+    let fqdn = if host.ends_with('.') {
+        host.to_string()
+    } else {
+        format!("{host}.")
+    };
+    let Ok(name) = LowerName::from_str(&fqdn) else {
+        return Choice::Unknown;
+    };
+    let Some(node) = snap.find_zone(&name).and_then(|z| z.nodes.get(&name)) else {
+        return Choice::Unknown;
+    };
+    let Some(steered) = [RecordType::A, RecordType::AAAA, RecordType::CNAME]
+        .into_iter()
+        .find_map(|t| node.steered(t))
+    else {
+        return Choice::Unknown;
+    };
+    let mut st = Steering {
+        client: Client {
+            addr: Some(client),
+            prefix: if client.is_ipv4() { 32 } else { 128 },
+            geo,
+        },
+        rng,
+        scratch: Vec::new(),
+    };
+    let decision = decide(steered, &mut st);
+    match (decision.outcome, st.scratch.first()) {
+        (Outcome::Endpoints, Some(&i)) => Choice::Endpoint {
+            endpoint: &steered.endpoints[usize::from(i)],
+            rtype: steered.rtype,
+        },
+        _ => Choice::Nothing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn snapshot(b_state: &str) -> Snapshot {
+        let text = format!(
+            "zones:
+  example.com:
+    soa: {{rname: hostmaster.example.com.}}
+    ns: [{{name: ns.example.net.}}]
+    records:
+      - {{name: static, type: A, value: 192.0.2.9}}
+    steered:
+      - {{name: www, type: A, pool: web, steps: [health, priority, {{first: 1}}]}}
+pools:
+  web:
+    endpoints:
+      - {{id: a, address: 192.0.2.1, region: eu, priority: 2, redirect_url: \"https://a.example.com{{path}}\"}}
+      - {{id: b, address: 192.0.2.2, region: us, priority: 1, state: {b_state}}}
+"
+        );
+        let spec = meridian_config::zone::parse("t.yaml", &text).expect("valid");
+        Snapshot::build(&spec, &Default::default(), 1, 1).expect("builds")
+    }
+
+    fn chosen(snap: &Snapshot, host: &str) -> Option<String> {
+        let mut rng = StdRng::seed_from_u64(1);
+        match choose(snap, None, host, "198.51.100.7".parse().unwrap(), &mut rng) {
+            Choice::Endpoint { endpoint, rtype } => {
+                assert_eq!(rtype, RecordType::A);
+                Some(endpoint.id.clone())
+            }
+            Choice::Nothing => Some("(nothing)".into()),
+            Choice::Unknown => None,
+        }
+    }
+
+    #[test]
+    fn the_pipeline_chooses_as_dns_does() {
+        let snap = snapshot("enabled");
+        assert_eq!(chosen(&snap, "www.example.com").as_deref(), Some("b"));
+        assert_eq!(chosen(&snap, "WWW.Example.COM.").as_deref(), Some("b"));
+        // b drained: the next tier, with its redirect
+        let snap = snapshot("drained");
+        assert_eq!(chosen(&snap, "www.example.com").as_deref(), Some("a"));
+        // no steered record, or no zone at all
+        assert_eq!(chosen(&snap, "static.example.com"), None);
+        assert_eq!(chosen(&snap, "www.example.org"), None);
+        assert_eq!(chosen(&snap, "not a name"), None);
+    }
+}
