@@ -140,6 +140,7 @@ pub fn run(listen: SocketAddr, api: SocketAddr) -> ExitCode {
             region: Some("local".into()),
             policy: Default::default(),
         },
+        http: None,
     };
     logging::init(&node.log);
     serve::run(

@@ -185,6 +185,28 @@ pub fn run(
             }
         }
     };
+    // the HTTP fallback is bound before DNS says it is up
+    if let Some(http) = &node.http {
+        let fallback = meridian_http_fallback::Fallback {
+            dns: handle.clone(),
+            geo: geo.clone(),
+            config: Arc::new(http.clone()),
+        };
+        for addr in &http.listen {
+            let bound = runtime.block_on(tokio::net::TcpListener::bind(addr));
+            let listener = match bound {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("meridian: cannot listen on {addr} (http.listen): {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if let Ok(a) = listener.local_addr() {
+                println!("meridian: HTTP fallback listening on {a}");
+            }
+            runtime.spawn(meridian_http_fallback::serve(listener, fallback.clone()));
+        }
+    }
     let listeners = match Listeners::bind(&node.dns.listen, udp_sockets) {
         Ok(l) => l,
         Err(e) => {

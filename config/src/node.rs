@@ -25,6 +25,24 @@ pub struct NodeConfig {
     /// Raft cluster membership; `None` runs a one-node cluster.
     pub cluster: Option<ClusterConfig>,
     pub probe: ProbeConfig,
+    /// The HTTP fallback: `None` serves none.
+    pub http: Option<HttpConfig>,
+}
+
+/// The HTTP fallback (`http`): where it listens and how it redirects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    /// Plain-HTTP listeners.
+    pub listen: Vec<SocketAddr>,
+    /// The redirect's status: 302, 307 (default) or 308.
+    pub status: u16,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` is believed: the client
+    /// is then the right-most address in it that is not one of these.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Say which endpoint was chosen (`X-Meridian-Endpoint`; default on).
+    pub endpoint_header: bool,
+    /// `Retry-After` of a 503 when no endpoint is in service (seconds).
+    pub retry_after_secs: u32,
 }
 
 /// Probes on this node.
@@ -183,6 +201,20 @@ mod raw {
         pub cluster: Option<Lenient<Cluster>>,
         #[serde(default)]
         pub probe: Option<Lenient<Probe>>,
+        #[serde(default)]
+        pub http: Option<Lenient<Http>>,
+    }
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Http {
+        #[serde(default)]
+        pub listen: Vec<SocketAddr>,
+        pub status: Option<u16>,
+        #[serde(default)]
+        pub trusted_proxies: Vec<ipnet::IpNet>,
+        pub endpoint_header: Option<bool>,
+        pub retry_after_secs: Option<u32>,
     }
 
     #[derive(Debug, Deserialize, Default)]
@@ -265,6 +297,32 @@ impl NodeConfig {
         let geoip = section(&doc, &mut errors, "geoip", raw.geoip).unwrap_or_default();
         let log = section(&doc, &mut errors, "log", raw.log).unwrap_or_default();
         let probe = section(&doc, &mut errors, "probe", raw.probe).unwrap_or_default();
+        let http = section(&doc, &mut errors, "http", raw.http).map(|h| {
+            if h.listen.is_empty() {
+                errors.push(doc.error("http.listen", "expected at least one address"));
+            }
+            let status = h.status.unwrap_or(307);
+            if ![302, 307, 308].contains(&status) {
+                errors.push(doc.error(
+                    "http.status",
+                    format!("expected 302, 307 or 308, got {status}"),
+                ));
+            }
+            let retry_after_secs = h.retry_after_secs.unwrap_or(5);
+            if retry_after_secs > 86_400 {
+                errors.push(doc.error(
+                    "http.retry_after_secs",
+                    format!("expected at most a day (86400), got {retry_after_secs}"),
+                ));
+            }
+            HttpConfig {
+                listen: h.listen,
+                status,
+                trusted_proxies: h.trusted_proxies,
+                endpoint_header: h.endpoint_header.unwrap_or(true),
+                retry_after_secs,
+            }
+        });
         if probe.tokens.is_some() {
             errors.push(doc.error(
                 "probe.tokens",
@@ -360,6 +418,7 @@ impl NodeConfig {
                     deny: probe.deny,
                 },
             },
+            http,
         })
     }
 }

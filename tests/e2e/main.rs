@@ -7,6 +7,7 @@ mod bigstate;
 mod cli;
 mod cluster;
 mod dns;
+mod fallback;
 mod geo;
 mod harness;
 mod probes;

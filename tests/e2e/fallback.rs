@@ -1,0 +1,190 @@
+//! The HTTP fallback's redirect mode against a real `meridian serve`: each
+//! client is sent to its own region's endpoint (the demo GeoIP database
+//! places 192.0.2.0/24 in Europe and 198.51.100.0/24 in America, reached
+//! through a trusted proxy's `X-Forwarded-For`), path and query kept to
+//! the byte, and every bad request answered with its status.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use meridian_steering::geo::build::{asn_database, city_database, demo_asns, demo_places};
+
+use crate::cluster::free_port;
+use crate::harness::Server;
+
+const ZONES: &str = r#"zones:
+  app.example:
+    soa: {rname: hostmaster.app.example.}
+    ns: [{name: ns.example.net.}]
+    steered:
+      - name: www
+        type: A
+        pool: web
+        steps:
+          - health
+          - geo: {continents: {EU: [eu], NA: [us]}, default: [us]}
+          - {first: 1}
+      - {name: dead, type: A, pool: dead, steps: [health, {first: 1}], on_all_down: nodata}
+      - {name: bare, type: A, pool: bare, steps: [health, {first: 1}]}
+    records:
+      - {name: static, type: A, value: 192.0.2.80}
+pools:
+  web:
+    endpoints:
+      - {id: eu, address: 192.0.2.10, region: eu, redirect_url: "https://eu.app.example.net{path}"}
+      - {id: us, address: 198.51.100.10, region: us, redirect_url: "https://us.app.example.net/base{path}"}
+  dead:
+    endpoints:
+      - {id: gone, address: 192.0.2.11, region: eu, state: disabled, redirect_url: "https://gone.example.net{path}"}
+  bare:
+    endpoints:
+      - {id: plain, address: 192.0.2.12, region: eu}
+"#;
+
+/// A reply's status line code and its raw head.
+fn exchange(from: &str, to: &str, request: &str) -> (u16, String) {
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let src: std::net::SocketAddr = format!("{from}:0").parse().expect("addr");
+    sock.bind(&src.into()).expect("bind");
+    let dst: std::net::SocketAddr = to.parse().expect("addr");
+    sock.connect(&dst.into()).expect("connect");
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(request.as_bytes()).expect("send");
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    let status = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, reply)
+}
+
+fn header<'a>(reply: &'a str, name: &str) -> Option<&'a str> {
+    reply
+        .split("\r\n\r\n")
+        .next()?
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
+fn get(host: &str, path: &str, extra: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n")
+}
+
+#[test]
+fn redirects_send_each_client_to_its_own_region() {
+    let port = free_port("127.0.0.1");
+    let http = format!("127.0.0.1:{port}");
+    let config = format!(
+        "dns: {{listen: [\"127.0.0.1:0\"], udp_sockets: 1}}\ngeoip: {{city: city.mmdb, asn: asn.mmdb}}\nlog: {{level: info}}\nzones: zones.yaml\nhttp:\n  listen: [\"{http}\"]\n  trusted_proxies: [127.0.0.1/32]\n"
+    );
+    let _server = Server::start_files(
+        ZONES,
+        &config,
+        &[
+            ("city.mmdb", city_database(&demo_places()).unwrap()),
+            ("asn.mmdb", asn_database(&demo_asns()).unwrap()),
+        ],
+    );
+    let odd = "/a%20b/%E2%82%AC;x=1?q=1&r=%0D%0A&s=%22%3C";
+
+    // a European client behind the trusted proxy: to eu, path and query kept
+    let (status, reply) = exchange(
+        "127.0.0.1",
+        &http,
+        &get(
+            "WWW.App.Example:80",
+            odd,
+            "X-Forwarded-For: 203.0.113.250, 192.0.2.7\r\n",
+        ),
+    );
+    assert_eq!(status, 307, "{reply}");
+    assert_eq!(
+        header(&reply, "location"),
+        Some(format!("https://eu.app.example.net{odd}").as_str()),
+        "{reply}"
+    );
+    assert!(
+        header(&reply, "x-meridian-endpoint")
+            .is_some_and(|v| v.starts_with("eu; client=192.0.2.7")),
+        "{reply}"
+    );
+    // an American one: to us, under its base path
+    let (status, reply) = exchange(
+        "127.0.0.1",
+        &http,
+        &get(
+            "www.app.example",
+            "/x?y",
+            "Forwarded: for=198.51.100.9;proto=https\r\n",
+        ),
+    );
+    assert_eq!(status, 307, "{reply}");
+    assert_eq!(
+        header(&reply, "location"),
+        Some("https://us.app.example.net/base/x?y")
+    );
+    // an untrusted peer's X-Forwarded-For means nothing: the peer (no
+    // place in the database) gets the default region
+    let (status, reply) = exchange(
+        "127.0.0.2",
+        &http,
+        &get("www.app.example", "/", "X-Forwarded-For: 192.0.2.7\r\n"),
+    );
+    assert_eq!(status, 307, "{reply}");
+    assert!(
+        header(&reply, "location").is_some_and(|l| l.starts_with("https://us.")),
+        "{reply}"
+    );
+
+    // nothing in service: 503 with Retry-After
+    let (status, reply) = exchange("127.0.0.1", &http, &get("dead.app.example", "/", ""));
+    assert_eq!(status, 503, "{reply}");
+    assert_eq!(header(&reply, "retry-after"), Some("5"));
+    // an endpoint with nowhere to send the client
+    let (status, reply) = exchange("127.0.0.1", &http, &get("bare.app.example", "/", ""));
+    assert_eq!(status, 502, "{reply}");
+    // a name that is not steered, a host that is an address, no host
+    for host in [
+        "static.app.example",
+        "nope.app.example",
+        "127.0.0.1",
+        "other.example",
+    ] {
+        let (status, reply) = exchange("127.0.0.1", &http, &get(host, "/", ""));
+        assert_eq!(status, 404, "{host}: {reply}");
+    }
+    let (status, reply) = exchange("127.0.0.1", &http, "GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(status, 400, "no Host: {reply}");
+    let (status, reply) = exchange("127.0.0.1", &http, &get("[::1]", "/", ""));
+    assert_eq!(status, 400, "an IPv6 literal: {reply}");
+    // a CRLF cannot ride in on the path: the request line is refused
+    let (status, reply) = exchange(
+        "127.0.0.1",
+        &http,
+        "GET /a\rSet-Cookie: x=1 HTTP/1.1\r\nHost: www.app.example\r\n\r\n",
+    );
+    assert_eq!(status, 400, "{reply}");
+    assert!(
+        !reply.to_ascii_lowercase().contains("set-cookie"),
+        "{reply}"
+    );
+    // too many header bytes
+    let big = format!("X-Big: {}\r\n", "a".repeat(64 * 1024));
+    let (status, reply) = exchange("127.0.0.1", &http, &get("www.app.example", "/", &big));
+    assert!(
+        status == 431 || status == 400 || status == 0,
+        "oversized headers: {status} {reply}"
+    );
+    // and it still serves
+    let (status, _) = exchange("127.0.0.1", &http, &get("www.app.example", "/", ""));
+    assert_eq!(status, 307);
+}
