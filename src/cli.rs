@@ -439,5 +439,8 @@ pub enum Command {
         /// Where the REST API listens (loopback only).
         #[arg(long, default_value = "127.0.0.1:8440")]
         api: SocketAddr,
+        /// Where the HTTP fallback listens (loopback only).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: SocketAddr,
     },
 }

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use meridian_config::node::{
-    ApiConfig, Bootstrap, ClusterConfig, DnsConfig, GeoIpConfig, LogConfig, LogFormat, ProbeConfig,
-    DEFAULT_MAX_UDP_PAYLOAD,
+    ApiConfig, Bootstrap, ClusterConfig, DnsConfig, GeoIpConfig, HttpConfig, LogConfig, LogFormat,
+    ProbeConfig, DEFAULT_MAX_UDP_PAYLOAD,
 };
 use meridian_config::NodeConfig;
 
@@ -69,7 +69,11 @@ fn credentials(dir: &std::path::Path) -> std::io::Result<(PathBuf, PathBuf, Stri
     Ok((secret, tokens, token))
 }
 
-pub fn run(listen: SocketAddr, api: SocketAddr) -> ExitCode {
+pub fn run(listen: SocketAddr, api: SocketAddr, http: SocketAddr) -> ExitCode {
+    if !http.ip().is_loopback() {
+        eprintln!("meridian: dev serves HTTP on loopback only (--http 127.0.0.1:PORT), not {http}");
+        return ExitCode::from(2);
+    }
     if !api.ip().is_loopback() {
         eprintln!(
             "meridian: dev serves its API on loopback only (--api 127.0.0.1:PORT), not {api}"
@@ -140,7 +144,18 @@ pub fn run(listen: SocketAddr, api: SocketAddr) -> ExitCode {
             region: Some("local".into()),
             policy: Default::default(),
         },
-        http: None,
+        // the fallback, trusting loopback as a proxy so a curl can play
+        // a client anywhere with X-Forwarded-For
+        http: Some(HttpConfig {
+            listen: vec![http],
+            status: 307,
+            trusted_proxies: vec![
+                "127.0.0.0/8".parse().expect("a network"),
+                "::1/128".parse().expect("a network"),
+            ],
+            endpoint_header: true,
+            retry_after_secs: 5,
+        }),
     };
     logging::init(&node.log);
     serve::run(
@@ -148,9 +163,13 @@ pub fn run(listen: SocketAddr, api: SocketAddr) -> ExitCode {
         Some(ZoneSource::Embedded(zones.into())),
         None,
         &GeoSource::Demo,
-        |addrs, api| {
-            let a = addrs[0];
-            let api = api.map_or_else(String::new, |a| a.to_string());
+        |bound| {
+            let a = bound.dns[0];
+            let api = bound.api.map_or_else(String::new, |a| a.to_string());
+            let web = bound
+                .http
+                .first()
+                .map_or_else(String::new, |a| a.to_string());
             let at = format!("@{} -p {}", a.ip(), a.port());
             let ctl = demo.control;
             println!(
@@ -182,6 +201,11 @@ pub fn run(listen: SocketAddr, api: SocketAddr) -> ExitCode {
              \n  meridian ctl drain web us-east-1        # out of every answer\
              \n  meridian ctl explain geo.glb.example.com A --client 198.51.100.7\
              \n  meridian ctl audit                      # who changed what\
+             \n\nThe HTTP fallback on http://{web} redirects by the client's own address (here\
+             \nthrough X-Forwarded-For, as from a trusted proxy on loopback):\
+             \n\n  curl -sv -H 'Host: geo.glb.example.com' -H 'X-Forwarded-For: 192.0.2.7' http://{web}/some/path?q=1\
+             \n  # < HTTP/1.1 307 Temporary Redirect\
+             \n  # < location: https://eu-west.glb.example.net/some/path?q=1\
              \n\nCtrl-C stops.\n",
                 demo.backends["eu-west"], demo.backends["us-east"], demo.backends["ap-south"],
             );

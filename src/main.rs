@@ -77,7 +77,7 @@ fn main() -> ExitCode {
         cli::Command::Cluster { target, command } => cluster::run(&target, command),
         cli::Command::Ctl(args) => ctl::run(args),
         cli::Command::Check { config, zones } => serve::check(config.as_deref(), zones.as_deref()),
-        cli::Command::Dev { listen, api } => dev::run(listen, api),
+        cli::Command::Dev { listen, api, http } => dev::run(listen, api, http),
         cli::Command::Probe {
             region,
             cluster,

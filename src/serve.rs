@@ -104,7 +104,7 @@ pub fn run_from_file(path: &Path, seed: Option<&Path>) -> ExitCode {
     let zones = node.zones.clone().map(ZoneSource::File);
     let seed = seed.map(|p| ZoneSource::File(p.to_path_buf()));
     let geo = GeoSource::from_config(&node.geoip);
-    run(&node, zones, seed, &geo, |_, _| {})
+    run(&node, zones, seed, &geo, |_| {})
 }
 
 /// Loads a zone spec given on the command line or in the config; an
@@ -117,6 +117,13 @@ fn load_spec(source: Option<&ZoneSource>) -> Result<Option<ZoneSpec>, ExitCode> 
             Err(exit_for(&e))
         }
     }
+}
+
+/// Where a node listens, once it does.
+pub struct Bound {
+    pub dns: Vec<SocketAddr>,
+    pub api: Option<SocketAddr>,
+    pub http: Vec<SocketAddr>,
 }
 
 /// Serves until SIGINT or SIGTERM. `announce` is called once the listeners
@@ -132,7 +139,7 @@ pub fn run(
     zones: Option<ZoneSource>,
     seed: Option<ZoneSource>,
     geo_source: &GeoSource,
-    announce: impl FnOnce(&[SocketAddr], Option<SocketAddr>),
+    announce: impl FnOnce(&Bound),
 ) -> ExitCode {
     let file_spec = match load_spec(zones.as_ref()) {
         Ok(s) => s,
@@ -186,6 +193,7 @@ pub fn run(
         }
     };
     // the HTTP fallback is bound before DNS says it is up
+    let mut http_addrs = Vec::new();
     if let Some(http) = &node.http {
         let fallback = meridian_http_fallback::Fallback {
             dns: handle.clone(),
@@ -203,6 +211,7 @@ pub fn run(
             };
             if let Ok(a) = listener.local_addr() {
                 println!("meridian: HTTP fallback listening on {a}");
+                http_addrs.push(a);
             }
             runtime.spawn(meridian_http_fallback::serve(listener, fallback.clone()));
         }
@@ -223,7 +232,11 @@ pub fn run(
         let _ = out.flush();
     }
     info!(addrs = ?listeners.addrs, version = cluster.version(), "serving");
-    announce(&listeners.addrs, api_addr);
+    announce(&Bound {
+        dns: listeners.addrs.clone(),
+        api: api_addr,
+        http: http_addrs,
+    });
 
     let handler = Handler::new(handle, geo.clone(), node.dns.max_udp_payload);
     let timeout = Duration::from_secs(node.dns.tcp_idle_timeout_secs);

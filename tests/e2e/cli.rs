@@ -103,7 +103,15 @@ fn dev_serves_the_example_zone() {
     use std::process::{Command, Stdio};
 
     let mut child = Command::new(BIN)
-        .args(["dev", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--api",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -168,6 +176,28 @@ fn dev_serves_the_example_zone() {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     };
+    // the banner's HTTP fallback example: a European client to eu-west
+    let web = banner
+        .lines()
+        .find_map(|l| l.strip_prefix("meridian: HTTP fallback listening on "))
+        .expect("the fallback's address")
+        .trim()
+        .to_string();
+    assert!(banner.contains("X-Forwarded-For: 192.0.2.7"), "{banner}");
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&web).expect("fallback");
+        write!(s, "GET /some/path?q=1 HTTP/1.1\r\nHost: geo.glb.example.com\r\nX-Forwarded-For: 192.0.2.7\r\nConnection: close\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        assert!(reply.starts_with("HTTP/1.1 307"), "{reply}");
+        assert!(
+            reply
+                .to_ascii_lowercase()
+                .contains("location: https://eu-west.glb.example.net/some/path?q=1"),
+            "{reply}"
+        );
+    }
     api("192.0.2.20");
     control("stop");
     api("198.51.100.20");
