@@ -155,6 +155,7 @@ pub fn run(listen: SocketAddr, api: SocketAddr, http: SocketAddr) -> ExitCode {
             ],
             endpoint_header: true,
             retry_after_secs: 5,
+            tls: None,
         }),
     };
     logging::init(&node.log);

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use meridian_config::node::HttpConfig;
 use meridian_config::node::{Bootstrap, ClusterConfig};
 use meridian_config::policy::AddressPolicy;
 use meridian_config::{ConfigError, NodeConfig, ZoneSpec};
@@ -24,6 +25,7 @@ use meridian_consensus::{
 };
 use meridian_dns::handler::GeoHandle;
 use meridian_dns::{Handler, Listeners, Snapshot, SnapshotHandle};
+use meridian_http_fallback::tls::{CertFiles, Certs};
 use meridian_probes::check::Prober;
 use meridian_probes::{Agent, AgentOptions};
 use openraft::ServerState;
@@ -193,29 +195,16 @@ pub fn run(
         }
     };
     // the HTTP fallback is bound before DNS says it is up
-    let mut http_addrs = Vec::new();
-    if let Some(http) = &node.http {
-        let fallback = meridian_http_fallback::Fallback {
-            dns: handle.clone(),
-            geo: geo.clone(),
-            config: Arc::new(http.clone()),
-        };
-        for addr in &http.listen {
-            let bound = runtime.block_on(tokio::net::TcpListener::bind(addr));
-            let listener = match bound {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("meridian: cannot listen on {addr} (http.listen): {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            if let Ok(a) = listener.local_addr() {
-                println!("meridian: HTTP fallback listening on {a}");
-                http_addrs.push(a);
+    let (http_addrs, certs) = match &node.http {
+        Some(http) => match runtime.block_on(start_fallback(http, &handle, &geo)) {
+            Ok(started) => started,
+            Err(e) => {
+                eprintln!("meridian: {e}");
+                return ExitCode::FAILURE;
             }
-            runtime.spawn(meridian_http_fallback::serve(listener, fallback.clone()));
-        }
-    }
+        },
+        None => (Vec::new(), None),
+    };
     let listeners = match Listeners::bind(&node.dns.listen, udp_sockets) {
         Ok(l) => l,
         Err(e) => {
@@ -256,16 +245,21 @@ pub fn run(
     };
     let result = runtime.block_on(async move {
         let watcher = tokio::spawn(geoip::watch(geo_source.clone(), geo.clone()));
+        let cert_watcher = certs.clone().map(|c| tokio::spawn(watch_certs(c)));
         let reloader = tokio::spawn(reload_on_hangup(
             hangups,
             zones,
             cluster.clone(),
             geo_source.clone(),
             geo,
+            certs,
         ));
         let r = meridian_dns::serve(listeners, handler, timeout, shutdown_signal()).await;
         reloader.abort();
         watcher.abort();
+        if let Some(w) = cert_watcher {
+            w.abort();
+        }
         if let Some(a) = agent {
             a.abort();
         }
@@ -567,9 +561,13 @@ async fn reload_on_hangup(
     cluster: ClusterNode,
     geo_source: GeoSource,
     geo: GeoHandle,
+    certs: Option<Arc<Certs>>,
 ) {
     while hangups.recv().await.is_some() {
         geoip::reload(&geo_source, &geo);
+        if let Some(c) = &certs {
+            reload_certs(c, "SIGHUP");
+        }
         let Some(zones) = &zones else { continue };
         let version = cluster.version();
         match zones.load() {
@@ -583,6 +581,94 @@ async fn reload_on_hangup(
                 version,
                 "zone spec reload rejected, still serving the previous spec:\n{e}"
             ),
+        }
+    }
+}
+
+/// Binds the HTTP fallback's listeners (HTTPS with its certificates) and
+/// serves them; returns the bound addresses and the certificates, for
+/// reloading.
+async fn start_fallback(
+    http: &HttpConfig,
+    handle: &SnapshotHandle,
+    geo: &GeoHandle,
+) -> Result<(Vec<SocketAddr>, Option<Arc<Certs>>), String> {
+    let fallback = meridian_http_fallback::Fallback {
+        dns: handle.clone(),
+        geo: geo.clone(),
+        config: Arc::new(http.clone()),
+    };
+    let certs = match &http.tls {
+        Some(t) => Some(
+            Certs::load(
+                t.certs
+                    .iter()
+                    .map(|(cert, key)| CertFiles {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                    })
+                    .collect(),
+            )
+            .map_err(|e| format!("http.tls.certs: {e}"))?,
+        ),
+        None => None,
+    };
+    let plain = http.listen.iter().map(|a| (*a, None, "http.listen"));
+    let secure = http.tls.iter().flat_map(|t| {
+        t.listen.iter().map(|a| {
+            (
+                *a,
+                certs.as_ref().map(Certs::server_config),
+                "http.tls.listen",
+            )
+        })
+    });
+    let mut bound = Vec::new();
+    for (addr, tls, field) in plain.chain(secure).collect::<Vec<_>>() {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} ({field}): {e}"))?;
+        let at = listener.local_addr().map_err(|e| e.to_string())?;
+        let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
+        println!("meridian: {scheme} fallback listening on {at}");
+        bound.push(at);
+        tokio::spawn(meridian_http_fallback::serve(
+            listener,
+            tls,
+            fallback.clone(),
+        ));
+    }
+    Ok((bound, certs))
+}
+
+/// Reloads the fallback's certificates; a set that does not load is
+/// logged and the old one keeps serving.
+fn reload_certs(certs: &Certs, why: &str) {
+    match certs.reload() {
+        Ok(n) => info!(names = n, why, "HTTPS certificates reloaded"),
+        Err(e) => {
+            error!(why, %e, "HTTPS certificates not reloaded; the previous ones keep serving")
+        }
+    }
+}
+
+/// Reloads the certificates when one of their files changes (checked
+/// every two seconds).
+async fn watch_certs(certs: Arc<Certs>) {
+    let stamp = |c: &Certs| {
+        c.files()
+            .iter()
+            .flat_map(|f| [&f.cert, &f.key])
+            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .collect::<Vec<_>>()
+    };
+    let mut last = stamp(&certs);
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = stamp(&certs);
+        if now != last {
+            last = now;
+            reload_certs(&certs, "a certificate file changed");
         }
     }
 }

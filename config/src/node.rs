@@ -43,6 +43,17 @@ pub struct HttpConfig {
     pub endpoint_header: bool,
     /// `Retry-After` of a 503 when no endpoint is in service (seconds).
     pub retry_after_secs: u32,
+    /// HTTPS listeners and their certificates.
+    pub tls: Option<HttpTlsConfig>,
+}
+
+/// HTTPS for the fallback (`http.tls`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpTlsConfig {
+    pub listen: Vec<SocketAddr>,
+    /// (certificate chain, key) PEM files; each certificate serves the
+    /// DNS names it carries, chosen by the client's SNI.
+    pub certs: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Probes on this node.
@@ -215,6 +226,21 @@ mod raw {
         pub trusted_proxies: Vec<ipnet::IpNet>,
         pub endpoint_header: Option<bool>,
         pub retry_after_secs: Option<u32>,
+        pub tls: Option<HttpTls>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct HttpTls {
+        pub listen: Vec<SocketAddr>,
+        pub certs: Vec<CertPair>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct CertPair {
+        pub cert: PathBuf,
+        pub key: PathBuf,
     }
 
     #[derive(Debug, Deserialize, Default)]
@@ -298,8 +324,16 @@ impl NodeConfig {
         let log = section(&doc, &mut errors, "log", raw.log).unwrap_or_default();
         let probe = section(&doc, &mut errors, "probe", raw.probe).unwrap_or_default();
         let http = section(&doc, &mut errors, "http", raw.http).map(|h| {
-            if h.listen.is_empty() {
-                errors.push(doc.error("http.listen", "expected at least one address"));
+            if h.listen.is_empty() && h.tls.as_ref().is_none_or(|t| t.listen.is_empty()) {
+                errors.push(doc.error(
+                    "http.listen",
+                    "expected at least one address (here or in http.tls.listen)",
+                ));
+            }
+            if let Some(t) = &h.tls {
+                if t.certs.is_empty() {
+                    errors.push(doc.error("http.tls.certs", "expected at least one {cert, key}"));
+                }
             }
             let status = h.status.unwrap_or(307);
             if ![302, 307, 308].contains(&status) {
@@ -321,6 +355,14 @@ impl NodeConfig {
                 trusted_proxies: h.trusted_proxies,
                 endpoint_header: h.endpoint_header.unwrap_or(true),
                 retry_after_secs,
+                tls: h.tls.map(|t| HttpTlsConfig {
+                    listen: t.listen,
+                    certs: t
+                        .certs
+                        .into_iter()
+                        .map(|c| (base.join(c.cert), base.join(c.key)))
+                        .collect(),
+                }),
             }
         });
         if probe.tokens.is_some() {

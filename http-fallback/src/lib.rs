@@ -21,6 +21,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod tls;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -48,14 +50,18 @@ pub fn router(f: Fallback) -> Router {
     Router::new().fallback(redirect).with_state(f)
 }
 
-/// Serves `f` on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, f: Fallback) {
+/// Serves `f` on `listener` (HTTPS with `tls`) until the process ends.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    f: Fallback,
+) {
     let limits = Limits {
         max_connections: 4096,
         max_per_peer: 256,
         ..Limits::default()
     };
-    meridian_consensus::http::serve(listener, None, router(f), limits, Arc::new(|_| false)).await;
+    meridian_consensus::http::serve(listener, tls, router(f), limits, Arc::new(|_| false)).await;
 }
 
 /// The name a request is for: `Host`, else the URI's authority, without

@@ -188,3 +188,153 @@ fn redirects_send_each_client_to_its_own_region() {
     let (status, _) = exchange("127.0.0.1", &http, &get("www.app.example", "/", ""));
     assert_eq!(status, 307);
 }
+
+/// A CA, and leaf certificates it signs for DNS names.
+struct Pki {
+    ca_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "fallback test CA");
+        let cert = params.self_signed(&key).expect("CA");
+        let ca_pem = cert.pem();
+        let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, key).expect("issuer");
+        Pki { ca_pem, issuer }
+    }
+
+    /// (certificate PEM, key PEM) for `names`.
+    fn leaf(&self, names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        let cert = params.signed_by(&key, &self.issuer).expect("leaf");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// `curl` over HTTPS to `name` (resolved to `addr`) trusting only the
+/// test CA: the status and the Location, or curl's failure.
+fn curl(ca: &std::path::Path, addr: &str, name: &str) -> Result<(u16, String), String> {
+    let port = addr.rsplit_once(':').expect("port").1;
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "10",
+            "-w",
+            "%{http_code} %{redirect_url}",
+        ])
+        .arg("--cacert")
+        .arg(ca)
+        .args(["--resolve", &format!("{name}:{port}:127.0.0.1")])
+        .arg(format!("https://{name}:{port}/p?q=1"))
+        .output()
+        .expect("curl");
+    if !out.status.success() {
+        return Err(format!(
+            "curl exit {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (code, location) = text.split_once(' ').unwrap_or((&text, ""));
+    Ok((code.parse().unwrap_or(0), location.to_string()))
+}
+
+#[test]
+fn https_picks_certificates_by_name_and_reloads_them() {
+    let pki = Pki::new();
+    let (a_cert, a_key) = pki.leaf(&["www.a.test"]);
+    let (b_cert, b_key) = pki.leaf(&["*.b.test"]);
+    let zones = r#"zones:
+  a.test:
+    soa: {rname: hostmaster.a.test.}
+    ns: [{name: ns.example.net.}]
+    steered:
+      - {name: www, type: A, pool: a, steps: [health, {first: 1}]}
+      - {name: new, type: A, pool: a, steps: [health, {first: 1}]}
+  b.test:
+    soa: {rname: hostmaster.b.test.}
+    ns: [{name: ns.example.net.}]
+    steered:
+      - {name: www, type: A, pool: b, steps: [health, {first: 1}]}
+pools:
+  a:
+    endpoints: [{id: a1, address: 192.0.2.1, region: eu, redirect_url: "https://a1.example.net{path}"}]
+  b:
+    endpoints: [{id: b1, address: 192.0.2.2, region: eu, redirect_url: "https://b1.example.net{path}"}]
+"#;
+    let https = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let config = format!(
+        "dns: {{listen: [\"127.0.0.1:0\"], udp_sockets: 1}}\nlog: {{level: info}}\nzones: zones.yaml\nhttp:\n  tls:\n    listen: [\"{https}\"]\n    certs:\n      - {{cert: a.pem, key: a.key}}\n      - {{cert: b.pem, key: b.key}}\n"
+    );
+    let server = Server::start_files(
+        zones,
+        &config,
+        &[
+            ("ca.pem", pki.ca_pem.clone().into_bytes()),
+            ("a.pem", a_cert.into_bytes()),
+            ("a.key", a_key.into_bytes()),
+            ("b.pem", b_cert.into_bytes()),
+            ("b.key", b_key.into_bytes()),
+        ],
+    );
+    let dir = server.dir.path().to_path_buf();
+    let ca = dir.join("ca.pem");
+    // each name gets its own certificate (curl checks the name)
+    assert_eq!(
+        curl(&ca, &https, "www.a.test"),
+        Ok((307, "https://a1.example.net/p?q=1".into()))
+    );
+    assert_eq!(
+        curl(&ca, &https, "www.b.test"),
+        Ok((307, "https://b1.example.net/p?q=1".into()))
+    );
+    // no certificate names new.a.test yet
+    assert!(curl(&ca, &https, "new.a.test").is_err());
+
+    // a new certificate for a.test, with one more name: SIGHUP takes it
+    let (a2_cert, a2_key) = pki.leaf(&["www.a.test", "new.a.test"]);
+    std::fs::write(dir.join("a.pem"), a2_cert).expect("write");
+    std::fs::write(dir.join("a.key"), a2_key).expect("write");
+    let skip = server.log_len();
+    server.hangup();
+    assert!(
+        server.wait_for_log("HTTPS certificates reloaded", skip),
+        "{}",
+        server.logs()
+    );
+    assert_eq!(
+        curl(&ca, &https, "new.a.test"),
+        Ok((307, "https://a1.example.net/p?q=1".into()))
+    );
+
+    // a broken certificate is refused with a log line; the old ones serve
+    std::fs::write(dir.join("b.pem"), "not a certificate").expect("write");
+    let skip = server.log_len();
+    server.hangup();
+    assert!(
+        server.wait_for_log("HTTPS certificates not reloaded", skip),
+        "{}",
+        server.logs()
+    );
+    assert_eq!(
+        curl(&ca, &https, "www.b.test"),
+        Ok((307, "https://b1.example.net/p?q=1".into()))
+    );
+    assert_eq!(
+        curl(&ca, &https, "new.a.test"),
+        Ok((307, "https://a1.example.net/p?q=1".into()))
+    );
+}
