@@ -156,6 +156,7 @@ pub fn run(listen: SocketAddr, api: SocketAddr, http: SocketAddr) -> ExitCode {
             endpoint_header: true,
             retry_after_secs: 5,
             tls: None,
+            advertise: Vec::new(),
         }),
     };
     logging::init(&node.log);

@@ -343,11 +343,18 @@ async fn start(
 > {
     let handle = SnapshotHandle::new(Snapshot::empty());
     let publisher = handle.clone();
-    let publish = move |state: &ReplicatedState| match Snapshot::build(
+    // where records that hand over to the HTTP fallback send clients
+    let fallback: Vec<std::net::IpAddr> = node
+        .http
+        .as_ref()
+        .map(HttpConfig::advertised)
+        .unwrap_or_default();
+    let publish = move |state: &ReplicatedState| match Snapshot::build_with(
         &state.spec,
         &state.health.observations(&state.spec),
         state.version,
         serial_of(state.version),
+        &fallback,
     ) {
         Ok(s) => {
             debug!(version = s.version, "serving a new state");

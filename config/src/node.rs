@@ -45,6 +45,29 @@ pub struct HttpConfig {
     pub retry_after_secs: u32,
     /// HTTPS listeners and their certificates.
     pub tls: Option<HttpTlsConfig>,
+    /// The addresses DNS gives clients that a record hands over to the
+    /// fallback (`mode` or `on_all_down: http_fallback`); default: the
+    /// listeners' addresses that are not unspecified.
+    pub advertise: Vec<std::net::IpAddr>,
+}
+
+impl HttpConfig {
+    /// What DNS answers for records that hand over to the fallback.
+    pub fn advertised(&self) -> Vec<std::net::IpAddr> {
+        if !self.advertise.is_empty() {
+            return self.advertise.clone();
+        }
+        let mut out: Vec<std::net::IpAddr> = self
+            .listen
+            .iter()
+            .chain(self.tls.iter().flat_map(|t| &t.listen))
+            .map(SocketAddr::ip)
+            .filter(|ip| !ip.is_unspecified())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
 /// HTTPS for the fallback (`http.tls`).
@@ -227,6 +250,8 @@ mod raw {
         pub endpoint_header: Option<bool>,
         pub retry_after_secs: Option<u32>,
         pub tls: Option<HttpTls>,
+        #[serde(default)]
+        pub advertise: Vec<std::net::IpAddr>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -355,6 +380,7 @@ impl NodeConfig {
                 trusted_proxies: h.trusted_proxies,
                 endpoint_header: h.endpoint_header.unwrap_or(true),
                 retry_after_secs,
+                advertise: h.advertise,
                 tls: h.tls.map(|t| HttpTlsConfig {
                     listen: t.listen,
                     certs: t

@@ -157,6 +157,8 @@ pub struct SteeredRecord {
     pub pool: String,
     pub steps: Vec<Step>,
     pub on_all_down: OnAllDown,
+    #[serde(default, skip_serializing_if = "SteeredMode::is_dns")]
+    pub mode: SteeredMode,
 }
 
 /// One step of a steering pipeline, as configured.
@@ -236,6 +238,27 @@ pub enum OnAllDown {
     NoData,
     /// Answer this fixed set.
     Sorry(Vec<EndpointAddress>),
+    /// Answer the HTTP fallback's addresses (A and AAAA records): it
+    /// redirects each client once an endpoint is back.
+    HttpFallback,
+}
+
+/// How a steered record answers DNS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SteeredMode {
+    /// The pipeline's endpoints.
+    #[default]
+    Dns,
+    /// Always the HTTP fallback's addresses: clients are steered by their
+    /// own address, request by request (A and AAAA records).
+    HttpFallback,
+}
+
+impl SteeredMode {
+    fn is_dns(&self) -> bool {
+        *self == SteeredMode::Dns
+    }
 }
 
 /// A named set of endpoints that steered records choose from.
@@ -839,6 +862,7 @@ fn validate_zone(
         let on_all_down = match &s.on_all_down {
             None | Some(raw::OnAllDown::FailOpen) => OnAllDown::FailOpen,
             Some(raw::OnAllDown::NoData) => OnAllDown::NoData,
+            Some(raw::OnAllDown::HttpFallback) => OnAllDown::HttpFallback,
             Some(raw::OnAllDown::Sorry(list)) => {
                 let mut set = Vec::new();
                 for (j, t) in list.iter().enumerate() {
@@ -873,6 +897,7 @@ fn validate_zone(
             pool: s.pool.clone(),
             steps,
             on_all_down,
+            mode: s.mode.unwrap_or_default(),
         });
     }
 

@@ -218,6 +218,11 @@ fn steer<'s>(
     st: &mut Steering<'_, '_>,
     limit: usize,
 ) -> bool {
+    // the HTTP fallback steers each client itself: the same for everyone
+    if steered.always_fallback {
+        reply.answers.extend(steered.fallback.iter().take(limit));
+        return !steered.fallback.is_empty();
+    }
     let decision = decide(steered, st);
     reply.scope = reply.scope.max(decision.scope);
     match decision.outcome {
@@ -233,6 +238,10 @@ fn steer<'s>(
         Outcome::Sorry => {
             reply.answers.extend(steered.sorry.iter().take(limit));
             true
+        }
+        Outcome::NoData if steered.fallback_when_down => {
+            reply.answers.extend(steered.fallback.iter().take(limit));
+            !steered.fallback.is_empty()
         }
         Outcome::NoData => false,
     }

@@ -78,6 +78,21 @@ pub fn explain(
             let d = st
                 .policy
                 .decide(&st.endpoints, &mut ctx, &mut out, Some(&mut trace));
+            // where DNS hands the client to the HTTP fallback instead
+            let handover = if st.always_fallback {
+                Some("mode http_fallback: DNS answers the fallback's addresses, and it steers each request")
+            } else if st.fallback_when_down && d.outcome == Outcome::NoData {
+                Some("nothing left: DNS answers the HTTP fallback's addresses")
+            } else {
+                None
+            };
+            if let Some(why) = handover {
+                trace.steps.push(meridian_steering::StepTrace {
+                    step: "http_fallback",
+                    kept: Vec::new(),
+                    notes: vec![why.to_string()],
+                });
+            }
             SteeringExplanation {
                 pool: st.endpoints.iter().map(|e| e.id.clone()).collect(),
                 trace,

@@ -78,6 +78,14 @@ pub struct Steered {
     pub answers: Vec<SizedRecord>,
     /// Answer records for the sorry set.
     pub sorry: Vec<SizedRecord>,
+    /// The HTTP fallback's addresses of this record's family, as answer
+    /// records with a short TTL.
+    pub fallback: Vec<SizedRecord>,
+    /// `mode: http_fallback`: always answer `fallback`.
+    pub always_fallback: bool,
+    /// `on_all_down: http_fallback`: answer `fallback` when the pipeline
+    /// leaves nothing.
+    pub fallback_when_down: bool,
 }
 
 /// Everything at one owner name. Empty non-terminals have an empty node.
@@ -147,6 +155,18 @@ impl Snapshot {
         version: u64,
         serial: u32,
     ) -> Result<Snapshot, BuildError> {
+        Snapshot::build_with(spec, observed, version, serial, &[])
+    }
+
+    /// As [`Snapshot::build`], with the addresses records that hand over
+    /// to the HTTP fallback answer with.
+    pub fn build_with(
+        spec: &ZoneSpec,
+        observed: &Observations,
+        version: u64,
+        serial: u32,
+        fallback: &[IpAddr],
+    ) -> Result<Snapshot, BuildError> {
         let pools: HashMap<&str, Pool> = spec
             .pools
             .iter()
@@ -158,7 +178,7 @@ impl Snapshot {
         let zones = spec
             .zones
             .iter()
-            .map(|z| build_zone(z, serial, &pools, &spec.regions))
+            .map(|z| build_zone(z, serial, &pools, &spec.regions, fallback))
             .collect::<Result<_, _>>()?;
         Ok(Snapshot {
             version,
@@ -249,6 +269,7 @@ fn build_zone(
     serial: u32,
     pools: &HashMap<&str, Pool>,
     regions: &[ProbeRegion],
+    fallback: &[IpAddr],
 ) -> Result<ZoneData, BuildError> {
     let origin = name(&z.name)?;
     let soa_rdata = SOA::new(
@@ -314,7 +335,7 @@ fn build_zone(
     }
     for s in &z.steered {
         let owner = name(&s.name)?;
-        let steered = build_steered(s, &owner, pools, regions)?;
+        let steered = build_steered(s, &owner, pools, regions, fallback)?;
         nodes
             .entry(LowerName::from(&owner))
             .or_default()
@@ -391,11 +412,15 @@ fn build_zone(
     })
 }
 
+/// The longest TTL of an answer that hands a client to the HTTP fallback.
+pub const FALLBACK_TTL: u32 = 30;
+
 fn build_steered(
     s: &SteeredRecord,
     owner: &Name,
     pools: &HashMap<&str, Pool>,
     regions: &[ProbeRegion],
+    fallback: &[IpAddr],
 ) -> Result<Steered, BuildError> {
     let (endpoints, observed) = pools
         .get(s.pool.as_str())
@@ -423,12 +448,31 @@ fn build_steered(
             )))
         })
         .collect::<Result<_, BuildError>>()?;
+    // the fallback's addresses of this record's family, with a TTL short
+    // enough that clients come back to DNS soon after endpoints do
+    let want_v4 = s.rtype == meridian_config::zone::SteeredType::A;
+    let fallback = fallback
+        .iter()
+        .filter(|ip| {
+            ip.is_ipv4() == want_v4 && s.rtype != meridian_config::zone::SteeredType::Cname
+        })
+        .map(|ip| {
+            Ok(SizedRecord::new(Record::from_rdata(
+                owner.clone(),
+                s.ttl.min(FALLBACK_TTL),
+                endpoint_rdata(&EndpointAddress::Ip(*ip))?,
+            )))
+        })
+        .collect::<Result<_, BuildError>>()?;
     Ok(Steered {
         rtype: record_type(s.rtype.as_record_type()),
         policy,
         endpoints,
         answers,
         sorry,
+        fallback,
+        always_fallback: s.mode == meridian_config::zone::SteeredMode::HttpFallback,
+        fallback_when_down: s.on_all_down == meridian_config::zone::OnAllDown::HttpFallback,
     })
 }
 

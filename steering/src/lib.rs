@@ -320,6 +320,7 @@ impl Policy {
             }
             OnAllDown::NoData => (Outcome::NoData, "answering NODATA"),
             OnAllDown::Sorry(_) => (Outcome::Sorry, "answering the sorry set"),
+            OnAllDown::HttpFallback => (Outcome::NoData, "handing over to the HTTP fallback"),
         };
         if let Some(t) = trace {
             t.steps.push(StepTrace {

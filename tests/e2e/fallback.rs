@@ -27,6 +27,8 @@ const ZONES: &str = r#"zones:
           - {first: 1}
       - {name: dead, type: A, pool: dead, steps: [health, {first: 1}], on_all_down: nodata}
       - {name: bare, type: A, pool: bare, steps: [health, {first: 1}]}
+      - {name: handover, type: A, ttl: 300, pool: dead, steps: [health, {first: 1}], on_all_down: http_fallback}
+      - {name: always, type: A, pool: web, mode: http_fallback, steps: [health, {first: 1}]}
     records:
       - {name: static, type: A, value: 192.0.2.80}
 pools:
@@ -86,7 +88,7 @@ fn redirects_send_each_client_to_its_own_region() {
     let config = format!(
         "dns: {{listen: [\"127.0.0.1:0\"], udp_sockets: 1}}\ngeoip: {{city: city.mmdb, asn: asn.mmdb}}\nlog: {{level: info}}\nzones: zones.yaml\nhttp:\n  listen: [\"{http}\"]\n  trusted_proxies: [127.0.0.1/32]\n"
     );
-    let _server = Server::start_files(
+    let server = Server::start_files(
         ZONES,
         &config,
         &[
@@ -187,6 +189,43 @@ fn redirects_send_each_client_to_its_own_region() {
     // and it still serves
     let (status, _) = exchange("127.0.0.1", &http, &get("www.app.example", "/", ""));
     assert_eq!(status, 307);
+
+    // DNS hands clients over: always, or when nothing is left, with the
+    // fallback's address and a short TTL
+    let d = server.dig(&["always.app.example", "A"]);
+    assert_eq!(d.answers("A"), ["127.0.0.1"], "{d:?}");
+    let d = server.dig(&["handover.app.example", "A"]);
+    assert_eq!(d.answers("A"), ["127.0.0.1"], "{d:?}");
+    assert!(d.answer.iter().all(|r| r.ttl <= 30), "{d:?}");
+    // the fallback steers each request of `always` itself
+    let (status, reply) = exchange("127.0.0.1", &http, &get("always.app.example", "/a", ""));
+    assert_eq!(status, 307, "{reply}");
+    // nothing is back for `handover` yet; once its endpoint is, both DNS
+    // and the fallback send clients to it
+    let (status, _) = exchange("127.0.0.1", &http, &get("handover.app.example", "/a", ""));
+    assert_eq!(status, 503);
+    std::fs::write(
+        server.zones_path(),
+        ZONES.replace("state: disabled", "state: enabled"),
+    )
+    .expect("zones");
+    let skip = server.log_len();
+    server.hangup();
+    assert!(
+        server.wait_for_log("zone spec reloaded", skip),
+        "{}",
+        server.logs()
+    );
+    let (status, reply) = exchange("127.0.0.1", &http, &get("handover.app.example", "/a?b", ""));
+    assert_eq!(status, 307, "{reply}");
+    assert_eq!(
+        header(&reply, "location"),
+        Some("https://gone.example.net/a?b")
+    );
+    assert_eq!(
+        server.dig(&["handover.app.example", "A"]).answers("A"),
+        ["192.0.2.11"]
+    );
 }
 
 /// A CA, and leaf certificates it signs for DNS names.

@@ -16,8 +16,8 @@ use utoipa::ToSchema;
 
 use super::{
     AdminState, Check, CheckAddress, CheckKind, ClientMatch, CostMargin, Endpoint, EndpointAddress,
-    GeoMap, OnAllDown, Pool, ProbeRegion, RecordData, RecordSet, SteeredRecord, Step, Zone,
-    ZoneSpec, DEFAULT_USER_AGENT,
+    GeoMap, OnAllDown, Pool, ProbeRegion, RecordData, RecordSet, SteeredMode, SteeredRecord, Step,
+    Zone, ZoneSpec, DEFAULT_USER_AGENT,
 };
 use crate::zone::rules::{Violation, Violations};
 
@@ -117,6 +117,9 @@ pub struct SteeredDoc {
     pub steps: Vec<StepDoc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_all_down: Option<OnAllDownDoc>,
+    /// `http_fallback`: always answer the HTTP fallback's addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<SteeredMode>,
 }
 
 /// A step without arguments.
@@ -227,6 +230,7 @@ pub enum OnAllDownDoc {
 pub enum PlainOnAllDown {
     FailOpen,
     Nodata,
+    HttpFallback,
 }
 
 /// A pool of endpoints, with the health check agents run on each.
@@ -434,6 +438,7 @@ fn steered_doc(s: &SteeredRecord) -> SteeredDoc {
     let on_all_down = match &s.on_all_down {
         OnAllDown::FailOpen => OnAllDownDoc::Plain(PlainOnAllDown::FailOpen),
         OnAllDown::NoData => OnAllDownDoc::Plain(PlainOnAllDown::Nodata),
+        OnAllDown::HttpFallback => OnAllDownDoc::Plain(PlainOnAllDown::HttpFallback),
         OnAllDown::Sorry(list) => OnAllDownDoc::Sorry {
             sorry: list.iter().map(ToString::to_string).collect(),
         },
@@ -445,6 +450,7 @@ fn steered_doc(s: &SteeredRecord) -> SteeredDoc {
         pool: s.pool.clone(),
         steps: s.steps.iter().map(step_doc).collect(),
         on_all_down: Some(on_all_down),
+        mode: (s.mode != SteeredMode::Dns).then_some(s.mode),
     }
 }
 

@@ -85,6 +85,7 @@ pub struct Steered {
     pub steps: Vec<Step>,
     #[serde(default)]
     pub on_all_down: Option<OnAllDown>,
+    pub mode: Option<super::SteeredMode>,
 }
 
 #[derive(Debug)]
@@ -226,6 +227,7 @@ pub enum OnAllDown {
     FailOpen,
     NoData,
     Sorry(Vec<Text>),
+    HttpFallback,
 }
 
 impl<'de> Deserialize<'de> for OnAllDown {
@@ -235,11 +237,12 @@ impl<'de> Deserialize<'de> for OnAllDown {
         match (name.as_str(), arg) {
             ("fail_open", None) => Ok(OnAllDown::FailOpen),
             ("nodata", None) => Ok(OnAllDown::NoData),
+            ("http_fallback", None) => Ok(OnAllDown::HttpFallback),
             ("sorry", Some(a)) => parse_value::<Vec<Text>>(a)
                 .map(OnAllDown::Sorry)
                 .map_err(|f| D::Error::custom(format!("sorry: {}", f.message))),
             (other, _) => Err(D::Error::custom(format!(
-                "unknown on_all_down `{other}`, expected `fail_open`, `nodata` or `sorry: [addresses]`"
+                "unknown on_all_down `{other}`, expected `fail_open`, `nodata`, `http_fallback` or `sorry: [addresses]`"
             ))),
         }
     }

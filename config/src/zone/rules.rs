@@ -703,6 +703,14 @@ fn steered_is_sound(f: &mut Found, path: &str, s: &SteeredRecord, spec: &ZoneSpe
             );
         }
     }
+    let hands_over = s.mode == super::SteeredMode::HttpFallback
+        || s.on_all_down == super::OnAllDown::HttpFallback;
+    if hands_over && s.rtype == super::SteeredType::Cname {
+        f.at(
+            path,
+            "the HTTP fallback is reached by address: only A and AAAA records hand over to it",
+        );
+    }
     if let super::OnAllDown::Sorry(addrs) = &s.on_all_down {
         if addrs.is_empty() {
             f.at(
