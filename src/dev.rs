@@ -153,6 +153,7 @@ pub fn run(listen: SocketAddr, api: SocketAddr, http: SocketAddr) -> ExitCode {
                 "127.0.0.0/8".parse().expect("a network"),
                 "::1/128".parse().expect("a network"),
             ],
+            forwarded_header: "x-forwarded-for".into(),
             endpoint_header: true,
             retry_after_secs: 5,
             tls: None,

@@ -39,6 +39,9 @@ pub struct HttpConfig {
     /// Peers whose `X-Forwarded-For` / `Forwarded` is believed: the client
     /// is then the right-most address in it that is not one of these.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header the trusted proxies write: `x-forwarded-for` (default)
+    /// or `forwarded`; the other is ignored.
+    pub forwarded_header: String,
     /// Say which endpoint was chosen (`X-Meridian-Endpoint`; default on).
     pub endpoint_header: bool,
     /// `Retry-After` of a 503 when no endpoint is in service (seconds).
@@ -247,6 +250,7 @@ mod raw {
         pub status: Option<u16>,
         #[serde(default)]
         pub trusted_proxies: Vec<ipnet::IpNet>,
+        pub forwarded_header: Option<String>,
         pub endpoint_header: Option<bool>,
         pub retry_after_secs: Option<u32>,
         pub tls: Option<HttpTls>,
@@ -367,6 +371,17 @@ impl NodeConfig {
                     format!("expected 302, 307 or 308, got {status}"),
                 ));
             }
+            let forwarded_header = h
+                .forwarded_header
+                .clone()
+                .unwrap_or_else(|| "x-forwarded-for".into())
+                .to_ascii_lowercase();
+            if !["x-forwarded-for", "forwarded"].contains(&forwarded_header.as_str()) {
+                errors.push(doc.error(
+                    "http.forwarded_header",
+                    format!("expected x-forwarded-for or forwarded, got {forwarded_header:?}"),
+                ));
+            }
             let retry_after_secs = h.retry_after_secs.unwrap_or(5);
             if retry_after_secs > 86_400 {
                 errors.push(doc.error(
@@ -378,6 +393,7 @@ impl NodeConfig {
                 listen: h.listen,
                 status,
                 trusted_proxies: h.trusted_proxies,
+                forwarded_header,
                 endpoint_header: h.endpoint_header.unwrap_or(true),
                 retry_after_secs,
                 advertise: h.advertise,

@@ -27,7 +27,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::header::{HOST, LOCATION, RETRY_AFTER};
+use axum::http::header::{CACHE_CONTROL, HOST, LOCATION, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -64,82 +64,125 @@ pub async fn serve(
     meridian_consensus::http::serve(listener, tls, router(f), limits, Arc::new(|_| false)).await;
 }
 
-/// The name a request is for: `Host`, else the URI's authority, without
-/// the port, lower case, without a final dot. `None` when there is none or
-/// it is not a host name.
-pub fn host_of(headers: &HeaderMap, uri: &Uri) -> Option<String> {
-    let raw = match headers.get(HOST) {
-        Some(h) => h.to_str().ok()?.to_string(),
-        None => uri.authority()?.as_str().to_string(),
+/// The name a request is for, lower case, without the port or one final
+/// dot: for an absolute-form target (and HTTP/2's `:authority`) the
+/// target's authority, which a `Host` must then not contradict on HTTP/2;
+/// otherwise the one `Host` header. `None`: no name, several `Host`
+/// headers, a port that is no port, or an address rather than a name.
+pub fn host_of(headers: &HeaderMap, uri: &Uri, version: axum::http::Version) -> Option<String> {
+    let mut hosts = headers.get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return None; // RFC 9112 §3.2: more than one Host is a bad request
+    }
+    let raw = match (uri.authority(), host) {
+        (Some(a), Some(h)) if version >= axum::http::Version::HTTP_2 => {
+            if !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) {
+                return None;
+            }
+            a.as_str().to_string()
+        }
+        // HTTP/1 absolute-form: the target's authority, Host ignored
+        (Some(a), _) => a.as_str().to_string(),
+        (None, Some(h)) => h.to_str().ok()?.to_string(),
+        (None, None) => return None,
     };
-    // an HTTP/2 request whose Host and :authority disagree names no one
-    if let (Some(h), Some(a)) = (headers.get(HOST), uri.authority()) {
-        if !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) {
-            return None;
-        }
+    if raw.starts_with('[') || raw.contains('@') {
+        return None; // an IPv6 literal or user info names no steered record
     }
-    if raw.starts_with('[') {
-        return None; // an IPv6 literal names no steered record
-    }
-    let host = raw.rsplit_once(':').map_or(raw.as_str(), |(h, port)| {
-        if port.bytes().all(|b| b.is_ascii_digit()) {
+    let host = match raw.rsplit_once(':') {
+        Some((h, port)) => {
+            let port_ok = !port.is_empty()
+                && port.len() <= 5
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && port.parse::<u16>().is_ok_and(|p| p > 0);
+            if !port_ok {
+                return None;
+            }
             h
-        } else {
-            ""
         }
-    });
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
+        None => raw.as_str(),
+    };
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
     let ok = !host.is_empty()
         && host.len() <= 253
+        && !host.contains("..")
+        && !host.starts_with('.')
+        && !host.ends_with('.')
         && host
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        && host.parse::<IpAddr>().is_err();
     ok.then_some(host)
 }
 
+/// Which header trusted proxies say the client in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardedBy {
+    XForwardedFor,
+    Forwarded,
+}
+
 /// The client a request is for: the peer, or, when the peer is a trusted
-/// proxy, the right-most address of the forwarding headers that is not.
-pub fn client_of(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+/// proxy, the right-most address of the proxies' header (only the one
+/// `header` names: a client may send the other) that is not a trusted
+/// proxy. A hop that cannot be read ends the walk at the peer: what lies
+/// left of it may be the client's own invention.
+pub fn client_of(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[ipnet::IpNet],
+    header: ForwardedBy,
+) -> IpAddr {
+    let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(&peer) {
         return peer;
     }
-    // every hop the proxies added, in order, right-most last
-    let mut hops: Vec<IpAddr> = Vec::new();
-    for v in headers.get_all("x-forwarded-for") {
-        let Ok(text) = v.to_str() else { continue };
-        hops.extend(
-            text.split(',')
-                .filter_map(|h| h.trim().parse::<IpAddr>().ok()),
-        );
-    }
-    if hops.is_empty() {
-        for v in headers.get_all("forwarded") {
-            let Ok(text) = v.to_str() else { continue };
-            for element in text.split(',') {
-                for pair in element.split(';') {
-                    let Some((k, v)) = pair.trim().split_once('=') else {
-                        continue;
-                    };
-                    if k.eq_ignore_ascii_case("for") {
-                        let v = v.trim_matches('"');
-                        let v = v
-                            .strip_prefix('[')
-                            .map_or(v, |v| v.split(']').next().unwrap_or(v));
-                        if let Ok(ip) = v.parse::<IpAddr>() {
-                            hops.push(ip);
-                        } else if let Ok(sa) = v.parse::<SocketAddr>() {
-                            hops.push(sa.ip());
-                        }
-                    }
-                }
-            }
+    let name = match header {
+        ForwardedBy::XForwardedFor => "x-forwarded-for",
+        ForwardedBy::Forwarded => "forwarded",
+    };
+    // every hop, left to right over all the header's lines
+    let mut hops: Vec<Option<IpAddr>> = Vec::new();
+    for line in headers.get_all(name) {
+        for item in line.as_bytes().split(|&b| b == b',') {
+            let Ok(item) = std::str::from_utf8(item) else {
+                hops.push(None);
+                continue;
+            };
+            let value = match header {
+                ForwardedBy::XForwardedFor => Some(item.trim()),
+                ForwardedBy::Forwarded => item
+                    .split(';')
+                    .filter_map(|p| p.trim().split_once('='))
+                    .find(|(k, _)| k.eq_ignore_ascii_case("for"))
+                    .map(|(_, v)| v.trim().trim_matches('"')),
+            };
+            hops.push(value.and_then(hop_address));
         }
     }
-    hops.into_iter()
-        .rev()
-        .find(|ip| !is_trusted(ip))
-        .unwrap_or(peer)
+    for hop in hops.into_iter().rev() {
+        match hop {
+            Some(ip) if is_trusted(&ip) => continue,
+            Some(ip) => return ip,
+            None => return peer,
+        }
+    }
+    peer
+}
+
+/// One hop's address: `ip`, `ip:port`, `[v6]` or `[v6]:port`, canonical
+/// (an IPv4-mapped IPv6 address is its IPv4 address).
+fn hop_address(text: &str) -> Option<IpAddr> {
+    let ip = if let Some(rest) = text.strip_prefix('[') {
+        rest.split(']').next()?.parse::<IpAddr>().ok()?
+    } else if let Ok(ip) = text.parse::<IpAddr>() {
+        ip
+    } else {
+        text.parse::<SocketAddr>().ok()?.ip()
+    };
+    Some(ip.to_canonical())
 }
 
 thread_local! {
@@ -148,14 +191,35 @@ thread_local! {
         std::cell::RefCell::new(rand::SeedableRng::from_os_rng());
 }
 
-/// A short plain-text answer.
+/// A short plain-text answer; no answer of the fallback may be cached (a
+/// redirect is for one client, now).
 fn text(status: StatusCode, body: &'static str) -> Response {
     (
         status,
-        [("content-type", "text/plain; charset=utf-8")],
+        [
+            ("content-type", "text/plain; charset=utf-8"),
+            ("cache-control", "no-store"),
+        ],
         body,
     )
         .into_response()
+}
+
+/// `path` with every byte outside ASCII percent-encoded, as a URI in a
+/// `Location` must be.
+fn encode_high(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.is_ascii() {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len() * 3);
+    for b in path.bytes() {
+        if b.is_ascii() {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 async fn redirect(State(f): State<Fallback>, req: Request) -> Response {
@@ -164,13 +228,22 @@ async fn redirect(State(f): State<Fallback>, req: Request) -> Response {
         .get::<Peer>()
         .map(|p| p.addr.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    let Some(host) = host_of(req.headers(), req.uri()) else {
+    let Some(host) = host_of(req.headers(), req.uri(), req.version()) else {
         return text(
             StatusCode::BAD_REQUEST,
-            "a request names its host: Host: NAME\n",
+            "a request names its host, once: Host: NAME\n",
         );
     };
-    let client = client_of(peer, req.headers(), &f.config.trusted_proxies);
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    if !path.starts_with('/') {
+        return text(StatusCode::BAD_REQUEST, "only paths are redirected\n");
+    }
+    let header = if f.config.forwarded_header == "forwarded" {
+        ForwardedBy::Forwarded
+    } else {
+        ForwardedBy::XForwardedFor
+    };
+    let client = client_of(peer, req.headers(), &f.config.trusted_proxies, header);
     let snap = f.dns.load();
     let geo = f.geo.load_full();
     let choice = RNG.with(|rng| {
@@ -200,8 +273,7 @@ async fn redirect(State(f): State<Fallback>, req: Request) -> Response {
             "the chosen endpoint has no redirect_url\n",
         );
     };
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let target = template.replacen("{path}", path, 1);
+    let target = template.replacen("{path}", &encode_high(path), 1);
     let Ok(location) = HeaderValue::from_str(&target) else {
         return text(
             StatusCode::BAD_REQUEST,
@@ -209,7 +281,14 @@ async fn redirect(State(f): State<Fallback>, req: Request) -> Response {
         );
     };
     let status = StatusCode::from_u16(f.config.status).unwrap_or(StatusCode::TEMPORARY_REDIRECT);
-    let mut resp = (status, [(LOCATION, location)]).into_response();
+    let mut resp = (
+        status,
+        [
+            (LOCATION, location),
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+    )
+        .into_response();
     if f.config.endpoint_header {
         if let Ok(v) = HeaderValue::from_str(&format!("{}; client={client}", endpoint.id)) {
             resp.headers_mut().insert("x-meridian-endpoint", v);
@@ -232,24 +311,46 @@ mod tests {
 
     #[test]
     fn hosts() {
+        use axum::http::Version;
         let uri: Uri = "/x".parse().unwrap();
-        let host = |v: &str| host_of(&headers(&[("host", v)]), &uri);
+        let v11 = Version::HTTP_11;
+        let host = |v: &str| host_of(&headers(&[("host", v)]), &uri, v11);
         assert_eq!(
             host("WWW.Example.com:8080").as_deref(),
             Some("www.example.com")
         );
         assert_eq!(host("www.example.com.").as_deref(), Some("www.example.com"));
-        assert_eq!(host("[::1]:80"), None);
-        assert_eq!(host("a b"), None);
-        assert_eq!(host("www.example.com:http"), None);
-        assert_eq!(host_of(&HeaderMap::new(), &uri), None);
-        // HTTP/2: :authority and Host must agree
+        for bad in [
+            "[::1]:80",
+            "a b",
+            "www.example.com:http",
+            "www.example.com:",
+            "www.example.com:99999999",
+            "www.example.com..",
+            "127.0.0.1",
+            "user@www.example.com",
+        ] {
+            assert_eq!(host(bad), None, "{bad}");
+        }
+        assert_eq!(host_of(&HeaderMap::new(), &uri, v11), None);
+        let two = headers(&[("host", "a.example.com"), ("host", "b.example.com")]);
+        assert_eq!(host_of(&two, &uri, v11), None, "two Hosts");
+        // HTTP/1 absolute-form: the target's authority, Host ignored
         let abs: Uri = "http://a.example.com/x".parse().unwrap();
+        let other = headers(&[("host", "b.example.com")]);
+        assert_eq!(host_of(&other, &abs, v11).as_deref(), Some("a.example.com"));
+        // HTTP/2: :authority and Host must agree
+        assert_eq!(host_of(&other, &abs, Version::HTTP_2), None);
         assert_eq!(
-            host_of(&HeaderMap::new(), &abs).as_deref(),
+            host_of(&HeaderMap::new(), &abs, Version::HTTP_2).as_deref(),
             Some("a.example.com")
         );
-        assert_eq!(host_of(&headers(&[("host", "b.example.com")]), &abs), None);
+    }
+
+    #[test]
+    fn paths_are_plain_ascii_in_locations() {
+        assert_eq!(encode_high("/a%20b?q"), "/a%20b?q");
+        assert_eq!(encode_high("/\u{e9}"), "/%C3%A9");
     }
 
     #[test]
@@ -258,26 +359,60 @@ mod tests {
             "127.0.0.1/32".parse().unwrap(),
             "10.0.0.0/8".parse().unwrap(),
         ];
-        let xff = headers(&[("x-forwarded-for", "203.0.113.9, 192.0.2.7, 10.1.1.1")]);
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let xff = |v: &str| {
+            client_of(
+                peer,
+                &headers(&[("x-forwarded-for", v)]),
+                &trusted,
+                ForwardedBy::XForwardedFor,
+            )
+        };
         // the right-most untrusted hop
-        assert_eq!(
-            client_of(peer, &xff, &trusted),
-            "192.0.2.7".parse::<IpAddr>().unwrap()
-        );
-        // an untrusted peer's headers mean nothing
-        let stranger: IpAddr = "127.0.0.2".parse().unwrap();
-        assert_eq!(client_of(stranger, &xff, &trusted), stranger);
-        let fwd = headers(&[(
-            "forwarded",
-            "for=198.51.100.3;proto=https, for=\"[2001:db8::1]:4711\"",
-        )]);
-        assert_eq!(
-            client_of(peer, &fwd, &trusted),
-            "2001:db8::1".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(xff("203.0.113.9, 192.0.2.7, 10.1.1.1"), ip("192.0.2.7"));
+        // ports, brackets and mapped addresses read as the address
+        assert_eq!(xff("198.51.100.9, 192.0.2.7:4444"), ip("192.0.2.7"));
+        assert_eq!(xff("198.51.100.9, [2001:db8::1]:443"), ip("2001:db8::1"));
+        assert_eq!(xff("192.0.2.7, ::ffff:127.0.0.1"), ip("192.0.2.7"));
+        // a hop that cannot be read ends the walk at the peer
+        assert_eq!(xff("198.51.100.9, unknown"), peer);
+        assert_eq!(xff("198.51.100.9, _hidden, 10.0.0.1"), peer);
         // nothing but trusted hops: the peer
-        let only = headers(&[("x-forwarded-for", "10.0.0.5")]);
-        assert_eq!(client_of(peer, &only, &trusted), peer);
+        assert_eq!(xff("10.0.0.5"), peer);
+        // an untrusted peer's headers mean nothing
+        let stranger = ip("127.0.0.2");
+        let h = headers(&[("x-forwarded-for", "192.0.2.7")]);
+        assert_eq!(
+            client_of(stranger, &h, &trusted, ForwardedBy::XForwardedFor),
+            stranger
+        );
+        // a mapped peer is its IPv4 address, trusted as such
+        let mapped = ip("::ffff:127.0.0.1");
+        assert_eq!(
+            client_of(mapped, &h, &trusted, ForwardedBy::XForwardedFor),
+            ip("192.0.2.7")
+        );
+        // only the proxies' own header counts
+        let both = headers(&[
+            ("x-forwarded-for", "198.51.100.9"),
+            (
+                "forwarded",
+                "for=198.51.100.3;proto=https, for=\"[2001:db8::1]:4711\"",
+            ),
+        ]);
+        assert_eq!(
+            client_of(peer, &both, &trusted, ForwardedBy::Forwarded),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            client_of(peer, &both, &trusted, ForwardedBy::XForwardedFor),
+            ip("198.51.100.9")
+        );
+        let hidden = headers(&[("forwarded", "for=198.51.100.3, for=_gazonk")]);
+        assert_eq!(
+            client_of(peer, &hidden, &trusted, ForwardedBy::Forwarded),
+            peer
+        );
     }
 }

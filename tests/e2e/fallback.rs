@@ -119,6 +119,7 @@ fn redirects_send_each_client_to_its_own_region() {
             .is_some_and(|v| v.starts_with("eu; client=192.0.2.7")),
         "{reply}"
     );
+    assert_eq!(header(&reply, "cache-control"), Some("no-store"), "{reply}");
     // an American one: to us, under its base path
     let (status, reply) = exchange(
         "127.0.0.1",
@@ -154,20 +155,29 @@ fn redirects_send_each_client_to_its_own_region() {
     // an endpoint with nowhere to send the client
     let (status, reply) = exchange("127.0.0.1", &http, &get("bare.app.example", "/", ""));
     assert_eq!(status, 502, "{reply}");
-    // a name that is not steered, a host that is an address, no host
-    for host in [
-        "static.app.example",
-        "nope.app.example",
-        "127.0.0.1",
-        "other.example",
-    ] {
+    // a name that is not steered, or not ours
+    for host in ["static.app.example", "nope.app.example", "other.example"] {
         let (status, reply) = exchange("127.0.0.1", &http, &get(host, "/", ""));
         assert_eq!(status, 404, "{host}: {reply}");
     }
     let (status, reply) = exchange("127.0.0.1", &http, "GET / HTTP/1.0\r\n\r\n");
     assert_eq!(status, 400, "no Host: {reply}");
-    let (status, reply) = exchange("127.0.0.1", &http, &get("[::1]", "/", ""));
-    assert_eq!(status, 400, "an IPv6 literal: {reply}");
+    // no name: an address, a port that is none, two Hosts
+    for host in [
+        "[::1]",
+        "127.0.0.1",
+        "www.app.example:",
+        "www.app.example:99999",
+    ] {
+        let (status, reply) = exchange("127.0.0.1", &http, &get(host, "/", ""));
+        assert_eq!(status, 400, "{host}: {reply}");
+    }
+    let (status, reply) = exchange(
+        "127.0.0.1",
+        &http,
+        &get("www.app.example", "/", "Host: other.example\r\n"),
+    );
+    assert_eq!(status, 400, "two Hosts: {reply}");
     // a CRLF cannot ride in on the path: the request line is refused
     let (status, reply) = exchange(
         "127.0.0.1",

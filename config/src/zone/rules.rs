@@ -233,6 +233,13 @@ pub fn redirect_url_problem(url: &str) -> Option<String> {
     if without.contains('{') || without.contains('}') {
         return bad("the only placeholder is {path}, at most once");
     }
+    // the request's path and query go in the path: in a query or a
+    // fragment they would add parameters of the client's choosing
+    if let Some(at) = url.find("{path}") {
+        if url[..at].contains(['?', '#']) {
+            return bad("{path} belongs in the URL's path, not after ? or #");
+        }
+    }
     None
 }
 
@@ -815,6 +822,7 @@ mod tests {
             "https://x.example/{host}",
             "https://x.example/a b",
             "https://x.example/\r\nSet-Cookie: a=b",
+            "https://x.example/login?next={path}",
             "//x.example/",
         ] {
             assert!(redirect_url_problem(bad).is_some(), "{bad}");
