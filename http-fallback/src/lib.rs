@@ -249,12 +249,19 @@ async fn redirect(State(f): State<Fallback>, req: Request) -> Response {
     let choice = RNG.with(|rng| {
         let mut rng = rng.borrow_mut();
         match choose(&snap, geo.as_deref(), &host, client, &mut *rng) {
-            Choice::Endpoint { endpoint, .. } => Ok(endpoint.clone()),
+            // only what the answer needs: no copy of the endpoint
+            Choice::Endpoint { endpoint, .. } => Ok((
+                endpoint.id.clone(),
+                endpoint
+                    .redirect_url
+                    .as_deref()
+                    .map(|t| t.replacen("{path}", &encode_high(path), 1)),
+            )),
             Choice::Nothing => Err(true),
             Choice::Unknown => Err(false),
         }
     });
-    let endpoint = match choice {
+    let chosen = match choice {
         Err(false) => return text(StatusCode::NOT_FOUND, "no steered name here\n"),
         Err(true) => {
             let mut resp = text(
@@ -265,15 +272,14 @@ async fn redirect(State(f): State<Fallback>, req: Request) -> Response {
                 .insert(RETRY_AFTER, HeaderValue::from(f.config.retry_after_secs));
             return resp;
         }
-        Ok(endpoint) => endpoint,
+        Ok(chosen) => chosen,
     };
-    let Some(template) = &endpoint.redirect_url else {
+    let (id, Some(target)) = chosen else {
         return text(
             StatusCode::BAD_GATEWAY,
             "the chosen endpoint has no redirect_url\n",
         );
     };
-    let target = template.replacen("{path}", &encode_high(path), 1);
     let Ok(location) = HeaderValue::from_str(&target) else {
         return text(
             StatusCode::BAD_REQUEST,
@@ -290,7 +296,7 @@ async fn redirect(State(f): State<Fallback>, req: Request) -> Response {
     )
         .into_response();
     if f.config.endpoint_header {
-        if let Ok(v) = HeaderValue::from_str(&format!("{}; client={client}", endpoint.id)) {
+        if let Ok(v) = HeaderValue::from_str(&format!("{id}; client={client}")) {
             resp.headers_mut().insert("x-meridian-endpoint", v);
         }
     }
