@@ -62,16 +62,10 @@ impl GeoSource {
 
     /// What identifies the files' current contents: size and modification
     /// time, so a replaced file is noticed.
-    fn stamp(&self) -> Vec<Option<(u64, SystemTime)>> {
-        let stamp = |p: &Path| {
-            let m = std::fs::metadata(p).ok()?;
-            Some((m.len(), m.modified().ok()?))
-        };
+    fn stamp(&self) -> Vec<FileStamp> {
         match self {
             GeoSource::Files { city, asn } => {
-                let mut v = vec![stamp(city)];
-                v.extend(asn.as_deref().map(stamp));
-                v
+                files_stamp(std::iter::once(city.as_path()).chain(asn.as_deref()))
             }
             _ => Vec::new(),
         }
@@ -141,15 +135,37 @@ pub async fn watch(source: GeoSource, handle: GeoHandle) {
     if !matches!(source, GeoSource::Files { .. }) {
         return;
     }
-    let mut last = source.stamp();
+    watch_changes(|| source.stamp(), || reload(&source, &handle)).await;
+}
+
+/// What identifies a file's contents as far as a watcher can tell: its
+/// size and modification time (`None`: it cannot be read).
+pub type FileStamp = Option<(u64, SystemTime)>;
+
+/// The stamps of `paths`, in order.
+pub fn files_stamp<'p>(paths: impl IntoIterator<Item = &'p Path>) -> Vec<FileStamp> {
+    paths
+        .into_iter()
+        .map(|p| {
+            let m = std::fs::metadata(p).ok()?;
+            Some((m.len(), m.modified().ok()?))
+        })
+        .collect()
+}
+
+/// Calls `changed` whenever `stamp` differs from the last time, looking
+/// every [`WATCH_INTERVAL`]: files replaced in place or renamed over are
+/// noticed without any notification API.
+pub async fn watch_changes(stamp: impl Fn() -> Vec<FileStamp>, changed: impl Fn()) {
+    let mut last = stamp();
     let mut tick = tokio::time::interval(WATCH_INTERVAL);
     tick.tick().await;
     loop {
         tick.tick().await;
-        let now = source.stamp();
+        let now = stamp();
         if now != last {
             last = now;
-            reload(&source, &handle);
+            changed();
         }
     }
 }

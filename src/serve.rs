@@ -425,7 +425,7 @@ async fn start(
             let api_addr = api.local_addr().map_err(Failure::runtime)?;
             let probes = ProbeService::new(cluster.clone());
             let rest = meridian_api::routes(
-                meridian_api::Api::new(cluster.clone(), handle.clone(), geo, c.api.max_apply_bytes),
+                meridian_api::Api::new(cluster.clone(), handle.clone(), geo),
                 &meridian_api::ApiLimits {
                     max_body_bytes: c.api.max_body_bytes,
                     max_apply_bytes: c.api.max_apply_bytes,
@@ -659,25 +659,14 @@ fn reload_certs(certs: &Certs, why: &str) {
     }
 }
 
-/// Reloads the certificates when one of their files changes (checked
-/// every two seconds).
+/// Reloads the certificates when one of their files changes (the GeoIP
+/// databases' watcher).
 async fn watch_certs(certs: Arc<Certs>) {
-    let stamp = |c: &Certs| {
-        c.files()
-            .iter()
-            .flat_map(|f| [&f.cert, &f.key])
-            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-            .collect::<Vec<_>>()
+    let paths = || {
+        let files = certs.files().iter();
+        geoip::files_stamp(files.flat_map(|f| [f.cert.as_path(), f.key.as_path()]))
     };
-    let mut last = stamp(&certs);
-    loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let now = stamp(&certs);
-        if now != last {
-            last = now;
-            reload_certs(&certs, "a certificate file changed");
-        }
-    }
+    geoip::watch_changes(paths, || reload_certs(&certs, "a certificate file changed")).await;
 }
 
 /// A reloaded zone file as an audited change of the whole spec.

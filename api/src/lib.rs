@@ -92,17 +92,13 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(
-        node: ClusterNode,
-        dns: SnapshotHandle,
-        geo: GeoHandle,
-        max_spec_bytes: usize,
-    ) -> Api {
+    /// The handlers' state; [`routes`] sets the spec bound from its limits.
+    pub fn new(node: ClusterNode, dns: SnapshotHandle, geo: GeoHandle) -> Api {
         Api {
             node,
             dns,
             geo,
-            max_spec_bytes,
+            max_spec_bytes: meridian_consensus::state::MAX_SPEC_TEXT,
             exports: Default::default(),
         }
     }

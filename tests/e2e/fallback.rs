@@ -5,13 +5,13 @@
 //! the byte, and every bad request answered with its status.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use meridian_steering::geo::build::{asn_database, city_database, demo_asns, demo_places};
 
 use crate::cluster::free_port;
 use crate::harness::Server;
+use crate::security::connect_from;
 
 const ZONES: &str = r#"zones:
   app.example:
@@ -46,13 +46,7 @@ pools:
 
 /// A reply's status line code and its raw head.
 fn exchange(from: &str, to: &str, request: &str) -> (u16, String) {
-    let sock =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    let src: std::net::SocketAddr = format!("{from}:0").parse().expect("addr");
-    sock.bind(&src.into()).expect("bind");
-    let dst: std::net::SocketAddr = to.parse().expect("addr");
-    sock.connect(&dst.into()).expect("connect");
-    let mut s: TcpStream = sock.into();
+    let mut s = connect_from(from, to).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     s.write_all(request.as_bytes()).expect("send");

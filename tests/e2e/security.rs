@@ -461,7 +461,7 @@ fn a_damaged_store_is_refused_and_the_node_rebuilt() {
 }
 
 /// A TCP connection from source address `from` (any 127/8 address).
-fn connect_from(from: &str, to: &str) -> std::io::Result<TcpStream> {
+pub(crate) fn connect_from(from: &str, to: &str) -> std::io::Result<TcpStream> {
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
     let src: std::net::SocketAddr = format!("{from}:0").parse().expect("addr");
     sock.bind(&src.into())?;
