@@ -158,6 +158,7 @@ pub fn run(listen: SocketAddr, api: SocketAddr, http: SocketAddr) -> ExitCode {
             retry_after_secs: 5,
             tls: None,
             advertise: Vec::new(),
+            proxy: Default::default(),
         }),
     };
     logging::init(&node.log);

@@ -600,11 +600,8 @@ async fn start_fallback(
     handle: &SnapshotHandle,
     geo: &GeoHandle,
 ) -> Result<(Vec<SocketAddr>, Option<Arc<Certs>>), String> {
-    let fallback = meridian_http_fallback::Fallback {
-        dns: handle.clone(),
-        geo: geo.clone(),
-        config: Arc::new(http.clone()),
-    };
+    let fallback =
+        meridian_http_fallback::Fallback::new(handle.clone(), geo.clone(), http.clone())?;
     let certs = match &http.tls {
         Some(t) => Some(
             Certs::load(

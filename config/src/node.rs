@@ -52,6 +52,46 @@ pub struct HttpConfig {
     /// fallback (`mode` or `on_all_down: http_fallback`); default: the
     /// listeners' addresses that are not unspecified.
     pub advertise: Vec<std::net::IpAddr>,
+    /// Bounds of proxy mode (`http.proxy`).
+    pub proxy: ProxyConfig,
+}
+
+/// How far proxy mode goes for one request (`http.proxy`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyConfig {
+    /// Connecting to an endpoint, TLS included, per attempt.
+    pub connect_timeout: std::time::Duration,
+    /// From the request's arrival to the endpoint's response headers, all
+    /// attempts together.
+    pub timeout: std::time::Duration,
+    /// A body (either way) that moves nothing for this long is cut.
+    pub idle_timeout: std::time::Duration,
+    /// A request body's bytes at most (413 past it).
+    pub max_body_bytes: u64,
+    /// An endpoint's response headers' bytes at most (502 past them).
+    pub max_header_bytes: usize,
+    /// Connections to endpoints open at once, idle ones included.
+    pub max_connections: usize,
+    /// Endpoints tried for one request (idempotent methods only retry).
+    pub attempts: u8,
+    /// PEM roots that endpoints' certificates are verified against,
+    /// instead of the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> ProxyConfig {
+        ProxyConfig {
+            connect_timeout: std::time::Duration::from_secs(2),
+            timeout: std::time::Duration::from_secs(30),
+            idle_timeout: std::time::Duration::from_secs(60),
+            max_body_bytes: 64 << 20,
+            max_header_bytes: 64 << 10,
+            max_connections: 512,
+            attempts: 3,
+            ca_file: None,
+        }
+    }
 }
 
 impl HttpConfig {
@@ -256,6 +296,20 @@ mod raw {
         pub tls: Option<HttpTls>,
         #[serde(default)]
         pub advertise: Vec<std::net::IpAddr>,
+        pub proxy: Option<HttpProxy>,
+    }
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct HttpProxy {
+        pub connect_timeout_ms: Option<u64>,
+        pub timeout_secs: Option<u64>,
+        pub idle_timeout_secs: Option<u64>,
+        pub max_body_bytes: Option<u64>,
+        pub max_header_bytes: Option<usize>,
+        pub max_connections: Option<usize>,
+        pub attempts: Option<u8>,
+        pub ca_file: Option<PathBuf>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -389,7 +443,73 @@ impl NodeConfig {
                     format!("expected at most a day (86400), got {retry_after_secs}"),
                 ));
             }
+            let d = ProxyConfig::default();
+            let p = h.proxy.unwrap_or_default();
+            let mut bounded = |field: &str, v: Option<u64>, lo: u64, hi: u64, default: u64| {
+                let v = v.unwrap_or(default);
+                if !(lo..=hi).contains(&v) {
+                    errors.push(doc.error(
+                        &format!("http.proxy.{field}"),
+                        format!("expected {lo} to {hi}, got {v}"),
+                    ));
+                }
+                v
+            };
+            let secs = std::time::Duration::from_secs;
+            let proxy = ProxyConfig {
+                connect_timeout: std::time::Duration::from_millis(bounded(
+                    "connect_timeout_ms",
+                    p.connect_timeout_ms,
+                    10,
+                    60_000,
+                    d.connect_timeout.as_millis() as u64,
+                )),
+                timeout: secs(bounded(
+                    "timeout_secs",
+                    p.timeout_secs,
+                    1,
+                    3600,
+                    d.timeout.as_secs(),
+                )),
+                idle_timeout: secs(bounded(
+                    "idle_timeout_secs",
+                    p.idle_timeout_secs,
+                    1,
+                    3600,
+                    d.idle_timeout.as_secs(),
+                )),
+                max_body_bytes: bounded(
+                    "max_body_bytes",
+                    p.max_body_bytes,
+                    0,
+                    1 << 40,
+                    d.max_body_bytes,
+                ),
+                max_header_bytes: bounded(
+                    "max_header_bytes",
+                    p.max_header_bytes.map(|v| v as u64),
+                    8192,
+                    1 << 20,
+                    d.max_header_bytes as u64,
+                ) as usize,
+                max_connections: bounded(
+                    "max_connections",
+                    p.max_connections.map(|v| v as u64),
+                    1,
+                    65_536,
+                    d.max_connections as u64,
+                ) as usize,
+                attempts: bounded(
+                    "attempts",
+                    p.attempts.map(u64::from),
+                    1,
+                    16,
+                    u64::from(d.attempts),
+                ) as u8,
+                ca_file: p.ca_file.map(|f| base.join(f)),
+            };
             HttpConfig {
+                proxy,
                 listen: h.listen,
                 status,
                 trusted_proxies: h.trusted_proxies,

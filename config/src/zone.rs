@@ -159,6 +159,12 @@ pub struct SteeredRecord {
     pub on_all_down: OnAllDown,
     #[serde(default, skip_serializing_if = "SteeredMode::is_dns")]
     pub mode: SteeredMode,
+    /// How the HTTP fallback answers requests for this name.
+    #[serde(default, skip_serializing_if = "HttpMode::is_redirect")]
+    pub http: HttpMode,
+    /// In proxy mode, the `Host` sent to the endpoint.
+    #[serde(default, skip_serializing_if = "ProxyHost::is_keep")]
+    pub proxy_host: ProxyHost,
 }
 
 /// One step of a steering pipeline, as configured.
@@ -261,6 +267,41 @@ impl SteeredMode {
     }
 }
 
+/// How the HTTP fallback answers a steered name's requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpMode {
+    /// A redirect to the chosen endpoint's `redirect_url`.
+    #[default]
+    Redirect,
+    /// The request is forwarded to the chosen endpoint (its `proxy_url`,
+    /// at its address) and the answer streamed back.
+    Proxy,
+}
+
+impl HttpMode {
+    fn is_redirect(&self) -> bool {
+        *self == HttpMode::Redirect
+    }
+}
+
+/// The `Host` a proxied request carries to the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyHost {
+    /// The client's own `Host`.
+    #[default]
+    Keep,
+    /// The host of the endpoint's `proxy_url`.
+    Endpoint,
+}
+
+impl ProxyHost {
+    fn is_keep(&self) -> bool {
+        *self == ProxyHost::Keep
+    }
+}
+
 /// A named set of endpoints that steered records choose from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pool {
@@ -353,6 +394,12 @@ pub struct Endpoint {
     /// query (`https://eu.app.example.com{path}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_url: Option<String>,
+    /// Where the HTTP fallback forwards requests for records in proxy
+    /// mode: `http(s)://host[:port]`, connected to at the endpoint's
+    /// address (the host is the TLS name and, if asked, the `Host`);
+    /// default `http://ADDRESS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_url: Option<String>,
 }
 
 /// A probe region: where latency is measured from.
@@ -647,6 +694,7 @@ fn validate_pool(
                 rtt_ms: e.rtt_ms.clone(),
                 check_address,
                 redirect_url: e.redirect_url.clone(),
+                proxy_url: e.proxy_url.clone(),
             });
         }
     }
@@ -898,6 +946,8 @@ fn validate_zone(
             steps,
             on_all_down,
             mode: s.mode.unwrap_or_default(),
+            http: s.http.unwrap_or_default(),
+            proxy_host: s.proxy_host.unwrap_or_default(),
         });
     }
 

@@ -61,6 +61,7 @@ mod state_machine {
             rtt_ms: BTreeMap::new(),
             check_address: None,
             redirect_url: None,
+            proxy_url: None,
         };
         let mut pools = BTreeMap::new();
         pools.insert(

@@ -196,6 +196,15 @@ fn referral<'s>(reply: &mut Reply<'s>, cut: &'s Node) {
 /// first, are left in `st.scratch` (indices into the pool). The one place
 /// a steered record decides, for DNS and for the HTTP fallback.
 pub fn decide(steered: &Steered, st: &mut Steering<'_, '_>) -> meridian_steering::Decision {
+    decide_without(steered, st, &[])
+}
+
+/// [`decide`] as if the endpoints in `exclude` were not in the pool.
+pub fn decide_without(
+    steered: &Steered,
+    st: &mut Steering<'_, '_>,
+    exclude: &[meridian_steering::Candidate],
+) -> meridian_steering::Decision {
     let client = st.client;
     let location = match (client.geo, client.addr) {
         (Some(geo), Some(addr)) if steered.policy.needs_location() => Some(geo.lookup(addr)),
@@ -209,7 +218,7 @@ pub fn decide(steered: &Steered, st: &mut Steering<'_, '_>) -> meridian_steering
     };
     steered
         .policy
-        .decide(&steered.endpoints, &mut ctx, &mut st.scratch, None)
+        .decide_without(&steered.endpoints, &mut ctx, &mut st.scratch, None, exclude)
 }
 
 fn steer<'s>(

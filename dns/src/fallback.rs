@@ -10,8 +10,9 @@ use meridian_config::zone::Endpoint;
 use meridian_steering::{GeoIp, Outcome};
 use rand::RngCore;
 
-use crate::answer::{decide, Client, Steering};
+use crate::answer::{decide_without, Client, Steering};
 use crate::snapshot::Snapshot;
+use crate::snapshot::Steered;
 
 /// What the pipeline chose for an HTTP client.
 #[derive(Debug)]
@@ -19,8 +20,10 @@ pub enum Choice<'s> {
     /// The best endpoint.
     Endpoint {
         endpoint: &'s Endpoint,
-        /// The steered record's type (A, AAAA or CNAME).
-        rtype: RecordType,
+        /// Its place in the pool: what a retry excludes.
+        index: meridian_steering::Candidate,
+        /// The steered record (its type, HTTP mode, proxy `Host`).
+        record: &'s Steered,
     },
     /// The record exists but left no endpoint (every one down, or the
     /// record answers its sorry set or NODATA).
@@ -38,6 +41,19 @@ pub fn choose<'s>(
     host: &str,
     client: IpAddr,
     rng: &mut dyn RngCore,
+) -> Choice<'s> {
+    choose_without(snap, geo, host, client, rng, &[])
+}
+
+/// [`choose`] as if the endpoints in `exclude` (pool indices) were not in
+/// the pool: the next candidate after those that failed.
+pub fn choose_without<'s>(
+    snap: &'s Snapshot,
+    geo: Option<&GeoIp>,
+    host: &str,
+    client: IpAddr,
+    rng: &mut dyn RngCore,
+    exclude: &[meridian_steering::Candidate],
 ) -> Choice<'s> {
     let fqdn = if host.ends_with('.') {
         host.to_string()
@@ -65,11 +81,12 @@ pub fn choose<'s>(
         rng,
         scratch: Vec::new(),
     };
-    let decision = decide(steered, &mut st);
+    let decision = decide_without(steered, &mut st, exclude);
     match (decision.outcome, st.scratch.first()) {
         (Outcome::Endpoints, Some(&i)) => Choice::Endpoint {
             endpoint: &steered.endpoints[usize::from(i)],
-            rtype: steered.rtype,
+            index: i,
+            record: steered,
         },
         _ => Choice::Nothing,
     }
@@ -105,8 +122,10 @@ pools:
     fn chosen(snap: &Snapshot, host: &str) -> Option<String> {
         let mut rng = StdRng::seed_from_u64(1);
         match choose(snap, None, host, "198.51.100.7".parse().unwrap(), &mut rng) {
-            Choice::Endpoint { endpoint, rtype } => {
-                assert_eq!(rtype, RecordType::A);
+            Choice::Endpoint {
+                endpoint, record, ..
+            } => {
+                assert_eq!(record.rtype, RecordType::A);
                 Some(endpoint.id.clone())
             }
             Choice::Nothing => Some("(nothing)".into()),
@@ -126,5 +145,40 @@ pools:
         assert_eq!(chosen(&snap, "static.example.com"), None);
         assert_eq!(chosen(&snap, "www.example.org"), None);
         assert_eq!(chosen(&snap, "not a name"), None);
+    }
+
+    #[test]
+    fn the_next_candidate_leaves_out_those_that_failed() {
+        let snap = snapshot("enabled");
+        let client = "198.51.100.7".parse().unwrap();
+        let mut rng = StdRng::seed_from_u64(1);
+        let next = |exclude: &[u16], rng: &mut StdRng| match choose_without(
+            &snap,
+            None,
+            "www.example.com",
+            client,
+            rng,
+            exclude,
+        ) {
+            Choice::Endpoint {
+                endpoint, index, ..
+            } => {
+                assert_eq!(endpoint.id, snap_id(&snap, index));
+                Some(endpoint.id.clone())
+            }
+            _ => None,
+        };
+        assert_eq!(next(&[], &mut rng).as_deref(), Some("b"));
+        // b failed: the priority step now keeps a's tier
+        assert_eq!(next(&[1], &mut rng).as_deref(), Some("a"));
+        assert_eq!(next(&[1, 0], &mut rng), None);
+    }
+
+    fn snap_id(snap: &Snapshot, index: u16) -> String {
+        let name = LowerName::from_str("www.example.com.").unwrap();
+        let node = snap.find_zone(&name).unwrap().nodes.get(&name).unwrap();
+        node.steered(RecordType::A).unwrap().endpoints[usize::from(index)]
+            .id
+            .clone()
     }
 }

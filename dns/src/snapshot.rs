@@ -86,6 +86,10 @@ pub struct Steered {
     /// `on_all_down: http_fallback`: answer `fallback` when the pipeline
     /// leaves nothing.
     pub fallback_when_down: bool,
+    /// How the HTTP fallback answers this name: redirect or proxy.
+    pub http: meridian_config::zone::HttpMode,
+    /// The `Host` a proxied request carries.
+    pub proxy_host: meridian_config::zone::ProxyHost,
 }
 
 /// Everything at one owner name. Empty non-terminals have an empty node.
@@ -473,6 +477,8 @@ fn build_steered(
         fallback,
         always_fallback: s.mode == meridian_config::zone::SteeredMode::HttpFallback,
         fallback_when_down: s.on_all_down == meridian_config::zone::OnAllDown::HttpFallback,
+        http: s.http,
+        proxy_host: s.proxy_host,
     })
 }
 

@@ -21,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod proxy;
 pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
@@ -32,10 +33,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use meridian_config::node::HttpConfig;
+use meridian_config::zone::{HttpMode, ProxyHost};
 use meridian_consensus::http::{Limits, Peer};
-use meridian_dns::fallback::{choose, Choice};
+use meridian_dns::fallback::{choose_without, Choice};
 use meridian_dns::handler::GeoHandle;
 use meridian_dns::SnapshotHandle;
+use proxy::{Proxy, Target, Upstream};
 
 /// What the fallback answers from.
 #[derive(Clone)]
@@ -43,22 +46,61 @@ pub struct Fallback {
     pub dns: SnapshotHandle,
     pub geo: GeoHandle,
     pub config: Arc<HttpConfig>,
+    /// Proxy mode's connections to endpoints, shared by every listener.
+    pub proxy: Arc<Proxy>,
+    /// Told of every answer and every upstream attempt.
+    pub observer: Option<Arc<dyn Observer>>,
+    /// `http` or `https`: the listener's scheme ([`serve`] sets it).
+    pub proto: &'static str,
+}
+
+impl Fallback {
+    /// The fallback of `config`; fails when proxy mode's `ca_file` does
+    /// not load.
+    pub fn new(
+        dns: SnapshotHandle,
+        geo: GeoHandle,
+        config: HttpConfig,
+    ) -> Result<Fallback, String> {
+        Ok(Fallback {
+            dns,
+            geo,
+            proxy: Arc::new(Proxy::new(config.proxy.clone())?),
+            config: Arc::new(config),
+            observer: None,
+            proto: "http",
+        })
+    }
+}
+
+/// What the operations side counts: hooks called as the fallback answers.
+pub trait Observer: Send + Sync {
+    /// A request was answered: the host it named (empty when it named
+    /// none), the status, and the endpoint chosen (if one was).
+    fn answered(&self, host: &str, status: StatusCode, endpoint: Option<&str>);
+    /// One attempt of proxy mode at `endpoint`: how long until its
+    /// response headers, and their status (`None`: no response).
+    fn upstream(&self, endpoint: &str, took: std::time::Duration, status: Option<StatusCode>);
 }
 
 /// The router: every method and path, one handler.
 pub fn router(f: Fallback) -> Router {
-    Router::new().fallback(redirect).with_state(f)
+    Router::new().fallback(answer).with_state(f)
 }
 
 /// Serves `f` on `listener` (HTTPS with `tls`) until the process ends.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
-    f: Fallback,
+    mut f: Fallback,
 ) {
+    f.proto = if tls.is_some() { "https" } else { "http" };
     let limits = Limits {
         max_connections: 4096,
         max_per_peer: 256,
+        // a proxied request may take the proxy's whole timeout for its
+        // answer's headers
+        request_timeout: f.config.proxy.timeout + std::time::Duration::from_secs(1),
         ..Limits::default()
     };
     meridian_consensus::http::serve(listener, tls, router(f), limits, Arc::new(|_| false)).await;
@@ -222,69 +264,159 @@ fn encode_high(path: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-async fn redirect(State(f): State<Fallback>, req: Request) -> Response {
+/// What the pipeline chose for one request.
+enum Picked {
+    Redirect { id: String, target: Option<String> },
+    Proxy(Target),
+    Nothing,
+    Unknown,
+}
+
+/// Runs `host`'s steered record for `client` without the endpoints in
+/// `exclude`, keeping only what the answer needs (no copy of the
+/// endpoint). `path` fills a redirect's `{path}`.
+fn pick(f: &Fallback, host: &str, client: IpAddr, path: &str, exclude: &[u16]) -> Picked {
+    let snap = f.dns.load();
+    let geo = f.geo.load_full();
+    RNG.with(|rng| {
+        let mut rng = rng.borrow_mut();
+        match choose_without(&snap, geo.as_deref(), host, client, &mut *rng, exclude) {
+            Choice::Endpoint {
+                endpoint,
+                index,
+                record,
+            } if record.http == HttpMode::Proxy => match Upstream::of(endpoint) {
+                Some(upstream) => Picked::Proxy(Target {
+                    index,
+                    id: endpoint.id.clone(),
+                    upstream,
+                    rewrite_host: record.proxy_host == ProxyHost::Endpoint,
+                }),
+                None => Picked::Redirect {
+                    id: endpoint.id.clone(),
+                    target: None,
+                },
+            },
+            Choice::Endpoint { endpoint, .. } => Picked::Redirect {
+                id: endpoint.id.clone(),
+                target: endpoint
+                    .redirect_url
+                    .as_deref()
+                    .map(|t| t.replacen("{path}", &encode_high(path), 1)),
+            },
+            Choice::Nothing => Picked::Nothing,
+            Choice::Unknown => Picked::Unknown,
+        }
+    })
+}
+
+async fn answer(State(f): State<Fallback>, req: Request) -> Response {
+    let (resp, host, endpoint) = handle(&f, req).await;
+    if let Some(o) = &f.observer {
+        o.answered(
+            host.as_deref().unwrap_or(""),
+            resp.status(),
+            endpoint.as_deref(),
+        );
+    }
+    resp
+}
+
+/// The answer, the host it was for and the endpoint chosen.
+async fn handle(f: &Fallback, req: Request) -> (Response, Option<String>, Option<String>) {
     let peer = req
         .extensions()
         .get::<Peer>()
         .map(|p| p.addr.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let Some(host) = host_of(req.headers(), req.uri(), req.version()) else {
-        return text(
+        let resp = text(
             StatusCode::BAD_REQUEST,
             "a request names its host, once: Host: NAME\n",
         );
+        return (resp, None, None);
     };
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     if !path.starts_with('/') {
-        return text(StatusCode::BAD_REQUEST, "only paths are redirected\n");
+        let resp = text(StatusCode::BAD_REQUEST, "only paths are redirected\n");
+        return (resp, Some(host), None);
     }
     let header = if f.config.forwarded_header == "forwarded" {
         ForwardedBy::Forwarded
     } else {
         ForwardedBy::XForwardedFor
     };
-    let client = client_of(peer, req.headers(), &f.config.trusted_proxies, header);
-    let snap = f.dns.load();
-    let geo = f.geo.load_full();
-    let choice = RNG.with(|rng| {
-        let mut rng = rng.borrow_mut();
-        match choose(&snap, geo.as_deref(), &host, client, &mut *rng) {
-            // only what the answer needs: no copy of the endpoint
-            Choice::Endpoint { endpoint, .. } => Ok((
-                endpoint.id.clone(),
-                endpoint
-                    .redirect_url
-                    .as_deref()
-                    .map(|t| t.replacen("{path}", &encode_high(path), 1)),
-            )),
-            Choice::Nothing => Err(true),
-            Choice::Unknown => Err(false),
+    let trusted = &f.config.trusted_proxies;
+    let client = client_of(peer, req.headers(), trusted, header);
+    let (id, target) = match pick(f, &host, client, path, &[]) {
+        Picked::Unknown => {
+            let resp = text(StatusCode::NOT_FOUND, "no steered name here\n");
+            return (resp, Some(host), None);
         }
-    });
-    let chosen = match choice {
-        Err(false) => return text(StatusCode::NOT_FOUND, "no steered name here\n"),
-        Err(true) => {
+        Picked::Nothing => {
             let mut resp = text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no endpoint is in service for this name; retry shortly\n",
             );
             resp.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(f.config.retry_after_secs));
-            return resp;
+            return (resp, Some(host), None);
         }
-        Ok(chosen) => chosen,
+        Picked::Proxy(first) => {
+            let host_value = req
+                .headers()
+                .get(HOST)
+                .cloned()
+                .or_else(|| {
+                    let a = req.uri().authority()?;
+                    HeaderValue::from_str(a.as_str()).ok()
+                })
+                .unwrap_or_else(|| HeaderValue::from_static(""));
+            let who = proxy::Client {
+                peer,
+                trusted: trusted.iter().any(|n| n.contains(&peer.to_canonical())),
+                host: host_value,
+                proto: f.proto,
+            };
+            let observer = f.observer.clone();
+            let proxied = f
+                .proxy
+                .forward(
+                    req,
+                    who,
+                    first,
+                    |tried| match pick(f, &host, client, "", tried) {
+                        Picked::Proxy(t) => Some(t),
+                        _ => None,
+                    },
+                    |id, took, status| {
+                        if let Some(o) = &observer {
+                            o.upstream(id, took, status);
+                        }
+                    },
+                )
+                .await;
+            let mut resp = proxied.response;
+            if !f.config.endpoint_header {
+                resp.headers_mut().remove("x-meridian-endpoint");
+            }
+            return (resp, Some(host), proxied.endpoint);
+        }
+        Picked::Redirect { id, target } => (id, target),
     };
-    let (id, Some(target)) = chosen else {
-        return text(
+    let Some(target) = target else {
+        let resp = text(
             StatusCode::BAD_GATEWAY,
             "the chosen endpoint has no redirect_url\n",
         );
+        return (resp, Some(host), Some(id));
     };
     let Ok(location) = HeaderValue::from_str(&target) else {
-        return text(
+        let resp = text(
             StatusCode::BAD_REQUEST,
             "the request's path cannot be redirected\n",
         );
+        return (resp, Some(host), Some(id));
     };
     let status = StatusCode::from_u16(f.config.status).unwrap_or(StatusCode::TEMPORARY_REDIRECT);
     let mut resp = (
@@ -300,7 +432,7 @@ async fn redirect(State(f): State<Fallback>, req: Request) -> Response {
             resp.headers_mut().insert("x-meridian-endpoint", v);
         }
     }
-    resp
+    (resp, Some(host), Some(id))
 }
 
 #[cfg(test)]

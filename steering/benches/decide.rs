@@ -63,6 +63,7 @@ fn pool(n: usize) -> Vec<Endpoint> {
                 rtt_ms,
                 check_address: None,
                 redirect_url: None,
+                proxy_url: None,
             }
         })
         .collect()

@@ -244,11 +244,29 @@ impl Policy {
         pool: &[Endpoint],
         ctx: &mut Context<'_>,
         out: &mut Vec<Candidate>,
+        trace: Option<&mut Trace>,
+    ) -> Decision {
+        self.decide_without(pool, ctx, out, trace, &[])
+    }
+
+    /// [`Policy::decide`] as if the endpoints in `exclude` were not in the
+    /// pool at all (`fail_open` included): the next choice after them, for
+    /// a proxy that found them failing.
+    pub fn decide_without(
+        &self,
+        pool: &[Endpoint],
+        ctx: &mut Context<'_>,
+        out: &mut Vec<Candidate>,
         mut trace: Option<&mut Trace>,
+        exclude: &[Candidate],
     ) -> Decision {
         out.clear();
         // pools are validated to hold at most u16::MAX endpoints
-        out.extend((0..pool.len()).map(|i| i as Candidate));
+        out.extend(
+            (0..pool.len())
+                .map(|i| i as Candidate)
+                .filter(|c| !exclude.contains(c)),
+        );
         let mut scope = 0u8;
         // the probe region nearest the client, found once if needed
         let mut nearest_probe = None;
@@ -304,7 +322,8 @@ impl Policy {
                     pool.iter()
                         .enumerate()
                         .filter(|(_, e)| e.state == AdminState::Enabled)
-                        .map(|(i, _)| i as Candidate),
+                        .map(|(i, _)| i as Candidate)
+                        .filter(|c| !exclude.contains(c)),
                 );
                 if out.is_empty() {
                     (

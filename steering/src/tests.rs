@@ -21,6 +21,7 @@ fn ep(id: &str, weight: u16, priority: u16, state: AdminState) -> Endpoint {
         rtt_ms: BTreeMap::new(),
         check_address: None,
         redirect_url: None,
+        proxy_url: None,
     }
 }
 

@@ -11,6 +11,7 @@ mod fallback;
 mod geo;
 mod harness;
 mod probes;
+mod proxy;
 mod readme;
 mod reload;
 mod security;

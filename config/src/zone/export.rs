@@ -16,8 +16,8 @@ use utoipa::ToSchema;
 
 use super::{
     AdminState, Check, CheckAddress, CheckKind, ClientMatch, CostMargin, Endpoint, EndpointAddress,
-    GeoMap, OnAllDown, Pool, ProbeRegion, RecordData, RecordSet, SteeredMode, SteeredRecord, Step,
-    Zone, ZoneSpec, DEFAULT_USER_AGENT,
+    GeoMap, HttpMode, OnAllDown, Pool, ProbeRegion, ProxyHost, RecordData, RecordSet, SteeredMode,
+    SteeredRecord, Step, Zone, ZoneSpec, DEFAULT_USER_AGENT,
 };
 use crate::zone::rules::{Violation, Violations};
 
@@ -120,6 +120,12 @@ pub struct SteeredDoc {
     /// `http_fallback`: always answer the HTTP fallback's addresses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<SteeredMode>,
+    /// `proxy`: the HTTP fallback forwards requests instead of redirecting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpMode>,
+    /// In proxy mode, `endpoint`: send the `proxy_url`'s host as `Host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_host: Option<ProxyHost>,
 }
 
 /// A step without arguments.
@@ -278,6 +284,10 @@ pub struct EndpointDoc {
     /// for; `{path}` stands for the request's path and query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_url: Option<String>,
+    /// Where the HTTP fallback forwards proxied requests:
+    /// `http(s)://host[:port]`, connected to at the endpoint's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_url: Option<String>,
 }
 
 /// A pool's health check. Durations are `500ms`, `5s`, `2m`.
@@ -451,6 +461,8 @@ fn steered_doc(s: &SteeredRecord) -> SteeredDoc {
         steps: s.steps.iter().map(step_doc).collect(),
         on_all_down: Some(on_all_down),
         mode: (s.mode != SteeredMode::Dns).then_some(s.mode),
+        http: (s.http != HttpMode::Redirect).then_some(s.http),
+        proxy_host: (s.proxy_host != ProxyHost::Keep).then_some(s.proxy_host),
     }
 }
 
@@ -554,6 +566,7 @@ fn endpoint_doc(e: &Endpoint) -> EndpointDoc {
         rtt_ms: e.rtt_ms.clone(),
         check_address: e.check_address.as_ref().map(check_address),
         redirect_url: e.redirect_url.clone(),
+        proxy_url: e.proxy_url.clone(),
     }
 }
 
@@ -656,7 +669,7 @@ zones:
       - {name: _sip._tcp, type: SRV, value: "10 5 5060 sip"}
       - {name: docs, type: CNAME, value: www}
     steered:
-      - {name: www, type: A, pool: web, steps: [health, {weighted: {sticky: true}}, {first: 1}]}
+      - {name: www, type: A, pool: web, steps: [health, {weighted: {sticky: true}}, {first: 1}], http: proxy, proxy_host: endpoint}
       - name: geo
         type: A
         pool: web
@@ -678,7 +691,7 @@ pools:
   web:
     check: {kind: https, path: /health, interval: 2s, timeout: 500ms, rise: 2, fall: 3, quorum: 50%, expect_status: [2xx, 301], host: www.example.com, body: ok, tls_verify: false, user_agent: probe}
     endpoints:
-      - {id: eu-1, address: 192.0.2.10, region: eu, lat: 53.35, lon: -6.26, weight: 50, bias: 20, check_address: "127.0.0.1:8080", redirect_url: "https://eu.example.com{path}"}
+      - {id: eu-1, address: 192.0.2.10, region: eu, lat: 53.35, lon: -6.26, weight: 50, bias: 20, check_address: "127.0.0.1:8080", redirect_url: "https://eu.example.com{path}", proxy_url: "https://eu.example.com:8443"}
       - {id: us-1, address: 198.51.100.10, region: us, priority: 2, state: drained, cost: 1.5, rtt_ms: {eu: 80}}
       - {id: ap-1, address: 203.0.113.10, region: ap, check_address: "[::1]:9"}
   hosts:

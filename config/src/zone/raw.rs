@@ -86,6 +86,8 @@ pub struct Steered {
     #[serde(default)]
     pub on_all_down: Option<OnAllDown>,
     pub mode: Option<super::SteeredMode>,
+    pub http: Option<super::HttpMode>,
+    pub proxy_host: Option<super::ProxyHost>,
 }
 
 #[derive(Debug)]
@@ -295,4 +297,5 @@ pub struct Endpoint {
     pub rtt_ms: BTreeMap<String, f64>,
     pub check_address: Option<String>,
     pub redirect_url: Option<String>,
+    pub proxy_url: Option<String>,
 }

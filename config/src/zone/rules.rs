@@ -243,6 +243,57 @@ pub fn redirect_url_problem(url: &str) -> Option<String> {
     None
 }
 
+/// Why `url` cannot be an endpoint's `proxy_url`: it must be
+/// `http://host[:port]` or `https://host[:port]` (a trailing `/` allowed),
+/// with a DNS name or an address as host and nothing else.
+pub fn proxy_url_problem(url: &str) -> Option<String> {
+    let bad = |why: &str| Some(format!("{why}: {url:?}"));
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return bad("expected an http:// or https:// URL");
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() || authority.len() > 300 {
+        return bad("expected a host after the scheme");
+    }
+    if authority.contains(['/', '?', '#', '@']) {
+        return bad("expected only scheme://host[:port]: no path, query or user info");
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((ip, rest)) if ip.parse::<std::net::Ipv6Addr>().is_ok() => (None, rest),
+            _ => return bad("expected an IPv6 address inside [ ]"),
+        },
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (Some(h), &authority[h.len()..][..p.len() + 1]),
+            None => (Some(authority), ""),
+        },
+    };
+    if let Some(p) = port.strip_prefix(':') {
+        if !p.parse::<u16>().is_ok_and(|p| p > 0) || p.starts_with('+') {
+            return bad("expected a port from 1 to 65535");
+        }
+    } else if !port.is_empty() {
+        return bad("expected :port after the host");
+    }
+    let is_name = |h: &str| {
+        h.len() <= 253
+            && h.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+    };
+    match host {
+        Some(h) if h.parse::<std::net::Ipv4Addr>().is_err() && !is_name(h) => {
+            bad("expected a DNS name or an address as host")
+        }
+        _ => None,
+    }
+}
+
 /// A character that must not reach an operator's terminal as it is: a
 /// control character, or a bidirectional formatting character (which
 /// makes text show as other text).
@@ -294,6 +345,9 @@ fn endpoint_is_sound(f: &mut Found, at: &str, e: &Endpoint, declared: &[&str]) {
     }
     if let Some(u) = &e.redirect_url {
         f.maybe(format!("{at}.redirect_url"), redirect_url_problem(u));
+    }
+    if let Some(u) = &e.proxy_url {
+        f.maybe(format!("{at}.proxy_url"), proxy_url_problem(u));
     }
     if let Some(a) = &e.check_address {
         if let super::EndpointAddress::Host(h) = &a.host {
@@ -718,6 +772,12 @@ fn steered_is_sound(f: &mut Found, path: &str, s: &SteeredRecord, spec: &ZoneSpe
             "the HTTP fallback is reached by address: only A and AAAA records hand over to it",
         );
     }
+    if s.http == super::HttpMode::Proxy && s.rtype == super::SteeredType::Cname {
+        f.at(
+            format!("{path}.http"),
+            "proxy mode connects to the endpoints' addresses: only A and AAAA records can proxy",
+        );
+    }
     if let super::OnAllDown::Sorry(addrs) = &s.on_all_down {
         if addrs.is_empty() {
             f.at(
@@ -804,6 +864,34 @@ fn steered_is_sound(f: &mut Found, path: &str, s: &SteeredRecord, spec: &ZoneSpe
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn proxy_urls() {
+        for ok in [
+            "http://192.0.2.1",
+            "https://app.example.com:8443",
+            "https://app.example.com/",
+            "http://[2001:db8::1]:8080",
+        ] {
+            assert_eq!(proxy_url_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "ftp://x.example",
+            "https://",
+            "https://x.example/base",
+            "https://x.example?q",
+            "https://u@x.example",
+            "https://x.example:0",
+            "https://x.example:99999",
+            "https://x.example:+80",
+            "https://x..example",
+            "https://[::1",
+            "https://[::1]x",
+            "https://x_y.example",
+        ] {
+            assert!(proxy_url_problem(bad).is_some(), "{bad}");
+        }
+    }
 
     #[test]
     fn redirect_urls() {

@@ -1,0 +1,841 @@
+//! Proxy mode: a request for a record with `http: proxy` is forwarded to
+//! the endpoint steering chose, at the endpoint's own address, and the
+//! answer streamed back.
+//!
+//! - **Where:** the endpoint's `proxy_url` (`http(s)://host[:port]`) gives
+//!   the scheme, the port, the TLS name (verified against the system's
+//!   roots or `http.proxy.ca_file`) and, with `proxy_host: endpoint`, the
+//!   `Host`; the connection goes to the endpoint's address, never to
+//!   whatever the name resolves to.
+//! - **Headers:** hop-by-hop headers (and those `Connection` names) are
+//!   dropped both ways. `X-Forwarded-For`, `X-Forwarded-Host`,
+//!   `X-Forwarded-Proto` and `Forwarded` describe the client; what a
+//!   client that is not a trusted proxy sent in them is replaced, never
+//!   passed on. `Via` is added both ways.
+//! - **Bodies** stream both ways through [`Bounded`]: nothing is buffered
+//!   beyond hyper's own buffers, a request body is cut at
+//!   `max_body_bytes` (413), and a body that moves nothing for
+//!   `idle_timeout` is cut.
+//! - **Retries:** an idempotent method (GET, HEAD, OPTIONS, TRACE, PUT,
+//!   DELETE) whose endpoint cannot be connected to, or that has no body
+//!   and gets 502, 503 or 504, goes to the next candidate — the pipeline
+//!   run again without the endpoints that failed — up to `attempts`
+//!   endpoints and within `timeout`. Any other method (POST above all) is
+//!   sent once: a failure is a 502.
+//! - **Connections** to endpoints are pooled per address and TLS name and
+//!   bounded in number (`max_connections`, idle ones included); idle ones
+//!   close after `idle_timeout`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use meridian_config::node::ProxyConfig;
+use meridian_config::zone::{Endpoint, EndpointAddress};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tracing::debug;
+
+/// Where one endpoint is proxied to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// The endpoint's address and the URL's port.
+    pub addr: SocketAddr,
+    /// The TLS name, for `https`.
+    pub tls: Option<ServerName<'static>>,
+    /// `host[:port]` of the URL: the `Host` when it is rewritten.
+    pub authority: String,
+}
+
+impl Upstream {
+    /// `e`'s upstream: its `proxy_url` at its address (default
+    /// `http://ADDRESS`). `None` for an endpoint that is a name.
+    pub fn of(e: &Endpoint) -> Option<Upstream> {
+        let EndpointAddress::Ip(ip) = e.address else {
+            return None;
+        };
+        let bracketed = |ip: IpAddr| match ip {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            IpAddr::V4(v4) => v4.to_string(),
+        };
+        let Some(url) = &e.proxy_url else {
+            return Some(Upstream {
+                addr: SocketAddr::new(ip, 80),
+                tls: None,
+                authority: bracketed(ip),
+            });
+        };
+        // validated by config::zone::rules::proxy_url_problem
+        let (https, rest) = match url.strip_prefix("https://") {
+            Some(rest) => (true, rest),
+            None => (false, url.strip_prefix("http://")?),
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !p.contains(']') => (h, p.parse::<u16>().ok()?),
+            _ => (authority, if https { 443 } else { 80 }),
+        };
+        let tls = if https {
+            let name = host.trim_start_matches('[').trim_end_matches(']');
+            Some(ServerName::try_from(name.to_string()).ok()?)
+        } else {
+            None
+        };
+        Some(Upstream {
+            addr: SocketAddr::new(ip, port),
+            tls,
+            authority: authority.to_string(),
+        })
+    }
+}
+
+/// One endpoint to try: what the pipeline chose.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Its place in the pool, excluded when the pipeline runs again.
+    pub index: u16,
+    pub id: String,
+    pub upstream: Upstream,
+    /// Send the upstream's authority as `Host` (else the client's).
+    pub rewrite_host: bool,
+}
+
+/// Connections to endpoints, pooled and bounded.
+pub struct Proxy {
+    config: ProxyConfig,
+    tls: tokio_rustls::TlsConnector,
+    idle: Mutex<Idle>,
+    permits: Arc<Semaphore>,
+}
+
+type Key = (SocketAddr, Option<ServerName<'static>>);
+
+#[derive(Default)]
+struct Idle {
+    conns: HashMap<Key, Vec<Pooled>>,
+    swept: Option<Instant>,
+}
+
+struct Pooled {
+    send: SendRequest<Body>,
+    since: Instant,
+}
+
+/// Why an attempt did not produce a response.
+enum Failure {
+    /// No connection: the request was not sent and is given back.
+    Connect(String, Box<Request<Body>>),
+    /// Sent (at least in part) and then lost.
+    Sent(hyper::Error),
+    /// Every upstream connection is in use.
+    Busy,
+}
+
+/// What proxying a request came to: the response, and the endpoint that
+/// gave it (if any did).
+pub struct Proxied {
+    pub response: Response<Body>,
+    pub endpoint: Option<String>,
+}
+
+/// The hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+impl Proxy {
+    /// A proxy within `config`; its TLS roots are `config.ca_file`'s
+    /// certificates, else the system's.
+    pub fn new(config: ProxyConfig) -> Result<Proxy, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        match &config.ca_file {
+            Some(file) => {
+                let pem = std::fs::read(file)
+                    .map_err(|e| format!("http.proxy.ca_file {}: {e}", file.display()))?;
+                let mut n = 0;
+                for cert in rustls_pemfile_certs(&pem) {
+                    let cert =
+                        cert.map_err(|e| format!("http.proxy.ca_file {}: {e}", file.display()))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| format!("http.proxy.ca_file {}: {e}", file.display()))?;
+                    n += 1;
+                }
+                if n == 0 {
+                    return Err(format!(
+                        "http.proxy.ca_file {}: no certificate in it",
+                        file.display()
+                    ));
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                for cert in found.certs {
+                    let _ = roots.add(cert);
+                }
+            }
+        }
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Proxy {
+            permits: Arc::new(Semaphore::new(config.max_connections)),
+            config,
+            tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+            idle: Mutex::new(Idle::default()),
+        })
+    }
+
+    /// The bounds this proxy keeps.
+    pub fn config(&self) -> &ProxyConfig {
+        &self.config
+    }
+
+    /// Forwards `req` to `first`, then to what `next` gives (the pipeline
+    /// without the endpoints tried so far) while a retry is allowed.
+    pub async fn forward(
+        &self,
+        req: Request<Body>,
+        client: Client,
+        mut first: Target,
+        mut next: impl FnMut(&[u16]) -> Option<Target>,
+        mut observe: impl FnMut(&str, Duration, Option<StatusCode>),
+    ) -> Proxied {
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.config.timeout;
+        let (parts, body) = req.into_parts();
+        let idempotent = matches!(
+            parts.method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        );
+        let length = match content_length(&parts.headers) {
+            Ok(n) => n,
+            Err(()) => return failed(StatusCode::BAD_REQUEST, "unreadable Content-Length\n"),
+        };
+        if length.is_some_and(|n| n > self.config.max_body_bytes) {
+            return failed(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is larger than this proxy takes\n",
+            );
+        }
+        let bodiless =
+            length.unwrap_or(0) == 0 && !parts.headers.contains_key(header::TRANSFER_ENCODING);
+        if parts.headers.contains_key(header::UPGRADE) && parts.method == Method::CONNECT {
+            return failed(StatusCode::NOT_IMPLEMENTED, "CONNECT is not proxied\n");
+        }
+        let too_big = Arc::new(AtomicBool::new(false));
+        let mut body = Some(Body::new(Bounded::new(
+            body,
+            self.config.max_body_bytes,
+            self.config.idle_timeout,
+            Some(too_big.clone()),
+        )));
+        let headers = outbound_headers(&parts.headers, &client);
+        let uri: Uri = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .unwrap_or_else(|_| Uri::from_static("/"));
+        let mut tried: Vec<u16> = Vec::new();
+        loop {
+            let mut request = Request::new(body.take().unwrap_or_else(Body::empty));
+            *request.method_mut() = parts.method.clone();
+            *request.uri_mut() = uri.clone();
+            *request.version_mut() = Version::HTTP_11;
+            *request.headers_mut() = headers.clone();
+            let host = if first.rewrite_host {
+                HeaderValue::from_str(&first.upstream.authority).ok()
+            } else {
+                Some(client.host.clone())
+            };
+            if let Some(h) = host {
+                request.headers_mut().insert(header::HOST, h);
+            }
+            let attempt = tokio::time::Instant::now();
+            let sent = tokio::time::timeout_at(deadline, self.send(&first.upstream, request)).await;
+            let took = attempt.elapsed();
+            tried.push(first.index);
+            let retry_allowed = usize::from(self.config.attempts) > tried.len();
+            match sent {
+                Err(_) => {
+                    observe(&first.id, took, None);
+                    return failed(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "the endpoint did not answer in time\n",
+                    )
+                    .blame(&first.id);
+                }
+                Ok(Ok(resp)) => {
+                    let status = resp.status();
+                    observe(&first.id, took, Some(status));
+                    let unavailable = matches!(status.as_u16(), 502..=504);
+                    if unavailable && idempotent && bodiless && retry_allowed {
+                        if let Some(t) = next(&tried) {
+                            debug!(endpoint = first.id, %status, next = t.id, "retrying");
+                            first = t;
+                            continue;
+                        }
+                    }
+                    return Proxied {
+                        response: self.inbound(resp, &first.id),
+                        endpoint: Some(first.id),
+                    };
+                }
+                Ok(Err(Failure::Busy)) => {
+                    return failed(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many connections to endpoints; retry shortly\n",
+                    )
+                }
+                Ok(Err(Failure::Connect(why, back))) => {
+                    observe(&first.id, took, None);
+                    debug!(endpoint = first.id, why, "cannot connect");
+                    body = Some(back.into_body());
+                    if idempotent && retry_allowed {
+                        if let Some(t) = next(&tried) {
+                            first = t;
+                            continue;
+                        }
+                    }
+                    return failed(StatusCode::BAD_GATEWAY, "the endpoint cannot be reached\n")
+                        .blame(&first.id);
+                }
+                Ok(Err(Failure::Sent(e))) => {
+                    observe(&first.id, took, None);
+                    if too_big.load(Ordering::Relaxed) {
+                        return failed(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "the request body is larger than this proxy takes\n",
+                        );
+                    }
+                    debug!(endpoint = first.id, %e, "the endpoint's answer was lost");
+                    if idempotent && bodiless && retry_allowed {
+                        if let Some(t) = next(&tried) {
+                            first = t;
+                            continue;
+                        }
+                    }
+                    return failed(StatusCode::BAD_GATEWAY, "the endpoint's answer was lost\n")
+                        .blame(&first.id);
+                }
+            }
+        }
+    }
+
+    /// Sends `req` on a pooled connection to `up`, or a new one. A pooled
+    /// connection that turns out closed before the request left is
+    /// replaced by a new one, once.
+    async fn send(
+        &self,
+        up: &Upstream,
+        req: Request<Body>,
+    ) -> Result<Response<hyper::body::Incoming>, Failure> {
+        let key: Key = (up.addr, up.tls.clone());
+        let req = match self.checkout(&key) {
+            Some(mut send) => match send.try_send_request(req).await {
+                Ok(resp) => {
+                    self.checkin(key, send);
+                    return Ok(resp);
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(req) => req,
+                    None => return Err(Failure::Sent(e.into_error())),
+                },
+            },
+            None => req,
+        };
+        let mut send = match self.connect(up).await {
+            Ok(send) => send,
+            Err(Some(why)) => return Err(Failure::Connect(why, Box::new(req))),
+            Err(None) => return Err(Failure::Busy),
+        };
+        match send.try_send_request(req).await {
+            Ok(resp) => {
+                self.checkin(key, send);
+                Ok(resp)
+            }
+            Err(mut e) => match e.take_message() {
+                Some(req) => Err(Failure::Connect(e.into_error().to_string(), Box::new(req))),
+                None => Err(Failure::Sent(e.into_error())),
+            },
+        }
+    }
+
+    /// An idle connection to `key` that is ready for a request.
+    fn checkout(&self, key: &Key) -> Option<SendRequest<Body>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let max_idle = self.config.idle_timeout;
+        let fresh = |p: &Pooled| !p.send.is_closed() && now.duration_since(p.since) < max_idle;
+        // now and then, drop what has closed or idled out everywhere, so
+        // permits come back from endpoints nobody asks for any more
+        if idle
+            .swept
+            .is_none_or(|t| now.duration_since(t) > Duration::from_secs(5))
+        {
+            idle.swept = Some(now);
+            idle.conns.retain(|_, list| {
+                list.retain(fresh);
+                !list.is_empty()
+            });
+        }
+        let list = idle.conns.get_mut(key)?;
+        list.retain(fresh);
+        let ready = list.iter().rposition(|p| p.send.is_ready())?;
+        Some(list.swap_remove(ready).send)
+    }
+
+    /// Keeps `send` for the next request to `key`. An HTTP/1 connection
+    /// is not ready again until this response's body has been read, and
+    /// [`Proxy::checkout`] skips it until then.
+    fn checkin(&self, key: Key, send: SendRequest<Body>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.conns.entry(key).or_default().push(Pooled {
+            send,
+            since: Instant::now(),
+        });
+    }
+
+    /// A new connection to `up`, holding one of the permits until it
+    /// closes. `Err(None)`: no permit came within the connect timeout.
+    async fn connect(&self, up: &Upstream) -> Result<SendRequest<Body>, Option<String>> {
+        let limit = self.config.connect_timeout;
+        let permit = tokio::time::timeout(limit, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| None)?
+            .map_err(|_| None)?;
+        let mut builder = hyper::client::conn::http1::Builder::new();
+        builder.max_buf_size(self.config.max_header_bytes.max(8192));
+        let connecting = async {
+            let tcp = TcpStream::connect(up.addr)
+                .await
+                .map_err(|e| format!("{}: {e}", up.addr))?;
+            let _ = tcp.set_nodelay(true);
+            match &up.tls {
+                None => handshake(&builder, tcp, permit).await,
+                Some(name) => {
+                    let tls = self
+                        .tls
+                        .connect(name.clone(), tcp)
+                        .await
+                        .map_err(|e| format!("{} TLS: {e}", up.addr))?;
+                    handshake(&builder, tls, permit).await
+                }
+            }
+        };
+        match tokio::time::timeout(limit, connecting).await {
+            Ok(r) => r.map_err(Some),
+            Err(_) => Err(Some(format!(
+                "{}: no connection within {} ms",
+                up.addr,
+                limit.as_millis()
+            ))),
+        }
+    }
+
+    /// The endpoint's response as the client gets it.
+    fn inbound(&self, resp: Response<hyper::body::Incoming>, id: &str) -> Response<Body> {
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        parts
+            .headers
+            .append(header::VIA, HeaderValue::from_static("1.1 meridian"));
+        if let Ok(v) = HeaderValue::from_str(id) {
+            parts.headers.insert("x-meridian-endpoint", v);
+        }
+        let body = Body::new(Bounded::new(body, u64::MAX, self.config.idle_timeout, None));
+        Response::from_parts(parts, body)
+    }
+}
+
+async fn handshake<I>(
+    builder: &hyper::client::conn::http1::Builder,
+    io: I,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<SendRequest<Body>, String>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, conn) = builder
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _held = permit;
+        if let Err(e) = conn.await {
+            debug!(%e, "endpoint connection ended");
+        }
+    });
+    Ok(send)
+}
+
+/// PEM certificates, one result each.
+fn rustls_pemfile_certs(
+    pem: &[u8],
+) -> impl Iterator<Item = Result<rustls::pki_types::CertificateDer<'static>, String>> + '_ {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem).map(|c| c.map_err(|e| e.to_string()))
+}
+
+/// Who the request came from, as the forwarding headers say it.
+pub struct Client {
+    /// The TCP peer.
+    pub peer: IpAddr,
+    /// The peer is a trusted proxy: its forwarding headers are kept and
+    /// extended rather than replaced.
+    pub trusted: bool,
+    /// The `Host` (or `:authority`) the client sent.
+    pub host: HeaderValue,
+    /// `http` or `https`: the listener's.
+    pub proto: &'static str,
+}
+
+/// The request headers an endpoint gets: the client's, without hop-by-hop
+/// headers or `Host` (set per attempt), with the forwarding headers.
+fn outbound_headers(from: &HeaderMap, client: &Client) -> HeaderMap {
+    let mut h = from.clone();
+    strip_hop_by_hop(&mut h);
+    h.remove(header::HOST);
+    let peer = client.peer.to_canonical();
+    let node = match peer {
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        IpAddr::V4(v4) => v4.to_string(),
+    };
+    let host = client.host.to_str().unwrap_or("").replace('"', "");
+    let forwarded = format!("for={node};host=\"{host}\";proto={}", client.proto);
+    if client.trusted {
+        append_list(&mut h, X_FORWARDED_FOR, &peer.to_string());
+        append_list(&mut h, header::FORWARDED, &forwarded);
+        if !h.contains_key(&X_FORWARDED_HOST) {
+            h.insert(X_FORWARDED_HOST, client.host.clone());
+        }
+        if !h.contains_key(&X_FORWARDED_PROTO) {
+            h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.proto));
+        }
+    } else {
+        for name in [
+            &X_FORWARDED_FOR,
+            &X_FORWARDED_HOST,
+            &X_FORWARDED_PROTO,
+            &header::FORWARDED,
+        ] {
+            h.remove(name);
+        }
+        if let Ok(v) = HeaderValue::from_str(&peer.to_string()) {
+            h.insert(X_FORWARDED_FOR, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&forwarded) {
+            h.insert(header::FORWARDED, v);
+        }
+        h.insert(X_FORWARDED_HOST, client.host.clone());
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.proto));
+    }
+    h.append(header::VIA, HeaderValue::from_static("1.1 meridian"));
+    h
+}
+
+/// `name: existing, value` as one line (the lines before joined).
+fn append_list(h: &mut HeaderMap, name: HeaderName, value: &str) {
+    let mut joined: Vec<u8> = Vec::new();
+    for line in h.get_all(&name) {
+        joined.extend_from_slice(line.as_bytes());
+        joined.extend_from_slice(b", ");
+    }
+    joined.extend_from_slice(value.as_bytes());
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        h.insert(name, v);
+    }
+}
+
+/// Drops the hop-by-hop headers and every header `Connection` names.
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        h.remove(name);
+    }
+    // hyper frames bodies itself; TE: trailers is the only TE that may pass
+    h.remove(header::TRANSFER_ENCODING);
+}
+
+/// The request's `Content-Length`: `Ok(None)` without one, `Err` when
+/// unreadable (hyper has already refused conflicting ones).
+fn content_length(h: &HeaderMap) -> Result<Option<u64>, ()> {
+    match h.get(header::CONTENT_LENGTH) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Some)
+            .ok_or(()),
+    }
+}
+
+/// A short plain-text answer of the proxy itself.
+fn failed(status: StatusCode, body: &'static str) -> Proxied {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    Proxied {
+        response,
+        endpoint: None,
+    }
+}
+
+impl Proxied {
+    /// Says which endpoint the failure came from.
+    fn blame(mut self, id: &str) -> Proxied {
+        if let Ok(v) = HeaderValue::from_str(id) {
+            self.response.headers_mut().insert("x-meridian-endpoint", v);
+        }
+        self.endpoint = Some(id.to_string());
+        self
+    }
+}
+
+/// A body passed through as it comes, cut with an error when it passes
+/// `limit` bytes (raising `over`) or moves nothing for `idle` while its
+/// reader waits.
+pub struct Bounded<B> {
+    inner: B,
+    left: u64,
+    idle: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    over: Option<Arc<AtomicBool>>,
+}
+
+impl<B> Bounded<B> {
+    pub fn new(inner: B, limit: u64, idle: Duration, over: Option<Arc<AtomicBool>>) -> Bounded<B> {
+        Bounded {
+            inner,
+            left: limit,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+            over,
+        }
+    }
+}
+
+impl<B> http_body::Body for Bounded<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                if n > this.left {
+                    if let Some(o) = &this.over {
+                        o.store(true, Ordering::Relaxed);
+                    }
+                    return Poll::Ready(Some(Err("the body is larger than allowed".into())));
+                }
+                this.left -= n;
+                let next = tokio::time::Instant::now() + this.idle;
+                this.timer.as_mut().reset(next);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match std::future::Future::poll(this.timer.as_mut(), cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(format!(
+                    "the body moved nothing for {} ms",
+                    this.idle.as_millis()
+                )
+                .into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(address: &str, proxy_url: Option<&str>) -> Endpoint {
+        let text = format!(
+            "pools:\n  p:\n    endpoints:\n      - {{id: e, address: \"{address}\", region: eu{}}}\n",
+            proxy_url.map_or(String::new(), |u| format!(", proxy_url: \"{u}\""))
+        );
+        let spec = meridian_config::zone::parse("t.yaml", &text).expect("valid");
+        spec.pools["p"].endpoints[0].clone()
+    }
+
+    #[test]
+    fn upstreams_connect_to_the_address() {
+        let up = Upstream::of(&endpoint("192.0.2.1", None)).unwrap();
+        assert_eq!(up.addr, "192.0.2.1:80".parse().unwrap());
+        assert_eq!((up.tls, up.authority.as_str()), (None, "192.0.2.1"));
+        let up = Upstream::of(&endpoint("2001:db8::1", Some("https://app.example.com"))).unwrap();
+        assert_eq!(up.addr, "[2001:db8::1]:443".parse().unwrap());
+        assert_eq!(
+            up.tls,
+            Some(ServerName::try_from("app.example.com").unwrap())
+        );
+        assert_eq!(up.authority, "app.example.com");
+        let up = Upstream::of(&endpoint("192.0.2.1", Some("http://[2001:db8::9]:8080/"))).unwrap();
+        assert_eq!(up.addr, "192.0.2.1:8080".parse().unwrap());
+        assert_eq!(up.authority, "[2001:db8::9]:8080");
+        let up = Upstream::of(&endpoint("192.0.2.1", Some("https://[2001:db8::9]"))).unwrap();
+        assert_eq!(up.addr, "192.0.2.1:443".parse().unwrap());
+        assert!(matches!(up.tls, Some(ServerName::IpAddress(_))));
+    }
+
+    #[test]
+    fn forwarding_headers_replace_a_strangers_and_extend_a_proxys() {
+        let mut from = HeaderMap::new();
+        for (k, v) in [
+            ("x-forwarded-for", "203.0.113.1"),
+            ("forwarded", "for=203.0.113.1"),
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "hop"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("host", "www.example.com"),
+            ("accept", "*/*"),
+        ] {
+            from.append(k, HeaderValue::from_static(v));
+        }
+        let client = |trusted| Client {
+            peer: "127.0.0.9".parse().unwrap(),
+            trusted,
+            host: HeaderValue::from_static("www.example.com"),
+            proto: "https",
+        };
+        let h = outbound_headers(&from, &client(false));
+        let get = |h: &HeaderMap, k: &str| h.get(k).map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(get(&h, "x-forwarded-for").as_deref(), Some("127.0.0.9"));
+        assert_eq!(
+            get(&h, "forwarded").as_deref(),
+            Some("for=127.0.0.9;host=\"www.example.com\";proto=https")
+        );
+        for gone in [
+            "connection",
+            "x-secret",
+            "keep-alive",
+            "transfer-encoding",
+            "upgrade",
+            "host",
+        ] {
+            assert_eq!(get(&h, gone), None, "{gone}");
+        }
+        assert_eq!(get(&h, "accept").as_deref(), Some("*/*"));
+        assert_eq!(get(&h, "via").as_deref(), Some("1.1 meridian"));
+        let h = outbound_headers(&from, &client(true));
+        assert_eq!(
+            get(&h, "x-forwarded-for").as_deref(),
+            Some("203.0.113.1, 127.0.0.9")
+        );
+        assert_eq!(
+            get(&h, "forwarded").as_deref(),
+            Some("for=203.0.113.1, for=127.0.0.9;host=\"www.example.com\";proto=https")
+        );
+    }
+
+    #[tokio::test]
+    async fn bodies_are_cut_past_their_limit() {
+        use http_body_util::BodyExt;
+        let over = Arc::new(AtomicBool::new(false));
+        let body = Bounded::new(
+            Body::from(vec![0u8; 100]),
+            99,
+            Duration::from_secs(5),
+            Some(over.clone()),
+        );
+        assert!(body.collect().await.is_err());
+        assert!(over.load(Ordering::Relaxed));
+        let body = Bounded::new(
+            Body::from(vec![0u8; 100]),
+            100,
+            Duration::from_secs(5),
+            None,
+        );
+        assert_eq!(body.collect().await.unwrap().to_bytes().len(), 100);
+    }
+
+    /// A body whose sender never sends.
+    struct Stalled;
+
+    impl http_body::Body for Stalled {
+        type Data = Bytes;
+        type Error = axum::Error;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stalls_is_cut() {
+        use http_body_util::BodyExt;
+        let body = Bounded::new(Stalled, u64::MAX, Duration::from_millis(50), None);
+        let err = body.collect().await.expect_err("cut");
+        assert!(err.to_string().contains("moved nothing"), "{err}");
+    }
+}

@@ -1,0 +1,339 @@
+//! The HTTP fallback's proxy mode against a real `meridian serve` and
+//! backends on loopback sockets: requests are forwarded to the endpoint
+//! steering chose with the forwarding headers a backend needs, a refused
+//! connection or a 503 moves an idempotent request to the next candidate
+//! while a POST is never sent twice, and large bodies stream both ways
+//! through the node in bounded memory.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cluster::free_port;
+use crate::harness::Server;
+
+/// How a test backend answers.
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// `GET /echo`: the request's head back; `PUT /upload`: the body's
+    /// length; `GET /download/N`: N bytes; anything else: 200.
+    Serve,
+    /// 503 to everything.
+    Busy,
+}
+
+/// A plain HTTP/1.1 backend on 127.0.0.1, one thread per connection,
+/// keep-alive, stopped on drop. It counts the requests it got.
+struct Backend {
+    port: u16,
+    hits: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Backend {
+    fn start(behaviour: Behaviour) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (h, s) = (hits.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let h = h.clone();
+                        std::thread::spawn(move || serve(conn, behaviour, &h));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Backend { port, hits, stop }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve(conn: TcpStream, behaviour: Behaviour, hits: &AtomicUsize) {
+    conn.set_nonblocking(false).expect("blocking");
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut out = conn.try_clone().expect("clone");
+    let mut r = BufReader::new(conn);
+    loop {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        hits.fetch_add(1, Ordering::SeqCst);
+        let length: u64 = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map_or(0, |(_, v)| v.trim().parse().expect("length"));
+        let received =
+            std::io::copy(&mut (&mut r).take(length), &mut std::io::sink()).expect("body");
+        let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let reply = |out: &mut TcpStream, status: &str, body: &[u8]| {
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\n",
+                body.len()
+            );
+            out.write_all(head.as_bytes())
+                .and_then(|()| out.write_all(body))
+        };
+        let sent = match behaviour {
+            Behaviour::Busy => reply(&mut out, "503 Service Unavailable", b"busy\n"),
+            Behaviour::Serve if target == "/echo" => reply(&mut out, "200 OK", head.as_bytes()),
+            Behaviour::Serve if target == "/upload" => reply(
+                &mut out,
+                "200 OK",
+                format!("received {received}").as_bytes(),
+            ),
+            Behaviour::Serve if target.starts_with("/download/") => {
+                let n: usize = target["/download/".len()..].parse().expect("size");
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n");
+                let chunk = vec![b'x'; 64 * 1024];
+                let mut left = n;
+                let mut sent = out.write_all(head.as_bytes());
+                while left > 0 && sent.is_ok() {
+                    let k = left.min(chunk.len());
+                    sent = out.write_all(&chunk[..k]);
+                    left -= k;
+                }
+                sent
+            }
+            Behaviour::Serve => reply(&mut out, "200 OK", b"ok\n"),
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+/// Sends `head` (and `body_len` bytes of body) to `to` and reads the whole
+/// reply: its status, head, and the body's length and first bytes.
+fn exchange(to: &str, head: &str, body_len: usize) -> (u16, String, usize, String) {
+    let mut s = TcpStream::connect(to).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    s.write_all(head.as_bytes()).expect("send head");
+    let chunk = vec![b'u'; 64 * 1024];
+    let mut left = body_len;
+    while left > 0 {
+        let k = left.min(chunk.len());
+        s.write_all(&chunk[..k]).expect("send body");
+        left -= k;
+    }
+    let mut r = BufReader::new(s);
+    let mut reply_head = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        reply_head.push_str(&line);
+    }
+    let status = reply_head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    // count the body without keeping it
+    let mut first = vec![0u8; 4096];
+    let n = r.read(&mut first).unwrap_or(0);
+    first.truncate(n);
+    let rest = std::io::copy(&mut r, &mut std::io::sink()).unwrap_or(0) as usize;
+    (
+        status,
+        reply_head,
+        n + rest,
+        String::from_utf8_lossy(&first).into_owned(),
+    )
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
+/// The largest resident set the process has had, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM");
+    kb * 1024
+}
+
+#[test]
+fn proxy_mode_forwards_retries_and_streams() {
+    let live = Backend::start(Behaviour::Serve);
+    let busy = Backend::start(Behaviour::Busy);
+    let refused = free_port("127.0.0.1"); // nothing listens there
+    let zones = format!(
+        r#"zones:
+  app.example:
+    soa: {{rname: hostmaster.app.example.}}
+    ns: [{{name: ns.example.net.}}]
+    steered:
+      - {{name: www, type: A, pool: refusing, http: proxy, steps: [health, priority, {{first: 1}}]}}
+      - {{name: flaky, type: A, pool: busy, http: proxy, steps: [health, priority, {{first: 1}}]}}
+      - {{name: files, type: A, pool: live, http: proxy, proxy_host: endpoint, steps: [health, {{first: 1}}]}}
+pools:
+  refusing:
+    endpoints:
+      - {{id: refused, address: 127.0.0.1, region: eu, priority: 1, proxy_url: "http://backend.test:{refused}"}}
+      - {{id: live, address: 127.0.0.1, region: eu, priority: 2, proxy_url: "http://backend.test:{live}"}}
+  busy:
+    endpoints:
+      - {{id: busy, address: 127.0.0.1, region: eu, priority: 1, proxy_url: "http://backend.test:{busy}"}}
+      - {{id: live, address: 127.0.0.1, region: eu, priority: 2, proxy_url: "http://backend.test:{live}"}}
+  live:
+    endpoints:
+      - {{id: live, address: 127.0.0.1, region: eu, proxy_url: "http://backend.test:{live}"}}
+"#,
+        live = live.port,
+        busy = busy.port,
+    );
+    let port = free_port("127.0.0.1");
+    let http = format!("127.0.0.1:{port}");
+    let config = format!(
+        "dns: {{listen: [\"127.0.0.1:0\"], udp_sockets: 1}}\nlog: {{level: info}}\nzones: zones.yaml\nhttp:\n  listen: [\"{http}\"]\n  proxy: {{max_body_bytes: 200000000}}\n"
+    );
+    let server = Server::start_config(&zones, &config);
+
+    // the first candidate refuses: a GET goes on to the next, with the
+    // client's Host and forwarding headers that are the node's own word
+    let (status, head, _, body) = exchange(
+        &http,
+        "GET /echo HTTP/1.1\r\nHost: www.app.example\r\nX-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n",
+        0,
+    );
+    assert_eq!(status, 200, "{head}{body}");
+    assert_eq!(header(&head, "x-meridian-endpoint"), Some("live"), "{head}");
+    assert_eq!(header(&head, "via"), Some("1.1 meridian"), "{head}");
+    assert!(body.starts_with("GET /echo HTTP/1.1\r\n"), "{body}");
+    assert_eq!(header(&body, "host"), Some("www.app.example"), "{body}");
+    assert_eq!(
+        header(&body, "x-forwarded-for"),
+        Some("127.0.0.1"),
+        "{body}"
+    );
+    assert_eq!(header(&body, "x-forwarded-proto"), Some("http"), "{body}");
+    assert_eq!(
+        header(&body, "x-forwarded-host"),
+        Some("www.app.example"),
+        "{body}"
+    );
+    assert_eq!(
+        header(&body, "forwarded"),
+        Some("for=127.0.0.1;host=\"www.app.example\";proto=http"),
+        "{body}"
+    );
+    assert_eq!(header(&body, "connection"), None, "hop-by-hop: {body}");
+
+    // a POST is never retried: the refused connection is a 502
+    let before = live.hits();
+    let (status, head, _, _) = exchange(
+        &http,
+        "POST /order HTTP/1.1\r\nHost: www.app.example\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        0,
+    );
+    assert_eq!(status, 502, "{head}");
+    assert_eq!(
+        header(&head, "x-meridian-endpoint"),
+        Some("refused"),
+        "{head}"
+    );
+    assert_eq!(live.hits(), before, "the POST went to a second endpoint");
+
+    // a 503 moves a GET on, and reaches the client for a POST
+    let (status, head, _, _) = exchange(
+        &http,
+        "GET /x HTTP/1.1\r\nHost: flaky.app.example\r\nConnection: close\r\n\r\n",
+        0,
+    );
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(header(&head, "x-meridian-endpoint"), Some("live"), "{head}");
+    assert_eq!(busy.hits(), 1);
+    let before = live.hits();
+    let (status, head, _, _) = exchange(
+        &http,
+        "POST /x HTTP/1.1\r\nHost: flaky.app.example\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+        0,
+    );
+    assert_eq!(status, 503, "{head}");
+    assert_eq!(header(&head, "x-meridian-endpoint"), Some("busy"), "{head}");
+    assert_eq!(busy.hits(), 2);
+    assert_eq!(live.hits(), before, "the POST was sent twice");
+
+    // proxy_host: endpoint sends the proxy_url's authority as Host
+    let (status, _, _, body) = exchange(
+        &http,
+        "GET /echo HTTP/1.1\r\nHost: files.app.example\r\nConnection: close\r\n\r\n",
+        0,
+    );
+    assert_eq!(status, 200);
+    let expected = format!("backend.test:{}", live.port);
+    assert_eq!(header(&body, "host"), Some(expected.as_str()), "{body}");
+
+    // a body past http.proxy.max_body_bytes is refused before it is read
+    let (status, head, _, _) = exchange(
+        &http,
+        "PUT /upload HTTP/1.1\r\nHost: files.app.example\r\nContent-Length: 300000000\r\nConnection: close\r\n\r\n",
+        0,
+    );
+    assert_eq!(status, 413, "{head}");
+
+    // large bodies both ways stream in bounded memory
+    let pid = server.pid();
+    let big: usize = 128 << 20;
+    let before = peak_rss(pid);
+    let (status, head, _, body) = exchange(
+        &http,
+        &format!("PUT /upload HTTP/1.1\r\nHost: files.app.example\r\nContent-Length: {big}\r\nConnection: close\r\n\r\n"),
+        big,
+    );
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(body, format!("received {big}"));
+    let (status, head, received, _) = exchange(
+        &http,
+        &format!(
+            "GET /download/{big} HTTP/1.1\r\nHost: files.app.example\r\nConnection: close\r\n\r\n"
+        ),
+        0,
+    );
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(received, big);
+    let grew = peak_rss(pid).saturating_sub(before);
+    assert!(
+        grew < 32 << 20,
+        "the node's peak memory grew by {} MiB moving {} MiB each way",
+        grew >> 20,
+        big >> 20
+    );
+}
