@@ -22,7 +22,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use meridian_net::Gate;
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
@@ -49,6 +49,9 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Reading the body and handling the request, at most.
     pub request_timeout: Duration,
+    /// Speak HTTP/2 too: h2 by ALPN over TLS (when the TLS config offers
+    /// it), prior knowledge (h2c) in the clear; HTTP/1.1 otherwise.
+    pub http2: bool,
 }
 
 impl Default for Limits {
@@ -60,6 +63,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(60),
+            http2: false,
         }
     }
 }
@@ -139,7 +143,7 @@ async fn connection(
     match acceptor {
         None => {
             let peer = Peer { addr, cert: None };
-            http1(TokioIo::new(stream), peer, app, limits).await;
+            http(TokioIo::new(stream), peer, app, limits).await;
         }
         Some(acceptor) => {
             let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream))
@@ -161,20 +165,28 @@ async fn connection(
                 None => None,
             };
             let peer = Peer { addr, cert };
-            http1(TokioIo::new(tls), peer, app, limits).await;
+            http(TokioIo::new(tls), peer, app, limits).await;
         }
     }
 }
 
-async fn http1<I>(io: TokioIo<I>, peer: Peer, app: Router, limits: &Limits)
+/// Requests on one connection: at most one at a time on HTTP/1.1, at
+/// most `MAX_STREAMS` at once on HTTP/2.
+async fn http<I>(io: TokioIo<I>, peer: Peer, app: Router, limits: &Limits)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let request_timeout = limits.request_timeout;
+    // requests in flight and when the last one ended, for HTTP/2's idle
+    // connections (HTTP/1 has its header timeout)
+    let activity = Arc::new(Activity::default());
+    let seen = limits.http2.then(|| activity.clone());
     let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(peer.clone());
         let app = app.clone();
+        let busy = seen.as_ref().map(Activity::begin);
         async move {
+            let _busy = busy;
             let handled = tokio::time::timeout(request_timeout, app.oneshot(req.map(Body::new)));
             Ok::<_, std::convert::Infallible>(match handled.await {
                 Ok(Ok(resp)) => resp,
@@ -187,14 +199,95 @@ where
             })
         }
     });
-    let mut builder = hyper::server::conn::http1::Builder::new();
+    if !limits.http2 {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .keep_alive(true);
+        if let Err(e) = builder.serve_connection(io, service).await {
+            debug!(%e, "connection ended");
+        }
+        return;
+    }
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
+        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
-    if let Err(e) = builder.serve_connection(io, service).await {
-        debug!(%e, "connection ended");
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        // a client that resets streams as fast as it opens them (the
+        // "rapid reset" flood) is cut off
+        .max_pending_accept_reset_streams(MAX_STREAMS as usize)
+        .max_local_error_reset_streams(1024)
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    // an HTTP/2 connection with nothing in flight for the header timeout
+    // is closed, as an idle HTTP/1 one is
+    let idle = limits.header_timeout;
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            ended = conn.as_mut() => {
+                if let Err(e) = ended {
+                    debug!(%e, "connection ended");
+                }
+                return;
+            }
+            () = tokio::time::sleep(idle / 4), if !closing => {
+                if activity.idle_for() > idle {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+/// Streams open at once on one HTTP/2 connection.
+const MAX_STREAMS: u32 = 64;
+
+/// What a connection is doing: requests in flight, and since when none.
+#[derive(Default)]
+struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// One request in flight; its end is the connection's last activity.
+struct Busy(Arc<Activity>);
+
+impl Activity {
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Busy(self.clone())
+    }
+
+    fn idle_for(&self) -> Duration {
+        if self.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.get_or_insert_with(std::time::Instant::now).elapsed()
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        *self.0.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -101,6 +101,7 @@ pub async fn serve(
         // a proxied request may take the proxy's whole timeout for its
         // answer's headers
         request_timeout: f.config.proxy.timeout + std::time::Duration::from_secs(1),
+        http2: true,
         ..Limits::default()
     };
     meridian_consensus::http::serve(listener, tls, router(f), limits, Arc::new(|_| false)).await;

@@ -91,6 +91,22 @@ fn redirects_send_each_client_to_its_own_region() {
         ],
     );
     let odd = "/a%20b/%E2%82%AC;x=1?q=1&r=%0D%0A&s=%22%3C";
+    // a slowloris: headers begun and never finished are cut off by the
+    // header timeout (10 s), while everyone else is served
+    let slow = {
+        let http = http.clone();
+        std::thread::spawn(move || {
+            let mut s = connect_from("127.0.0.3", &http).expect("connect");
+            s.write_all(b"GET / HTTP/1.1\r\nHost: www.app.example\r\nX-A: ")
+                .expect("send");
+            s.set_read_timeout(Some(Duration::from_secs(30)))
+                .expect("timeout");
+            let started = std::time::Instant::now();
+            let mut reply = Vec::new();
+            let read = s.read_to_end(&mut reply);
+            (read.is_ok(), started.elapsed(), reply)
+        })
+    };
 
     // a European client behind the trusted proxy: to eu, path and query kept
     let (status, reply) = exchange(
@@ -183,6 +199,17 @@ fn redirects_send_each_client_to_its_own_region() {
         !reply.to_ascii_lowercase().contains("set-cookie"),
         "{reply}"
     );
+    // a path that climbs is kept as it is: the target resolves it
+    let (status, reply) = exchange(
+        "127.0.0.1",
+        &http,
+        &get("www.app.example", "/../../etc/passwd?../x", ""),
+    );
+    assert_eq!(status, 307, "{reply}");
+    assert_eq!(
+        header(&reply, "location"),
+        Some("https://us.app.example.net/base/../../etc/passwd?../x")
+    );
     // too many header bytes
     let big = format!("X-Big: {}\r\n", "a".repeat(64 * 1024));
     let (status, reply) = exchange("127.0.0.1", &http, &get("www.app.example", "/", &big));
@@ -230,6 +257,16 @@ fn redirects_send_each_client_to_its_own_region() {
         server.dig(&["handover.app.example", "A"]).answers("A"),
         ["192.0.2.11"]
     );
+    let (closed, after, reply) = slow.join().expect("slowloris thread");
+    assert!(
+        closed && after < Duration::from_secs(25),
+        "a connection that never finished its headers was kept {after:?}"
+    );
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.is_empty() || reply.starts_with("HTTP/1.1 408"),
+        "{reply}"
+    );
 }
 
 /// A CA, and leaf certificates it signs for DNS names.
@@ -275,7 +312,7 @@ fn curl(ca: &std::path::Path, addr: &str, name: &str) -> Result<(u16, String), S
             "--max-time",
             "10",
             "-w",
-            "%{http_code} %{redirect_url}",
+            "%{http_code} %{http_version} %{redirect_url}",
         ])
         .arg("--cacert")
         .arg(ca)
@@ -291,7 +328,14 @@ fn curl(ca: &std::path::Path, addr: &str, name: &str) -> Result<(u16, String), S
         ));
     }
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (code, location) = text.split_once(' ').unwrap_or((&text, ""));
+    let mut parts = text.splitn(3, ' ');
+    let (code, version, location) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
+    // ALPN offers h2 first
+    assert_eq!(version, "2", "HTTPS answered over HTTP/{version}");
     Ok((code.parse().unwrap_or(0), location.to_string()))
 }
 
@@ -380,4 +424,76 @@ pools:
         curl(&ca, &https, "new.a.test"),
         Ok((307, "https://a1.example.net/p?q=1".into()))
     );
+}
+
+/// One HTTP/2 request with prior knowledge (h2c) to `to`: the status and
+/// the Location.
+async fn h2(to: &str, uri: &str, host: Option<&str>) -> (u16, String) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let stream = tokio::net::TcpStream::connect(to).await.expect("connect");
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    let mut req = hyper::Request::get(uri);
+    if let Some(h) = host {
+        req = req.header("host", h);
+    }
+    let resp = send
+        .send_request(
+            req.body(http_body_util::Empty::<hyper::body::Bytes>::new())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(resp.version(), hyper::Version::HTTP_2);
+    let location = resp
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().expect("ascii").to_string())
+        .unwrap_or_default();
+    (resp.status().as_u16(), location)
+}
+
+#[test]
+fn http2_is_steered_and_a_mismatched_authority_refused() {
+    let port = free_port("127.0.0.1");
+    let http = format!("127.0.0.1:{port}");
+    let config = format!(
+        "dns: {{listen: [\"127.0.0.1:0\"], udp_sockets: 1}}\nlog: {{level: info}}\nzones: zones.yaml\nhttp:\n  listen: [\"{http}\"]\n"
+    );
+    let _server = Server::start_config(ZONES, &config);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        // :authority names the host; the client (no GeoIP here) gets the
+        // default region
+        assert_eq!(
+            h2(&http, "http://www.app.example/x?y", None).await,
+            (307, "https://us.app.example.net/base/x?y".to_string())
+        );
+        // a Host that agrees with :authority is fine
+        assert_eq!(
+            h2(&http, "http://www.app.example/", Some("WWW.app.example"))
+                .await
+                .0,
+            307
+        );
+        // one that does not is a bad request, whichever it names
+        assert_eq!(
+            h2(&http, "http://www.app.example/", Some("static.app.example"))
+                .await
+                .0,
+            400
+        );
+        assert_eq!(
+            h2(&http, "http://nowhere.example/", Some("www.app.example"))
+                .await
+                .0,
+            400
+        );
+    });
 }
