@@ -320,7 +320,7 @@ fn credentials(c: &ClusterConfig) -> Result<(Credentials, Option<String>), Failu
 fn limits(c: &ClusterConfig) -> Limits {
     let write = Duration::from_millis(c.write_timeout_ms);
     Limits {
-        request_timeout: (write * 5 + Duration::from_secs(30)).max(Duration::from_secs(60)),
+        request_timeout: Some((write * 5 + Duration::from_secs(30)).max(Duration::from_secs(60))),
         ..Limits::default()
     }
 }

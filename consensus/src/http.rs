@@ -13,6 +13,7 @@
 //!   calling *before* any extractor reads the body.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,8 +48,9 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// A request's headers, in bytes.
     pub max_header_bytes: usize,
-    /// Reading the body and handling the request, at most.
-    pub request_timeout: Duration,
+    /// Reading the body and handling the request, at most (`None`: the
+    /// routes bound themselves).
+    pub request_timeout: Option<Duration>,
     /// Speak HTTP/2 too: h2 by ALPN over TLS (when the TLS config offers
     /// it), prior knowledge (h2c) in the clear; HTTP/1.1 otherwise.
     pub http2: bool,
@@ -62,7 +64,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
-            request_timeout: Duration::from_secs(60),
+            request_timeout: Some(Duration::from_secs(60)),
             http2: false,
         }
     }
@@ -86,12 +88,40 @@ pub struct Peer {
     pub cert: Option<Arc<CertIdentity>>,
 }
 
+/// What a listener serves: an axum [`Router`], or any service of the
+/// same shape (the HTTP fallback's one handler, without routing).
+pub trait App:
+    tower::Service<
+        Request,
+        Response = Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: tower::Service<
+            Request,
+            Response = Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Serves `app` on `listener` (TLS with `tls`) within `limits`, until the
 /// process ends.
-pub async fn serve(
+pub async fn serve<A: App>(
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
-    app: Router,
+    app: A,
     limits: Limits,
     peers: Peers,
 ) {
@@ -132,11 +162,11 @@ pub async fn serve(
     }
 }
 
-async fn connection(
+async fn connection<A: App>(
     stream: TcpStream,
     addr: SocketAddr,
     acceptor: Option<TlsAcceptor>,
-    app: Router,
+    app: A,
     limits: &Limits,
 ) {
     let _ = stream.set_nodelay(true);
@@ -172,13 +202,13 @@ async fn connection(
 
 /// Requests on one connection: at most one at a time on HTTP/1.1, at
 /// most `MAX_STREAMS` at once on HTTP/2.
-async fn http<I>(io: TokioIo<I>, peer: Peer, app: Router, limits: &Limits)
+async fn http<I, A: App>(io: TokioIo<I>, peer: Peer, app: A, limits: &Limits)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let request_timeout = limits.request_timeout;
-    // requests in flight and when the last one ended, for HTTP/2's idle
-    // connections (HTTP/1 has its header timeout)
+    // requests in flight and begun, for HTTP/2's idle connections (HTTP/1
+    // has its header timeout)
     let activity = Arc::new(Activity::default());
     let seen = limits.http2.then(|| activity.clone());
     let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
@@ -187,13 +217,17 @@ where
         let busy = seen.as_ref().map(Activity::begin);
         async move {
             let _busy = busy;
-            let handled = tokio::time::timeout(request_timeout, app.oneshot(req.map(Body::new)));
-            Ok::<_, std::convert::Infallible>(match handled.await {
+            let handling = app.oneshot(req.map(Body::new));
+            let Some(limit) = request_timeout else {
+                let Ok(resp) = handling.await;
+                return Ok::<_, std::convert::Infallible>(resp);
+            };
+            Ok(match tokio::time::timeout(limit, handling).await {
                 Ok(Ok(resp)) => resp,
                 Ok(Err(never)) => match never {},
                 Err(_) => ClusterError::Timeout(format!(
                     "the request was not completed within {} s",
-                    request_timeout.as_secs()
+                    limit.as_secs()
                 ))
                 .into_response(),
             })
@@ -231,9 +265,11 @@ where
         .keep_alive_timeout(Duration::from_secs(10));
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
-    // an HTTP/2 connection with nothing in flight for the header timeout
-    // is closed, as an idle HTTP/1 one is
-    let idle = limits.header_timeout;
+    // an HTTP/2 connection with nothing in flight and nothing begun for
+    // the header timeout is closed, as an idle HTTP/1 one is
+    let tick = limits.header_timeout / 4;
+    let mut quiet = Duration::ZERO;
+    let mut last_begun = 0;
     let mut closing = false;
     loop {
         tokio::select! {
@@ -243,8 +279,15 @@ where
                 }
                 return;
             }
-            () = tokio::time::sleep(idle / 4), if !closing => {
-                if activity.idle_for() > idle {
+            () = tokio::time::sleep(tick), if !closing => {
+                let (in_flight, begun) = activity.now();
+                if in_flight > 0 || begun != last_begun {
+                    quiet = Duration::ZERO;
+                    last_begun = begun;
+                } else {
+                    quiet += tick;
+                }
+                if quiet >= limits.header_timeout {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
@@ -256,38 +299,34 @@ where
 /// Streams open at once on one HTTP/2 connection.
 const MAX_STREAMS: u32 = 64;
 
-/// What a connection is doing: requests in flight, and since when none.
+/// What a connection is doing: requests in flight, and how many begun.
 #[derive(Default)]
 struct Activity {
-    in_flight: std::sync::atomic::AtomicUsize,
-    last: std::sync::Mutex<Option<std::time::Instant>>,
+    in_flight: AtomicUsize,
+    begun: AtomicUsize,
 }
 
-/// One request in flight; its end is the connection's last activity.
+/// One request in flight.
 struct Busy(Arc<Activity>);
 
 impl Activity {
     fn begin(self: &Arc<Self>) -> Busy {
-        self.in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.begun.fetch_add(1, Ordering::Relaxed);
         Busy(self.clone())
     }
 
-    fn idle_for(&self) -> Duration {
-        if self.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 {
-            return Duration::ZERO;
-        }
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        last.get_or_insert_with(std::time::Instant::now).elapsed()
+    fn now(&self) -> (usize, usize) {
+        (
+            self.in_flight.load(Ordering::Relaxed),
+            self.begun.load(Ordering::Relaxed),
+        )
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        *self.0.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
-        self.0
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -3,9 +3,8 @@
 //! pipeline DNS answers with ([`crate::answer::decide`]).
 
 use std::net::IpAddr;
-use std::str::FromStr;
 
-use hickory_proto::rr::{LowerName, RecordType};
+use hickory_proto::rr::RecordType;
 use meridian_config::zone::Endpoint;
 use meridian_steering::{GeoIp, Outcome};
 use rand::RngCore;
@@ -55,15 +54,33 @@ pub fn choose_without<'s>(
     rng: &mut dyn RngCore,
     exclude: &[meridian_steering::Candidate],
 ) -> Choice<'s> {
-    let fqdn = if host.ends_with('.') {
-        host.to_string()
+    choose_in(snap, geo, host, client, rng, exclude, &mut Vec::new())
+}
+
+/// [`choose_without`] with the pipeline's working list lent by the caller,
+/// so that a server answering many requests allocates it once.
+pub fn choose_in<'s>(
+    snap: &'s Snapshot,
+    geo: Option<&GeoIp>,
+    host: &str,
+    client: IpAddr,
+    rng: &mut dyn RngCore,
+    exclude: &[meridian_steering::Candidate],
+    scratch: &mut Vec<meridian_steering::Candidate>,
+) -> Choice<'s> {
+    // the index's keys are lower case without the final dot
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let lowered;
+    let key = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        lowered = host.to_ascii_lowercase();
+        lowered.as_str()
     } else {
-        format!("{host}.")
+        host
     };
-    let Ok(name) = LowerName::from_str(&fqdn) else {
+    let Some((zone, name)) = snap.steered_hosts.get(key) else {
         return Choice::Unknown;
     };
-    let Some(node) = snap.find_zone(&name).and_then(|z| z.nodes.get(&name)) else {
+    let Some(node) = snap.zones.get(*zone).and_then(|z| z.nodes.get(name)) else {
         return Choice::Unknown;
     };
     let Some(steered) = [RecordType::A, RecordType::AAAA, RecordType::CNAME]
@@ -79,11 +96,13 @@ pub fn choose_without<'s>(
             geo,
         },
         rng,
-        scratch: Vec::new(),
+        scratch: std::mem::take(scratch),
     };
     let decision = decide_without(steered, &mut st, exclude);
-    match (decision.outcome, st.scratch.first()) {
-        (Outcome::Endpoints, Some(&i)) => Choice::Endpoint {
+    let first = st.scratch.first().copied();
+    *scratch = st.scratch;
+    match (decision.outcome, first) {
+        (Outcome::Endpoints, Some(i)) => Choice::Endpoint {
             endpoint: &steered.endpoints[usize::from(i)],
             index: i,
             record: steered,
@@ -175,7 +194,8 @@ pools:
     }
 
     fn snap_id(snap: &Snapshot, index: u16) -> String {
-        let name = LowerName::from_str("www.example.com.").unwrap();
+        use std::str::FromStr;
+        let name = hickory_proto::rr::LowerName::from_str("www.example.com.").unwrap();
         let node = snap.find_zone(&name).unwrap().nodes.get(&name).unwrap();
         node.steered(RecordType::A).unwrap().endpoints[usize::from(index)]
             .id

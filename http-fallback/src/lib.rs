@@ -27,15 +27,14 @@ pub mod tls;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::{CACHE_CONTROL, HOST, LOCATION, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use meridian_config::node::HttpConfig;
 use meridian_config::zone::{HttpMode, ProxyHost};
 use meridian_consensus::http::{Limits, Peer};
-use meridian_dns::fallback::{choose_without, Choice};
+use meridian_dns::fallback::{choose_in, Choice};
 use meridian_dns::handler::GeoHandle;
 use meridian_dns::SnapshotHandle;
 use proxy::{Proxy, Target, Upstream};
@@ -83,9 +82,14 @@ pub trait Observer: Send + Sync {
     fn upstream(&self, endpoint: &str, took: std::time::Duration, status: Option<StatusCode>);
 }
 
-/// The router: every method and path, one handler.
-pub fn router(f: Fallback) -> Router {
-    Router::new().fallback(answer).with_state(f)
+/// The service: every method and path, one handler, without a router's
+/// layers (one Arc to clone per request).
+pub fn service(f: Fallback) -> impl meridian_consensus::http::App {
+    let f = Arc::new(f);
+    tower::service_fn(move |req: Request| {
+        let f = f.clone();
+        async move { Ok::<_, std::convert::Infallible>(answer(&f, req).await) }
+    })
 }
 
 /// Serves `f` on `listener` (HTTPS with `tls`) until the process ends.
@@ -98,13 +102,13 @@ pub async fn serve(
     let limits = Limits {
         max_connections: 4096,
         max_per_peer: 256,
-        // a proxied request may take the proxy's whole timeout for its
-        // answer's headers
-        request_timeout: f.config.proxy.timeout + std::time::Duration::from_secs(1),
+        // a redirect is answered at once, and proxy mode keeps its own
+        // deadline (http.proxy.timeout_secs): no timer per request
+        request_timeout: None,
         http2: true,
         ..Limits::default()
     };
-    meridian_consensus::http::serve(listener, tls, router(f), limits, Arc::new(|_| false)).await;
+    meridian_consensus::http::serve(listener, tls, service(f), limits, Arc::new(|_| false)).await;
 }
 
 /// The name a request is for, lower case, without the port or one final
@@ -186,30 +190,25 @@ pub fn client_of(
         ForwardedBy::XForwardedFor => "x-forwarded-for",
         ForwardedBy::Forwarded => "forwarded",
     };
-    // every hop, left to right over all the header's lines
-    let mut hops: Vec<Option<IpAddr>> = Vec::new();
-    for line in headers.get_all(name) {
-        for item in line.as_bytes().split(|&b| b == b',') {
-            let Ok(item) = std::str::from_utf8(item) else {
-                hops.push(None);
-                continue;
-            };
-            let value = match header {
-                ForwardedBy::XForwardedFor => Some(item.trim()),
-                ForwardedBy::Forwarded => item
-                    .split(';')
-                    .filter_map(|p| p.trim().split_once('='))
-                    .find(|(k, _)| k.eq_ignore_ascii_case("for"))
-                    .map(|(_, v)| v.trim().trim_matches('"')),
-            };
-            hops.push(value.and_then(hop_address));
-        }
-    }
-    for hop in hops.into_iter().rev() {
-        match hop {
-            Some(ip) if is_trusted(&ip) => continue,
-            Some(ip) => return ip,
-            None => return peer,
+    // every hop, right to left over all the header's lines
+    for line in headers.get_all(name).iter().rev() {
+        for item in line.as_bytes().rsplit(|&b| b == b',') {
+            let hop = std::str::from_utf8(item).ok().and_then(|item| {
+                let value = match header {
+                    ForwardedBy::XForwardedFor => Some(item.trim()),
+                    ForwardedBy::Forwarded => item
+                        .split(';')
+                        .filter_map(|p| p.trim().split_once('='))
+                        .find(|(k, _)| k.eq_ignore_ascii_case("for"))
+                        .map(|(_, v)| v.trim().trim_matches('"')),
+                };
+                value.and_then(hop_address)
+            });
+            match hop {
+                Some(ip) if is_trusted(&ip) => continue,
+                Some(ip) => return ip,
+                None => return peer,
+            }
         }
     }
     peer
@@ -229,9 +228,10 @@ fn hop_address(text: &str) -> Option<IpAddr> {
 }
 
 thread_local! {
-    /// Each thread's draws for weighted steps, seeded once from the OS.
-    static RNG: std::cell::RefCell<rand::rngs::SmallRng> =
-        std::cell::RefCell::new(rand::SeedableRng::from_os_rng());
+    /// Each thread's draws for weighted steps, seeded once from the OS,
+    /// and the pipeline's working list.
+    static STEERING: std::cell::RefCell<(rand::rngs::SmallRng, Vec<u16>)> =
+        std::cell::RefCell::new((rand::SeedableRng::from_os_rng(), Vec::new()));
 }
 
 /// A short plain-text answer; no answer of the fallback may be cached (a
@@ -267,7 +267,11 @@ fn encode_high(path: &str) -> std::borrow::Cow<'_, str> {
 
 /// What the pipeline chose for one request.
 enum Picked {
-    Redirect { id: String, target: Option<String> },
+    /// `id` only when someone will read it (`want_id`).
+    Redirect {
+        id: Option<String>,
+        target: Option<String>,
+    },
     Proxy(Target),
     Nothing,
     Unknown,
@@ -278,10 +282,12 @@ enum Picked {
 /// endpoint). `path` fills a redirect's `{path}`.
 fn pick(f: &Fallback, host: &str, client: IpAddr, path: &str, exclude: &[u16]) -> Picked {
     let snap = f.dns.load();
-    let geo = f.geo.load_full();
-    RNG.with(|rng| {
-        let mut rng = rng.borrow_mut();
-        match choose_without(&snap, geo.as_deref(), host, client, &mut *rng, exclude) {
+    let geo = f.geo.load();
+    let want_id = f.config.endpoint_header || f.observer.is_some();
+    STEERING.with(|cell| {
+        let (rng, scratch) = &mut *cell.borrow_mut();
+        let geo = geo.as_deref();
+        match choose_in(&snap, geo, host, client, rng, exclude, scratch) {
             Choice::Endpoint {
                 endpoint,
                 index,
@@ -294,12 +300,12 @@ fn pick(f: &Fallback, host: &str, client: IpAddr, path: &str, exclude: &[u16]) -
                     rewrite_host: record.proxy_host == ProxyHost::Endpoint,
                 }),
                 None => Picked::Redirect {
-                    id: endpoint.id.clone(),
+                    id: Some(endpoint.id.clone()),
                     target: None,
                 },
             },
             Choice::Endpoint { endpoint, .. } => Picked::Redirect {
-                id: endpoint.id.clone(),
+                id: want_id.then(|| endpoint.id.clone()),
                 target: endpoint
                     .redirect_url
                     .as_deref()
@@ -311,8 +317,8 @@ fn pick(f: &Fallback, host: &str, client: IpAddr, path: &str, exclude: &[u16]) -
     })
 }
 
-async fn answer(State(f): State<Fallback>, req: Request) -> Response {
-    let (resp, host, endpoint) = handle(&f, req).await;
+async fn answer(f: &Fallback, req: Request) -> Response {
+    let (resp, host, endpoint) = handle(f, req).await;
     if let Some(o) = &f.observer {
         o.answered(
             host.as_deref().unwrap_or(""),
@@ -380,23 +386,22 @@ async fn handle(f: &Fallback, req: Request) -> (Response, Option<String>, Option
                 proto: f.proto,
             };
             let observer = f.observer.clone();
-            let proxied = f
-                .proxy
-                .forward(
-                    req,
-                    who,
-                    first,
-                    |tried| match pick(f, &host, client, "", tried) {
-                        Picked::Proxy(t) => Some(t),
-                        _ => None,
-                    },
-                    |id, took, status| {
-                        if let Some(o) = &observer {
-                            o.upstream(id, took, status);
-                        }
-                    },
-                )
-                .await;
+            // boxed: a redirect's future stays small
+            let proxied = Box::pin(f.proxy.forward(
+                req,
+                who,
+                first,
+                |tried| match pick(f, &host, client, "", tried) {
+                    Picked::Proxy(t) => Some(t),
+                    _ => None,
+                },
+                |id, took, status| {
+                    if let Some(o) = &observer {
+                        o.upstream(id, took, status);
+                    }
+                },
+            ))
+            .await;
             let mut resp = proxied.response;
             if !f.config.endpoint_header {
                 resp.headers_mut().remove("x-meridian-endpoint");
@@ -410,14 +415,15 @@ async fn handle(f: &Fallback, req: Request) -> (Response, Option<String>, Option
             StatusCode::BAD_GATEWAY,
             "the chosen endpoint has no redirect_url\n",
         );
-        return (resp, Some(host), Some(id));
+        return (resp, Some(host), id);
     };
-    let Ok(location) = HeaderValue::from_str(&target) else {
+    // the String's own buffer becomes the header's: no copy
+    let Ok(location) = HeaderValue::from_maybe_shared(axum::body::Bytes::from(target)) else {
         let resp = text(
             StatusCode::BAD_REQUEST,
             "the request's path cannot be redirected\n",
         );
-        return (resp, Some(host), Some(id));
+        return (resp, Some(host), id);
     };
     let status = StatusCode::from_u16(f.config.status).unwrap_or(StatusCode::TEMPORARY_REDIRECT);
     let mut resp = (
@@ -428,12 +434,12 @@ async fn handle(f: &Fallback, req: Request) -> (Response, Option<String>, Option
         ],
     )
         .into_response();
-    if f.config.endpoint_header {
+    if let (true, Some(id)) = (f.config.endpoint_header, &id) {
         if let Ok(v) = HeaderValue::from_str(&format!("{id}; client={client}")) {
             resp.headers_mut().insert("x-meridian-endpoint", v);
         }
     }
-    (resp, Some(host), Some(id))
+    (resp, Some(host), id)
 }
 
 #[cfg(test)]
