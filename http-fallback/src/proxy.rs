@@ -27,6 +27,7 @@
 //!   close after `idle_timeout`.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -641,12 +642,17 @@ impl Proxied {
 
 /// A body passed through as it comes, cut with an error when it passes
 /// `limit` bytes (raising `over`) or moves nothing for `idle` while its
-/// reader waits.
+/// reader waits. The idle timer starts only once the body has to wait,
+/// and moves on a whole period at a time: a stalled body is cut between
+/// `idle` and twice that after its last frame, with no timer work per
+/// frame.
 pub struct Bounded<B> {
     inner: B,
     left: u64,
     idle: Duration,
-    timer: Pin<Box<tokio::time::Sleep>>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A frame came since the timer was last set.
+    moved: bool,
     over: Option<Arc<AtomicBool>>,
 }
 
@@ -656,8 +662,26 @@ impl<B> Bounded<B> {
             inner,
             left: limit,
             idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            timer: None,
+            moved: false,
             over,
+        }
+    }
+
+    /// Whether the body has waited a whole period without a frame.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        let idle = self.idle;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            if !std::mem::take(&mut self.moved) {
+                return true;
+            }
+            timer.as_mut().reset(tokio::time::Instant::now() + idle);
         }
     }
 }
@@ -685,20 +709,17 @@ where
                     return Poll::Ready(Some(Err("the body is larger than allowed".into())));
                 }
                 this.left -= n;
-                let next = tokio::time::Instant::now() + this.idle;
-                this.timer.as_mut().reset(next);
+                this.moved = true;
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match std::future::Future::poll(this.timer.as_mut(), cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(format!(
-                    "the body moved nothing for {} ms",
-                    this.idle.as_millis()
-                )
-                .into()))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending if this.stalled(cx) => Poll::Ready(Some(Err(format!(
+                "the body moved nothing for {} ms",
+                this.idle.as_millis()
+            )
+            .into()))),
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -829,6 +850,46 @@ mod tests {
         ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
             Poll::Pending
         }
+    }
+
+    /// A body that sends `left` frames, one every `every`.
+    struct Trickle {
+        left: usize,
+        every: Duration,
+        next: Pin<Box<tokio::time::Sleep>>,
+    }
+
+    impl http_body::Body for Trickle {
+        type Data = Bytes;
+        type Error = axum::Error;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+            if self.left == 0 {
+                return Poll::Ready(None);
+            }
+            if self.next.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.left -= 1;
+            let at = tokio::time::Instant::now() + self.every;
+            self.next.as_mut().reset(at);
+            Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(b"x")))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_that_keeps_moving_is_not_cut() {
+        use http_body_util::BodyExt;
+        let every = Duration::from_millis(20);
+        let trickle = Trickle {
+            left: 15,
+            every,
+            next: Box::pin(tokio::time::sleep(every)),
+        };
+        let body = Bounded::new(trickle, u64::MAX, Duration::from_millis(100), None);
+        assert_eq!(body.collect().await.unwrap().to_bytes().len(), 15);
     }
 
     #[tokio::test]
