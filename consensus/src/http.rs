@@ -51,6 +51,8 @@ pub struct Limits {
     /// Reading the body and handling the request, at most (`None`: the
     /// routes bound themselves).
     pub request_timeout: Option<Duration>,
+    /// What the listener is called in logs.
+    pub name: &'static str,
     /// Speak HTTP/2 too: h2 by ALPN over TLS (when the TLS config offers
     /// it), prior knowledge (h2c) in the clear; HTTP/1.1 otherwise.
     pub http2: bool,
@@ -65,6 +67,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
             request_timeout: Some(Duration::from_secs(60)),
+            name: "api",
             http2: false,
         }
     }
@@ -141,7 +144,7 @@ pub async fn serve<A: App>(
             }
         };
         let (stream, addr, admitted) =
-            meridian_net::accept_with(&listener, pick, "api", &mut last_warning).await;
+            meridian_net::accept_with(&listener, pick, limits.name, &mut last_warning).await;
         let app = app.clone();
         let acceptor = acceptor.clone();
         // more than half full: this connection gets a short header timeout,

@@ -105,6 +105,7 @@ pub async fn serve(
         // a redirect is answered at once, and proxy mode keeps its own
         // deadline (http.proxy.timeout_secs): no timer per request
         request_timeout: None,
+        name: "http",
         http2: true,
         ..Limits::default()
     };
@@ -489,6 +490,76 @@ mod tests {
         assert_eq!(
             host_of(&HeaderMap::new(), &abs, Version::HTTP_2).as_deref(),
             Some("a.example.com")
+        );
+    }
+
+    /// What an [`Observer`] was told.
+    #[derive(Default)]
+    struct Seen(std::sync::Mutex<Vec<String>>);
+
+    impl Observer for Seen {
+        fn answered(&self, host: &str, status: StatusCode, endpoint: Option<&str>) {
+            self.0.lock().unwrap().push(format!(
+                "{host} {} {}",
+                status.as_u16(),
+                endpoint.unwrap_or("-")
+            ));
+        }
+        fn upstream(&self, endpoint: &str, _: std::time::Duration, status: Option<StatusCode>) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("upstream {endpoint} {status:?}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn observers_hear_of_every_answer() {
+        use tower::ServiceExt;
+        let spec = meridian_config::zone::parse(
+            "t.yaml",
+            "zones:
+  example.com:
+    soa: {rname: hostmaster.example.com.}
+    ns: [{name: ns.example.net.}]
+    steered:
+      - {name: www, type: A, pool: web, steps: [health, {first: 1}]}
+pools:
+  web:
+    endpoints:
+      - {id: a, address: 192.0.2.1, region: eu, redirect_url: \"https://a.example.com{path}\"}
+",
+        )
+        .expect("valid");
+        let snap = meridian_dns::Snapshot::build(&spec, &Default::default(), 1, 1).expect("builds");
+        let config = HttpConfig {
+            listen: Vec::new(),
+            status: 307,
+            trusted_proxies: Vec::new(),
+            forwarded_header: "x-forwarded-for".into(),
+            endpoint_header: false,
+            retry_after_secs: 5,
+            tls: None,
+            advertise: Vec::new(),
+            proxy: Default::default(),
+        };
+        let mut f = Fallback::new(SnapshotHandle::new(snap), GeoHandle::default(), config)
+            .expect("fallback");
+        let seen = Arc::new(Seen::default());
+        f.observer = Some(seen.clone());
+        let service = service(f);
+        for (host, status) in [("www.example.com", 307), ("nope.example.com", 404)] {
+            let req = axum::http::Request::get("/x")
+                .header("host", host)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let resp = service.clone().oneshot(req).await.unwrap();
+            assert_eq!(resp.status().as_u16(), status, "{host}");
+        }
+        // the endpoint's id is read for the observer even with the header off
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            ["www.example.com 307 a", "nope.example.com 404 -"]
         );
     }
 
