@@ -156,6 +156,7 @@ pub fn run(listen: SocketAddr, api: SocketAddr, http: SocketAddr) -> ExitCode {
             forwarded_header: "x-forwarded-for".into(),
             endpoint_header: true,
             retry_after_secs: 5,
+            unavailable_page: None,
             tls: None,
             advertise: Vec::new(),
             proxy: Default::default(),

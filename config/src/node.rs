@@ -46,6 +46,9 @@ pub struct HttpConfig {
     pub endpoint_header: bool,
     /// `Retry-After` of a 503 when no endpoint is in service (seconds).
     pub retry_after_secs: u32,
+    /// The body of that 503: an HTML (`.html`) or text file, read at
+    /// start; default a line of text.
+    pub unavailable_page: Option<PathBuf>,
     /// HTTPS listeners and their certificates.
     pub tls: Option<HttpTlsConfig>,
     /// The addresses DNS gives clients that a record hands over to the
@@ -293,6 +296,7 @@ mod raw {
         pub forwarded_header: Option<String>,
         pub endpoint_header: Option<bool>,
         pub retry_after_secs: Option<u32>,
+        pub unavailable_page: Option<PathBuf>,
         pub tls: Option<HttpTls>,
         #[serde(default)]
         pub advertise: Vec<std::net::IpAddr>,
@@ -516,6 +520,7 @@ impl NodeConfig {
                 forwarded_header,
                 endpoint_header: h.endpoint_header.unwrap_or(true),
                 retry_after_secs,
+                unavailable_page: h.unavailable_page.map(|p| base.join(p)),
                 advertise: h.advertise,
                 tls: h.tls.map(|t| HttpTlsConfig {
                     listen: t.listen,

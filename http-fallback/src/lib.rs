@@ -28,7 +28,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::Request;
-use axum::http::header::{CACHE_CONTROL, HOST, LOCATION, RETRY_AFTER};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, LOCATION, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use meridian_config::node::HttpConfig;
@@ -51,17 +51,50 @@ pub struct Fallback {
     pub observer: Option<Arc<dyn Observer>>,
     /// `http` or `https`: the listener's scheme ([`serve`] sets it).
     pub proto: &'static str,
+    /// The 503's body and content type when nothing is in service.
+    pub unavailable: (axum::body::Bytes, &'static str),
 }
 
+/// An `unavailable_page` may be this large at most.
+const MAX_PAGE_BYTES: u64 = 1 << 20;
+
 impl Fallback {
-    /// The fallback of `config`; fails when proxy mode's `ca_file` does
-    /// not load.
+    /// The fallback of `config`; fails when proxy mode's `ca_file` or the
+    /// `unavailable_page` does not load.
     pub fn new(
         dns: SnapshotHandle,
         geo: GeoHandle,
         config: HttpConfig,
     ) -> Result<Fallback, String> {
+        let unavailable = match &config.unavailable_page {
+            None => (
+                axum::body::Bytes::from_static(
+                    b"no endpoint is in service for this name; retry shortly\n",
+                ),
+                "text/plain; charset=utf-8",
+            ),
+            Some(file) => {
+                let problem = |e: String| format!("http.unavailable_page {}: {e}", file.display());
+                let size = std::fs::metadata(file)
+                    .map_err(|e| problem(e.to_string()))?
+                    .len();
+                if size > MAX_PAGE_BYTES {
+                    return Err(problem(format!("{size} bytes; at most {MAX_PAGE_BYTES}")));
+                }
+                let page = std::fs::read(file).map_err(|e| problem(e.to_string()))?;
+                let html = file.extension().is_some_and(|e| {
+                    e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm")
+                });
+                let kind = if html {
+                    "text/html; charset=utf-8"
+                } else {
+                    "text/plain; charset=utf-8"
+                };
+                (axum::body::Bytes::from(page), kind)
+            }
+        };
         Ok(Fallback {
+            unavailable,
             dns,
             geo,
             proxy: Arc::new(Proxy::new(config.proxy.clone())?),
@@ -268,9 +301,11 @@ fn encode_high(path: &str) -> std::borrow::Cow<'_, str> {
 
 /// What the pipeline chose for one request.
 enum Picked {
-    /// `id` only when someone will read it (`want_id`).
+    /// `id` only when someone will read it (`want_id`), `label` only with
+    /// `http.endpoint_header`.
     Redirect {
         id: Option<String>,
+        label: Option<String>,
         target: Option<String>,
     },
     Proxy(Target),
@@ -281,7 +316,11 @@ enum Picked {
 /// Runs `host`'s steered record for `client` without the endpoints in
 /// `exclude`, keeping only what the answer needs (no copy of the
 /// endpoint). `path` fills a redirect's `{path}`.
-fn pick(f: &Fallback, host: &str, client: IpAddr, path: &str, exclude: &[u16]) -> Picked {
+fn pick(f: &Fallback, host: &str, client: (IpAddr, &str), path: &str, exclude: &[u16]) -> Picked {
+    let (client, by) = client;
+    let label = |e: &meridian_config::zone::Endpoint| {
+        format!("{}; client={client}; by={by}; region={}", e.id, e.region)
+    };
     let snap = f.dns.load();
     let geo = f.geo.load();
     let want_id = f.config.endpoint_header || f.observer.is_some();
@@ -297,16 +336,19 @@ fn pick(f: &Fallback, host: &str, client: IpAddr, path: &str, exclude: &[u16]) -
                 Some(upstream) => Picked::Proxy(Target {
                     index,
                     id: endpoint.id.clone(),
+                    label: label(endpoint),
                     upstream,
                     rewrite_host: record.proxy_host == ProxyHost::Endpoint,
                 }),
                 None => Picked::Redirect {
                     id: Some(endpoint.id.clone()),
+                    label: Some(label(endpoint)),
                     target: None,
                 },
             },
             Choice::Endpoint { endpoint, .. } => Picked::Redirect {
                 id: want_id.then(|| endpoint.id.clone()),
+                label: f.config.endpoint_header.then(|| label(endpoint)),
                 target: endpoint
                     .redirect_url
                     .as_deref()
@@ -356,18 +398,29 @@ async fn handle(f: &Fallback, req: Request) -> (Response, Option<String>, Option
     };
     let trusted = &f.config.trusted_proxies;
     let client = client_of(peer, req.headers(), trusted, header);
-    let (id, target) = match pick(f, &host, client, path, &[]) {
+    // why this client: the peer itself, or what a trusted proxy said
+    let by = if client == peer.to_canonical() {
+        "peer"
+    } else {
+        f.config.forwarded_header.as_str()
+    };
+    let (id, label, target) = match pick(f, &host, (client, by), path, &[]) {
         Picked::Unknown => {
             let resp = text(StatusCode::NOT_FOUND, "no steered name here\n");
             return (resp, Some(host), None);
         }
         Picked::Nothing => {
-            let mut resp = text(
+            let (page, kind) = &f.unavailable;
+            let resp = (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "no endpoint is in service for this name; retry shortly\n",
-            );
-            resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(f.config.retry_after_secs));
+                [
+                    (CONTENT_TYPE, HeaderValue::from_static(kind)),
+                    (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                    (RETRY_AFTER, HeaderValue::from(f.config.retry_after_secs)),
+                ],
+                page.clone(),
+            )
+                .into_response();
             return (resp, Some(host), None);
         }
         Picked::Proxy(first) => {
@@ -392,7 +445,7 @@ async fn handle(f: &Fallback, req: Request) -> (Response, Option<String>, Option
                 req,
                 who,
                 first,
-                |tried| match pick(f, &host, client, "", tried) {
+                |tried| match pick(f, &host, (client, by), "", tried) {
                     Picked::Proxy(t) => Some(t),
                     _ => None,
                 },
@@ -409,7 +462,7 @@ async fn handle(f: &Fallback, req: Request) -> (Response, Option<String>, Option
             }
             return (resp, Some(host), proxied.endpoint);
         }
-        Picked::Redirect { id, target } => (id, target),
+        Picked::Redirect { id, label, target } => (id, label, target),
     };
     let Some(target) = target else {
         let resp = text(
@@ -435,8 +488,8 @@ async fn handle(f: &Fallback, req: Request) -> (Response, Option<String>, Option
         ],
     )
         .into_response();
-    if let (true, Some(id)) = (f.config.endpoint_header, &id) {
-        if let Ok(v) = HeaderValue::from_str(&format!("{id}; client={client}")) {
+    if let Some(label) = label {
+        if let Ok(v) = HeaderValue::from_maybe_shared(axum::body::Bytes::from(label)) {
             resp.headers_mut().insert("x-meridian-endpoint", v);
         }
     }
@@ -539,6 +592,7 @@ pools:
             forwarded_header: "x-forwarded-for".into(),
             endpoint_header: false,
             retry_after_secs: 5,
+            unavailable_page: None,
             tls: None,
             advertise: Vec::new(),
             proxy: Default::default(),

@@ -106,6 +106,8 @@ pub struct Target {
     /// Its place in the pool, excluded when the pipeline runs again.
     pub index: u16,
     pub id: String,
+    /// What `X-Meridian-Endpoint` says of it: the id, and why.
+    pub label: String,
     pub upstream: Upstream,
     /// Send the upstream's authority as `Host` (else the client's).
     pub rewrite_host: bool,
@@ -296,7 +298,7 @@ impl Proxy {
                         StatusCode::GATEWAY_TIMEOUT,
                         "the endpoint did not answer in time\n",
                     )
-                    .blame(&first.id);
+                    .blame(&first.id, &first.label);
                 }
                 Ok(Ok(resp)) => {
                     let status = resp.status();
@@ -310,7 +312,7 @@ impl Proxy {
                         }
                     }
                     return Proxied {
-                        response: self.inbound(resp, &first.id),
+                        response: self.inbound(resp, &first.label),
                         endpoint: Some(first.id),
                     };
                 }
@@ -331,7 +333,7 @@ impl Proxy {
                         }
                     }
                     return failed(StatusCode::BAD_GATEWAY, "the endpoint cannot be reached\n")
-                        .blame(&first.id);
+                        .blame(&first.id, &first.label);
                 }
                 Ok(Err(Failure::Sent(e))) => {
                     observe(&first.id, took, None);
@@ -349,7 +351,7 @@ impl Proxy {
                         }
                     }
                     return failed(StatusCode::BAD_GATEWAY, "the endpoint's answer was lost\n")
-                        .blame(&first.id);
+                        .blame(&first.id, &first.label);
                 }
             }
         }
@@ -467,13 +469,13 @@ impl Proxy {
     }
 
     /// The endpoint's response as the client gets it.
-    fn inbound(&self, resp: Response<hyper::body::Incoming>, id: &str) -> Response<Body> {
+    fn inbound(&self, resp: Response<hyper::body::Incoming>, label: &str) -> Response<Body> {
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         parts
             .headers
             .append(header::VIA, HeaderValue::from_static("1.1 meridian"));
-        if let Ok(v) = HeaderValue::from_str(id) {
+        if let Ok(v) = HeaderValue::from_str(label) {
             parts.headers.insert("x-meridian-endpoint", v);
         }
         let body = Body::new(Bounded::new(body, u64::MAX, self.config.idle_timeout, None));
@@ -631,8 +633,8 @@ fn failed(status: StatusCode, body: &'static str) -> Proxied {
 
 impl Proxied {
     /// Says which endpoint the failure came from.
-    fn blame(mut self, id: &str) -> Proxied {
-        if let Ok(v) = HeaderValue::from_str(id) {
+    fn blame(mut self, id: &str, label: &str) -> Proxied {
+        if let Ok(v) = HeaderValue::from_str(label) {
             self.response.headers_mut().insert("x-meridian-endpoint", v);
         }
         self.endpoint = Some(id.to_string());

@@ -80,7 +80,7 @@ fn redirects_send_each_client_to_its_own_region() {
     let port = free_port("127.0.0.1");
     let http = format!("127.0.0.1:{port}");
     let config = format!(
-        "dns: {{listen: [\"127.0.0.1:0\"], udp_sockets: 1}}\ngeoip: {{city: city.mmdb, asn: asn.mmdb}}\nlog: {{level: info}}\nzones: zones.yaml\nhttp:\n  listen: [\"{http}\"]\n  trusted_proxies: [127.0.0.1/32]\n"
+        "dns: {{listen: [\"127.0.0.1:0\"], udp_sockets: 1}}\ngeoip: {{city: city.mmdb, asn: asn.mmdb}}\nlog: {{level: info}}\nzones: zones.yaml\nhttp:\n  listen: [\"{http}\"]\n  trusted_proxies: [127.0.0.1/32]\n  unavailable_page: sorry.html\n"
     );
     let server = Server::start_files(
         ZONES,
@@ -88,6 +88,7 @@ fn redirects_send_each_client_to_its_own_region() {
         &[
             ("city.mmdb", city_database(&demo_places()).unwrap()),
             ("asn.mmdb", asn_database(&demo_asns()).unwrap()),
+            ("sorry.html", b"<h1>Back soon</h1>\n".to_vec()),
         ],
     );
     let odd = "/a%20b/%E2%82%AC;x=1?q=1&r=%0D%0A&s=%22%3C";
@@ -126,7 +127,7 @@ fn redirects_send_each_client_to_its_own_region() {
     );
     assert!(
         header(&reply, "x-meridian-endpoint")
-            .is_some_and(|v| v.starts_with("eu; client=192.0.2.7")),
+            .is_some_and(|v| v == "eu; client=192.0.2.7; by=x-forwarded-for; region=eu"),
         "{reply}"
     );
     assert_eq!(header(&reply, "cache-control"), Some("no-store"), "{reply}");
@@ -162,6 +163,12 @@ fn redirects_send_each_client_to_its_own_region() {
     let (status, reply) = exchange("127.0.0.1", &http, &get("dead.app.example", "/", ""));
     assert_eq!(status, 503, "{reply}");
     assert_eq!(header(&reply, "retry-after"), Some("5"));
+    // with the operator's page
+    assert_eq!(
+        header(&reply, "content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(reply.ends_with("\r\n\r\n<h1>Back soon</h1>\n"), "{reply}");
     // an endpoint with nowhere to send the client
     let (status, reply) = exchange("127.0.0.1", &http, &get("bare.app.example", "/", ""));
     assert_eq!(status, 502, "{reply}");
