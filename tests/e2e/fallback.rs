@@ -504,3 +504,64 @@ fn http2_is_steered_and_a_mismatched_authority_refused() {
         );
     });
 }
+
+#[test]
+fn dns_hands_over_until_the_probes_see_an_endpoint_back() {
+    // two endpoints whose checks find nothing listening, yet
+    let ports = [free_port("127.0.0.1"), free_port("127.0.0.1")];
+    let zones = format!(
+        r#"zones:
+  app.example:
+    soa: {{rname: hostmaster.app.example.}}
+    ns: [{{name: ns.example.net.}}]
+    steered:
+      - {{name: back, type: A, pool: web, steps: [health, {{first: 1}}], on_all_down: http_fallback}}
+regions: {{eu: {{}}}}
+pools:
+  web:
+    check: {{kind: tcp, interval: 1s, timeout: 500ms, rise: 1, fall: 1}}
+    endpoints:
+      - {{id: one, address: 192.0.2.21, region: eu, check_address: "127.0.0.1:{}", redirect_url: "https://one.example.net{{path}}"}}
+      - {{id: two, address: 192.0.2.22, region: eu, check_address: "127.0.0.1:{}", redirect_url: "https://two.example.net{{path}}"}}
+"#,
+        ports[0], ports[1]
+    );
+    let port = free_port("127.0.0.1");
+    let http = format!("127.0.0.1:{port}");
+    let config = format!(
+        "dns: {{listen: [\"127.0.0.1:0\"], udp_sockets: 1}}\nlog: {{level: info}}\nzones: zones.yaml\nprobe: {{region: eu}}\nhttp:\n  listen: [\"{http}\"]\n"
+    );
+    let server = Server::start_config(&zones, &config);
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        for _ in 0..300 {
+            if done() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{what} never happened:\n{}", server.logs());
+    };
+    // the probes find both down: DNS answers the fallback, which has
+    // nowhere to send anyone yet
+    wait("DNS handing over", &|| {
+        server.dig(&["back.app.example", "A"]).answers("A") == ["127.0.0.1"]
+    });
+    let (status, reply) = exchange("127.0.0.1", &http, &get("back.app.example", "/a", ""));
+    assert_eq!(status, 503, "{reply}");
+    // the second endpoint comes back first: the probes see it, and the
+    // fallback sends the clients DNS handed over to it
+    let _two = std::net::TcpListener::bind(("127.0.0.1", ports[1])).expect("bind");
+    wait("the fallback redirecting", &|| {
+        exchange("127.0.0.1", &http, &get("back.app.example", "/a?b", "")).0 == 307
+    });
+    let (_, reply) = exchange("127.0.0.1", &http, &get("back.app.example", "/a?b", ""));
+    assert_eq!(
+        header(&reply, "location"),
+        Some("https://two.example.net/a?b"),
+        "{reply}"
+    );
+    assert_eq!(
+        server.dig(&["back.app.example", "A"]).answers("A"),
+        ["192.0.2.22"]
+    );
+}
