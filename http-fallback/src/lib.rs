@@ -163,6 +163,9 @@ pub fn host_of(headers: &HeaderMap, uri: &Uri, version: axum::http::Version) -> 
             }
             a.as_str().to_string()
         }
+        // HTTP/1.1 must send a Host, even with an absolute-form target
+        // (RFC 9112 §3.2)
+        (Some(_), None) if version == axum::http::Version::HTTP_11 => return None,
         // HTTP/1 absolute-form: the target's authority, Host ignored
         (Some(a), _) => a.as_str().to_string(),
         (None, Some(h)) => h.to_str().ok()?.to_string(),
@@ -282,15 +285,21 @@ fn text(status: StatusCode, body: &'static str) -> Response {
         .into_response()
 }
 
-/// `path` with every byte outside ASCII percent-encoded, as a URI in a
-/// `Location` must be.
+/// Whether `b` may stand in a URI as it is (RFC 3986: unreserved,
+/// reserved, and `%` of an escape already made).
+fn uri_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&b)
+}
+
+/// `path` with every byte a URI may not hold as it is percent-encoded, as
+/// a URI in a `Location` must be.
 fn encode_high(path: &str) -> std::borrow::Cow<'_, str> {
-    if path.is_ascii() {
+    if path.bytes().all(uri_byte) {
         return std::borrow::Cow::Borrowed(path);
     }
     let mut out = String::with_capacity(path.len() * 3);
     for b in path.bytes() {
-        if b.is_ascii() {
+        if uri_byte(b) {
             out.push(char::from(b));
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -387,6 +396,18 @@ async fn handle(f: &Fallback, req: Request) -> (Response, Option<String>, Option
         return (resp, None, None);
     };
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    if path == "*" && req.method() == axum::http::Method::OPTIONS {
+        // about the server itself (RFC 9110 §9.3.7)
+        let resp = (
+            StatusCode::OK,
+            [(
+                axum::http::header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, OPTIONS, POST, PUT, DELETE, PATCH"),
+            )],
+        )
+            .into_response();
+        return (resp, Some(host), None);
+    }
     if !path.starts_with('/') {
         let resp = text(StatusCode::BAD_REQUEST, "only paths are redirected\n");
         return (resp, Some(host), None);
@@ -424,20 +445,20 @@ async fn handle(f: &Fallback, req: Request) -> (Response, Option<String>, Option
             return (resp, Some(host), None);
         }
         Picked::Proxy(first) => {
+            // the name steering used: the target's authority when it has
+            // one (RFC 9112 §3.2.2: a proxy makes Host from it), else Host
             let host_value = req
-                .headers()
-                .get(HOST)
-                .cloned()
-                .or_else(|| {
-                    let a = req.uri().authority()?;
-                    HeaderValue::from_str(a.as_str()).ok()
-                })
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                .or_else(|| req.headers().get(HOST).cloned())
                 .unwrap_or_else(|| HeaderValue::from_static(""));
             let who = proxy::Client {
                 peer,
                 trusted: trusted.iter().any(|n| n.contains(&peer.to_canonical())),
                 host: host_value,
                 proto: f.proto,
+                version: req.version(),
             };
             let observer = f.observer.clone();
             // boxed: a redirect's future stays small
@@ -538,6 +559,12 @@ mod tests {
         let abs: Uri = "http://a.example.com/x".parse().unwrap();
         let other = headers(&[("host", "b.example.com")]);
         assert_eq!(host_of(&other, &abs, v11).as_deref(), Some("a.example.com"));
+        // ... but HTTP/1.1 must send one all the same; HTTP/1.0 need not
+        assert_eq!(host_of(&HeaderMap::new(), &abs, v11), None);
+        assert_eq!(
+            host_of(&HeaderMap::new(), &abs, Version::HTTP_10).as_deref(),
+            Some("a.example.com")
+        );
         // HTTP/2: :authority and Host must agree
         assert_eq!(host_of(&other, &abs, Version::HTTP_2), None);
         assert_eq!(
@@ -621,6 +648,10 @@ pools:
     fn paths_are_plain_ascii_in_locations() {
         assert_eq!(encode_high("/a%20b?q"), "/a%20b?q");
         assert_eq!(encode_high("/\u{e9}"), "/%C3%A9");
+        assert_eq!(
+            encode_high("/a\"b{c}|d^e\\f?g`h"),
+            "/a%22b%7Bc%7D%7Cd%5Ee%5Cf?g%60h"
+        );
     }
 
     #[test]

@@ -136,8 +136,9 @@ struct Pooled {
 
 /// Why an attempt did not produce a response.
 enum Failure {
-    /// No connection: the request was not sent and is given back.
-    Connect(String, Box<Request<Body>>),
+    /// No connection: the request was not sent and is given back; `true`
+    /// when the attempt ran out of time.
+    Connect(String, Box<Request<Body>>, bool),
     /// Sent (at least in part) and then lost.
     Sent(hyper::Error),
     /// Every upstream connection is in use.
@@ -151,15 +152,15 @@ pub struct Proxied {
     pub endpoint: Option<String>,
 }
 
-/// The hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// The hop-by-hop headers (RFC 9110 §7.6.1), never forwarded as they
+/// are (`Trailer` is end-to-end and passes).
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
-    header::TRAILER,
     header::UPGRADE,
 ];
 
@@ -232,16 +233,39 @@ impl Proxy {
     ) -> Proxied {
         let started = tokio::time::Instant::now();
         let deadline = started + self.config.timeout;
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        // RFC 9110 §9.2.2; TRACE is never forwarded (below)
         let idempotent = matches!(
             parts.method,
-            Method::GET
-                | Method::HEAD
-                | Method::OPTIONS
-                | Method::TRACE
-                | Method::PUT
-                | Method::DELETE
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
         );
+        if parts.method == Method::CONNECT {
+            return failed(StatusCode::NOT_IMPLEMENTED, "CONNECT is not proxied\n");
+        }
+        if parts.method == Method::TRACE {
+            // it would reflect the forwarding headers (and any cookie) back
+            return failed(StatusCode::METHOD_NOT_ALLOWED, "TRACE is not proxied\n");
+        }
+        if parts.method == Method::OPTIONS {
+            match max_forwards(&parts.headers) {
+                // this proxy is the final recipient (RFC 9110 §7.6.2)
+                Some(0) => return failed(StatusCode::OK, ""),
+                Some(n) => {
+                    parts
+                        .headers
+                        .insert(header::MAX_FORWARDS, HeaderValue::from(n - 1));
+                }
+                None => {}
+            }
+        }
+        // RFC 9112 §6.1: only chunked is decoded here; nothing else may be
+        // passed on as if it were the body
+        if !codings_are_chunked(&parts.headers) {
+            return failed(
+                StatusCode::NOT_IMPLEMENTED,
+                "no transfer coding but chunked is taken\n",
+            );
+        }
         let length = match content_length(&parts.headers) {
             Ok(n) => n,
             Err(()) => return failed(StatusCode::BAD_REQUEST, "unreadable Content-Length\n"),
@@ -252,11 +276,8 @@ impl Proxy {
                 "the request body is larger than this proxy takes\n",
             );
         }
-        let bodiless =
-            length.unwrap_or(0) == 0 && !parts.headers.contains_key(header::TRANSFER_ENCODING);
-        if parts.headers.contains_key(header::UPGRADE) && parts.method == Method::CONNECT {
-            return failed(StatusCode::NOT_IMPLEMENTED, "CONNECT is not proxied\n");
-        }
+        // the body itself says (an HTTP/2 body needs no Content-Length)
+        let bodiless = http_body::Body::is_end_stream(&body);
         let too_big = Arc::new(AtomicBool::new(false));
         let mut body = Some(Body::new(Bounded::new(
             body,
@@ -311,9 +332,16 @@ impl Proxy {
                             continue;
                         }
                     }
-                    return Proxied {
-                        response: self.inbound(resp, &first.label),
-                        endpoint: Some(first.id),
+                    return match self.inbound(resp, &first.label) {
+                        Some(response) => Proxied {
+                            response,
+                            endpoint: Some(first.id),
+                        },
+                        None => failed(
+                            StatusCode::BAD_GATEWAY,
+                            "the endpoint's answer cannot be passed on\n",
+                        )
+                        .blame(&first.id, &first.label),
                     };
                 }
                 Ok(Err(Failure::Busy)) => {
@@ -322,7 +350,7 @@ impl Proxy {
                         "too many connections to endpoints; retry shortly\n",
                     )
                 }
-                Ok(Err(Failure::Connect(why, back))) => {
+                Ok(Err(Failure::Connect(why, back, timed_out))) => {
                     observe(&first.id, took, None);
                     debug!(endpoint = first.id, why, "cannot connect");
                     body = Some(back.into_body());
@@ -332,8 +360,15 @@ impl Proxy {
                             continue;
                         }
                     }
-                    return failed(StatusCode::BAD_GATEWAY, "the endpoint cannot be reached\n")
-                        .blame(&first.id, &first.label);
+                    let failure = if timed_out {
+                        failed(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            "no connection to the endpoint in time\n",
+                        )
+                    } else {
+                        failed(StatusCode::BAD_GATEWAY, "the endpoint cannot be reached\n")
+                    };
+                    return failure.blame(&first.id, &first.label);
                 }
                 Ok(Err(Failure::Sent(e))) => {
                     observe(&first.id, took, None);
@@ -381,7 +416,9 @@ impl Proxy {
         };
         let mut send = match self.connect(up).await {
             Ok(send) => send,
-            Err(Some(why)) => return Err(Failure::Connect(why, Box::new(req))),
+            Err(Some((why, timed_out))) => {
+                return Err(Failure::Connect(why, Box::new(req), timed_out))
+            }
             Err(None) => return Err(Failure::Busy),
         };
         match send.try_send_request(req).await {
@@ -390,7 +427,11 @@ impl Proxy {
                 Ok(resp)
             }
             Err(mut e) => match e.take_message() {
-                Some(req) => Err(Failure::Connect(e.into_error().to_string(), Box::new(req))),
+                Some(req) => Err(Failure::Connect(
+                    e.into_error().to_string(),
+                    Box::new(req),
+                    false,
+                )),
                 None => Err(Failure::Sent(e.into_error())),
             },
         }
@@ -433,7 +474,7 @@ impl Proxy {
 
     /// A new connection to `up`, holding one of the permits until it
     /// closes. `Err(None)`: no permit came within the connect timeout.
-    async fn connect(&self, up: &Upstream) -> Result<SendRequest<Body>, Option<String>> {
+    async fn connect(&self, up: &Upstream) -> Result<SendRequest<Body>, Option<(String, bool)>> {
         let limit = self.config.connect_timeout;
         let permit = tokio::time::timeout(limit, self.permits.clone().acquire_owned())
             .await
@@ -459,18 +500,30 @@ impl Proxy {
             }
         };
         match tokio::time::timeout(limit, connecting).await {
-            Ok(r) => r.map_err(Some),
-            Err(_) => Err(Some(format!(
-                "{}: no connection within {} ms",
-                up.addr,
-                limit.as_millis()
+            Ok(r) => r.map_err(|why| Some((why, false))),
+            Err(_) => Err(Some((
+                format!("{}: no connection within {} ms", up.addr, limit.as_millis()),
+                true,
             ))),
         }
     }
 
-    /// The endpoint's response as the client gets it.
-    fn inbound(&self, resp: Response<hyper::body::Incoming>, label: &str) -> Response<Body> {
+    /// The endpoint's response as the client gets it; `None` when it
+    /// cannot be passed on (a 101 to a request that asked for no upgrade,
+    /// a transfer coding other than chunked).
+    fn inbound(
+        &self,
+        resp: Response<hyper::body::Incoming>,
+        label: &str,
+    ) -> Option<Response<Body>> {
         let (mut parts, body) = resp.into_parts();
+        if parts.status.is_informational() || !codings_are_chunked(&parts.headers) {
+            return None;
+        }
+        // RFC 9112 §6.3: with a transfer coding, a Content-Length is wrong
+        if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
         strip_hop_by_hop(&mut parts.headers);
         parts
             .headers
@@ -478,9 +531,31 @@ impl Proxy {
         if let Ok(v) = HeaderValue::from_str(label) {
             parts.headers.insert("x-meridian-endpoint", v);
         }
+        // the client hears this node's own version (RFC 9110 §6.2)
+        parts.version = Version::HTTP_11;
         let body = Body::new(Bounded::new(body, u64::MAX, self.config.idle_timeout, None));
-        Response::from_parts(parts, body)
+        Some(Response::from_parts(parts, body))
     }
+}
+
+/// Whether every transfer coding named is `chunked` (or none is).
+fn codings_are_chunked(h: &HeaderMap) -> bool {
+    h.get_all(header::TRANSFER_ENCODING).iter().all(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .all(|c| c.trim().eq_ignore_ascii_case("chunked"))
+        })
+    })
+}
+
+/// A request's `Max-Forwards`, when it has one that reads.
+fn max_forwards(h: &HeaderMap) -> Option<u32> {
+    h.get(header::MAX_FORWARDS)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 async fn handshake<I>(
@@ -523,21 +598,47 @@ pub struct Client {
     pub host: HeaderValue,
     /// `http` or `https`: the listener's.
     pub proto: &'static str,
+    /// The client's HTTP version, for `Via`.
+    pub version: Version,
 }
 
 /// The request headers an endpoint gets: the client's, without hop-by-hop
 /// headers or `Host` (set per attempt), with the forwarding headers.
 fn outbound_headers(from: &HeaderMap, client: &Client) -> HeaderMap {
     let mut h = from.clone();
+    let trailers = from.get_all(header::TE).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+    });
     strip_hop_by_hop(&mut h);
     h.remove(header::HOST);
+    if trailers {
+        // the one TE a proxy passes on: the client takes trailers
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    // HTTP/2 splits cookies; an HTTP/1.1 hop gets them as one (RFC 9113
+    // §8.2.3)
+    if h.get_all(header::COOKIE).iter().nth(1).is_some() {
+        let mut joined: Vec<u8> = Vec::new();
+        for (i, c) in h.get_all(header::COOKIE).iter().enumerate() {
+            if i > 0 {
+                joined.extend_from_slice(b"; ");
+            }
+            joined.extend_from_slice(c.as_bytes());
+        }
+        if let Ok(v) = HeaderValue::from_bytes(&joined) {
+            h.insert(header::COOKIE, v);
+        }
+    }
     let peer = client.peer.to_canonical();
     let node = match peer {
         IpAddr::V6(v6) => format!("\"[{v6}]\""),
         IpAddr::V4(v4) => v4.to_string(),
     };
-    let host = client.host.to_str().unwrap_or("").replace('"', "");
-    let forwarded = format!("for={node};host=\"{host}\";proto={}", client.proto);
+    let host = quoted(client.host.to_str().unwrap_or(""));
+    let forwarded = format!("for={node};host={host};proto={}", client.proto);
     if client.trusted {
         append_list(&mut h, X_FORWARDED_FOR, &peer.to_string());
         append_list(&mut h, header::FORWARDED, &forwarded);
@@ -548,12 +649,17 @@ fn outbound_headers(from: &HeaderMap, client: &Client) -> HeaderMap {
             h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.proto));
         }
     } else {
-        for name in [
-            &X_FORWARDED_FOR,
-            &X_FORWARDED_HOST,
-            &X_FORWARDED_PROTO,
-            &header::FORWARDED,
-        ] {
+        // whatever a stranger says of the client, in any of the headers
+        // backends read it from, is dropped
+        let said: Vec<HeaderName> = h
+            .keys()
+            .filter(|k| {
+                let k = k.as_str();
+                k.starts_with("x-forwarded-") || k == "x-real-ip" || k == "forwarded"
+            })
+            .cloned()
+            .collect();
+        for name in said {
             h.remove(name);
         }
         if let Ok(v) = HeaderValue::from_str(&peer.to_string()) {
@@ -565,8 +671,27 @@ fn outbound_headers(from: &HeaderMap, client: &Client) -> HeaderMap {
         h.insert(X_FORWARDED_HOST, client.host.clone());
         h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.proto));
     }
-    h.append(header::VIA, HeaderValue::from_static("1.1 meridian"));
+    let via = match client.version {
+        Version::HTTP_2 => "2 meridian",
+        Version::HTTP_10 => "1.0 meridian",
+        _ => "1.1 meridian",
+    };
+    h.append(header::VIA, HeaderValue::from_static(via));
     h
+}
+
+/// `text` as an RFC 9110 quoted-string.
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 /// `name: existing, value` as one line (the lines before joined).
@@ -780,6 +905,11 @@ mod tests {
             ("upgrade", "websocket"),
             ("host", "www.example.com"),
             ("accept", "*/*"),
+            ("x-real-ip", "203.0.113.1"),
+            ("x-forwarded-port", "1"),
+            ("te", "trailers, deflate"),
+            ("cookie", "a=1"),
+            ("cookie", "b=2"),
         ] {
             from.append(k, HeaderValue::from_static(v));
         }
@@ -788,6 +918,7 @@ mod tests {
             trusted,
             host: HeaderValue::from_static("www.example.com"),
             proto: "https",
+            version: Version::HTTP_2,
         };
         let h = outbound_headers(&from, &client(false));
         let get = |h: &HeaderMap, k: &str| h.get(k).map(|v| v.to_str().unwrap().to_string());
@@ -807,7 +938,12 @@ mod tests {
             assert_eq!(get(&h, gone), None, "{gone}");
         }
         assert_eq!(get(&h, "accept").as_deref(), Some("*/*"));
-        assert_eq!(get(&h, "via").as_deref(), Some("1.1 meridian"));
+        assert_eq!(get(&h, "via").as_deref(), Some("2 meridian"));
+        assert_eq!(get(&h, "x-real-ip"), None);
+        assert_eq!(get(&h, "x-forwarded-port"), None);
+        assert_eq!(get(&h, "te").as_deref(), Some("trailers"));
+        assert_eq!(get(&h, "cookie").as_deref(), Some("a=1; b=2"));
+        assert_eq!(quoted("a\"b\\c"), "\"a\\\"b\\\\c\"");
         let h = outbound_headers(&from, &client(true));
         assert_eq!(
             get(&h, "x-forwarded-for").as_deref(),

@@ -177,6 +177,38 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim())
 }
 
+/// A body of one frame that does not say its length.
+struct Unsized(Option<hyper::body::Bytes>);
+
+impl hyper::body::Body for Unsized {
+    type Data = hyper::body::Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.take().map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+/// An HTTP/2 (prior knowledge) PUT of `body` without a Content-Length:
+/// the status.
+async fn h2_put(to: &str, uri: &str, body: &'static [u8]) -> u16 {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let stream = tokio::net::TcpStream::connect(to).await.expect("connect");
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    let req = hyper::Request::put(uri)
+        .body(Unsized(Some(hyper::body::Bytes::from_static(body))))
+        .expect("request");
+    assert!(req.headers().get("content-length").is_none());
+    let resp = send.send_request(req).await.expect("response");
+    resp.status().as_u16()
+}
+
 /// The `X-Meridian-Endpoint` of a reply head, or "".
 fn endpoint(head: &str) -> &str {
     header(head, "x-meridian-endpoint").unwrap_or("")
@@ -295,6 +327,35 @@ pools:
     assert!(endpoint(&head).starts_with("busy;"), "{head}");
     assert_eq!(busy.hits(), 2);
     assert_eq!(live.hits(), before, "the POST was sent twice");
+    // an HTTP/2 PUT whose body has no Content-Length has a body all the
+    // same: once sent, it is never sent again
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let status = rt.block_on(h2_put(&http, "http://flaky.app.example/x", b"precious"));
+    assert_eq!(status, 503);
+    assert_eq!(busy.hits(), 3);
+    assert_eq!(
+        live.hits(),
+        before,
+        "the PUT was sent again without its body"
+    );
+    // never proxied: CONNECT (no tunnels) and TRACE (it would reflect
+    // the forwarding headers)
+    for (request, want) in [
+        (
+            "CONNECT www.app.example:443 HTTP/1.1\r\nHost: www.app.example:443\r\n\r\n",
+            501,
+        ),
+        (
+            "TRACE /t HTTP/1.1\r\nHost: www.app.example\r\nConnection: close\r\n\r\n",
+            405,
+        ),
+    ] {
+        let (status, head, _, _) = exchange(&http, request, 0);
+        assert_eq!(status, want, "{request}: {head}");
+    }
 
     // proxy_host: endpoint sends the proxy_url's authority as Host
     let (status, _, _, body) = exchange(
