@@ -75,6 +75,9 @@ pub struct ProxyConfig {
     pub max_header_bytes: usize,
     /// Connections to endpoints open at once, idle ones included.
     pub max_connections: usize,
+    /// Proxied requests of one client (an IPv6 one by its /64) in flight
+    /// at once, their answers included (503 past it).
+    pub max_per_client: usize,
     /// Endpoints tried for one request (idempotent methods only retry).
     pub attempts: u8,
     /// PEM roots that endpoints' certificates are verified against,
@@ -91,6 +94,7 @@ impl Default for ProxyConfig {
             max_body_bytes: 64 << 20,
             max_header_bytes: 64 << 10,
             max_connections: 512,
+            max_per_client: 64,
             attempts: 3,
             ca_file: None,
         }
@@ -312,6 +316,7 @@ mod raw {
         pub max_body_bytes: Option<u64>,
         pub max_header_bytes: Option<usize>,
         pub max_connections: Option<usize>,
+        pub max_per_client: Option<usize>,
         pub attempts: Option<u8>,
         pub ca_file: Option<PathBuf>,
     }
@@ -502,6 +507,13 @@ impl NodeConfig {
                     1,
                     65_536,
                     d.max_connections as u64,
+                ) as usize,
+                max_per_client: bounded(
+                    "max_per_client",
+                    p.max_per_client.map(|v| v as u64),
+                    1,
+                    65_536,
+                    d.max_per_client as u64,
                 ) as usize,
                 attempts: bounded(
                     "attempts",

@@ -210,8 +210,8 @@ where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let request_timeout = limits.request_timeout;
-    // requests in flight and begun, for HTTP/2's idle connections (HTTP/1
-    // has its header timeout)
+    // requests in flight, begun and cancelled, for HTTP/2's idle
+    // connections (HTTP/1 has its header timeout) and its resets
     let activity = Arc::new(Activity::default());
     let seen = limits.http2.then(|| activity.clone());
     let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
@@ -219,20 +219,29 @@ where
         let app = app.clone();
         let busy = seen.as_ref().map(Activity::begin);
         async move {
-            let _busy = busy;
             let handling = app.oneshot(req.map(Body::new));
-            let Some(limit) = request_timeout else {
-                let Ok(resp) = handling.await;
-                return Ok::<_, std::convert::Infallible>(resp);
+            let resp = match request_timeout {
+                None => match handling.await {
+                    Ok(resp) => resp,
+                    Err(never) => match never {},
+                },
+                Some(limit) => match tokio::time::timeout(limit, handling).await {
+                    Ok(Ok(resp)) => resp,
+                    Ok(Err(never)) => match never {},
+                    Err(_) => ClusterError::Timeout(format!(
+                        "the request was not completed within {} s",
+                        limit.as_secs()
+                    ))
+                    .into_response(),
+                },
             };
-            Ok(match tokio::time::timeout(limit, handling).await {
-                Ok(Ok(resp)) => resp,
-                Ok(Err(never)) => match never {},
-                Err(_) => ClusterError::Timeout(format!(
-                    "the request was not completed within {} s",
-                    limit.as_secs()
-                ))
-                .into_response(),
+            // an HTTP/2 stream is busy until its body has been sent
+            Ok::<_, std::convert::Infallible>(match busy {
+                None => resp,
+                Some(mut busy) => {
+                    busy.answered = true;
+                    resp.map(|body| Body::new(BusyBody { body, _busy: busy }))
+                }
             })
         }
     });
@@ -264,7 +273,7 @@ where
         // "rapid reset" flood) is cut off
         .max_pending_accept_reset_streams(MAX_STREAMS as usize)
         .max_local_error_reset_streams(1024)
-        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_interval(limits.header_timeout)
         .keep_alive_timeout(Duration::from_secs(10));
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
@@ -280,6 +289,10 @@ where
                 if let Err(e) = ended {
                     debug!(%e, "connection ended");
                 }
+                return;
+            }
+            () = activity.cut.notified() => {
+                debug!("connection cut: its client resets most streams it opens");
                 return;
             }
             () = tokio::time::sleep(tick), if !closing => {
@@ -302,21 +315,36 @@ where
 /// Streams open at once on one HTTP/2 connection.
 const MAX_STREAMS: u32 = 64;
 
-/// What a connection is doing: requests in flight, and how many begun.
+/// Streams an HTTP/2 client may reset before their answer (each may
+/// have cost an endpoint a connection) before the connection is cut, once
+/// they are also most of its streams.
+const MAX_CANCELLED: usize = 128;
+
+/// What a connection is doing: requests in flight, how many begun, how
+/// many the client gave up on before their answer.
 #[derive(Default)]
 struct Activity {
     in_flight: AtomicUsize,
     begun: AtomicUsize,
+    cancelled: AtomicUsize,
+    /// Told when the connection should be dropped.
+    cut: tokio::sync::Notify,
 }
 
-/// One request in flight.
-struct Busy(Arc<Activity>);
+/// One request in flight, until its answer's body has been sent.
+struct Busy {
+    activity: Arc<Activity>,
+    answered: bool,
+}
 
 impl Activity {
     fn begin(self: &Arc<Self>) -> Busy {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.begun.fetch_add(1, Ordering::Relaxed);
-        Busy(self.clone())
+        Busy {
+            activity: self.clone(),
+            answered: false,
+        }
     }
 
     fn now(&self) -> (usize, usize) {
@@ -329,7 +357,40 @@ impl Activity {
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let a = &self.activity;
+        a.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if !self.answered {
+            let cancelled = a.cancelled.fetch_add(1, Ordering::Relaxed) + 1;
+            if cancelled > MAX_CANCELLED && cancelled * 2 > a.begun.load(Ordering::Relaxed) {
+                a.cut.notify_one();
+            }
+        }
+    }
+}
+
+/// A response body that keeps its stream counted as busy.
+struct BusyBody {
+    body: Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for BusyBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

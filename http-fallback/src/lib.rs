@@ -227,28 +227,77 @@ pub fn client_of(
         ForwardedBy::XForwardedFor => "x-forwarded-for",
         ForwardedBy::Forwarded => "forwarded",
     };
-    // every hop, right to left over all the header's lines
+    // every hop, right to left over all the header's lines: the first
+    // that is not a trusted proxy is the client; one that cannot be read
+    // ends the walk at the peer
     for line in headers.get_all(name).iter().rev() {
-        for item in line.as_bytes().rsplit(|&b| b == b',') {
-            let hop = std::str::from_utf8(item).ok().and_then(|item| {
-                let value = match header {
-                    ForwardedBy::XForwardedFor => Some(item.trim()),
-                    ForwardedBy::Forwarded => item
-                        .split(';')
-                        .filter_map(|p| p.trim().split_once('='))
-                        .find(|(k, _)| k.eq_ignore_ascii_case("for"))
-                        .map(|(_, v)| v.trim().trim_matches('"')),
-                };
-                value.and_then(hop_address)
-            });
-            match hop {
-                Some(ip) if is_trusted(&ip) => continue,
-                Some(ip) => return ip,
-                None => return peer,
+        let Ok(line) = line.to_str() else {
+            return peer;
+        };
+        let mut verdict = None;
+        let mut judge = |hop: Option<IpAddr>| match hop {
+            Some(ip) if is_trusted(&ip) => false,
+            Some(ip) => {
+                verdict = Some(ip);
+                true
             }
+            None => {
+                verdict = Some(peer);
+                true
+            }
+        };
+        let done = match header {
+            ForwardedBy::XForwardedFor => line.rsplit(',').any(|h| judge(hop_address(h.trim()))),
+            // RFC 7239: a quoted value may hold `,` and `;`
+            ForwardedBy::Forwarded => {
+                let elements: Vec<&str> = unquoted_split(line, b',').collect();
+                elements.into_iter().rev().any(|e| judge(forwarded_for(e)))
+            }
+        };
+        if done {
+            return verdict.unwrap_or(peer);
         }
     }
     peer
+}
+
+/// The address of a `Forwarded` element's `for=` (quoted or not).
+fn forwarded_for(element: &str) -> Option<IpAddr> {
+    unquoted_split(element, b';')
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
+        .and_then(|(_, v)| {
+            let v = v.trim();
+            let v = match v.strip_prefix('"') {
+                Some(q) => q.strip_suffix('"')?,
+                None => v,
+            };
+            hop_address(v)
+        })
+}
+
+/// `text` split at each `sep` outside a quoted string (with its `\`
+/// escapes).
+fn unquoted_split(text: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let t = rest?;
+        let (mut quoted, mut escaped) = (false, false);
+        for (i, b) in t.bytes().enumerate() {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' if quoted => escaped = true,
+                b'"' => quoted = !quoted,
+                _ if b == sep && !quoted => {
+                    rest = Some(&t[i + 1..]);
+                    return Some(&t[..i]);
+                }
+                _ => {}
+            }
+        }
+        rest = None;
+        Some(t)
+    })
 }
 
 /// One hop's address: `ip`, `ip:port`, `[v6]` or `[v6]:port`, canonical
@@ -459,6 +508,7 @@ async fn handle(f: &Fallback, req: Request) -> (Response, Option<String>, Option
                 host: host_value,
                 proto: f.proto,
                 version: req.version(),
+                steered: client,
             };
             let observer = f.observer.clone();
             // boxed: a redirect's future stays small
@@ -709,6 +759,15 @@ pools:
         assert_eq!(
             client_of(peer, &both, &trusted, ForwardedBy::XForwardedFor),
             ip("198.51.100.9")
+        );
+        // a comma inside a quoted value is no new hop
+        let quoted = headers(&[(
+            "forwarded",
+            "for=198.51.100.3;host=\"a, for=6.6.6.6;x\", for=127.0.0.1",
+        )]);
+        assert_eq!(
+            client_of(peer, &quoted, &trusted, ForwardedBy::Forwarded),
+            ip("198.51.100.3")
         );
         let hidden = headers(&[("forwarded", "for=198.51.100.3, for=_gazonk")]);
         assert_eq!(

@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -119,6 +119,7 @@ pub struct Proxy {
     tls: tokio_rustls::TlsConnector,
     idle: Mutex<Idle>,
     permits: Arc<Semaphore>,
+    clients: Clients,
 }
 
 type Key = (SocketAddr, Option<ServerName<'static>>);
@@ -131,7 +132,42 @@ struct Idle {
 
 struct Pooled {
     send: SendRequest<Body>,
+    lease: Arc<Lease>,
     since: Instant,
+}
+
+/// What a connection's watchdog sees of its use: whether a response is
+/// being passed on, and how far it has got. A response that stops moving
+/// because its client stopped reading (so nothing polls its body, and no
+/// body timer can fire) has its connection dropped by the watchdog after
+/// one to one and a half `idle_timeout`s: the endpoint's connection and its
+/// permit come back whatever the client does.
+#[derive(Default)]
+pub struct Lease {
+    streaming: AtomicBool,
+    progress: AtomicU64,
+}
+
+/// Proxied requests in flight per client (an IPv6 client by its /64),
+/// their answers' bodies included.
+type Clients = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// One client's place among [`Clients`], given back on drop.
+pub struct ClientSlot {
+    clients: Clients,
+    key: IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut map = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// Why an attempt did not produce a response.
@@ -213,6 +249,7 @@ impl Proxy {
             config,
             tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
             idle: Mutex::new(Idle::default()),
+            clients: Clients::default(),
         })
     }
 
@@ -278,13 +315,22 @@ impl Proxy {
         }
         // the body itself says (an HTTP/2 body needs no Content-Length)
         let bodiless = http_body::Body::is_end_stream(&body);
+        let Some(slot) = self.client_slot(client.steered) else {
+            return failed(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many requests of this client in flight; retry shortly\n",
+            );
+        };
+        let mut slot = Some(slot);
         let too_big = Arc::new(AtomicBool::new(false));
-        let mut body = Some(Body::new(Bounded::new(
+        let mut request_body = Bounded::new(
             body,
             self.config.max_body_bytes,
             self.config.idle_timeout,
             Some(too_big.clone()),
-        )));
+        );
+        request_body.scrub_trailers = true;
+        let mut body = Some(Body::new(request_body));
         let headers = outbound_headers(&parts.headers, &client);
         let uri: Uri = parts
             .uri
@@ -321,7 +367,7 @@ impl Proxy {
                     )
                     .blame(&first.id, &first.label);
                 }
-                Ok(Ok(resp)) => {
+                Ok(Ok((resp, lease))) => {
                     let status = resp.status();
                     observe(&first.id, took, Some(status));
                     let unavailable = matches!(status.as_u16(), 502..=504);
@@ -332,7 +378,7 @@ impl Proxy {
                             continue;
                         }
                     }
-                    return match self.inbound(resp, &first.label) {
+                    return match self.inbound(resp, &first.label, lease, slot.take()) {
                         Some(response) => Proxied {
                             response,
                             endpoint: Some(first.id),
@@ -399,13 +445,13 @@ impl Proxy {
         &self,
         up: &Upstream,
         req: Request<Body>,
-    ) -> Result<Response<hyper::body::Incoming>, Failure> {
+    ) -> Result<(Response<hyper::body::Incoming>, Arc<Lease>), Failure> {
         let key: Key = (up.addr, up.tls.clone());
         let req = match self.checkout(&key) {
-            Some(mut send) => match send.try_send_request(req).await {
+            Some((mut send, lease)) => match send.try_send_request(req).await {
                 Ok(resp) => {
-                    self.checkin(key, send);
-                    return Ok(resp);
+                    self.checkin(key, send, lease.clone());
+                    return Ok((resp, lease));
                 }
                 Err(mut e) => match e.take_message() {
                     Some(req) => req,
@@ -414,8 +460,8 @@ impl Proxy {
             },
             None => req,
         };
-        let mut send = match self.connect(up).await {
-            Ok(send) => send,
+        let (mut send, lease) = match self.connect(up).await {
+            Ok(conn) => conn,
             Err(Some((why, timed_out))) => {
                 return Err(Failure::Connect(why, Box::new(req), timed_out))
             }
@@ -423,8 +469,8 @@ impl Proxy {
         };
         match send.try_send_request(req).await {
             Ok(resp) => {
-                self.checkin(key, send);
-                Ok(resp)
+                self.checkin(key, send, lease.clone());
+                Ok((resp, lease))
             }
             Err(mut e) => match e.take_message() {
                 Some(req) => Err(Failure::Connect(
@@ -438,7 +484,7 @@ impl Proxy {
     }
 
     /// An idle connection to `key` that is ready for a request.
-    fn checkout(&self, key: &Key) -> Option<SendRequest<Body>> {
+    fn checkout(&self, key: &Key) -> Option<(SendRequest<Body>, Arc<Lease>)> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let max_idle = self.config.idle_timeout;
@@ -458,44 +504,101 @@ impl Proxy {
         let list = idle.conns.get_mut(key)?;
         list.retain(fresh);
         let ready = list.iter().rposition(|p| p.send.is_ready())?;
-        Some(list.swap_remove(ready).send)
+        let p = list.swap_remove(ready);
+        Some((p.send, p.lease))
     }
 
     /// Keeps `send` for the next request to `key`. An HTTP/1 connection
     /// is not ready again until this response's body has been read, and
     /// [`Proxy::checkout`] skips it until then.
-    fn checkin(&self, key: Key, send: SendRequest<Body>) {
+    fn checkin(&self, key: Key, send: SendRequest<Body>, lease: Arc<Lease>) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.conns.entry(key).or_default().push(Pooled {
             send,
+            lease,
             since: Instant::now(),
         });
     }
 
+    /// Closes the connection that has been idle longest, if one is.
+    fn evict_one_idle(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let oldest = idle
+            .conns
+            .iter()
+            .flat_map(|(k, list)| {
+                list.iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.send.is_ready())
+                    .map(move |(i, p)| (p.since, k.clone(), i))
+            })
+            .min_by_key(|(since, _, _)| *since);
+        if let Some((_, key, i)) = oldest {
+            if let Some(list) = idle.conns.get_mut(&key) {
+                list.swap_remove(i);
+            }
+        }
+    }
+
+    /// A place for one more request of `client`, unless it has
+    /// `max_per_client` in flight.
+    fn client_slot(&self, client: IpAddr) -> Option<ClientSlot> {
+        let key = match client.to_canonical() {
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+            v4 => v4,
+        };
+        let mut map = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(key).or_insert(0);
+        if *n >= self.config.max_per_client {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            clients: self.clients.clone(),
+            key,
+        })
+    }
+
     /// A new connection to `up`, holding one of the permits until it
     /// closes. `Err(None)`: no permit came within the connect timeout.
-    async fn connect(&self, up: &Upstream) -> Result<SendRequest<Body>, Option<(String, bool)>> {
+    async fn connect(
+        &self,
+        up: &Upstream,
+    ) -> Result<(SendRequest<Body>, Arc<Lease>), Option<(String, bool)>> {
         let limit = self.config.connect_timeout;
-        let permit = tokio::time::timeout(limit, self.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| None)?
-            .map_err(|_| None)?;
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // every place is taken: an idle connection to another
+                // endpoint gives its place up (its task ends, and the
+                // permit with it)
+                self.evict_one_idle();
+                tokio::time::timeout(limit, self.permits.clone().acquire_owned())
+                    .await
+                    .map_err(|_| None)?
+                    .map_err(|_| None)?
+            }
+        };
         let mut builder = hyper::client::conn::http1::Builder::new();
         builder.max_buf_size(self.config.max_header_bytes.max(8192));
+        let idle = self.config.idle_timeout;
         let connecting = async {
             let tcp = TcpStream::connect(up.addr)
                 .await
                 .map_err(|e| format!("{}: {e}", up.addr))?;
             let _ = tcp.set_nodelay(true);
             match &up.tls {
-                None => handshake(&builder, tcp, permit).await,
+                None => handshake(&builder, tcp, permit, idle).await,
                 Some(name) => {
                     let tls = self
                         .tls
                         .connect(name.clone(), tcp)
                         .await
                         .map_err(|e| format!("{} TLS: {e}", up.addr))?;
-                    handshake(&builder, tls, permit).await
+                    handshake(&builder, tls, permit, idle).await
                 }
             }
         };
@@ -515,6 +618,8 @@ impl Proxy {
         &self,
         resp: Response<hyper::body::Incoming>,
         label: &str,
+        lease: Arc<Lease>,
+        slot: Option<ClientSlot>,
     ) -> Option<Response<Body>> {
         let (mut parts, body) = resp.into_parts();
         if parts.status.is_informational() || !codings_are_chunked(&parts.headers) {
@@ -533,8 +638,11 @@ impl Proxy {
         }
         // the client hears this node's own version (RFC 9110 §6.2)
         parts.version = Version::HTTP_11;
-        let body = Body::new(Bounded::new(body, u64::MAX, self.config.idle_timeout, None));
-        Some(Response::from_parts(parts, body))
+        let mut body = Bounded::new(body, u64::MAX, self.config.idle_timeout, None);
+        lease.streaming.store(true, Ordering::Relaxed);
+        body.lease = Some(lease);
+        body.slot = slot;
+        Some(Response::from_parts(parts, Body::new(body)))
     }
 }
 
@@ -558,11 +666,14 @@ fn max_forwards(h: &HeaderMap) -> Option<u32> {
         .ok()
 }
 
+/// The HTTP/1.1 client of a new connection, its connection driven by a
+/// task that holds `permit` and watches the [`Lease`].
 async fn handshake<I>(
     builder: &hyper::client::conn::http1::Builder,
     io: I,
     permit: tokio::sync::OwnedSemaphorePermit,
-) -> Result<SendRequest<Body>, String>
+    idle: Duration,
+) -> Result<(SendRequest<Body>, Arc<Lease>), String>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -570,13 +681,38 @@ where
         .handshake(TokioIo::new(io))
         .await
         .map_err(|e| e.to_string())?;
+    let lease = Arc::new(Lease::default());
+    let watched = lease.clone();
     tokio::spawn(async move {
         let _held = permit;
-        if let Err(e) = conn.await {
-            debug!(%e, "endpoint connection ended");
+        let mut conn = std::pin::pin!(conn);
+        let mut tick = tokio::time::interval(idle / 2);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut seen, mut still) = (0, 0);
+        loop {
+            tokio::select! {
+                ended = conn.as_mut() => {
+                    if let Err(e) = ended {
+                        debug!(%e, "endpoint connection ended");
+                    }
+                    return;
+                }
+                _ = tick.tick() => {
+                    let now = watched.progress.load(Ordering::Relaxed);
+                    if watched.streaming.load(Ordering::Relaxed) && now == seen {
+                        still += 1;
+                        if still > 2 {
+                            debug!("a response stopped moving: its endpoint connection is dropped");
+                            return;
+                        }
+                    } else {
+                        (seen, still) = (now, 0);
+                    }
+                }
+            }
         }
     });
-    Ok(send)
+    Ok((send, lease))
 }
 
 /// PEM certificates, one result each.
@@ -600,6 +736,9 @@ pub struct Client {
     pub proto: &'static str,
     /// The client's HTTP version, for `Via`.
     pub version: Version,
+    /// The address steering chose for (the peer, or what a trusted proxy
+    /// said): what `max_per_client` counts by.
+    pub steered: IpAddr,
 }
 
 /// The request headers an endpoint gets: the client's, without hop-by-hop
@@ -653,10 +792,7 @@ fn outbound_headers(from: &HeaderMap, client: &Client) -> HeaderMap {
         // backends read it from, is dropped
         let said: Vec<HeaderName> = h
             .keys()
-            .filter(|k| {
-                let k = k.as_str();
-                k.starts_with("x-forwarded-") || k == "x-real-ip" || k == "forwarded"
-            })
+            .filter(|k| names_client(k.as_str()))
             .cloned()
             .collect();
         for name in said {
@@ -678,6 +814,26 @@ fn outbound_headers(from: &HeaderMap, client: &Client) -> HeaderMap {
     };
     h.append(header::VIA, HeaderValue::from_static(via));
     h
+}
+
+/// Whether a header named `name` (`_` read as `-`, as CGI-style servers
+/// do) says who the client is: what only this node or a trusted proxy may
+/// say to an endpoint.
+fn names_client(name: &str) -> bool {
+    let name = name.to_ascii_lowercase().replace('_', "-");
+    name.starts_with("x-forwarded-")
+        || matches!(
+            name.as_str(),
+            "forwarded"
+                | "x-real-ip"
+                | "x-client-ip"
+                | "client-ip"
+                | "true-client-ip"
+                | "cf-connecting-ip"
+                | "fastly-client-ip"
+                | "x-cluster-client-ip"
+                | "x-original-forwarded-for"
+        )
 }
 
 /// `text` as an RFC 9110 quoted-string.
@@ -781,6 +937,21 @@ pub struct Bounded<B> {
     /// A frame came since the timer was last set.
     moved: bool,
     over: Option<Arc<AtomicBool>>,
+    /// The endpoint connection this response comes on: told of each
+    /// frame, and when the body is done.
+    pub lease: Option<Arc<Lease>>,
+    /// The client's place, held until the body is done.
+    pub slot: Option<ClientSlot>,
+    /// Drop from trailers every header that names the client.
+    pub scrub_trailers: bool,
+}
+
+impl<B> Drop for Bounded<B> {
+    fn drop(&mut self) {
+        if let Some(l) = &self.lease {
+            l.streaming.store(false, Ordering::Relaxed);
+        }
+    }
 }
 
 impl<B> Bounded<B> {
@@ -792,6 +963,9 @@ impl<B> Bounded<B> {
             timer: None,
             moved: false,
             over,
+            lease: None,
+            slot: None,
+            scrub_trailers: false,
         }
     }
 
@@ -837,10 +1011,30 @@ where
                 }
                 this.left -= n;
                 this.moved = true;
+                if let Some(l) = &this.lease {
+                    l.progress.fetch_add(1, Ordering::Relaxed);
+                }
+                if this.scrub_trailers && frame.is_trailers() {
+                    let mut trailers = frame.into_trailers().unwrap_or_default();
+                    let said: Vec<HeaderName> = trailers
+                        .keys()
+                        .filter(|k| names_client(k.as_str()))
+                        .cloned()
+                        .collect();
+                    for name in said {
+                        trailers.remove(name);
+                    }
+                    return Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))));
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                if let Some(l) = &this.lease {
+                    l.streaming.store(false, Ordering::Relaxed);
+                }
+                Poll::Ready(None)
+            }
             Poll::Pending if this.stalled(cx) => Poll::Ready(Some(Err(format!(
                 "the body moved nothing for {} ms",
                 this.idle.as_millis()
@@ -907,6 +1101,8 @@ mod tests {
             ("accept", "*/*"),
             ("x-real-ip", "203.0.113.1"),
             ("x-forwarded-port", "1"),
+            ("true-client-ip", "203.0.113.1"),
+            ("x_forwarded_for", "203.0.113.1"),
             ("te", "trailers, deflate"),
             ("cookie", "a=1"),
             ("cookie", "b=2"),
@@ -919,6 +1115,7 @@ mod tests {
             host: HeaderValue::from_static("www.example.com"),
             proto: "https",
             version: Version::HTTP_2,
+            steered: "127.0.0.9".parse().unwrap(),
         };
         let h = outbound_headers(&from, &client(false));
         let get = |h: &HeaderMap, k: &str| h.get(k).map(|v| v.to_str().unwrap().to_string());
@@ -941,6 +1138,8 @@ mod tests {
         assert_eq!(get(&h, "via").as_deref(), Some("2 meridian"));
         assert_eq!(get(&h, "x-real-ip"), None);
         assert_eq!(get(&h, "x-forwarded-port"), None);
+        assert_eq!(get(&h, "true-client-ip"), None);
+        assert_eq!(get(&h, "x_forwarded_for"), None);
         assert_eq!(get(&h, "te").as_deref(), Some("trailers"));
         assert_eq!(get(&h, "cookie").as_deref(), Some("a=1; b=2"));
         assert_eq!(quoted("a\"b\\c"), "\"a\\\"b\\\\c\"");

@@ -403,3 +403,76 @@ pools:
         big >> 20
     );
 }
+
+/// A connection from `from` to `to` with a tiny receive buffer, that sends
+/// `request` and then reads nothing.
+fn stop_reading(from: &str, to: &str, request: &str) -> TcpStream {
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    sock.set_recv_buffer_size(4096).expect("rcvbuf");
+    let src: std::net::SocketAddr = format!("{from}:0").parse().expect("addr");
+    sock.bind(&src.into()).expect("bind");
+    let dst: std::net::SocketAddr = to.parse().expect("addr");
+    sock.connect(&dst.into()).expect("connect");
+    let mut s: TcpStream = sock.into();
+    s.write_all(request.as_bytes()).expect("send");
+    s
+}
+
+#[test]
+fn a_client_that_stops_reading_gives_the_endpoint_connections_back() {
+    let live = Backend::start(Behaviour::Serve);
+    let zones = format!(
+        r#"zones:
+  app.example:
+    soa: {{rname: hostmaster.app.example.}}
+    ns: [{{name: ns.example.net.}}]
+    steered:
+      - {{name: files, type: A, pool: live, http: proxy, steps: [health, {{first: 1}}]}}
+pools:
+  live:
+    endpoints:
+      - {{id: live, address: 127.0.0.1, region: eu, proxy_url: "http://backend.test:{}"}}
+"#,
+        live.port
+    );
+    let port = free_port("127.0.0.1");
+    let http = format!("127.0.0.1:{port}");
+    let config = format!(
+        "dns: {{listen: [\"127.0.0.1:0\"], udp_sockets: 1}}\nlog: {{level: info}}\nzones: zones.yaml\nhttp:\n  listen: [\"{http}\"]\n  proxy: {{max_connections: 2, idle_timeout_secs: 1, max_per_client: 2}}\n"
+    );
+    let _server = Server::start_config(&zones, &config);
+    let huge = "GET /download/4000000000 HTTP/1.1\r\nHost: files.app.example\r\n\r\n";
+    // two clients take both endpoint connections and stop reading
+    let _stalled: Vec<TcpStream> = (0..2)
+        .map(|_| stop_reading("127.0.0.5", &http, huge))
+        .collect();
+    // that client may not start a third
+    std::thread::sleep(Duration::from_millis(300));
+    let third = stop_reading("127.0.0.5", &http, huge);
+    let mut r = BufReader::new(third);
+    let mut line = String::new();
+    r.read_line(&mut line).expect("status line");
+    assert!(line.starts_with("HTTP/1.1 503"), "{line}");
+    // everyone else is served once the stalled answers' endpoint
+    // connections are dropped (within one and a half idle timeouts),
+    // while their clients still hold their sockets
+    let mut served = false;
+    for _ in 0..50 {
+        let (status, _, _, _) = exchange(
+            &http,
+            "GET /echo HTTP/1.1\r\nHost: files.app.example\r\nConnection: close\r\n\r\n",
+            0,
+        );
+        if status == 200 {
+            served = true;
+            break;
+        }
+        assert_eq!(status, 503);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        served,
+        "two clients that stopped reading held the endpoint connections"
+    );
+}
