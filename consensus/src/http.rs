@@ -217,7 +217,12 @@ where
     let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(peer.clone());
         let app = app.clone();
-        let busy = seen.as_ref().map(Activity::begin);
+        // every request counts as activity; only an HTTP/2 stream is
+        // followed to its end (an HTTP/1 connection has its own timeout)
+        let busy = seen.as_ref().and_then(|a| {
+            a.begun.fetch_add(1, Ordering::Relaxed);
+            (req.version() == axum::http::Version::HTTP_2).then(|| a.begin())
+        });
         async move {
             let handling = app.oneshot(req.map(Body::new));
             let resp = match request_timeout {
@@ -340,7 +345,6 @@ struct Busy {
 impl Activity {
     fn begin(self: &Arc<Self>) -> Busy {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.begun.fetch_add(1, Ordering::Relaxed);
         Busy {
             activity: self.clone(),
             answered: false,
