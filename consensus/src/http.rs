@@ -240,13 +240,11 @@ where
                     .into_response(),
                 },
             };
-            // an HTTP/2 stream is busy until its body has been sent
+            // an HTTP/2 stream is busy until its body has been sent, and
+            // reset by its client if that ends first
             Ok::<_, std::convert::Infallible>(match busy {
                 None => resp,
-                Some(mut busy) => {
-                    busy.answered = true;
-                    resp.map(|body| Body::new(BusyBody { body, _busy: busy }))
-                }
+                Some(busy) => resp.map(|body| Body::new(BusyBody { body, busy })),
             })
         }
     });
@@ -320,10 +318,12 @@ where
 /// Streams open at once on one HTTP/2 connection.
 const MAX_STREAMS: u32 = 64;
 
-/// Streams an HTTP/2 client may reset before their answer (each may
-/// have cost an endpoint a connection) before the connection is cut, once
-/// they are also most of its streams.
+/// Streams an HTTP/2 client may reset before their answer has been sent
+/// (each may have cost an endpoint a connection) before the connection is
+/// cut, once they are also a quarter of its requests; and at most, whatever
+/// the share.
 const MAX_CANCELLED: usize = 128;
+const MAX_CANCELLED_EVER: usize = 1024;
 
 /// What a connection is doing: requests in flight, how many begun, how
 /// many the client gave up on before their answer.
@@ -339,6 +339,7 @@ struct Activity {
 /// One request in flight, until its answer's body has been sent.
 struct Busy {
     activity: Arc<Activity>,
+    /// The answer has been sent whole.
     answered: bool,
 }
 
@@ -365,7 +366,8 @@ impl Drop for Busy {
         a.in_flight.fetch_sub(1, Ordering::Relaxed);
         if !self.answered {
             let cancelled = a.cancelled.fetch_add(1, Ordering::Relaxed) + 1;
-            if cancelled > MAX_CANCELLED && cancelled * 2 > a.begun.load(Ordering::Relaxed) {
+            let share = cancelled * 4 > a.begun.load(Ordering::Relaxed);
+            if (cancelled > MAX_CANCELLED && share) || cancelled > MAX_CANCELLED_EVER {
                 a.cut.notify_one();
             }
         }
@@ -375,7 +377,16 @@ impl Drop for Busy {
 /// A response body that keeps its stream counted as busy.
 struct BusyBody {
     body: Body,
-    _busy: Busy,
+    busy: Busy,
+}
+
+impl Drop for BusyBody {
+    fn drop(&mut self) {
+        // a body hyper had no need to poll to its end still ended
+        if http_body::Body::is_end_stream(&self.body) {
+            self.busy.answered = true;
+        }
+    }
 }
 
 impl http_body::Body for BusyBody {
@@ -386,7 +397,11 @@ impl http_body::Body for BusyBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None)) {
+            self.busy.answered = true;
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

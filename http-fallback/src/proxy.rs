@@ -117,10 +117,14 @@ pub struct Target {
 pub struct Proxy {
     config: ProxyConfig,
     tls: tokio_rustls::TlsConnector,
-    idle: Mutex<Idle>,
+    idle: Pool,
     permits: Arc<Semaphore>,
     clients: Clients,
 }
+
+/// The idle connections, shared with the answers' bodies that give their
+/// connection back when they end.
+type Pool = Arc<Mutex<Idle>>;
 
 type Key = (SocketAddr, Option<ServerName<'static>>);
 
@@ -136,16 +140,46 @@ struct Pooled {
     since: Instant,
 }
 
-/// What a connection's watchdog sees of its use: whether a response is
-/// being passed on, and how far it has got. A response that stops moving
-/// because its client stopped reading (so nothing polls its body, and no
-/// body timer can fire) has its connection dropped by the watchdog after
-/// one to one and a half `idle_timeout`s: the endpoint's connection and its
-/// permit come back whatever the client does.
+/// What a connection's watchdog sees of its use. A connection serves one
+/// exchange at a time and is pooled again only once its answer's body has
+/// ended, so all of this is about one exchange:
+/// - an answer that stops moving (its client stopped reading, so nothing
+///   polls its body and no body timer can fire) has its connection
+///   dropped after one to one and a half `idle_timeout`s, as nginx's
+///   `send_timeout` does: the endpoint's connection and its permit come
+///   back whatever the client does;
+/// - a connection idle in the pool that long is closed;
+/// - `cut` drops the connection at once (an answer ended while its
+///   request's body was still coming: nginx closes those too).
 #[derive(Default)]
 pub struct Lease {
+    /// An exchange is under way (from the request to its answer's end).
+    busy: AtomicBool,
+    /// Its answer's body is being passed on.
     streaming: AtomicBool,
     progress: AtomicU64,
+    cut: tokio::sync::Notify,
+}
+
+/// A connection on loan to one exchange: pooled again when its answer's
+/// body has ended, and the request's too.
+pub struct Checkin {
+    pool: Pool,
+    key: Key,
+    send: SendRequest<Body>,
+    lease: Arc<Lease>,
+}
+
+impl Checkin {
+    fn give_back(self) {
+        self.lease.busy.store(false, Ordering::Relaxed);
+        let mut idle = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        idle.conns.entry(self.key).or_default().push(Pooled {
+            send: self.send,
+            lease: self.lease,
+            since: Instant::now(),
+        });
+    }
 }
 
 /// Proxied requests in flight per client (an IPv6 client by its /64),
@@ -248,7 +282,7 @@ impl Proxy {
             permits: Arc::new(Semaphore::new(config.max_connections)),
             config,
             tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
-            idle: Mutex::new(Idle::default()),
+            idle: Pool::default(),
             clients: Clients::default(),
         })
     }
@@ -323,6 +357,7 @@ impl Proxy {
         };
         let mut slot = Some(slot);
         let too_big = Arc::new(AtomicBool::new(false));
+        let uploaded = Arc::new(AtomicBool::new(bodiless));
         let mut request_body = Bounded::new(
             body,
             self.config.max_body_bytes,
@@ -330,6 +365,7 @@ impl Proxy {
             Some(too_big.clone()),
         );
         request_body.scrub_trailers = true;
+        request_body.ended = Some(uploaded.clone());
         let mut body = Some(Body::new(request_body));
         let headers = outbound_headers(&parts.headers, &client);
         let uri: Uri = parts
@@ -367,7 +403,7 @@ impl Proxy {
                     )
                     .blame(&first.id, &first.label);
                 }
-                Ok(Ok((resp, lease))) => {
+                Ok(Ok((resp, checkin))) => {
                     let status = resp.status();
                     observe(&first.id, took, Some(status));
                     let unavailable = matches!(status.as_u16(), 502..=504);
@@ -378,7 +414,12 @@ impl Proxy {
                             continue;
                         }
                     }
-                    return match self.inbound(resp, &first.label, lease, slot.take()) {
+                    let loan = Loan {
+                        checkin,
+                        uploaded,
+                        _slot: slot.take(),
+                    };
+                    return match self.inbound(resp, &first.label, loan) {
                         Some(response) => Proxied {
                             response,
                             endpoint: Some(first.id),
@@ -445,14 +486,17 @@ impl Proxy {
         &self,
         up: &Upstream,
         req: Request<Body>,
-    ) -> Result<(Response<hyper::body::Incoming>, Arc<Lease>), Failure> {
+    ) -> Result<(Response<hyper::body::Incoming>, Checkin), Failure> {
         let key: Key = (up.addr, up.tls.clone());
+        let loan = |send, lease| Checkin {
+            pool: self.idle.clone(),
+            key: key.clone(),
+            send,
+            lease,
+        };
         let req = match self.checkout(&key) {
             Some((mut send, lease)) => match send.try_send_request(req).await {
-                Ok(resp) => {
-                    self.checkin(key, send, lease.clone());
-                    return Ok((resp, lease));
-                }
+                Ok(resp) => return Ok((resp, loan(send, lease))),
                 Err(mut e) => match e.take_message() {
                     Some(req) => req,
                     None => return Err(Failure::Sent(e.into_error())),
@@ -467,11 +511,9 @@ impl Proxy {
             }
             Err(None) => return Err(Failure::Busy),
         };
+        lease.busy.store(true, Ordering::Relaxed);
         match send.try_send_request(req).await {
-            Ok(resp) => {
-                self.checkin(key, send, lease.clone());
-                Ok((resp, lease))
-            }
+            Ok(resp) => Ok((resp, loan(send, lease))),
             Err(mut e) => match e.take_message() {
                 Some(req) => Err(Failure::Connect(
                     e.into_error().to_string(),
@@ -505,19 +547,8 @@ impl Proxy {
         list.retain(fresh);
         let ready = list.iter().rposition(|p| p.send.is_ready())?;
         let p = list.swap_remove(ready);
+        p.lease.busy.store(true, Ordering::Relaxed);
         Some((p.send, p.lease))
-    }
-
-    /// Keeps `send` for the next request to `key`. An HTTP/1 connection
-    /// is not ready again until this response's body has been read, and
-    /// [`Proxy::checkout`] skips it until then.
-    fn checkin(&self, key: Key, send: SendRequest<Body>, lease: Arc<Lease>) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.conns.entry(key).or_default().push(Pooled {
-            send,
-            lease,
-            since: Instant::now(),
-        });
     }
 
     /// Closes the connection that has been idle longest, if one is.
@@ -618,8 +649,7 @@ impl Proxy {
         &self,
         resp: Response<hyper::body::Incoming>,
         label: &str,
-        lease: Arc<Lease>,
-        slot: Option<ClientSlot>,
+        loan: Loan,
     ) -> Option<Response<Body>> {
         let (mut parts, body) = resp.into_parts();
         if parts.status.is_informational() || !codings_are_chunked(&parts.headers) {
@@ -638,10 +668,15 @@ impl Proxy {
         }
         // the client hears this node's own version (RFC 9110 §6.2)
         parts.version = Version::HTTP_11;
+        let empty = http_body::Body::is_end_stream(&body);
         let mut body = Bounded::new(body, u64::MAX, self.config.idle_timeout, None);
-        lease.streaming.store(true, Ordering::Relaxed);
-        body.lease = Some(lease);
-        body.slot = slot;
+        if empty {
+            // nothing to stream (HEAD, 204, 304): hyper may never poll it
+            loan.finish();
+        } else {
+            loan.checkin.lease.streaming.store(true, Ordering::Relaxed);
+            body.loan = Some(loan);
+        }
         Some(Response::from_parts(parts, Body::new(body)))
     }
 }
@@ -688,7 +723,7 @@ where
         let mut conn = std::pin::pin!(conn);
         let mut tick = tokio::time::interval(idle / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let (mut seen, mut still) = (0, 0);
+        let (mut seen, mut still, mut idle_ticks) = (0, 0, 0);
         loop {
             tokio::select! {
                 ended = conn.as_mut() => {
@@ -697,16 +732,29 @@ where
                     }
                     return;
                 }
+                () = watched.cut.notified() => return,
                 _ = tick.tick() => {
                     let now = watched.progress.load(Ordering::Relaxed);
-                    if watched.streaming.load(Ordering::Relaxed) && now == seen {
-                        still += 1;
-                        if still > 2 {
-                            debug!("a response stopped moving: its endpoint connection is dropped");
-                            return;
+                    if watched.streaming.load(Ordering::Relaxed) {
+                        idle_ticks = 0;
+                        if now == seen {
+                            still += 1;
+                            if still > 2 {
+                                debug!("an answer stopped moving: its endpoint connection is dropped");
+                                return;
+                            }
+                        } else {
+                            (seen, still) = (now, 0);
                         }
+                    } else if watched.busy.load(Ordering::Relaxed) {
+                        // waiting for the answer: the request's deadline
+                        // bounds that
+                        (seen, still, idle_ticks) = (now, 0, 0);
                     } else {
-                        (seen, still) = (now, 0);
+                        idle_ticks += 1;
+                        if idle_ticks > 2 {
+                            return; // idle in the pool too long
+                        }
                     }
                 }
             }
@@ -821,19 +869,23 @@ fn outbound_headers(from: &HeaderMap, client: &Client) -> HeaderMap {
 /// say to an endpoint.
 fn names_client(name: &str) -> bool {
     let name = name.to_ascii_lowercase().replace('_', "-");
-    name.starts_with("x-forwarded-")
-        || matches!(
-            name.as_str(),
-            "forwarded"
-                | "x-real-ip"
-                | "x-client-ip"
-                | "client-ip"
-                | "true-client-ip"
-                | "cf-connecting-ip"
-                | "fastly-client-ip"
-                | "x-cluster-client-ip"
-                | "x-original-forwarded-for"
-        )
+    let name = name.as_str();
+    name == "forwarded"
+        || name.starts_with("x-forwarded")
+        || name.starts_with("forwarded-")
+        || name.ends_with("forwarded-for")
+        || name == "remote-addr"
+        || name == "x-envoy-external-address"
+        || name == "cf-pseudo-ipv4"
+        // the many spellings of "the client's address": X-Real-IP,
+        // True-Client-IP, CF-Connecting-IP, X-Originating-IP,
+        // X-Remote-Addr, WL-Proxy-Client-IP, X-Azure-ClientIP ...
+        || ["-ip", "-addr", "clientip", "socketip", "-ipv4", "-ipv6"]
+            .iter()
+            .any(|end| name.ends_with(end))
+            && ["client", "real", "remote", "connecting", "originating", "user", "proxy", "socket"]
+                .iter()
+                .any(|w| name.contains(w))
 }
 
 /// `text` as an RFC 9110 quoted-string.
@@ -937,19 +989,44 @@ pub struct Bounded<B> {
     /// A frame came since the timer was last set.
     moved: bool,
     over: Option<Arc<AtomicBool>>,
-    /// The endpoint connection this response comes on: told of each
-    /// frame, and when the body is done.
-    pub lease: Option<Arc<Lease>>,
-    /// The client's place, held until the body is done.
-    pub slot: Option<ClientSlot>,
+    /// An answer's: the endpoint connection it comes on (told of each
+    /// frame, given back at the end) and the client's place.
+    pub loan: Option<Loan>,
+    /// Raised when the body has ended.
+    pub ended: Option<Arc<AtomicBool>>,
     /// Drop from trailers every header that names the client.
     pub scrub_trailers: bool,
 }
 
+/// What an answer's body holds until it ends.
+pub struct Loan {
+    checkin: Checkin,
+    /// The request's body has ended.
+    uploaded: Arc<AtomicBool>,
+    _slot: Option<ClientSlot>,
+}
+
+impl Loan {
+    /// The answer has been passed on whole: the connection goes back to
+    /// the pool, unless the request's body is still coming (the endpoint
+    /// answered early), in which case it is closed.
+    fn finish(self) {
+        let lease = &self.checkin.lease;
+        lease.streaming.store(false, Ordering::Relaxed);
+        if self.uploaded.load(Ordering::Relaxed) {
+            self.checkin.give_back();
+        } else {
+            lease.cut.notify_one();
+        }
+    }
+}
+
 impl<B> Drop for Bounded<B> {
     fn drop(&mut self) {
-        if let Some(l) = &self.lease {
-            l.streaming.store(false, Ordering::Relaxed);
+        // an answer dropped before its end: its connection is done for
+        if let Some(loan) = self.loan.take() {
+            loan.checkin.lease.streaming.store(false, Ordering::Relaxed);
+            loan.checkin.lease.cut.notify_one();
         }
     }
 }
@@ -963,9 +1040,19 @@ impl<B> Bounded<B> {
             timer: None,
             moved: false,
             over,
-            lease: None,
-            slot: None,
+            loan: None,
+            ended: None,
             scrub_trailers: false,
+        }
+    }
+
+    /// The body has ended: say so, and give its connection back.
+    fn end(&mut self) {
+        if let Some(e) = &self.ended {
+            e.store(true, Ordering::Relaxed);
+        }
+        if let Some(loan) = self.loan.take() {
+            loan.finish();
         }
     }
 
@@ -1011,8 +1098,13 @@ where
                 }
                 this.left -= n;
                 this.moved = true;
-                if let Some(l) = &this.lease {
-                    l.progress.fetch_add(1, Ordering::Relaxed);
+                if let Some(loan) = &this.loan {
+                    loan.checkin.lease.progress.fetch_add(1, Ordering::Relaxed);
+                }
+                // hyper stops polling a body that says it has ended, so
+                // the end is noted with its last frame
+                if this.inner.is_end_stream() {
+                    this.end();
                 }
                 if this.scrub_trailers && frame.is_trailers() {
                     let mut trailers = frame.into_trailers().unwrap_or_default();
@@ -1030,9 +1122,7 @@ where
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => {
-                if let Some(l) = &this.lease {
-                    l.streaming.store(false, Ordering::Relaxed);
-                }
+                this.end();
                 Poll::Ready(None)
             }
             Poll::Pending if this.stalled(cx) => Poll::Ready(Some(Err(format!(
@@ -1103,6 +1193,13 @@ mod tests {
             ("x-forwarded-port", "1"),
             ("true-client-ip", "203.0.113.1"),
             ("x_forwarded_for", "203.0.113.1"),
+            ("x-originating-ip", "203.0.113.1"),
+            ("wl-proxy-client-ip", "203.0.113.1"),
+            ("x-azure-clientip", "203.0.113.1"),
+            ("forwarded-for", "203.0.113.1"),
+            ("x-forwarded", "for=203.0.113.1"),
+            ("x-appengine-user-ip", "203.0.113.1"),
+            ("x-envoy-external-address", "203.0.113.1"),
             ("te", "trailers, deflate"),
             ("cookie", "a=1"),
             ("cookie", "b=2"),
@@ -1138,7 +1235,20 @@ mod tests {
         assert_eq!(get(&h, "via").as_deref(), Some("2 meridian"));
         assert_eq!(get(&h, "x-real-ip"), None);
         assert_eq!(get(&h, "x-forwarded-port"), None);
-        assert_eq!(get(&h, "true-client-ip"), None);
+        for gone in [
+            "true-client-ip",
+            "x-originating-ip",
+            "wl-proxy-client-ip",
+            "x-azure-clientip",
+            "forwarded-for",
+            "x-forwarded",
+            "x-appengine-user-ip",
+            "x-envoy-external-address",
+        ] {
+            assert_eq!(get(&h, gone), None, "{gone}");
+        }
+        // a header that merely ends like one is kept
+        assert!(!names_client("x-zip") && !names_client("accept"));
         assert_eq!(get(&h, "x_forwarded_for"), None);
         assert_eq!(get(&h, "te").as_deref(), Some("trailers"));
         assert_eq!(get(&h, "cookie").as_deref(), Some("a=1; b=2"));

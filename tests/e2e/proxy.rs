@@ -22,6 +22,9 @@ enum Behaviour {
     Serve,
     /// 503 to everything.
     Busy,
+    /// 200 at once, then reads the body (as some servers answer a POST
+    /// they refuse).
+    Early,
 }
 
 /// A plain HTTP/1.1 backend on 127.0.0.1, one thread per connection,
@@ -89,8 +92,24 @@ fn serve(conn: TcpStream, behaviour: Behaviour, hits: &AtomicUsize) {
             .filter_map(|l| l.split_once(':'))
             .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
             .map_or(0, |(_, v)| v.trim().parse().expect("length"));
-        let received =
-            std::io::copy(&mut (&mut r).take(length), &mut std::io::sink()).expect("body");
+        if let Behaviour::Early = behaviour {
+            let early = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
+            if out.write_all(early.as_bytes()).is_err() {
+                return;
+            }
+        }
+        let chunked = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .any(|(n, v)| {
+                n.eq_ignore_ascii_case("transfer-encoding")
+                    && v.trim().eq_ignore_ascii_case("chunked")
+            });
+        let received = if chunked {
+            read_chunked(&mut r)
+        } else {
+            std::io::copy(&mut (&mut r).take(length), &mut std::io::sink()).expect("body")
+        };
         let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
         let reply = |out: &mut TcpStream, status: &str, body: &[u8]| {
             let head = format!(
@@ -101,6 +120,7 @@ fn serve(conn: TcpStream, behaviour: Behaviour, hits: &AtomicUsize) {
                 .and_then(|()| out.write_all(body))
         };
         let sent = match behaviour {
+            Behaviour::Early => Ok(()),
             Behaviour::Busy => reply(&mut out, "503 Service Unavailable", b"busy\n"),
             Behaviour::Serve if target == "/echo" => reply(&mut out, "200 OK", head.as_bytes()),
             Behaviour::Serve if target == "/upload" => reply(
@@ -126,6 +146,28 @@ fn serve(conn: TcpStream, behaviour: Behaviour, hits: &AtomicUsize) {
         if sent.is_err() {
             return;
         }
+    }
+}
+
+/// Reads a chunked body (and its trailers): its length.
+fn read_chunked(r: &mut BufReader<TcpStream>) -> u64 {
+    let mut total = 0;
+    loop {
+        let mut size = String::new();
+        r.read_line(&mut size).expect("chunk size");
+        let n = u64::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16).expect("hex");
+        if n == 0 {
+            // trailers, to the empty line
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    return total;
+                }
+            }
+        }
+        total += std::io::copy(&mut r.take(n), &mut std::io::sink()).expect("chunk");
+        let mut crlf = String::new();
+        r.read_line(&mut crlf).expect("chunk end");
     }
 }
 
@@ -345,7 +387,7 @@ pools:
     // the forwarding headers)
     for (request, want) in [
         (
-            "CONNECT www.app.example:443 HTTP/1.1\r\nHost: www.app.example:443\r\n\r\n",
+            "CONNECT www.app.example:443 HTTP/1.1\r\nHost: www.app.example:443\r\nConnection: close\r\n\r\n",
             501,
         ),
         (
@@ -422,6 +464,7 @@ fn stop_reading(from: &str, to: &str, request: &str) -> TcpStream {
 #[test]
 fn a_client_that_stops_reading_gives_the_endpoint_connections_back() {
     let live = Backend::start(Behaviour::Serve);
+    let early = Backend::start(Behaviour::Early);
     let zones = format!(
         r#"zones:
   app.example:
@@ -429,12 +472,16 @@ fn a_client_that_stops_reading_gives_the_endpoint_connections_back() {
     ns: [{{name: ns.example.net.}}]
     steered:
       - {{name: files, type: A, pool: live, http: proxy, steps: [health, {{first: 1}}]}}
+      - {{name: early, type: A, pool: early, http: proxy, steps: [health, {{first: 1}}]}}
 pools:
   live:
     endpoints:
       - {{id: live, address: 127.0.0.1, region: eu, proxy_url: "http://backend.test:{}"}}
+  early:
+    endpoints:
+      - {{id: early, address: 127.0.0.1, region: eu, proxy_url: "http://backend.test:{}"}}
 "#,
-        live.port
+        live.port, early.port
     );
     let port = free_port("127.0.0.1");
     let http = format!("127.0.0.1:{port}");
@@ -457,22 +504,57 @@ pools:
     // everyone else is served once the stalled answers' endpoint
     // connections are dropped (within one and a half idle timeouts),
     // while their clients still hold their sockets
-    let mut served = false;
-    for _ in 0..50 {
-        let (status, _, _, _) = exchange(
-            &http,
-            "GET /echo HTTP/1.1\r\nHost: files.app.example\r\nConnection: close\r\n\r\n",
-            0,
-        );
-        if status == 200 {
-            served = true;
-            break;
+    let served = || {
+        for _ in 0..50 {
+            let (status, _, _, _) = exchange(
+                &http,
+                "GET /echo HTTP/1.1\r\nHost: files.app.example\r\nConnection: close\r\n\r\n",
+                0,
+            );
+            if status == 200 {
+                return true;
+            }
+            assert_eq!(status, 503);
+            std::thread::sleep(Duration::from_millis(200));
         }
-        assert_eq!(status, 503);
-        std::thread::sleep(Duration::from_millis(200));
+        false
+    };
+    assert!(
+        served(),
+        "two clients that stopped reading held the endpoint connections"
+    );
+
+    // two uploads the endpoint answered early, that go on trickling a
+    // byte at a time (each in time for the idle timeout): the answer's
+    // end closes their endpoint connections (as nginx does), so they hold
+    // nothing
+    let post = "POST /up HTTP/1.1\r\nHost: early.app.example\r\nContent-Length: 1000000\r\n\r\nx";
+    let done = Arc::new(AtomicBool::new(false));
+    let trickles: Vec<_> = (0..2)
+        .map(|_| {
+            let mut u = stop_reading("127.0.0.6", &http, post);
+            let mut r = BufReader::new(u.try_clone().expect("clone"));
+            let mut line = String::new();
+            r.read_line(&mut line).expect("status line");
+            assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+            let done = done.clone();
+            std::thread::spawn(move || {
+                for _ in 0..60 {
+                    if done.load(Ordering::Relaxed) || u.write_all(b"x").is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+            })
+        })
+        .collect();
+    let again = served();
+    done.store(true, Ordering::Relaxed);
+    for t in trickles {
+        t.join().expect("trickle");
     }
     assert!(
-        served,
-        "two clients that stopped reading held the endpoint connections"
+        again,
+        "uploads answered early held the endpoint connections"
     );
 }
