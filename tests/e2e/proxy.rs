@@ -558,3 +558,62 @@ pools:
         "uploads answered early held the endpoint connections"
     );
 }
+
+#[test]
+fn an_http2_client_that_resets_its_streams_is_cut_off() {
+    let live = Backend::start(Behaviour::Serve);
+    let zones = format!(
+        r#"zones:
+  app.example:
+    soa: {{rname: hostmaster.app.example.}}
+    ns: [{{name: ns.example.net.}}]
+    steered:
+      - {{name: files, type: A, pool: live, http: proxy, steps: [health, {{first: 1}}]}}
+pools:
+  live:
+    endpoints:
+      - {{id: live, address: 127.0.0.1, region: eu, proxy_url: "http://backend.test:{}"}}
+"#,
+        live.port
+    );
+    let port = free_port("127.0.0.1");
+    let http = format!("127.0.0.1:{port}");
+    let config = format!(
+        "dns: {{listen: [\"127.0.0.1:0\"], udp_sockets: 1}}\nlog: {{level: info}}\nzones: zones.yaml\nhttp:\n  listen: [\"{http}\"]\n"
+    );
+    let _server = Server::start_config(&zones, &config);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (cut_after, hits) = rt.block_on(async {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let stream = tokio::net::TcpStream::connect(&http)
+            .await
+            .expect("connect");
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .expect("h2 handshake");
+        let conn = tokio::spawn(conn);
+        // a download, given up on as soon as it has begun, again and
+        // again, a few milliseconds apart (slower than h2's own guard)
+        for i in 0..400 {
+            if send.ready().await.is_err() {
+                return (Some(i), live.hits());
+            }
+            let req = hyper::Request::get("http://files.app.example/download/100000000")
+                .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+                .expect("request");
+            let pending = send.send_request(req);
+            let _ = tokio::time::timeout(Duration::from_millis(5), pending).await;
+        }
+        let _ = conn.await;
+        (None, live.hits())
+    });
+    let cut_after = cut_after.expect("400 reset streams and the connection was never cut");
+    // cut once more than 128 were reset (the client's own window and
+    // hyper's guard may cut it a little later or sooner)
+    assert!(cut_after <= 200, "cut only after {cut_after} resets");
+    assert!(hits <= 200, "{hits} requests reached the endpoint");
+}
