@@ -210,27 +210,23 @@ where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let request_timeout = limits.request_timeout;
-    // requests in flight, begun and cancelled, for HTTP/2's idle
-    // connections (HTTP/1 has its header timeout) and its resets
+    // what the connection's requests are doing, for the watcher below
+    // (HTTP/2 and HTTP/1 on the listeners that speak both)
     let activity = Arc::new(Activity::default());
     let seen = limits.http2.then(|| activity.clone());
     let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(peer.clone());
+        let h2 = req.version() == axum::http::Version::HTTP_2;
         let app = app.clone();
-        // every request counts as activity; only an HTTP/2 stream is
-        // followed to its end (an HTTP/1 connection has its own timeout)
-        let busy = seen.as_ref().and_then(|a| {
-            a.begun.fetch_add(1, Ordering::Relaxed);
-            (req.version() == axum::http::Version::HTTP_2).then(|| a.begin())
-        });
+        let handling = seen.as_ref().map(|a| a.begin(h2));
         async move {
-            let handling = app.oneshot(req.map(Body::new));
+            let handled = app.oneshot(req.map(Body::new));
             let resp = match request_timeout {
-                None => match handling.await {
+                None => match handled.await {
                     Ok(resp) => resp,
                     Err(never) => match never {},
                 },
-                Some(limit) => match tokio::time::timeout(limit, handling).await {
+                Some(limit) => match tokio::time::timeout(limit, handled).await {
                     Ok(Ok(resp)) => resp,
                     Ok(Err(never)) => match never {},
                     Err(_) => ClusterError::Timeout(format!(
@@ -240,11 +236,24 @@ where
                     .into_response(),
                 },
             };
-            // an HTTP/2 stream is busy until its body has been sent, and
-            // reset by its client if that ends first
-            Ok::<_, std::convert::Infallible>(match busy {
+            // a body still to send is followed to its end: it is the
+            // stream's activity (and, reset by its client first, a
+            // cancellation)
+            Ok::<_, std::convert::Infallible>(match handling {
+                Some(h) if !http_body::Body::is_end_stream(resp.body()) => {
+                    let answering = h.answering();
+                    resp.map(|body| {
+                        Body::new(Answering {
+                            body,
+                            guard: answering,
+                        })
+                    })
+                }
+                Some(mut h) => {
+                    h.done = true;
+                    resp
+                }
                 None => resp,
-                Some(busy) => resp.map(|body| Body::new(BusyBody { body, busy })),
             })
         }
     });
@@ -280,12 +289,17 @@ where
         .keep_alive_timeout(Duration::from_secs(10));
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
-    // an HTTP/2 connection with nothing in flight and nothing begun for
-    // the header timeout is closed, as an idle HTTP/1 one is
-    let tick = limits.header_timeout / 4;
+    // - nothing handled, nothing sent, nothing begun for the header
+    //   timeout: idle, closed gracefully (as an idle HTTP/1 one is);
+    // - answers open but none moving (their client gives no window, or
+    //   does not read) for three header timeouts: stalled, closed;
+    // - a graceful close not done within another header timeout: closed.
+    // Requests still being handled keep it open: their routes bound them.
+    let idle = limits.header_timeout;
+    let tick = idle / 4;
     let mut quiet = Duration::ZERO;
-    let mut last_begun = 0;
-    let mut closing = false;
+    let mut last = activity.now();
+    let mut closing: Option<Duration> = None;
     loop {
         tokio::select! {
             ended = conn.as_mut() => {
@@ -298,17 +312,26 @@ where
                 debug!("connection cut: its client resets most streams it opens");
                 return;
             }
-            () = tokio::time::sleep(tick), if !closing => {
-                let (in_flight, begun) = activity.now();
-                if in_flight > 0 || begun != last_begun {
+            () = tokio::time::sleep(tick) => {
+                let now = activity.now();
+                if now.handling > 0 || now.moved != last.moved {
                     quiet = Duration::ZERO;
-                    last_begun = begun;
                 } else {
                     quiet += tick;
                 }
-                if quiet >= limits.header_timeout {
+                last = now;
+                if let Some(since) = closing.as_mut() {
+                    *since += tick;
+                    if *since > idle {
+                        debug!("connection closed: a graceful close did not finish");
+                        return;
+                    }
+                } else if now.answering == 0 && quiet >= idle {
                     conn.as_mut().graceful_shutdown();
-                    closing = true;
+                    closing = Some(Duration::ZERO);
+                } else if quiet >= idle * 3 {
+                    debug!("connection closed: its answers stopped moving");
+                    return;
                 }
             }
         }
@@ -325,46 +348,81 @@ const MAX_STREAMS: u32 = 64;
 const MAX_CANCELLED: usize = 128;
 const MAX_CANCELLED_EVER: usize = 1024;
 
-/// What a connection is doing: requests in flight, how many begun, how
-/// many the client gave up on before their answer.
+/// What a connection's requests are doing.
 #[derive(Default)]
 struct Activity {
-    in_flight: AtomicUsize,
-    begun: AtomicUsize,
+    /// Requests being handled (no answer yet).
+    handling: AtomicUsize,
+    /// Answers whose bodies are being sent.
+    answering: AtomicUsize,
+    /// Requests begun plus body frames sent: moves while anything does.
+    moved: AtomicUsize,
+    /// HTTP/2 streams their client reset before their answer was sent.
     cancelled: AtomicUsize,
+    begun: AtomicUsize,
     /// Told when the connection should be dropped.
     cut: tokio::sync::Notify,
 }
 
-/// One request in flight, until its answer's body has been sent.
-struct Busy {
+/// A snapshot of [`Activity`].
+#[derive(Clone, Copy)]
+struct Now {
+    handling: usize,
+    answering: usize,
+    moved: usize,
+}
+
+/// A request being handled, or its answer being sent; on drop before
+/// `done`, an HTTP/2 one counts as reset by its client.
+struct Handling {
     activity: Arc<Activity>,
-    /// The answer has been sent whole.
-    answered: bool,
+    h2: bool,
+    answering: bool,
+    done: bool,
 }
 
 impl Activity {
-    fn begin(self: &Arc<Self>) -> Busy {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        Busy {
+    fn begin(self: &Arc<Self>, h2: bool) -> Handling {
+        self.handling.fetch_add(1, Ordering::Relaxed);
+        self.begun.fetch_add(1, Ordering::Relaxed);
+        self.moved.fetch_add(1, Ordering::Relaxed);
+        Handling {
             activity: self.clone(),
-            answered: false,
+            h2,
+            answering: false,
+            done: false,
         }
     }
 
-    fn now(&self) -> (usize, usize) {
-        (
-            self.in_flight.load(Ordering::Relaxed),
-            self.begun.load(Ordering::Relaxed),
-        )
+    fn now(&self) -> Now {
+        Now {
+            handling: self.handling.load(Ordering::Relaxed),
+            answering: self.answering.load(Ordering::Relaxed),
+            moved: self.moved.load(Ordering::Relaxed),
+        }
     }
 }
 
-impl Drop for Busy {
+impl Handling {
+    /// The answer is ready: what follows is sending its body.
+    fn answering(mut self) -> Handling {
+        let a = &self.activity;
+        a.handling.fetch_sub(1, Ordering::Relaxed);
+        a.answering.fetch_add(1, Ordering::Relaxed);
+        self.answering = true;
+        self
+    }
+}
+
+impl Drop for Handling {
     fn drop(&mut self) {
         let a = &self.activity;
-        a.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if !self.answered {
+        if self.answering {
+            a.answering.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            a.handling.fetch_sub(1, Ordering::Relaxed);
+        }
+        if self.h2 && !self.done {
             let cancelled = a.cancelled.fetch_add(1, Ordering::Relaxed) + 1;
             let share = cancelled * 4 > a.begun.load(Ordering::Relaxed);
             if (cancelled > MAX_CANCELLED && share) || cancelled > MAX_CANCELLED_EVER {
@@ -374,22 +432,22 @@ impl Drop for Busy {
     }
 }
 
-/// A response body that keeps its stream counted as busy.
-struct BusyBody {
+/// An answer's body, followed to its end.
+struct Answering {
     body: Body,
-    busy: Busy,
+    guard: Handling,
 }
 
-impl Drop for BusyBody {
+impl Drop for Answering {
     fn drop(&mut self) {
         // a body hyper had no need to poll to its end still ended
         if http_body::Body::is_end_stream(&self.body) {
-            self.busy.answered = true;
+            self.guard.done = true;
         }
     }
 }
 
-impl http_body::Body for BusyBody {
+impl http_body::Body for Answering {
     type Data = axum::body::Bytes;
     type Error = axum::Error;
 
@@ -398,8 +456,13 @@ impl http_body::Body for BusyBody {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
-        if matches!(polled, std::task::Poll::Ready(None)) {
-            self.busy.answered = true;
+        match &polled {
+            std::task::Poll::Ready(Some(Ok(_))) => {
+                self.guard.activity.moved.fetch_add(1, Ordering::Relaxed);
+            }
+            // ended, or failed on this side: not the client's doing
+            std::task::Poll::Ready(None | Some(Err(_))) => self.guard.done = true,
+            std::task::Poll::Pending => {}
         }
         polled
     }

@@ -158,6 +158,8 @@ pub struct Lease {
     /// Its answer's body is being passed on.
     streaming: AtomicBool,
     progress: AtomicU64,
+    /// Exchanges begun on it.
+    uses: AtomicU64,
     cut: tokio::sync::Notify,
 }
 
@@ -366,6 +368,9 @@ impl Proxy {
         );
         request_body.scrub_trailers = true;
         request_body.ended = Some(uploaded.clone());
+        // hyper's HTTP/1 client stops polling once the declared length is
+        // written: that is the body's end
+        request_body.declared = length;
         let mut body = Some(Body::new(request_body));
         let headers = outbound_headers(&parts.headers, &client);
         let uri: Uri = parts
@@ -512,6 +517,7 @@ impl Proxy {
             Err(None) => return Err(Failure::Busy),
         };
         lease.busy.store(true, Ordering::Relaxed);
+        lease.uses.fetch_add(1, Ordering::Relaxed);
         match send.try_send_request(req).await {
             Ok(resp) => Ok((resp, loan(send, lease))),
             Err(mut e) => match e.take_message() {
@@ -548,6 +554,7 @@ impl Proxy {
         let ready = list.iter().rposition(|p| p.send.is_ready())?;
         let p = list.swap_remove(ready);
         p.lease.busy.store(true, Ordering::Relaxed);
+        p.lease.uses.fetch_add(1, Ordering::Relaxed);
         Some((p.send, p.lease))
     }
 
@@ -723,7 +730,7 @@ where
         let mut conn = std::pin::pin!(conn);
         let mut tick = tokio::time::interval(idle / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let (mut seen, mut still, mut idle_ticks) = (0, 0, 0);
+        let (mut seen, mut still, mut idle_ticks, mut used) = (0, 0, 0, 0);
         loop {
             tokio::select! {
                 ended = conn.as_mut() => {
@@ -735,6 +742,11 @@ where
                 () = watched.cut.notified() => return,
                 _ = tick.tick() => {
                     let now = watched.progress.load(Ordering::Relaxed);
+                    // used since the last look: not idle, whatever it is now
+                    let uses = watched.uses.load(Ordering::Relaxed);
+                    if uses != used {
+                        (used, idle_ticks) = (uses, 0);
+                    }
                     if watched.streaming.load(Ordering::Relaxed) {
                         idle_ticks = 0;
                         if now == seen {
@@ -874,18 +886,34 @@ fn names_client(name: &str) -> bool {
         || name.starts_with("x-forwarded")
         || name.starts_with("forwarded-")
         || name.ends_with("forwarded-for")
+        || name.ends_with("forward-for")
+        || name == "x-host"
+        || name == "x-original-host"
         || name == "remote-addr"
         || name == "x-envoy-external-address"
         || name == "cf-pseudo-ipv4"
         // the many spellings of "the client's address": X-Real-IP,
         // True-Client-IP, CF-Connecting-IP, X-Originating-IP,
         // X-Remote-Addr, WL-Proxy-Client-IP, X-Azure-ClientIP ...
-        || ["-ip", "-addr", "clientip", "socketip", "-ipv4", "-ipv6"]
+        || [
+            "-ip", "realip", "clientip", "socketip", "-addr", "-address", "-ipv4", "-ipv6",
+        ]
             .iter()
             .any(|end| name.ends_with(end))
-            && ["client", "real", "remote", "connecting", "originating", "user", "proxy", "socket"]
-                .iter()
-                .any(|w| name.contains(w))
+            && [
+                "client",
+                "real",
+                "remote",
+                "connecting",
+                "originating",
+                "original",
+                "source",
+                "user",
+                "proxy",
+                "socket",
+            ]
+            .iter()
+            .any(|w| name.contains(w))
 }
 
 /// `text` as an RFC 9110 quoted-string.
@@ -996,6 +1024,9 @@ pub struct Bounded<B> {
     pub ended: Option<Arc<AtomicBool>>,
     /// Drop from trailers every header that names the client.
     pub scrub_trailers: bool,
+    /// The length the body declared: it has ended once that has passed.
+    pub declared: Option<u64>,
+    passed: u64,
 }
 
 /// What an answer's body holds until it ends.
@@ -1043,6 +1074,8 @@ impl<B> Bounded<B> {
             loan: None,
             ended: None,
             scrub_trailers: false,
+            declared: None,
+            passed: 0,
         }
     }
 
@@ -1103,7 +1136,8 @@ where
                 }
                 // hyper stops polling a body that says it has ended, so
                 // the end is noted with its last frame
-                if this.inner.is_end_stream() {
+                this.passed += n;
+                if this.inner.is_end_stream() || this.declared == Some(this.passed) {
                     this.end();
                 }
                 if this.scrub_trailers && frame.is_trailers() {
@@ -1200,6 +1234,11 @@ mod tests {
             ("x-forwarded", "for=203.0.113.1"),
             ("x-appengine-user-ip", "203.0.113.1"),
             ("x-envoy-external-address", "203.0.113.1"),
+            ("x-realip", "203.0.113.1"),
+            ("x-client-ip-address", "203.0.113.1"),
+            ("x-source-ip", "203.0.113.1"),
+            ("x-forward-for", "203.0.113.1"),
+            ("x-original-host", "evil.example"),
             ("te", "trailers, deflate"),
             ("cookie", "a=1"),
             ("cookie", "b=2"),
@@ -1244,11 +1283,17 @@ mod tests {
             "x-forwarded",
             "x-appengine-user-ip",
             "x-envoy-external-address",
+            "x-realip",
+            "x-client-ip-address",
+            "x-source-ip",
+            "x-forward-for",
+            "x-original-host",
         ] {
             assert_eq!(get(&h, gone), None, "{gone}");
         }
         // a header that merely ends like one is kept
         assert!(!names_client("x-zip") && !names_client("accept"));
+        assert!(!names_client("x-user-membership"));
         assert_eq!(get(&h, "x_forwarded_for"), None);
         assert_eq!(get(&h, "te").as_deref(), Some("trailers"));
         assert_eq!(get(&h, "cookie").as_deref(), Some("a=1; b=2"));

@@ -32,6 +32,8 @@ enum Behaviour {
 struct Backend {
     port: u16,
     hits: Arc<AtomicUsize>,
+    /// Connections accepted.
+    accepts: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -42,11 +44,13 @@ impl Backend {
         let port = listener.local_addr().expect("addr").port();
         let hits = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (h, s) = (hits.clone(), stop.clone());
+        let accepts = Arc::new(AtomicUsize::new(0));
+        let (h, s, a) = (hits.clone(), stop.clone(), accepts.clone());
         std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((conn, _)) => {
+                        a.fetch_add(1, Ordering::SeqCst);
                         let h = h.clone();
                         std::thread::spawn(move || serve(conn, behaviour, &h));
                     }
@@ -54,7 +58,12 @@ impl Backend {
                 }
             }
         });
-        Backend { port, hits, stop }
+        Backend {
+            port,
+            hits,
+            accepts,
+            stop,
+        }
     }
 
     fn hits(&self) -> usize {
@@ -246,7 +255,7 @@ async fn h2_put(to: &str, uri: &str, body: &'static [u8]) -> u16 {
     let req = hyper::Request::put(uri)
         .body(Unsized(Some(hyper::body::Bytes::from_static(body))))
         .expect("request");
-    assert!(req.headers().get("content-length").is_none());
+    assert!(!req.headers().contains_key("content-length"));
     let resp = send.send_request(req).await.expect("response");
     resp.status().as_u16()
 }
@@ -616,4 +625,94 @@ pools:
     // hyper's guard may cut it a little later or sooner)
     assert!(cut_after <= 200, "cut only after {cut_after} resets");
     assert!(hits <= 200, "{hits} requests reached the endpoint");
+}
+
+#[test]
+fn connections_to_endpoints_are_reused() {
+    let live = Backend::start(Behaviour::Serve);
+    let zones = format!(
+        r#"zones:
+  app.example:
+    soa: {{rname: hostmaster.app.example.}}
+    ns: [{{name: ns.example.net.}}]
+    steered:
+      - {{name: files, type: A, pool: live, http: proxy, steps: [health, {{first: 1}}]}}
+pools:
+  live:
+    endpoints:
+      - {{id: live, address: 127.0.0.1, region: eu, proxy_url: "http://backend.test:{}"}}
+"#,
+        live.port
+    );
+    let port = free_port("127.0.0.1");
+    let http = format!("127.0.0.1:{port}");
+    let config = format!(
+        "dns: {{listen: [\"127.0.0.1:0\"], udp_sockets: 1}}\nlog: {{level: info}}\nzones: zones.yaml\nhttp:\n  listen: [\"{http}\"]\n  proxy: {{idle_timeout_secs: 1}}\n"
+    );
+    let _server = Server::start_config(&zones, &config);
+    // requests now and then, with pauses shorter than the idle timeout
+    // that add up to more than it: one endpoint connection throughout
+    let mut client = TcpStream::connect(&http).expect("connect");
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut r = BufReader::new(client.try_clone().expect("clone"));
+    for _ in 0..8 {
+        client
+            .write_all(b"GET /x HTTP/1.1\r\nHost: files.app.example\r\n\r\n")
+            .expect("send");
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).expect("reply");
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let mut body = [0u8; 3];
+        r.read_exact(&mut body).expect("body");
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    assert_eq!(
+        live.accepts.load(Ordering::SeqCst),
+        1,
+        "one endpoint connection"
+    );
+    // HTTP/2 uploads that declare their length and end their stream in a
+    // frame of their own reuse it too
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let stream = tokio::net::TcpStream::connect(&http)
+            .await
+            .expect("connect");
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .expect("h2 handshake");
+        tokio::spawn(conn);
+        for _ in 0..8 {
+            let req = hyper::Request::put("http://files.app.example/upload")
+                .header("content-length", "8")
+                .body(Unsized(Some(hyper::body::Bytes::from_static(b"precious"))))
+                .expect("request");
+            let resp = send.send_request(req).await.expect("response");
+            assert_eq!(resp.status(), 200);
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .expect("body")
+                .to_bytes();
+            assert_eq!(&body[..], b"received 8");
+        }
+    });
+    assert_eq!(
+        live.accepts.load(Ordering::SeqCst),
+        1,
+        "one endpoint connection"
+    );
 }
