@@ -13,7 +13,7 @@
 //!   calling *before* any extractor reads the body.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -218,7 +218,22 @@ where
         req.extensions_mut().insert(peer.clone());
         let h2 = req.version() == axum::http::Version::HTTP_2;
         let app = app.clone();
-        let handling = seen.as_ref().map(|a| a.begin(h2));
+        // an HTTP/2 stream is followed from its start (its client may
+        // reset it); an HTTP/1 request is only counted, and followed once
+        // it has a body to send (the connection's own timeouts bound the
+        // rest)
+        let handling = match &seen {
+            Some(a) if h2 => Some(a.begin(true)),
+            Some(a) => {
+                a.moved.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            None => None,
+        };
+        let follow = match (&seen, h2) {
+            (Some(a), false) => Some(a.clone()),
+            _ => None,
+        };
         async move {
             let handled = app.oneshot(req.map(Body::new));
             let resp = match request_timeout {
@@ -239,20 +254,18 @@ where
             // a body still to send is followed to its end: it is the
             // stream's activity (and, reset by its client first, a
             // cancellation)
-            Ok::<_, std::convert::Infallible>(match handling {
-                Some(h) if !http_body::Body::is_end_stream(resp.body()) => {
-                    let answering = h.answering();
-                    resp.map(|body| {
-                        Body::new(Answering {
-                            body,
-                            guard: answering,
-                        })
-                    })
-                }
-                Some(mut h) => {
+            let sending = !http_body::Body::is_end_stream(resp.body());
+            let guard = match (handling, follow) {
+                (Some(h), _) if sending => Some(h.answering()),
+                (Some(mut h), _) => {
                     h.done = true;
-                    resp
+                    None
                 }
+                (None, Some(a)) if sending => Some(a.begin(false).answering()),
+                (None, _) => None,
+            };
+            Ok::<_, std::convert::Infallible>(match guard {
+                Some(guard) => resp.map(|body| Body::new(Answering { body, guard })),
                 None => resp,
             })
         }
@@ -322,7 +335,9 @@ where
                 last = now;
                 if let Some(since) = closing.as_mut() {
                     *since += tick;
-                    if *since > idle {
+                    // HTTP/1 ends its graceful close after the request in
+                    // hand, which its route bounds
+                    if *since > idle && quiet >= idle && (now.h2 || now.answering > 0) {
                         debug!("connection closed: a graceful close did not finish");
                         return;
                     }
@@ -357,6 +372,8 @@ struct Activity {
     answering: AtomicUsize,
     /// Requests begun plus body frames sent: moves while anything does.
     moved: AtomicUsize,
+    /// It speaks HTTP/2.
+    h2: AtomicBool,
     /// HTTP/2 streams their client reset before their answer was sent.
     cancelled: AtomicUsize,
     begun: AtomicUsize,
@@ -370,6 +387,7 @@ struct Now {
     handling: usize,
     answering: usize,
     moved: usize,
+    h2: bool,
 }
 
 /// A request being handled, or its answer being sent; on drop before
@@ -383,6 +401,9 @@ struct Handling {
 
 impl Activity {
     fn begin(self: &Arc<Self>, h2: bool) -> Handling {
+        if h2 {
+            self.h2.store(true, Ordering::Relaxed);
+        }
         self.handling.fetch_add(1, Ordering::Relaxed);
         self.begun.fetch_add(1, Ordering::Relaxed);
         self.moved.fetch_add(1, Ordering::Relaxed);
@@ -399,6 +420,7 @@ impl Activity {
             handling: self.handling.load(Ordering::Relaxed),
             answering: self.answering.load(Ordering::Relaxed),
             moved: self.moved.load(Ordering::Relaxed),
+            h2: self.h2.load(Ordering::Relaxed),
         }
     }
 }
