@@ -143,6 +143,26 @@ pub fn run(
     geo_source: &GeoSource,
     announce: impl FnOnce(&Bound),
 ) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("meridian: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // SIGHUP's default action ends the process: take it over first, so a
+    // reload asked for while the node is still starting (loading a large
+    // spec, GeoIP, the store) is held and applied once it serves
+    let hangups = {
+        let _in_runtime = runtime.enter();
+        match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("meridian: cannot listen for SIGHUP: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
     let file_spec = match load_spec(zones.as_ref()) {
         Ok(s) => s,
         Err(code) => return code,
@@ -163,13 +183,6 @@ pub fn run(
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("meridian: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let started = runtime.block_on(start(node, file_spec, seed_spec, geo.clone()));
     let (cluster, handle, probes, api_addr) = match started {
         Ok(s) => s,
@@ -182,18 +195,6 @@ pub fn run(
         .dns
         .udp_sockets
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    // SIGHUP's default action ends the process: take it over before telling
-    // anyone we are up, or a reload right after start would kill the node
-    let hangups = {
-        let _in_runtime = runtime.enter();
-        match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("meridian: cannot listen for SIGHUP: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    };
     // the HTTP fallback is bound before DNS says it is up
     let (http_addrs, certs) = match &node.http {
         Some(http) => match runtime.block_on(start_fallback(http, &handle, &geo)) {

@@ -97,3 +97,111 @@ fn sighup_right_after_start_does_not_kill_the_node() {
         ["192.0.2.1"]
     );
 }
+
+/// Whether `pid` has a handler for SIGHUP (bit 0 of `SigCgt`).
+fn catches_hangup(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("SigCgt:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|mask| mask & 1 == 1)
+}
+
+/// Writes `text` into the FIFO at `path` once a reader has it open,
+/// trying until `deadline`.
+fn feed(path: &std::path::Path, text: &str, deadline: std::time::Instant) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    loop {
+        // O_NONBLOCK: without a reader the open fails (ENXIO) instead of
+        // waiting for ever
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(0o4000)
+            .open(path)
+        {
+            Ok(mut f) => {
+                f.write_all(text.as_bytes()).expect("write the spec");
+                return;
+            }
+            Err(_) => {
+                assert!(std::time::Instant::now() < deadline, "nobody read {path:?}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// A SIGHUP sent while the node is still starting (here: waiting for its
+/// zone file, a FIFO nobody has written yet) is held and applied once it
+/// serves; it never ends the process.
+#[test]
+fn sighup_while_starting_is_held_and_applied() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let zones = dir.path().join("zones.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&zones)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let config = dir.path().join("meridian.yaml");
+    std::fs::write(
+        &config,
+        "dns: {listen: [\"127.0.0.1:0\"], udp_sockets: 1}\nlog: {level: info}\nzones: zones.yaml\n",
+    )
+    .expect("config");
+    crate::harness::install_crypto_provider();
+    let mut child = std::process::Command::new(crate::harness::BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start meridian");
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // it takes SIGHUP over before it reads its zones
+    while !catches_hangup(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP not taken over while the node waits for its zones"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    // now the zones it was waiting for; then, for the held reload, new ones
+    feed(&zones, &spec("192.0.2.1"), deadline);
+    let fifo = zones.clone();
+    let second = std::thread::spawn(move || feed(&fifo, &spec("192.0.2.2"), deadline));
+    let out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let addr: std::net::SocketAddr = out
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("meridian: DNS listening on ")
+                .and_then(|r| r.split_whitespace().next())
+                .map(|a| a.parse().expect("address"))
+        })
+        .expect("the node died instead of serving");
+    second.join().expect("the held reload never read the zones");
+    let www = || crate::harness::dig(addr, &["www.glb.example.com", "A"]).answers("A");
+    while www() != ["192.0.2.2"] {
+        assert!(
+            Instant::now() < deadline,
+            "the held reload was never applied"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(child.try_wait().expect("wait").is_none(), "the node ended");
+    let _ = child.kill();
+    let _ = child.wait();
+}
