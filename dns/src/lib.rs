@@ -28,6 +28,7 @@ pub mod fallback;
 pub mod handler;
 pub mod server;
 pub mod snapshot;
+pub mod wire;
 
 pub use handler::Handler;
 pub use server::{serve, Listeners};
