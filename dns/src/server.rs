@@ -391,6 +391,14 @@ fn answer(
     if packet.windows(12).any(|w| w == b"\x0bpanic-query") {
         panic!("a query that panics");
     }
+    // what hickory lets through or answers without the question: a broken
+    // ECS or COOKIE option, an option past its OPT, bytes after the last
+    // record get FORMERR with the question and an OPT (RFC 6891 §7, RFC
+    // 7871 §6)
+    if let crate::wire::Parsed::FormErr(f) = crate::wire::parse(packet) {
+        f.reply(handler.max_udp_payload(), out);
+        return true;
+    }
     match Request::from_bytes(packet.to_vec(), src, protocol) {
         Ok(request) => handler.respond(&request, out).is_ok(),
         Err(_) => {

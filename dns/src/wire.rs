@@ -239,6 +239,36 @@ pub fn parse(packet: &[u8]) -> Parsed<'_> {
     })
 }
 
+impl FormErr<'_> {
+    /// The FORMERR reply into `out`: the header (QR, the opcode and RD as
+    /// asked, RCODE 1), the question when it could be read, and an OPT
+    /// record offering `udp_size` when the query had one (RFC 6891 §7).
+    pub fn reply(&self, udp_size: u16, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&self.id.to_be_bytes());
+        // QR, opcode and RD kept; AA, TC, RA, Z, AD, CD clear; RCODE 1
+        let flags = 0x8000 | (self.flags & 0x7900) | 1;
+        out.extend_from_slice(&flags.to_be_bytes());
+        let qd = u16::from(self.question.is_some());
+        let ar = u16::from(self.edns);
+        for count in [qd, 0, 0, ar] {
+            out.extend_from_slice(&count.to_be_bytes());
+        }
+        if let Some((name, qtype, qclass)) = self.question {
+            out.extend_from_slice(name);
+            out.extend_from_slice(&qtype.to_be_bytes());
+            out.extend_from_slice(&qclass.to_be_bytes());
+        }
+        if self.edns {
+            // root owner, OPT, payload size, extended RCODE 0, version 0,
+            // no flags, no options
+            out.extend_from_slice(&[0, 0, 41]);
+            out.extend_from_slice(&udp_size.max(512).to_be_bytes());
+            out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        }
+    }
+}
+
 /// An ECS option's data, checked as RFC 7871 §6 asks.
 fn client_subnet(data: &[u8]) -> Result<ClientSubnet, &'static str> {
     let Some(head) = data.get(..4) else {
@@ -485,6 +515,27 @@ mod tests {
         let at = q.len() - 1;
         q[at] = 4;
         assert_eq!(why(parse(&q)), "the OPT record runs past the end");
+    }
+
+    #[test]
+    fn formerr_replies_echo_the_question_and_carry_an_opt() {
+        let q = query("www.example.com", 1, Some(&ecs(1, 24, 0, &[192, 0, 2, 1])));
+        let Parsed::FormErr(f) = parse(&q) else {
+            panic!("not FORMERR")
+        };
+        let mut out = Vec::new();
+        f.reply(1232, &mut out);
+        let mut want = vec![0x12, 0x34, 0x81, 0x01, 0, 1, 0, 0, 0, 0, 0, 1];
+        want.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
+        want.extend_from_slice(&[0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(out, want);
+        // without a question or an OPT: the header alone
+        let q = query("www.example.com", 1, None);
+        let Parsed::FormErr(f) = parse(&q[..16]) else {
+            panic!("not FORMERR")
+        };
+        f.reply(1232, &mut out);
+        assert_eq!(out, [0x12, 0x34, 0x81, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]

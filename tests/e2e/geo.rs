@@ -217,8 +217,25 @@ fn malformed_ecs_gets_formerr() {
     assert_eq!(rcode(&dirty), 1, "bits beyond the source prefix: FORMERR");
     let family = udp_exchange(s.addr, &with_ecs(q.clone(), 9, 24, 0, &[192, 0, 2])).expect("reply");
     assert_eq!(rcode(&family), 1, "unknown family: FORMERR");
-    let long = udp_exchange(s.addr, &with_ecs(q, 1, 40, 0, &[192, 0, 2, 1, 1])).expect("reply");
+    let long =
+        udp_exchange(s.addr, &with_ecs(q.clone(), 1, 40, 0, &[192, 0, 2, 1, 1])).expect("reply");
     assert_eq!(rcode(&long), 1, "source prefix beyond 32: FORMERR");
+    // more octets than the prefix needs (RFC 7871 §6), or bytes after the
+    // last record: FORMERR that echoes the question and carries an OPT
+    // (RFC 6891 §7)
+    let extra =
+        udp_exchange(s.addr, &with_ecs(q.clone(), 1, 24, 0, &[192, 0, 2, 0])).expect("reply");
+    let mut trailing = with_ecs(q.clone(), 1, 24, 0, &[192, 0, 2]);
+    trailing.push(0);
+    let trailing = udp_exchange(s.addr, &trailing).expect("reply");
+    for r in [&extra, &trailing] {
+        assert_eq!(rcode(r), 1, "FORMERR: {r:?}");
+        assert_eq!(&r[..2], &21u16.to_be_bytes(), "same id");
+        assert_eq!(&r[4..6], &[0, 1], "the question echoed");
+        assert_eq!(&r[10..12], &[0, 1], "an OPT record");
+        assert_eq!(&r[12..q.len()], &q[12..], "the question as asked");
+        assert_eq!(&r[q.len()..q.len() + 3], &[0, 0, 41], "OPT at the root");
+    }
     assert_eq!(
         ask(&s, "geo.glb.example.com", Some("192.0.2.0/24")).0,
         "192.0.2.10"
