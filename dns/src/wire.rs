@@ -565,13 +565,13 @@ mod differential {
     use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
     use proptest::prelude::*;
 
+    /// An ECS option's parts: IPv6, source prefix, address bytes.
+    type EcsParts = (bool, u8, [u8; 16]);
+    /// An OPT record's parts: size, DO, ECS, COOKIE bytes.
+    type OptParts = (u16, bool, Option<EcsParts>, Option<Vec<u8>>);
+
     /// A query of the hot shape from its parts.
-    fn build(
-        id: u16,
-        labels: &[String],
-        qtype: u16,
-        opt: Option<(u16, bool, Option<(bool, u8, [u8; 16])>, Option<Vec<u8>>)>,
-    ) -> Vec<u8> {
+    fn build(id: u16, labels: &[String], qtype: u16, opt: Option<OptParts>) -> Vec<u8> {
         let mut q = id.to_be_bytes().to_vec();
         q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(opt.is_some())]);
         for l in labels {
