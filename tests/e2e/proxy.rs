@@ -428,7 +428,7 @@ pools:
 
     // large bodies both ways stream in bounded memory
     let pid = server.pid();
-    let big: usize = 128 << 20;
+    let big: usize = 64 << 20;
     let before = peak_rss(pid);
     let (status, head, _, body) = exchange(
         &http,

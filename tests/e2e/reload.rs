@@ -156,14 +156,24 @@ fn sighup_while_starting_is_held_and_applied() {
     )
     .expect("config");
     crate::harness::install_crypto_provider();
-    let mut child = std::process::Command::new(crate::harness::BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start meridian");
-    let pid = child.id();
+    /// The node, killed however the test ends.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Killed(
+        std::process::Command::new(crate::harness::BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start meridian"),
+    );
+    let pid = child.0.id();
     let deadline = Instant::now() + Duration::from_secs(20);
     // it takes SIGHUP over before it reads its zones
     while !catches_hangup(pid) {
@@ -182,7 +192,7 @@ fn sighup_while_starting_is_held_and_applied() {
     feed(&zones, &spec("192.0.2.1"), deadline);
     let fifo = zones.clone();
     let second = std::thread::spawn(move || feed(&fifo, &spec("192.0.2.2"), deadline));
-    let out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let out = std::io::BufReader::new(child.0.stdout.take().expect("stdout"));
     let addr: std::net::SocketAddr = out
         .lines()
         .map_while(Result::ok)
@@ -201,7 +211,8 @@ fn sighup_while_starting_is_held_and_applied() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(child.try_wait().expect("wait").is_none(), "the node ended");
-    let _ = child.kill();
-    let _ = child.wait();
+    assert!(
+        child.0.try_wait().expect("wait").is_none(),
+        "the node ended"
+    );
 }
