@@ -16,3 +16,6 @@ bench:
 	./bench/cluster.sh
 	./bench/probes.sh
 	cargo bench -p meridian-probes --bench apply
+	./bench/fallback.sh
+	./bench/proxy.sh
+	./bench/scale.sh
