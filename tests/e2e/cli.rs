@@ -184,20 +184,29 @@ fn dev_serves_the_example_zone() {
         .trim()
         .to_string();
     assert!(banner.contains("X-Forwarded-For: 192.0.2.7"), "{banner}");
-    {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&web).expect("fallback");
-        write!(s, "GET /some/path?q=1 HTTP/1.1\r\nHost: geo.glb.example.com\r\nX-Forwarded-For: 192.0.2.7\r\nConnection: close\r\n\r\n").unwrap();
-        let mut reply = String::new();
-        let _ = s.read_to_string(&mut reply);
-        assert!(reply.starts_with("HTTP/1.1 307"), "{reply}");
-        assert!(
-            reply
-                .to_ascii_lowercase()
-                .contains("location: https://eu-west.glb.example.net/some/path?q=1"),
-            "{reply}"
-        );
-    }
+    // the README's example, run as written against this fallback: the
+    // lines it shows are the lines it prints
+    let readme = include_str!("../../README.md");
+    let block = readme
+        .split_once("<!-- fallback-example:start -->")
+        .and_then(|(_, rest)| rest.split_once("<!-- fallback-example:end -->"))
+        .and_then(|(block, _)| block.split_once("```sh\n"))
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(code, _)| code)
+        .expect("the README's fallback example");
+    let (command, expected): (Vec<&str>, Vec<&str>) =
+        block.lines().partition(|l| !l.starts_with("# "));
+    let command = command.join("\n").replace("127.0.0.1:8080", &web);
+    let out = std::process::Command::new("sh")
+        .args(["-c", &command])
+        .output()
+        .expect("sh");
+    let printed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_end().to_string())
+        .collect();
+    let expected: Vec<&str> = expected.iter().map(|l| &l[2..]).collect();
+    assert_eq!(printed, expected, "{command}");
     api("192.0.2.20");
     control("stop");
     api("198.51.100.20");
