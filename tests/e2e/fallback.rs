@@ -436,13 +436,7 @@ pools:
 /// One HTTP/2 request with prior knowledge (h2c) to `to`: the status and
 /// the Location.
 async fn h2(to: &str, uri: &str, host: Option<&str>) -> (u16, String) {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    let stream = tokio::net::TcpStream::connect(to).await.expect("connect");
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .expect("h2 handshake");
-    tokio::spawn(conn);
+    let (mut send, _conn) = crate::harness::h2c(to).await;
     let mut req = hyper::Request::get(uri);
     if let Some(h) = host {
         req = req.header("host", h);

@@ -245,13 +245,7 @@ impl hyper::body::Body for Unsized {
 /// An HTTP/2 (prior knowledge) PUT of `body` without a Content-Length:
 /// the status.
 async fn h2_put(to: &str, uri: &str, body: &'static [u8]) -> u16 {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    let stream = tokio::net::TcpStream::connect(to).await.expect("connect");
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .expect("h2 handshake");
-    tokio::spawn(conn);
+    let (mut send, _conn) = crate::harness::h2c(to).await;
     let req = hyper::Request::put(uri)
         .body(Unsized(Some(hyper::body::Bytes::from_static(body))))
         .expect("request");
@@ -470,34 +464,39 @@ fn stop_reading(from: &str, to: &str, request: &str) -> TcpStream {
     s
 }
 
+/// A node whose record `NAME.app.example` proxies to a pool `NAME` of one
+/// endpoint, the backend on `PORT`, for each `(NAME, PORT)`; `proxy` is
+/// the body of its `http.proxy` section. The node, and its fallback's
+/// address.
+fn proxy_node(records: &[(&str, u16)], proxy: &str) -> (Server, String) {
+    let mut steered = String::new();
+    let mut pools = String::new();
+    for (name, port) in records {
+        steered.push_str(&format!(
+            "      - {{name: {name}, type: A, pool: {name}, http: proxy, steps: [health, {{first: 1}}]}}\n"
+        ));
+        pools.push_str(&format!(
+            "  {name}:\n    endpoints:\n      - {{id: {name}, address: 127.0.0.1, region: eu, proxy_url: \"http://backend.test:{port}\"}}\n"
+        ));
+    }
+    let zones = format!(
+        "zones:\n  app.example:\n    soa: {{rname: hostmaster.app.example.}}\n    ns: [{{name: ns.example.net.}}]\n    steered:\n{steered}pools:\n{pools}"
+    );
+    let http = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let config = format!(
+        "dns: {{listen: [\"127.0.0.1:0\"], udp_sockets: 1}}\nlog: {{level: info}}\nzones: zones.yaml\nhttp:\n  listen: [\"{http}\"]\n  proxy: {{{proxy}}}\n"
+    );
+    (Server::start_config(&zones, &config), http)
+}
+
 #[test]
 fn a_client_that_stops_reading_gives_the_endpoint_connections_back() {
     let live = Backend::start(Behaviour::Serve);
     let early = Backend::start(Behaviour::Early);
-    let zones = format!(
-        r#"zones:
-  app.example:
-    soa: {{rname: hostmaster.app.example.}}
-    ns: [{{name: ns.example.net.}}]
-    steered:
-      - {{name: files, type: A, pool: live, http: proxy, steps: [health, {{first: 1}}]}}
-      - {{name: early, type: A, pool: early, http: proxy, steps: [health, {{first: 1}}]}}
-pools:
-  live:
-    endpoints:
-      - {{id: live, address: 127.0.0.1, region: eu, proxy_url: "http://backend.test:{}"}}
-  early:
-    endpoints:
-      - {{id: early, address: 127.0.0.1, region: eu, proxy_url: "http://backend.test:{}"}}
-"#,
-        live.port, early.port
+    let (_server, http) = proxy_node(
+        &[("files", live.port), ("early", early.port)],
+        "max_connections: 2, idle_timeout_secs: 1, max_per_client: 2",
     );
-    let port = free_port("127.0.0.1");
-    let http = format!("127.0.0.1:{port}");
-    let config = format!(
-        "dns: {{listen: [\"127.0.0.1:0\"], udp_sockets: 1}}\nlog: {{level: info}}\nzones: zones.yaml\nhttp:\n  listen: [\"{http}\"]\n  proxy: {{max_connections: 2, idle_timeout_secs: 1, max_per_client: 2}}\n"
-    );
-    let _server = Server::start_config(&zones, &config);
     let huge = "GET /download/4000000000 HTTP/1.1\r\nHost: files.app.example\r\n\r\n";
     // two clients take both endpoint connections and stop reading
     let _stalled: Vec<TcpStream> = (0..2)
@@ -571,40 +570,13 @@ pools:
 #[test]
 fn an_http2_client_that_resets_its_streams_is_cut_off() {
     let live = Backend::start(Behaviour::Serve);
-    let zones = format!(
-        r#"zones:
-  app.example:
-    soa: {{rname: hostmaster.app.example.}}
-    ns: [{{name: ns.example.net.}}]
-    steered:
-      - {{name: files, type: A, pool: live, http: proxy, steps: [health, {{first: 1}}]}}
-pools:
-  live:
-    endpoints:
-      - {{id: live, address: 127.0.0.1, region: eu, proxy_url: "http://backend.test:{}"}}
-"#,
-        live.port
-    );
-    let port = free_port("127.0.0.1");
-    let http = format!("127.0.0.1:{port}");
-    let config = format!(
-        "dns: {{listen: [\"127.0.0.1:0\"], udp_sockets: 1}}\nlog: {{level: info}}\nzones: zones.yaml\nhttp:\n  listen: [\"{http}\"]\n"
-    );
-    let _server = Server::start_config(&zones, &config);
+    let (_server, http) = proxy_node(&[("files", live.port)], "");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let (cut_after, hits) = rt.block_on(async {
-        use hyper_util::rt::{TokioExecutor, TokioIo};
-        let stream = tokio::net::TcpStream::connect(&http)
-            .await
-            .expect("connect");
-        let (mut send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .expect("h2 handshake");
-        let conn = tokio::spawn(conn);
+        let (mut send, conn) = crate::harness::h2c(&http).await;
         // a download, given up on as soon as it has begun, again and
         // again, a few milliseconds apart (slower than h2's own guard)
         for i in 0..400 {
@@ -630,26 +602,7 @@ pools:
 #[test]
 fn connections_to_endpoints_are_reused() {
     let live = Backend::start(Behaviour::Serve);
-    let zones = format!(
-        r#"zones:
-  app.example:
-    soa: {{rname: hostmaster.app.example.}}
-    ns: [{{name: ns.example.net.}}]
-    steered:
-      - {{name: files, type: A, pool: live, http: proxy, steps: [health, {{first: 1}}]}}
-pools:
-  live:
-    endpoints:
-      - {{id: live, address: 127.0.0.1, region: eu, proxy_url: "http://backend.test:{}"}}
-"#,
-        live.port
-    );
-    let port = free_port("127.0.0.1");
-    let http = format!("127.0.0.1:{port}");
-    let config = format!(
-        "dns: {{listen: [\"127.0.0.1:0\"], udp_sockets: 1}}\nlog: {{level: info}}\nzones: zones.yaml\nhttp:\n  listen: [\"{http}\"]\n  proxy: {{idle_timeout_secs: 1}}\n"
-    );
-    let _server = Server::start_config(&zones, &config);
+    let (_server, http) = proxy_node(&[("files", live.port)], "idle_timeout_secs: 1");
     // requests now and then, with pauses shorter than the idle timeout
     // that add up to more than it: one endpoint connection throughout
     let mut client = TcpStream::connect(&http).expect("connect");
@@ -687,15 +640,7 @@ pools:
         .build()
         .expect("runtime");
     rt.block_on(async {
-        use hyper_util::rt::{TokioExecutor, TokioIo};
-        let stream = tokio::net::TcpStream::connect(&http)
-            .await
-            .expect("connect");
-        let (mut send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .expect("h2 handshake");
-        tokio::spawn(conn);
+        let (mut send, _conn) = crate::harness::h2c(&http).await;
         for _ in 0..8 {
             let req = hyper::Request::put("http://files.app.example/upload")
                 .header("content-length", "8")
