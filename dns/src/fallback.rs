@@ -32,34 +32,12 @@ pub enum Choice<'s> {
 }
 
 /// The endpoint `host`'s steered record (A, else AAAA, else CNAME) chooses
-/// for `client`. `host` is a name without port, any case, with or without
-/// the final dot.
+/// for `client`, as if the endpoints in `exclude` (pool indices: those that
+/// failed) were not in the pool. `host` is a name without port, any case,
+/// with or without the final dot. `scratch` is the pipeline's working list,
+/// lent by the caller so that a server answering many requests allocates
+/// it once.
 pub fn choose<'s>(
-    snap: &'s Snapshot,
-    geo: Option<&GeoIp>,
-    host: &str,
-    client: IpAddr,
-    rng: &mut dyn RngCore,
-) -> Choice<'s> {
-    choose_without(snap, geo, host, client, rng, &[])
-}
-
-/// [`choose`] as if the endpoints in `exclude` (pool indices) were not in
-/// the pool: the next candidate after those that failed.
-pub fn choose_without<'s>(
-    snap: &'s Snapshot,
-    geo: Option<&GeoIp>,
-    host: &str,
-    client: IpAddr,
-    rng: &mut dyn RngCore,
-    exclude: &[meridian_steering::Candidate],
-) -> Choice<'s> {
-    choose_in(snap, geo, host, client, rng, exclude, &mut Vec::new())
-}
-
-/// [`choose_without`] with the pipeline's working list lent by the caller,
-/// so that a server answering many requests allocates it once.
-pub fn choose_in<'s>(
     snap: &'s Snapshot,
     geo: Option<&GeoIp>,
     host: &str,
@@ -140,7 +118,15 @@ pools:
 
     fn chosen(snap: &Snapshot, host: &str) -> Option<String> {
         let mut rng = StdRng::seed_from_u64(1);
-        match choose(snap, None, host, "198.51.100.7".parse().unwrap(), &mut rng) {
+        match choose(
+            snap,
+            None,
+            host,
+            "198.51.100.7".parse().unwrap(),
+            &mut rng,
+            &[],
+            &mut Vec::new(),
+        ) {
             Choice::Endpoint {
                 endpoint, record, ..
             } => {
@@ -171,13 +157,14 @@ pools:
         let snap = snapshot("enabled");
         let client = "198.51.100.7".parse().unwrap();
         let mut rng = StdRng::seed_from_u64(1);
-        let next = |exclude: &[u16], rng: &mut StdRng| match choose_without(
+        let next = |exclude: &[u16], rng: &mut StdRng| match choose(
             &snap,
             None,
             "www.example.com",
             client,
             rng,
             exclude,
+            &mut Vec::new(),
         ) {
             Choice::Endpoint {
                 endpoint, index, ..

@@ -147,87 +147,18 @@ pub fn parse(packet: &[u8]) -> Parsed<'_> {
     let qclass = u16::from_be_bytes([tail[2], tail[3]]);
     let question_end = i + 4;
     let question = Some((qname, qtype, qclass));
-    if ar == 0 {
+    let edns = if ar == 0 {
         if packet.len() != question_end {
             return bad(question, false, "bytes after the last record");
         }
-        return Parsed::Hot(Query {
-            id,
-            flags,
-            qname,
-            qtype,
-            qclass,
-            question_end,
-            edns: None,
-        });
-    }
-    // the one additional record: an OPT owned by the root, or the hickory
-    // path reads it (TSIG, SIG(0), anything else)
-    let rr = question_end;
-    let Some(head) = packet.get(rr..rr + 11) else {
-        return bad(question, false, "the additional record runs past the end");
-    };
-    let rtype = u16::from_be_bytes([head[1], head[2]]);
-    if head[0] != 0 || rtype != OPT {
-        return Parsed::Other;
-    }
-    let udp_size = u16::from_be_bytes([head[3], head[4]]);
-    let (ext_rcode, version) = (head[5], head[6]);
-    let dnssec_ok = head[7] & 0x80 != 0;
-    let rdlen = usize::from(u16::from_be_bytes([head[9], head[10]]));
-    let rdata_start = rr + 11;
-    let Some(rdata) = packet.get(rdata_start..rdata_start + rdlen) else {
-        return bad(question, true, "the OPT record runs past the end");
-    };
-    if packet.len() != rdata_start + rdlen {
-        return bad(question, true, "bytes after the last record");
-    }
-    let mut edns = Edns {
-        udp_size,
-        ext_rcode,
-        version,
-        dnssec_ok,
-        ecs: None,
-        cookie: None,
-        nsid: false,
-    };
-    let mut o = 0;
-    while o < rdata.len() {
-        let Some(oh) = rdata.get(o..o + 4) else {
-            return bad(
-                question,
-                true,
-                "an EDNS option's header runs past the OPT record",
-            );
-        };
-        let code = u16::from_be_bytes([oh[0], oh[1]]);
-        let len = usize::from(u16::from_be_bytes([oh[2], oh[3]]));
-        let Some(data) = rdata.get(o + 4..o + 4 + len) else {
-            return bad(question, true, "an EDNS option runs past the OPT record");
-        };
-        match code {
-            ECS => {
-                if edns.ecs.is_some() {
-                    return bad(question, true, "two ECS options");
-                }
-                match client_subnet(data) {
-                    Ok(ecs) => edns.ecs = Some(ecs),
-                    Err(why) => return bad(question, true, why),
-                }
-            }
-            COOKIE => {
-                // RFC 7873 §5.2: a client cookie of 8, with a server
-                // cookie of 8 to 32
-                if !(len == 8 || (16..=40).contains(&len)) {
-                    return bad(question, true, "a COOKIE option of a length no cookie has");
-                }
-                edns.cookie = Some(data);
-            }
-            NSID => edns.nsid = true,
-            _ => {} // padding and options unknown here are ignored
+        None
+    } else {
+        match opt_record(packet, question_end) {
+            Ok(Some(edns)) => Some(edns),
+            Ok(None) => return Parsed::Other,
+            Err((had_opt, why)) => return bad(question, had_opt, why),
         }
-        o += 4 + len;
-    }
+    };
     Parsed::Hot(Query {
         id,
         flags,
@@ -235,8 +166,65 @@ pub fn parse(packet: &[u8]) -> Parsed<'_> {
         qtype,
         qclass,
         question_end,
-        edns: Some(edns),
+        edns,
     })
+}
+
+/// The one additional record at `rr`, the last in `packet`: an OPT owned
+/// by the root, read; `None` for any other record (TSIG, SIG(0) ...: the
+/// hickory path reads it); `Err` with whether it was an OPT, and what is
+/// wrong.
+fn opt_record(packet: &[u8], rr: usize) -> Result<Option<Edns<'_>>, (bool, &'static str)> {
+    let Some(head) = packet.get(rr..rr + 11) else {
+        return Err((false, "the additional record runs past the end"));
+    };
+    let rtype = u16::from_be_bytes([head[1], head[2]]);
+    if head[0] != 0 || rtype != OPT {
+        return Ok(None);
+    }
+    let bad = |why| Err((true, why));
+    let rdlen = usize::from(u16::from_be_bytes([head[9], head[10]]));
+    let rdata_start = rr + 11;
+    let Some(rdata) = packet.get(rdata_start..rdata_start + rdlen) else {
+        return bad("the OPT record runs past the end");
+    };
+    if packet.len() != rdata_start + rdlen {
+        return bad("bytes after the last record");
+    }
+    let mut edns = Edns {
+        udp_size: u16::from_be_bytes([head[3], head[4]]),
+        ext_rcode: head[5],
+        version: head[6],
+        dnssec_ok: head[7] & 0x80 != 0,
+        ecs: None,
+        cookie: None,
+        nsid: false,
+    };
+    let mut o = 0;
+    while o < rdata.len() {
+        let Some(oh) = rdata.get(o..o + 4) else {
+            return bad("an EDNS option's header runs past the OPT record");
+        };
+        let code = u16::from_be_bytes([oh[0], oh[1]]);
+        let len = usize::from(u16::from_be_bytes([oh[2], oh[3]]));
+        let Some(data) = rdata.get(o + 4..o + 4 + len) else {
+            return bad("an EDNS option runs past the OPT record");
+        };
+        match code {
+            ECS if edns.ecs.is_some() => return bad("two ECS options"),
+            ECS => edns.ecs = Some(client_subnet(data).map_err(|why| (true, why))?),
+            // RFC 7873 §5.2: a client cookie of 8, with a server cookie of
+            // 8 to 32
+            COOKIE if !(len == 8 || (16..=40).contains(&len)) => {
+                return bad("a COOKIE option of a length no cookie has")
+            }
+            COOKIE => edns.cookie = Some(data),
+            NSID => edns.nsid = true,
+            _ => {} // padding and options unknown here are ignored
+        }
+        o += 4 + len;
+    }
+    Ok(Some(edns))
 }
 
 impl FormErr<'_> {

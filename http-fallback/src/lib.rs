@@ -34,7 +34,7 @@ use axum::response::{IntoResponse, Response};
 use meridian_config::node::HttpConfig;
 use meridian_config::zone::{HttpMode, ProxyHost};
 use meridian_consensus::http::{Limits, Peer};
-use meridian_dns::fallback::{choose_in, Choice};
+use meridian_dns::fallback::{choose, Choice};
 use meridian_dns::handler::GeoHandle;
 use meridian_dns::SnapshotHandle;
 use proxy::{Proxy, Target, Upstream};
@@ -385,7 +385,7 @@ fn pick(f: &Fallback, host: &str, client: (IpAddr, &str), path: &str, exclude: &
     STEERING.with(|cell| {
         let (rng, scratch) = &mut *cell.borrow_mut();
         let geo = geo.as_deref();
-        match choose_in(&snap, geo, host, client, rng, exclude, scratch) {
+        match choose(&snap, geo, host, client, rng, exclude, scratch) {
             Choice::Endpoint {
                 endpoint,
                 index,
