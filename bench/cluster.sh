@@ -29,9 +29,7 @@ install_debs bind9-dnsutils dnsperf
 cargo build --release --quiet -p meridian -p meridian-cluster-load
 bin=target/release/meridian
 load=target/release/meridian-cluster-load
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+clean_on_exit
 
 meridian_files 0 "[health, weighted, {first: 1}]"
 # the nodes prove themselves with a cluster secret; the load generator and

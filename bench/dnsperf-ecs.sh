@@ -20,9 +20,7 @@ work=$(mktemp -d)
 
 install_debs dnsperf gdnsd bind9-dnsutils
 cargo build --release --quiet
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+clean_on_exit
 
 write_queries "$work/queries.txt"
 target/release/meridian demo-geoip "$work/geo" >/dev/null

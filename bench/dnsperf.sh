@@ -23,9 +23,7 @@ if [ "$(nproc)" -lt 2 ]; then
   exit 1
 fi
 cargo build --release --quiet
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+clean_on_exit
 
 write_queries "$work/queries.txt"
 

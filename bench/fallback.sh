@@ -17,9 +17,7 @@ work=$(mktemp -d)
 install_debs nginx libnginx-mod-http-geoip2 wrk
 cargo build --release --quiet -p meridian
 bin=target/release/meridian
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+clean_on_exit
 
 "$bin" demo-geoip "$work" >/dev/null
 mport=$(free_port); nport=$(free_port); dport=$(free_port)

@@ -13,6 +13,13 @@ install_debs() { # package...
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 }
 
+# From here on, processes whose ids the script adds to `pids` are killed,
+# and `$work` removed, when it exits however it ends.
+clean_on_exit() {
+  pids=()
+  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+}
+
 free_port() { # [host]
   python3 -c 'import socket, sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "${1:-127.0.0.1}"
 }

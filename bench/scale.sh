@@ -22,9 +22,7 @@ work=$(mktemp -d)
 install_debs dnsperf bind9-dnsutils
 cargo build --release --quiet -p meridian
 bin=target/release/meridian
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+clean_on_exit
 "$bin" demo-geoip "$work/geo" >/dev/null
 
 zone() { # n marker-address > zones.yaml

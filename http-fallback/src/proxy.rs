@@ -289,11 +289,6 @@ impl Proxy {
         })
     }
 
-    /// The bounds this proxy keeps.
-    pub fn config(&self) -> &ProxyConfig {
-        &self.config
-    }
-
     /// Forwards `req` to `first`, then to what `next` gives (the pipeline
     /// without the endpoints tried so far) while a retry is allowed.
     pub async fn forward(
