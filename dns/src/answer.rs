@@ -167,13 +167,13 @@ pub fn resolve<'s>(
 }
 
 /// The highest delegation point at or above `name`, below the apex.
-fn find_cut<'z>(zone: &'z ZoneData, name: &LowerName) -> Option<(LowerName, &'z Node)> {
+pub(crate) fn find_cut<'z>(zone: &'z ZoneData, name: &LowerName) -> Option<(LowerName, &'z Node)> {
     let mut found = None;
     let mut n = name.clone();
     while n.num_labels() > zone.origin.num_labels() {
         if let Some(node) = zone.nodes.get(&n) {
             if node.is_cut {
-                found = Some((n.clone(), node));
+                found = Some((n.clone(), &**node));
             }
         }
         n = n.base_name();

@@ -41,11 +41,12 @@ const HEADER_LEN: usize = 12;
 /// Size of an OPT record with no options.
 const OPT_LEN: usize = 11;
 
+/// Per thread: randomness for weighted steering, and the candidate list
+/// steering reuses from query to query.
+pub(crate) type Local = (SmallRng, Vec<meridian_steering::Candidate>);
+
 thread_local! {
-    /// Per thread: randomness for weighted steering, and the candidate
-    /// list steering reuses from query to query.
-    static LOCAL: RefCell<(SmallRng, Vec<meridian_steering::Candidate>)> =
-        RefCell::new((SmallRng::from_os_rng(), Vec::new()));
+    static LOCAL: RefCell<Local> = RefCell::new((SmallRng::from_os_rng(), Vec::new()));
 }
 
 /// The node's GeoIP databases, swapped whole when a file changes; empty
@@ -96,6 +97,7 @@ impl Handler {
         request: &Request,
         snapshot: &'s Snapshot,
         geo: Option<&GeoIp>,
+        local: &mut Local,
     ) -> Prepared<'s> {
         let mut edns = request.edns.as_ref().map(|req| {
             let mut e = Edns::new();
@@ -137,21 +139,18 @@ impl Handler {
             _ => (src, if src.is_ipv4() { 32 } else { 128 }),
         };
         let query = &request.queries.queries()[0];
-        let reply = LOCAL.with(|local| {
-            let (rng, scratch) = &mut *local.borrow_mut();
-            let mut steering = Steering {
-                client: Client {
-                    addr: Some(client.0),
-                    prefix: client.1,
-                    geo,
-                },
-                rng,
-                scratch: std::mem::take(scratch),
-            };
-            let reply = resolve(snapshot, query.name(), query.query_type(), &mut steering);
-            *scratch = steering.scratch;
-            reply
-        });
+        let (rng, scratch) = local;
+        let mut steering = Steering {
+            client: Client {
+                addr: Some(client.0),
+                prefix: client.1,
+                geo,
+            },
+            rng,
+            scratch: std::mem::take(scratch),
+        };
+        let reply = resolve(snapshot, query.name(), query.query_type(), &mut steering);
+        *scratch = steering.scratch;
         // ECS in the answer: the query's family, source prefix and address,
         // and the scope the decision needed (0: valid for every client)
         let mut ecs_len = 0;
@@ -213,10 +212,20 @@ impl Handler {
     /// Answers one request (UDP or TCP, as the request says): the
     /// response's wire form goes into `out` (cleared first).
     pub fn respond(&self, request: &Request, out: &mut Vec<u8>) -> Result<(), ProtoError> {
+        LOCAL.with(|local| self.respond_with(request, out, &mut local.borrow_mut()))
+    }
+
+    /// [`Handler::respond`] with this randomness and scratch space.
+    pub(crate) fn respond_with(
+        &self,
+        request: &Request,
+        out: &mut Vec<u8>,
+        local: &mut Local,
+    ) -> Result<(), ProtoError> {
         out.clear();
         let snapshot = self.snapshots.load();
         let geo = self.geo.load();
-        let p = self.prepare(request, &snapshot, geo.as_deref());
+        let p = self.prepare(request, &snapshot, geo.as_deref(), local);
         let b = builder(request, p.edns.as_ref());
         let mut enc = BinEncoder::new(out);
         match &p.reply {
@@ -226,6 +235,49 @@ impl Handler {
             None => b.build_no_records(p.meta).destructive_emit(&mut enc)?,
         };
         Ok(())
+    }
+}
+
+impl Handler {
+    /// Answers a query of the hot shape by [`crate::hot`] into `out`;
+    /// false when it is not one that path answers (`out` is then the
+    /// caller's to fill by [`Handler::respond`]).
+    pub fn answer_hot(
+        &self,
+        query: &crate::wire::Query<'_>,
+        packet: &[u8],
+        source: IpAddr,
+        udp: bool,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        LOCAL.with(|local| {
+            self.answer_hot_with(query, packet, source, udp, out, &mut local.borrow_mut())
+        })
+    }
+
+    /// [`Handler::answer_hot`] with this randomness and scratch space.
+    pub(crate) fn answer_hot_with(
+        &self,
+        query: &crate::wire::Query<'_>,
+        packet: &[u8],
+        source: IpAddr,
+        udp: bool,
+        out: &mut Vec<u8>,
+        local: &mut Local,
+    ) -> bool {
+        let snapshot = self.snapshots.current();
+        let geo = self.geo.load();
+        crate::hot::answer(
+            &snapshot,
+            geo.as_deref(),
+            query,
+            packet,
+            source,
+            udp,
+            self.max_udp_payload,
+            local,
+            out,
+        )
     }
 }
 

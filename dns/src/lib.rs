@@ -11,6 +11,8 @@
 //!   step's decision, for `meridian explain` and the API.
 //! - [`fallback`]: the endpoint a host's steered record chooses for an
 //!   HTTP client, by the same pipeline (the seam of the HTTP fallback).
+//! - [`hot`]: the answer to the common query written from pre-encoded
+//!   records, without allocating; [`wire`] reads such queries.
 //! - [`handler`]: the handler that checks requests, runs the lookup and
 //!   encodes replies with correct EDNS and truncation.
 //! - [`server`]: binding UDP (several SO_REUSEPORT sockets) and TCP
@@ -26,6 +28,7 @@ pub mod answer;
 pub mod explain;
 pub mod fallback;
 pub mod handler;
+pub mod hot;
 pub mod server;
 pub mod snapshot;
 pub mod wire;

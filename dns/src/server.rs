@@ -395,9 +395,19 @@ fn answer(
     // ECS or COOKIE option, an option past its OPT, bytes after the last
     // record get FORMERR with the question and an OPT (RFC 6891 §7, RFC
     // 7871 §6)
-    if let crate::wire::Parsed::FormErr(f) = crate::wire::parse(packet) {
-        f.reply(handler.max_udp_payload(), out);
-        return true;
+    match crate::wire::parse(packet) {
+        crate::wire::Parsed::FormErr(f) => {
+            f.reply(handler.max_udp_payload(), out);
+            return true;
+        }
+        // the common query: answered from pre-encoded records
+        crate::wire::Parsed::Hot(q) => {
+            let udp = matches!(protocol, xfer::Protocol::Udp);
+            if handler.answer_hot(&q, packet, src.ip(), udp, out) {
+                return true;
+            }
+        }
+        crate::wire::Parsed::Other | crate::wire::Parsed::Drop => {}
     }
     match Request::from_bytes(packet.to_vec(), src, protocol) {
         Ok(request) => handler.respond(&request, out).is_ok(),

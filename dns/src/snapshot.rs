@@ -26,6 +26,8 @@ use meridian_config::zone::{
 };
 use meridian_config::{DomainName, ZoneSpec};
 use meridian_steering::{Observations, Observed, Policy};
+
+use crate::hot::{HotIndex, SoaWire};
 use rustc_hash::FxHashMap;
 
 /// Why a snapshot could not be built. Validated specs build; this guards
@@ -39,11 +41,17 @@ pub enum BuildError {
     MissingPool(String),
 }
 
-/// A record with its uncompressed wire size, for cheap "does it fit" checks.
+/// A record with its uncompressed wire size, for cheap "does it fit"
+/// checks, and its wire form after the owner name for the hot path.
 #[derive(Debug)]
 pub struct SizedRecord {
     pub record: Record,
     pub wire_len: usize,
+    /// TYPE, CLASS, TTL, RDLENGTH and RDATA as sent, for records whose
+    /// RDATA holds no name (A, AAAA, TXT, CAA, HINFO): what
+    /// [`crate::hot`] writes after a pointer to the question's name.
+    /// `None` for the others, which the hickory path encodes.
+    pub tail: Option<Box<[u8]>>,
 }
 
 impl SizedRecord {
@@ -53,7 +61,23 @@ impl SizedRecord {
         let mut enc = BinEncoder::new(&mut buf);
         // a record that fails to encode is caught when answering; size it 0
         let wire_len = record.emit(&mut enc).map_or(0, |_| buf.len());
-        SizedRecord { record, wire_len }
+        let name_free = matches!(
+            record.record_type(),
+            RecordType::A
+                | RecordType::AAAA
+                | RecordType::TXT
+                | RecordType::CAA
+                | RecordType::HINFO
+        );
+        // the owner is written uncompressed first: its length is the name's
+        let owner_len = record.name.iter().map(|l| 1 + l.len()).sum::<usize>() + 1;
+        let tail =
+            (name_free && wire_len > owner_len).then(|| Box::from(&buf[owner_len..wire_len]));
+        SizedRecord {
+            record,
+            wire_len,
+            tail,
+        }
     }
 }
 
@@ -86,6 +110,9 @@ pub struct Steered {
     /// `on_all_down: http_fallback`: answer `fallback` when the pipeline
     /// leaves nothing.
     pub fallback_when_down: bool,
+    /// Every answer, sorry and fallback record has a wire tail: the hot
+    /// path can write whatever the pipeline picks.
+    pub wire_ready: bool,
     /// How the HTTP fallback answers this name: redirect or proxy.
     pub http: meridian_config::zone::HttpMode,
     /// The `Host` a proxied request carries.
@@ -125,10 +152,13 @@ pub struct ZoneData {
     /// The SOA for negative answers: TTL = min(SOA TTL, minimum) (RFC 2308).
     pub negative_soa: SizedRecord,
     /// Nodes by name. FxHash: names come from validated configuration, not
-    /// from clients, so a fast non-keyed hash is safe here.
-    pub nodes: FxHashMap<LowerName, Node>,
+    /// from clients, so a fast non-keyed hash is safe here. Shared with the
+    /// snapshot's [`HotIndex`].
+    pub nodes: FxHashMap<LowerName, Arc<Node>>,
     pub has_cuts: bool,
     pub default_ttl: u32,
+    /// `negative_soa` as the hot path writes it.
+    pub negative_wire: SoaWire,
 }
 
 /// The state every query is answered from.
@@ -144,6 +174,8 @@ pub struct Snapshot {
     /// the node's name there: the HTTP fallback's lookup of a `Host`,
     /// without parsing it into a DNS name.
     pub steered_hosts: FxHashMap<Box<str>, (usize, LowerName)>,
+    /// Every name by its lower-case wire form, for [`crate::hot`].
+    pub hot: HotIndex,
 }
 
 impl Snapshot {
@@ -154,6 +186,7 @@ impl Snapshot {
             serial: 0,
             zones: Vec::new(),
             steered_hosts: FxHashMap::default(),
+            hot: HotIndex::default(),
         }
     }
 
@@ -195,8 +228,10 @@ impl Snapshot {
             serial,
             zones,
             steered_hosts: FxHashMap::default(),
+            hot: HotIndex::default(),
         };
         snapshot.steered_hosts = snapshot.index_steered_hosts();
+        snapshot.hot = HotIndex::build(&snapshot);
         Ok(snapshot)
     }
 
@@ -315,6 +350,7 @@ fn build_zone(
         z.soa.minimum,
     );
     let soa = Record::from_rdata(origin.clone(), z.soa.ttl, RData::SOA(soa_rdata.clone()));
+    let negative_wire = SoaWire::new(&origin, z.soa.ttl.min(z.soa.minimum), &soa_rdata);
     let negative_soa = Record::from_rdata(
         origin.clone(),
         z.soa.ttl.min(z.soa.minimum),
@@ -439,9 +475,10 @@ fn build_zone(
         origin: origin_lower,
         soa: SizedRecord::new(soa),
         negative_soa: SizedRecord::new(negative_soa),
-        nodes,
+        nodes: nodes.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
         has_cuts,
         default_ttl: z.default_ttl,
+        negative_wire,
     })
 }
 
@@ -459,7 +496,7 @@ fn build_steered(
         .get(s.pool.as_str())
         .cloned()
         .ok_or_else(|| BuildError::MissingPool(s.pool.clone()))?;
-    let answers = endpoints
+    let answers: Vec<SizedRecord> = endpoints
         .iter()
         .map(|e| {
             Ok(SizedRecord::new(Record::from_rdata(
@@ -470,7 +507,7 @@ fn build_steered(
         })
         .collect::<Result<_, BuildError>>()?;
     let policy = Policy::compile(&s.steps, &s.on_all_down, &endpoints, observed, regions);
-    let sorry = policy
+    let sorry: Vec<SizedRecord> = policy
         .sorry()
         .iter()
         .map(|a| {
@@ -484,7 +521,7 @@ fn build_steered(
     // the fallback's addresses of this record's family, with a TTL short
     // enough that clients come back to DNS soon after endpoints do
     let want_v4 = s.rtype == meridian_config::zone::SteeredType::A;
-    let fallback = fallback
+    let fallback: Vec<SizedRecord> = fallback
         .iter()
         .filter(|ip| {
             ip.is_ipv4() == want_v4 && s.rtype != meridian_config::zone::SteeredType::Cname
@@ -497,7 +534,11 @@ fn build_steered(
             )))
         })
         .collect::<Result<_, BuildError>>()?;
+    let wire_ready = [&answers, &sorry, &fallback]
+        .iter()
+        .all(|set: &&Vec<SizedRecord>| set.iter().all(|r| r.tail.is_some()));
     Ok(Steered {
+        wire_ready,
         rtype: record_type(s.rtype.as_record_type()),
         policy,
         endpoints,
@@ -539,5 +580,11 @@ impl SnapshotHandle {
     /// The current snapshot.
     pub fn load(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// The current snapshot, for a moment: cheaper than [`Self::load`]
+    /// (no reference count touched), for the query path.
+    pub fn current(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
     }
 }
