@@ -127,7 +127,7 @@ const UDP_MAX_QUERY: usize = 65_535;
 
 /// Datagrams received or sent per system call.
 #[cfg(target_os = "linux")]
-const BATCH: usize = 32;
+const BATCH: usize = 16;
 /// Largest query read in batches; a longer datagram is dropped as
 /// truncated (DNS queries are far smaller).
 #[cfg(target_os = "linux")]
@@ -163,8 +163,10 @@ fn udp_loop(socket: UdpSocket, handler: Handler, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
         got.clear();
         {
-            let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
-                bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] = {
+                let mut each = bufs.iter_mut();
+                std::array::from_fn(|_| [IoSliceMut::new(each.next().expect("BATCH buffers"))])
+            };
             // blocks (up to the socket's read timeout) for the first
             // datagram, then takes whatever else is queued
             match recvmmsg(fd, &mut rx, iovs.iter_mut(), MsgFlags::MSG_WAITFORONE, None) {
@@ -198,17 +200,18 @@ fn udp_loop(socket: UdpSocket, handler: Handler, stop: Arc<AtomicBool>) {
         }
         let mut sent = 0;
         while sent < ready {
-            let slices: Vec<[IoSlice<'_>; 1]> = outs[sent..ready]
-                .iter()
-                .map(|o| [IoSlice::new(o)])
-                .collect();
+            let mut slices: [[IoSlice<'_>; 1]; BATCH] =
+                std::array::from_fn(|_| [IoSlice::new(&[])]);
+            for (slot, o) in slices.iter_mut().zip(&outs[sent..ready]) {
+                *slot = [IoSlice::new(o)];
+            }
             match sendmmsg(
                 fd,
                 &mut tx,
-                slices.iter(),
+                slices[..ready - sent].iter(),
                 &dests[sent..ready],
                 no_cmsgs,
-                MsgFlags::empty(),
+                MsgFlags::MSG_DONTWAIT,
             ) {
                 Ok(results) => {
                     let n = results.count();
