@@ -8,7 +8,8 @@
 # thread/socket; dnsperf is pinned to CPU 1 and sends the seeded mix (90%
 # steered A, 5% NXDOMAIN, 5% NODATA) in three segments, one per ECS
 # subnet: Europe (192.0.2.0/24), America (198.51.100.0/24), Asia
-# (203.0.113.0/24). Reported: queries per second of server CPU.
+# (203.0.113.0/24). Reported: queries per second of server CPU, and
+# latency (average, p99) at a fixed 1 000 q/s of Europe's subnet.
 #
 # Usage: bench/dnsperf-ecs.sh [SECONDS]   (default 10 per segment)
 set -euo pipefail
@@ -95,6 +96,8 @@ done
 # one server at a time; the idle one uses no CPU
 measure meridian "$mport" "$mpid" "${ecs[@]}"
 measure gdnsd "$gport" "$gpid" "${ecs[@]}"
+latency meridian "$mport" "${ecs[0]}"
+latency gdnsd "$gport" "${ecs[0]}"
 
 echo
 machine_line
@@ -102,3 +105,5 @@ echo "versions: meridian $(target/release/meridian --version | cut -d' ' -f2), $
 echo "run: 3 x ${secs}s per server (ECS Europe, America, Asia), server on CPU 0, dnsperf on CPU 1 (-q 500)"
 echo
 report gdnsd
+echo
+latency_report

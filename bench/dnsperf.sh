@@ -70,6 +70,8 @@ wait_ready "$kport" s0.bench.example.com || { cat "$work/knot.err" >&2; exit 1; 
 # one server at a time; the idle one uses no CPU
 measure meridian "$mport" "$mpid"
 measure knot "$kport" "$kpid"
+latency meridian "$mport"
+latency knot "$kport"
 
 echo
 machine_line
@@ -77,3 +79,5 @@ echo "versions: meridian $(target/release/meridian --version | cut -d' ' -f2), $
 echo "run: ${secs}s per server, server on CPU 0, dnsperf on CPU 1 (-q 500), mix 90% steered A / 5% NXDOMAIN / 5% NODATA"
 echo
 report knot
+echo
+latency_report

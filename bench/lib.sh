@@ -90,6 +90,34 @@ with open(results, "a") as f:
 PY
 }
 
+# Latency at a fixed, light load: `secs` seconds at 1 000 queries per
+# second (dnsperf -Q 1000, every answer's time printed with -v), dnsperf
+# on CPU 1. Appends a row to $work/latency.tsv.
+latency() { # name port [dnsperf-extra-args]
+  local name=$1 port=$2 extra=${3:-}
+  # shellcheck disable=SC2086
+  taskset -c 1 dnsperf -s 127.0.0.1 -p "$port" -d "$work/queries.txt" -l "$secs" -Q 1000 -v $extra > "$work/$name.lat" 2>&1 || true
+  python3 - "$name" "$work/$name.lat" "$work/latency.tsv" <<'PY'
+import re, sys
+name, out, results = sys.argv[1:]
+times = sorted(float(t) for t in re.findall(r"^> \S+ \S+ \S+ ([0-9.]+)$", open(out).read(), re.M))
+n = len(times)
+avg = sum(times) / n if n else float("nan")
+p99 = times[min(n - 1, int(n * 0.99))] if n else float("nan")
+with open(results, "a") as f:
+    f.write(f"{name}\t{n}\t{avg*1e6:.0f}\t{p99*1e6:.0f}\n")
+PY
+}
+
+latency_report() {
+  python3 - "$work/latency.tsv" <<'PY'
+import sys
+print(f"{'server':<10}{'answers':>10}{'avg µs':>10}{'p99 µs':>10}   (at 1 000 q/s)")
+for r in (l.rstrip("\n").split("\t") for l in open(sys.argv[1])):
+    print(f"{r[0]:<10}{r[1]:>10}{r[2]:>10}{r[3]:>10}")
+PY
+}
+
 report() { # baseline-name
   python3 - "$work/results.tsv" "$1" <<'PY'
 import sys

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use meridian_config::node::GeoIpConfig;
 use meridian_dns::handler::GeoHandle;
+use meridian_dns::SnapshotHandle;
 use meridian_steering::geo::build::{asn_database, city_database, demo_asns, demo_places};
 use meridian_steering::geo::DbBytes;
 use meridian_steering::GeoIp;
@@ -115,7 +116,7 @@ fn read(path: &Path) -> Result<DbBytes, String> {
 
 /// Loads the databases again and publishes them; on failure logs and keeps
 /// the current ones.
-pub fn reload(source: &GeoSource, handle: &GeoHandle) {
+pub fn reload(source: &GeoSource, handle: &GeoHandle, snapshots: &SnapshotHandle) {
     if matches!(source, GeoSource::None) {
         return;
     }
@@ -125,17 +126,19 @@ pub fn reload(source: &GeoSource, handle: &GeoHandle) {
                 info!(database = %g.describe(), "GeoIP databases loaded");
             }
             handle.store(geo.map(std::sync::Arc::new));
+            // the classified policies' client trees, from the new databases
+            snapshots.geo_changed();
         }
         Err(e) => error!("GeoIP reload rejected, keeping the previous databases: {e}"),
     }
 }
 
 /// Reloads whenever a database file changes.
-pub async fn watch(source: GeoSource, handle: GeoHandle) {
+pub async fn watch(source: GeoSource, handle: GeoHandle, snapshots: SnapshotHandle) {
     if !matches!(source, GeoSource::Files { .. }) {
         return;
     }
-    watch_changes(|| source.stamp(), || reload(&source, &handle)).await;
+    watch_changes(|| source.stamp(), || reload(&source, &handle, &snapshots)).await;
 }
 
 /// What identifies a file's contents as far as a watcher can tell: its

@@ -228,7 +228,7 @@ pub fn run(
         http: http_addrs,
     });
 
-    let handler = Handler::new(handle, geo.clone(), node.dns.max_udp_payload);
+    let handler = Handler::new(handle.clone(), geo.clone(), node.dns.max_udp_payload);
     let timeout = Duration::from_secs(node.dns.tcp_idle_timeout_secs);
     let agent = match &node.probe.region {
         Some(region) => match Prober::new(Some(region), node.probe.policy.clone()) {
@@ -245,7 +245,11 @@ pub fn run(
         None => None,
     };
     let result = runtime.block_on(async move {
-        let watcher = tokio::spawn(geoip::watch(geo_source.clone(), geo.clone()));
+        let watcher = tokio::spawn(geoip::watch(
+            geo_source.clone(),
+            geo.clone(),
+            handle.clone(),
+        ));
         let cert_watcher = certs.clone().map(|c| tokio::spawn(watch_certs(c)));
         let reloader = tokio::spawn(reload_on_hangup(
             hangups,
@@ -253,6 +257,7 @@ pub fn run(
             cluster.clone(),
             geo_source.clone(),
             geo,
+            handle,
             certs,
         ));
         let r = meridian_dns::serve(listeners, handler, timeout, shutdown_signal()).await;
@@ -342,7 +347,7 @@ async fn start(
     ),
     Failure,
 > {
-    let handle = SnapshotHandle::new(Snapshot::empty());
+    let handle = SnapshotHandle::with_geo(Snapshot::empty(), geo.clone());
     let publisher = handle.clone();
     // where records that hand over to the HTTP fallback send clients
     let fallback: Vec<std::net::IpAddr> = node
@@ -569,10 +574,11 @@ async fn reload_on_hangup(
     cluster: ClusterNode,
     geo_source: GeoSource,
     geo: GeoHandle,
+    snapshots: SnapshotHandle,
     certs: Option<Arc<Certs>>,
 ) {
     while hangups.recv().await.is_some() {
-        geoip::reload(&geo_source, &geo);
+        geoip::reload(&geo_source, &geo, &snapshots);
         if let Some(c) = &certs {
             reload_certs(c, "SIGHUP");
         }

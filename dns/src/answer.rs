@@ -206,8 +206,17 @@ pub fn decide_without(
     exclude: &[meridian_steering::Candidate],
 ) -> meridian_steering::Decision {
     let client = st.client;
+    // a classified policy reads the client's class from its tree; the
+    // others look the client up
+    let tree = steered.policy.tree();
+    let class = match (tree.as_deref(), client.addr) {
+        (Some(t), Some(addr)) if client.geo.is_some() => Some(t.classify(addr)),
+        _ => None,
+    };
     let location = match (client.geo, client.addr) {
-        (Some(geo), Some(addr)) if steered.policy.needs_location() => Some(geo.lookup(addr)),
+        (Some(geo), Some(addr)) if class.is_none() && steered.policy.needs_location() => {
+            Some(geo.lookup(addr))
+        }
         _ => None,
     };
     let mut ctx = Context {
@@ -215,6 +224,7 @@ pub fn decide_without(
         client_prefix: client.prefix,
         location: location.as_ref(),
         rng: &mut *st.rng,
+        class,
     };
     steered
         .policy

@@ -67,11 +67,16 @@ pub fn explain(
         .and_then(|n| n.steered(rtype))
         .map(|st| {
             let mut rng = StdRng::seed_from_u64(seed);
+            // the class gives the scope DNS answers with; the location, the
+            // notes
+            let tree = st.policy.tree();
+            let class = tree.as_deref().zip(client).map(|(t, (addr, _))| t.classify(addr));
             let mut ctx = Context {
                 client: client.map(|c| c.0),
                 client_prefix: client.map_or(0, |c| c.1),
                 location: location.as_ref().filter(|_| st.policy.needs_location()),
                 rng: &mut rng,
+                class,
             };
             let mut trace = Trace::default();
             let mut out = Vec::new();

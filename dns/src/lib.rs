@@ -7,6 +7,8 @@
 //!   today the zone file loader, later the Raft state machine — writes to).
 //! - [`answer`]: the lookup — snapshot and question in, a reply plan out.
 //!   No sockets, no wire format.
+//! - [`trees`]: the client trees of classified policies, built when a
+//!   snapshot or the GeoIP databases change.
 //! - [`explain`]: the answer for a name and client, with each steering
 //!   step's decision, for `meridian explain` and the API.
 //! - [`fallback`]: the endpoint a host's steered record chooses for an
@@ -31,6 +33,7 @@ pub mod handler;
 pub mod hot;
 pub mod server;
 pub mod snapshot;
+pub mod trees;
 pub mod wire;
 
 pub use handler::Handler;

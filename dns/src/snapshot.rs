@@ -27,7 +27,9 @@ use meridian_config::zone::{
 use meridian_config::{DomainName, ZoneSpec};
 use meridian_steering::{Observations, Observed, Policy};
 
+use crate::handler::GeoHandle;
 use crate::hot::{HotIndex, SoaWire};
+use crate::trees::Trees;
 use rustc_hash::FxHashMap;
 
 /// Why a snapshot could not be built. Validated specs build; this guards
@@ -562,19 +564,53 @@ fn clamp_i32(v: u32) -> i32 {
 #[derive(Clone)]
 pub struct SnapshotHandle {
     current: Arc<ArcSwap<Snapshot>>,
+    /// Client trees for classified policies, when the handle knows the
+    /// GeoIP databases ([`SnapshotHandle::with_geo`]).
+    trees: Option<Arc<Trees>>,
 }
 
 impl SnapshotHandle {
+    /// A handle without client trees: classified policies look each client
+    /// up in GeoIP.
     pub fn new(initial: Snapshot) -> SnapshotHandle {
         SnapshotHandle {
             current: Arc::new(ArcSwap::from_pointee(initial)),
+            trees: None,
         }
     }
 
-    /// Replaces the current snapshot; queries already running finish on the
-    /// one they loaded.
+    /// A handle that gives every published snapshot's classified policies
+    /// their client trees, built from `geo`'s databases (see
+    /// [`crate::trees`]); call [`SnapshotHandle::geo_changed`] after
+    /// replacing them.
+    pub fn with_geo(initial: Snapshot, geo: GeoHandle) -> SnapshotHandle {
+        let handle = SnapshotHandle {
+            current: Arc::new(ArcSwap::from_pointee(Snapshot::empty())),
+            trees: Some(Arc::new(Trees::new(geo))),
+        };
+        handle.publish(initial);
+        handle
+    }
+
+    /// Replaces the current snapshot, its client trees built first;
+    /// queries already running finish on the one they loaded.
     pub fn publish(&self, snapshot: Snapshot) {
-        self.current.store(Arc::new(snapshot));
+        match &self.trees {
+            Some(t) => {
+                let snapshot = Arc::new(snapshot);
+                t.attach_then(&snapshot, || self.current.store(Arc::clone(&snapshot)));
+            }
+            None => self.current.store(Arc::new(snapshot)),
+        }
+    }
+
+    /// Rebuilds the current snapshot's client trees from the GeoIP
+    /// databases now in the handle given to [`SnapshotHandle::with_geo`].
+    pub fn geo_changed(&self) {
+        if let Some(t) = &self.trees {
+            let current = self.current.load_full();
+            t.attach_then(&current, || ());
+        }
     }
 
     /// The current snapshot.

@@ -131,6 +131,7 @@ fn bench_decide(c: &mut Criterion) {
                     client_prefix: 24,
                     location: Some(&location),
                     rng: &mut rng,
+                    class: None,
                 };
                 policy.decide(&pool, &mut ctx, &mut out, None)
             })

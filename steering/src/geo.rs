@@ -172,16 +172,7 @@ impl GeoIp {
                 Ok(net) if net.is_ipv4() == ip.is_ipv4() => net.prefix(),
                 _ => 0,
             };
-            if let Ok(Some(rec)) = r.decode::<CityRecord<'_>>() {
-                loc.country = rec.country.and_then(|c| c.iso_code).and_then(Code::new);
-                loc.continent = rec.continent.and_then(|c| c.code).and_then(Code::new);
-                loc.subdivision = rec
-                    .subdivisions
-                    .0
-                    .and_then(|s| s.iso_code)
-                    .and_then(Code::new);
-                loc.coords = rec.location.and_then(|l| Some((l.latitude?, l.longitude?)));
-            }
+            city_facts(&r, &mut loc);
         }
         if let Some(asn) = &self.asn {
             if let Ok(r) = asn.lookup(ip) {
@@ -191,6 +182,55 @@ impl GeoIp {
             }
         }
         loc
+    }
+
+    /// Every network of the City database with what it says, in address
+    /// order, for classifying clients ahead of time
+    /// ([`crate::classify`]). The ASN database is not read.
+    pub(crate) fn networks(&self) -> Networks {
+        let mut out = Networks {
+            locations: vec![Location::default()],
+            v4: Vec::new(),
+            v6: Vec::new(),
+        };
+        let mut ids: std::collections::HashMap<usize, u32> = std::collections::HashMap::new();
+        let options = maxminddb::WithinOptions::default()
+            .include_networks_without_data()
+            .include_aliased_networks();
+        let Ok(all) = self.city.networks(options) else {
+            return out;
+        };
+        for r in all.flatten() {
+            let Ok(net) = r.network() else {
+                continue;
+            };
+            let id = match r.offset() {
+                None => 0,
+                Some(offset) => *ids.entry(offset).or_insert_with(|| {
+                    let mut loc = Location::default();
+                    city_facts(&r, &mut loc);
+                    out.locations.push(loc);
+                    (out.locations.len() - 1) as u32
+                }),
+            };
+            match net.ip() {
+                IpAddr::V4(a) => out.v4.push((u32::from(a), net.prefix(), id)),
+                IpAddr::V6(a) => {
+                    let start = u128::from(a);
+                    out.v6.push((start, net.prefix(), id));
+                    // the IPv4 subtree of an IPv6 database: what IPv4
+                    // lookups read
+                    if start >> 32 == 0 {
+                        let (first, prefix) = match net.prefix().checked_sub(96) {
+                            Some(p) => (start as u32, p),
+                            None => (0, 0), // covers the whole subtree
+                        };
+                        out.v4.push((first, prefix, id));
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// The City database's type and build time, for logs.
@@ -219,6 +259,29 @@ fn open(
         });
     }
     Ok(reader)
+}
+
+/// The City database's networks: `(first address, prefix length, index
+/// into locations)`, index 0 being "not in the database".
+pub(crate) struct Networks {
+    pub locations: Vec<Location>,
+    pub v4: Vec<(u32, u8, u32)>,
+    pub v6: Vec<(u128, u8, u32)>,
+}
+
+/// What a City record says, into `loc`; a record that fails to decode
+/// says nothing.
+fn city_facts<S: AsRef<[u8]>>(r: &maxminddb::LookupResult<'_, S>, loc: &mut Location) {
+    if let Ok(Some(rec)) = r.decode::<CityRecord<'_>>() {
+        loc.country = rec.country.and_then(|c| c.iso_code).and_then(Code::new);
+        loc.continent = rec.continent.and_then(|c| c.code).and_then(Code::new);
+        loc.subdivision = rec
+            .subdivisions
+            .0
+            .and_then(|s| s.iso_code)
+            .and_then(Code::new);
+        loc.coords = rec.location.and_then(|l| Some((l.latitude?, l.longitude?)));
+    }
 }
 
 #[derive(Deserialize)]

@@ -27,12 +27,16 @@
 
 #![forbid(unsafe_code)]
 
+pub mod classify;
 pub mod geo;
 mod steps;
 mod table;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
+pub use classify::{ClientClass, Tree};
 pub use geo::{Code, GeoIp, Location};
 use meridian_config::zone::{
     AdminState, CostMargin, Endpoint, EndpointAddress, OnAllDown, ProbeRegion, Step,
@@ -65,6 +69,19 @@ enum Stage {
 }
 
 impl Stage {
+    /// Whether the step reads anything of the client.
+    fn client_dependent(&self) -> bool {
+        matches!(
+            self,
+            Stage::Fence(_)
+                | Stage::Geo(_)
+                | Stage::Nearest
+                | Stage::Latency
+                | Stage::Cost(_)
+                | Stage::Sticky
+        )
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Stage::Health => "health",
@@ -113,6 +130,11 @@ pub struct Context<'a> {
     pub location: Option<&'a Location>,
     /// Randomness for weighted draws.
     pub rng: &'a mut dyn RngCore,
+    /// The client's class in the policy's [`Tree`] and the widest prefix
+    /// sharing it, when the policy has a tree: steps then read their
+    /// decision from it instead of `location`, and the decision's scope is
+    /// that prefix.
+    pub class: Option<(&'a ClientClass, u8)>,
 }
 
 /// One step's effect, for `explain`.
@@ -174,12 +196,29 @@ impl Effects<'_> {
 }
 
 /// A steered record's pipeline, compiled against its pool.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Policy {
     stages: Vec<Stage>,
     on_all_down: OnAllDown,
     table: Table,
     needs_location: bool,
+    /// What decides the client's class, hashed: policies with the same
+    /// one can share a [`Tree`]. `None` when the policy is not classified.
+    classifier: Option<[u64; 2]>,
+    tree: ArcSwapOption<Tree>,
+}
+
+impl Clone for Policy {
+    fn clone(&self) -> Policy {
+        Policy {
+            stages: self.stages.clone(),
+            on_all_down: self.on_all_down.clone(),
+            table: self.table.clone(),
+            needs_location: self.needs_location,
+            classifier: self.classifier,
+            tree: ArcSwapOption::new(self.tree.load_full()),
+        }
+    }
 }
 
 impl Policy {
@@ -221,12 +260,108 @@ impl Policy {
             Stage::Geo(_) | Stage::Nearest | Stage::Latency | Stage::Cost(_) => true,
             _ => false,
         });
-        Policy {
+        let mut policy = Policy {
             stages,
             on_all_down: on_all_down.clone(),
             table,
             needs_location,
+            classifier: None,
+            tree: ArcSwapOption::empty(),
+        };
+        policy.classifier = policy.classifier_hash();
+        policy
+    }
+
+    /// Whether the client-dependent steps decide from the GeoIP record
+    /// alone (none reads the address itself), and there is one.
+    fn classifiable(&self) -> bool {
+        let mut any = false;
+        for stage in &self.stages {
+            match stage {
+                Stage::Sticky => return false,
+                Stage::Fence(f) if !f.classifiable() => return false,
+                Stage::Fence(_)
+                | Stage::Geo(_)
+                | Stage::Nearest
+                | Stage::Latency
+                | Stage::Cost(_) => any = true,
+                _ => {}
+            }
         }
+        any
+    }
+
+    /// A hash of everything a client class depends on: the
+    /// client-dependent stages and the pool's regions, coordinates, biases
+    /// and probe regions (not health or RTTs, which change every few
+    /// seconds and apply per query).
+    fn classifier_hash(&self) -> Option<[u64; 2]> {
+        use std::hash::{Hash, Hasher};
+        if !self.classifiable() {
+            return None;
+        }
+        let client_stages: Vec<&Stage> = self
+            .stages
+            .iter()
+            .filter(|s| s.client_dependent())
+            .collect();
+        let t = &self.table;
+        let text = format!(
+            "{client_stages:?} {:?} {:?} {:?} {:?} {:?}",
+            t.region_names, t.region, t.unit, t.bias, t.probes
+        );
+        let hash = |salt: u64| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            salt.hash(&mut h);
+            text.hash(&mut h);
+            h.finish()
+        };
+        Some([hash(1), hash(2)])
+    }
+
+    /// What a client's class depends on, when the policy is classified:
+    /// policies with equal classifiers can share a [`Tree`].
+    pub fn classifier(&self) -> Option<[u64; 2]> {
+        self.classifier
+    }
+
+    /// The client tree steps read, when one is attached.
+    pub fn tree(&self) -> arc_swap::Guard<Option<Arc<Tree>>> {
+        self.tree.load()
+    }
+
+    /// Attaches (or, with `None`, detaches) the client tree, built for
+    /// this policy's [`Policy::classifier`].
+    pub fn set_tree(&self, tree: Option<Arc<Tree>>) {
+        self.tree.store(tree);
+    }
+
+    /// What the client-dependent steps decide for a client at `loc`.
+    pub(crate) fn client_class(&self, loc: &Location) -> ClientClass {
+        // no client-dependent step draws
+        let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(0);
+        let ctx = Context {
+            client: None,
+            client_prefix: 0,
+            location: Some(loc),
+            rng: &mut rng,
+            class: None,
+        };
+        let keys = self
+            .stages
+            .iter()
+            .filter(|s| s.client_dependent())
+            .map(|s| match s {
+                Stage::Geo(g) => classify::StageKey::Regions(g.regions(loc)),
+                Stage::Nearest => match loc.coords {
+                    Some(_) => classify::StageKey::Ranks(steps::nearest_ranks(&self.table, loc)),
+                    None => classify::StageKey::Unplaced,
+                },
+                Stage::Fence(f) => classify::StageKey::Fence(f.verdicts(&ctx)),
+                _ => classify::StageKey::Probe(self.table.nearest_probe(&ctx).map(|p| p as u16)),
+            })
+            .collect();
+        ClientClass { keys }
     }
 
     /// Whether any step looks at the client's location, so the caller
@@ -270,7 +405,13 @@ impl Policy {
         let mut scope = 0u8;
         // the probe region nearest the client, found once if needed
         let mut nearest_probe = None;
+        // the class's decision for each client-dependent stage, in order
+        let mut keys = ctx.class.map(|(c, _)| c.keys.iter());
         for stage in &self.stages {
+            let key = match (&mut keys, stage.client_dependent()) {
+                (Some(k), true) => k.next(),
+                _ => None,
+            };
             let mut notes = Vec::new();
             let mut fx = Effects {
                 notes: trace.as_ref().map(|_| &mut notes),
@@ -288,15 +429,15 @@ impl Policy {
                     steps::sticky(pool, &self.table, out, ctx, &mut fx);
                 }
                 Stage::First(n) => out.truncate(*n),
-                Stage::Fence(f) => f.apply(pool, out, ctx, &mut fx),
-                Stage::Geo(g) => g.apply(&self.table, out, ctx, &mut fx),
-                Stage::Nearest => steps::nearest(pool, &self.table, out, ctx, &mut fx),
+                Stage::Fence(f) => f.apply(pool, out, ctx, key, &mut fx),
+                Stage::Geo(g) => g.apply(&self.table, out, ctx, key, &mut fx),
+                Stage::Nearest => steps::nearest(pool, &self.table, out, ctx, key, &mut fx),
                 Stage::Latency => {
-                    let probe = *nearest_probe.get_or_insert_with(|| self.table.nearest_probe(ctx));
+                    let probe = *nearest_probe.get_or_insert_with(|| self.probe(ctx, key));
                     steps::latency(&self.table, out, probe, ctx, &mut fx);
                 }
                 Stage::Cost(m) => {
-                    let probe = *nearest_probe.get_or_insert_with(|| self.table.nearest_probe(ctx));
+                    let probe = *nearest_probe.get_or_insert_with(|| self.probe(ctx, key));
                     steps::cost(pool, &self.table, out, probe, *m, ctx, &mut fx);
                 }
             }
@@ -309,6 +450,8 @@ impl Policy {
                 });
             }
         }
+        // with a class, the answer is the same across its widest prefix
+        let scope = ctx.class.map_or(scope, |(_, widest)| widest);
         let scope = scope.min(ctx.client_prefix);
         if !out.is_empty() {
             return Decision {
@@ -349,6 +492,15 @@ impl Policy {
             });
         }
         Decision { outcome, scope }
+    }
+
+    /// The probe region nearest the client: from its location when known,
+    /// else from its class.
+    fn probe(&self, ctx: &Context<'_>, key: Option<&classify::StageKey>) -> Option<usize> {
+        match (ctx.location, key) {
+            (None, Some(classify::StageKey::Probe(p))) => p.map(usize::from),
+            _ => self.table.nearest_probe(ctx),
+        }
     }
 
     /// The sorry set, when `on_all_down` has one.

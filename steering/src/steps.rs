@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use meridian_config::zone::{AdminState, ClientMatch, CostMargin, Endpoint, FenceRule, GeoMap};
 use rand::RngCore;
 
-use crate::geo::Code;
+use crate::classify::{self, StageKey};
+use crate::geo::{Code, Location};
 use crate::table::{arc_km, mix, unit_vector, Table};
 use crate::{Candidate, Context, Effects};
 
@@ -171,10 +172,18 @@ pub(crate) fn nearest(
     table: &Table,
     list: &mut Vec<Candidate>,
     ctx: &Context<'_>,
+    key: Option<&StageKey>,
     fx: &mut Effects<'_>,
 ) {
     let Some(loc) = ctx.location else {
-        fx.note(|| "no GeoIP database: order kept".to_string());
+        match key {
+            Some(StageKey::Ranks(ranks)) => {
+                classify::sort_by_rank(list, ranks);
+                fx.note(|| "by distance, as the client's class ranks them".to_string());
+            }
+            Some(_) => fx.note(|| "client location unknown: order kept".to_string()),
+            None => fx.note(|| "no GeoIP database: order kept".to_string()),
+        }
         return;
     };
     fx.depends(loc.network_prefix);
@@ -183,10 +192,7 @@ pub(crate) fn nearest(
         return;
     };
     let client = unit_vector(lat, lon);
-    let keyed = order_by(list, |c| {
-        let i = usize::from(c);
-        table.unit[i].map_or(f64::INFINITY, |u| arc_km(client, u) * table.bias[i])
-    });
+    let keyed = order_by(list, |c| biased_km(table, client, usize::from(c)));
     fx.note(|| {
         let parts: Vec<String> = keyed
             .iter()
@@ -203,6 +209,25 @@ pub(crate) fn nearest(
             parts.join(", ")
         )
     });
+}
+
+/// Endpoint `i`'s distance from `client` scaled by its bias; infinite
+/// without coordinates.
+fn biased_km(table: &Table, client: [f64; 3], i: usize) -> f64 {
+    table.unit[i].map_or(f64::INFINITY, |u| arc_km(client, u) * table.bias[i])
+}
+
+/// Each endpoint's rank by biased distance from `loc` (which has
+/// coordinates), for a client class: `nearest` orders as these ranks do.
+pub(crate) fn nearest_ranks(table: &Table, loc: &Location) -> Box<[u16]> {
+    let Some((lat, lon)) = loc.coords else {
+        return Box::new([]);
+    };
+    let client = unit_vector(lat, lon);
+    let keys: Vec<f64> = (0..table.unit.len())
+        .map(|i| biased_km(table, client, i))
+        .collect();
+    classify::ranks(&keys)
 }
 
 /// The RTTs from the probe region nearest the client, which depends on the
@@ -342,6 +367,16 @@ struct Rule {
     deny: Option<Matcher>,
 }
 
+impl Rule {
+    /// Whether the client of `ctx` is allowed, and whether denied.
+    fn verdict(&self, ctx: &Context<'_>) -> (bool, bool) {
+        (
+            self.allow.as_ref().is_none_or(|m| m.matches(ctx)),
+            self.deny.as_ref().is_some_and(|m| m.matches(ctx)),
+        )
+    }
+}
+
 /// `fence`, compiled: each endpoint's rule (its own, else its region's).
 #[derive(Debug, Clone)]
 pub(crate) struct FenceStage {
@@ -393,11 +428,28 @@ impl FenceStage {
         self.uses_geo || self.uses_asn
     }
 
+    /// Whether the rules read only the client's place (no ASN, no CIDR),
+    /// so a client class can hold their verdicts.
+    pub fn classifiable(&self) -> bool {
+        !self.uses_asn
+            && self
+                .rules
+                .iter()
+                .flat_map(|r| r.allow.iter().chain(r.deny.iter()))
+                .all(|m| m.cidrs.is_empty())
+    }
+
+    /// Each rule's (allowed, denied) for the client of `ctx`.
+    pub fn verdicts(&self, ctx: &Context<'_>) -> Box<[(bool, bool)]> {
+        self.rules.iter().map(|rule| rule.verdict(ctx)).collect()
+    }
+
     pub fn apply(
         &self,
         pool: &[Endpoint],
         list: &mut Vec<Candidate>,
         ctx: &Context<'_>,
+        key: Option<&StageKey>,
         fx: &mut Effects<'_>,
     ) {
         let mut evaluated = false;
@@ -407,8 +459,10 @@ impl FenceStage {
             };
             evaluated = true;
             let rule = &self.rules[usize::from(r)];
-            let allowed = rule.allow.as_ref().is_none_or(|m| m.matches(ctx));
-            let denied = rule.deny.as_ref().is_some_and(|m| m.matches(ctx));
+            let (allowed, denied) = match (ctx.location, key) {
+                (None, Some(StageKey::Fence(v))) => v[usize::from(r)],
+                _ => rule.verdict(ctx),
+            };
             if !allowed || denied {
                 fx.note(|| {
                     format!(
@@ -480,25 +534,14 @@ impl GeoStage {
         }
     }
 
-    /// Keeps the candidates of the first region, along the client's
-    /// fallback chain (subdivision, country, continent, default), that has
-    /// any; with none anywhere, the list is kept as it is.
-    pub fn apply(
-        &self,
-        table: &Table,
-        list: &mut Vec<Candidate>,
-        ctx: &Context<'_>,
-        fx: &mut Effects<'_>,
-    ) {
-        let loc = ctx.location.copied().unwrap_or_default();
-        if let Some(l) = ctx.location {
-            fx.depends(l.network_prefix);
-        }
+    /// The client's fallback chain: the regions of its subdivision, its
+    /// country, its continent, and the default list, where mapped.
+    fn chain(&self, loc: &Location) -> [(&'static str, Option<&[u16]>); 4] {
         let sub = loc
             .country
             .zip(loc.subdivision)
             .and_then(|k| lookup(&self.subdivisions, k));
-        let chain: [(&str, Option<&[u16]>); 4] = [
+        [
             ("subdivision", sub),
             (
                 "country",
@@ -509,8 +552,56 @@ impl GeoStage {
                 loc.continent.and_then(|k| lookup(&self.continents, k)),
             ),
             ("default", Some(self.default.as_slice())),
-        ];
-        for (level, regions) in chain {
+        ]
+    }
+
+    /// The chain for a client at `loc` as one list, each region once (a
+    /// region tried again later would find the same candidates): what the
+    /// step decides, for a client class.
+    pub fn regions(&self, loc: &Location) -> Box<[u16]> {
+        let mut out: Vec<u16> = Vec::new();
+        for (_, regions) in self.chain(loc) {
+            for &r in regions.unwrap_or(&[]) {
+                if !out.contains(&r) {
+                    out.push(r);
+                }
+            }
+        }
+        out.into_boxed_slice()
+    }
+
+    /// Keeps the candidates of the first region, along the client's
+    /// fallback chain (subdivision, country, continent, default), that has
+    /// any; with none anywhere, the list is kept as it is.
+    pub fn apply(
+        &self,
+        table: &Table,
+        list: &mut Vec<Candidate>,
+        ctx: &Context<'_>,
+        key: Option<&StageKey>,
+        fx: &mut Effects<'_>,
+    ) {
+        if let (None, Some(StageKey::Regions(regions))) = (ctx.location, key) {
+            for &r in regions.iter() {
+                if list.iter().any(|&c| table.region[usize::from(c)] == r) {
+                    list.retain(|&c| table.region[usize::from(c)] == r);
+                    fx.note(|| {
+                        format!(
+                            "the client's class: region {}",
+                            table.region_names[usize::from(r)]
+                        )
+                    });
+                    return;
+                }
+            }
+            fx.note(|| "the client's class: no mapped region has candidates, all kept".into());
+            return;
+        }
+        let loc = ctx.location.copied().unwrap_or_default();
+        if let Some(l) = ctx.location {
+            fx.depends(l.network_prefix);
+        }
+        for (level, regions) in self.chain(&loc) {
             for &r in regions.unwrap_or(&[]) {
                 if list.iter().any(|&c| table.region[usize::from(c)] == r) {
                     list.retain(|&c| table.region[usize::from(c)] == r);

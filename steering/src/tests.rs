@@ -94,6 +94,7 @@ impl<'a> Run<'a> {
             client_prefix: self.prefix,
             location: self.location.as_ref(),
             rng: &mut rng,
+            class: None,
         };
         let mut out = Vec::new();
         let d = policy.decide(self.pool, &mut ctx, &mut out, None);
@@ -284,6 +285,7 @@ fn trace_says_what_each_step_did() {
         client_prefix: 0,
         location: None,
         rng: &mut rng,
+        class: None,
     };
     let mut out = Vec::new();
     let mut trace = Trace::default();
@@ -727,5 +729,198 @@ mod sticky_properties {
                 "e{i}: {share} vs {expected}"
             );
         }
+    }
+}
+
+/// Client trees against generated databases: every address gets the
+/// class its GeoIP record gives, and the scope is exactly the widest
+/// prefix whose every address has that class (checked against the
+/// generated networks themselves, not the tree).
+mod trees {
+    use super::*;
+    use crate::classify;
+    use crate::geo::build::{city_database, Place};
+    use crate::geo::{DbBytes, GeoIp};
+    use proptest::prelude::*;
+
+    #[rustfmt::skip]
+    const PLACES: [(&str, &str, Option<&str>, f64, f64); 7] = [
+        ("IE", "EU", Some("L"), 53.35, -6.26),
+        ("DE", "EU", Some("HE"), 50.11, 8.68),
+        ("US", "NA", Some("CA"), 37.77, -122.42),
+        ("US", "NA", Some("VA"), 39.04, -77.49),
+        ("JP", "AS", Some("13"), 35.68, 139.69),
+        ("IN", "AS", Some("MH"), 19.08, 72.88),
+        ("BR", "SA", None, -23.55, -46.63),
+    ];
+
+    /// Disjoint IPv4 networks inside 10.0.0.0/8 (the rest of the space is
+    /// in no network), each with a place.
+    fn networks() -> impl Strategy<Value = Vec<(u32, u8, usize)>> {
+        proptest::collection::vec((any::<u16>(), 9u8..=30, 0..PLACES.len()), 1..60).prop_map(
+            |raw| {
+                let mut out: Vec<(u32, u8, usize)> = Vec::new();
+                for (bits, prefix, place) in raw {
+                    let mask = u32::MAX << (32 - prefix);
+                    let start = (0x0A00_0000 | (u32::from(bits) << 8)) & mask;
+                    let end = start | !mask;
+                    let overlaps = out.iter().any(|&(s, p, _)| {
+                        let e = s | !(u32::MAX << (32 - p));
+                        start <= e && s <= end
+                    });
+                    if !overlaps {
+                        out.push((start, prefix, place));
+                    }
+                }
+                out
+            },
+        )
+    }
+
+    fn database(nets: &[(u32, u8, usize)]) -> GeoIp {
+        let places: Vec<Place> = nets
+            .iter()
+            .map(|&(start, prefix, p)| {
+                let (country, continent, subdivision, lat, lon) = PLACES[p];
+                Place {
+                    network: format!("{}/{prefix}", std::net::Ipv4Addr::from(start))
+                        .parse()
+                        .unwrap(),
+                    country,
+                    continent,
+                    subdivision,
+                    city: "x",
+                    lat,
+                    lon,
+                }
+            })
+            .collect();
+        GeoIp::new(DbBytes::Owned(city_database(&places).unwrap()), None).unwrap()
+    }
+
+    /// The policies classified: by map, by distance, by the nearest probe
+    /// region, by a fence on continents.
+    fn policies(pool: &[Endpoint]) -> Vec<Policy> {
+        let eu_only = ClientMatch {
+            continents: vec!["EU".into()],
+            ..Default::default()
+        };
+        let steps = [
+            vec![Step::Health, Step::Geo(geo_map()), Step::First(1)],
+            vec![Step::Health, Step::Nearest],
+            vec![Step::Health, Step::Latency],
+            vec![fence("eu-west", Some(eu_only), None), Step::Priority],
+        ];
+        steps
+            .iter()
+            .map(|s| Policy::compile(s, &OnAllDown::NoData, pool, &[], &probe_regions()))
+            .collect()
+    }
+
+    /// The widest prefix around `a` whose every address has one class,
+    /// from the generated networks: a block's classes are those of the
+    /// networks it meets, and the "unknown" class if it is not covered.
+    fn oracle(policy: &Policy, geo: &GeoIp, nets: &[(u32, u8, usize)], a: u32) -> u8 {
+        let unknown = classify::location_class(policy, &Location::default());
+        for len in 0..=32u8 {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            let (bs, be) = (a & mask, a | !mask);
+            let mut classes: Vec<ClientClass> = Vec::new();
+            let mut covered: u64 = 0;
+            for &(s, p, _) in nets {
+                let e = s | !(u32::MAX << (32 - p));
+                if s <= be && bs <= e {
+                    covered += u64::from(e.min(be) - s.max(bs)) + 1;
+                    let c = classify::location_class(
+                        policy,
+                        &geo.lookup(IpAddr::from(s.to_be_bytes())),
+                    );
+                    if !classes.contains(&c) {
+                        classes.push(c);
+                    }
+                }
+            }
+            if covered < u64::from(be - bs) + 1 && !classes.contains(&unknown) {
+                classes.push(unknown.clone());
+            }
+            if classes.len() == 1 {
+                return len;
+            }
+        }
+        32
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn scopes_are_exact_and_classes_match_the_lookup(
+            nets in networks(),
+            probes in proptest::collection::vec((any::<u32>(), 0u8..4), 40),
+        ) {
+            let geo = database(&nets);
+            let pool = world();
+            let policies = policies(&pool);
+            let refs: Vec<&Policy> = policies.iter().collect();
+            let trees = classify::build(&geo, &refs);
+            for (policy, tree) in policies.iter().zip(&trees) {
+                for &(bits, how) in &probes {
+                    // inside a network, at its edges, in 10/8, anywhere
+                    let a = match (how, nets.get(bits as usize % nets.len())) {
+                        (0, Some(&(s, p, _))) => s | (bits & !(u32::MAX << (32 - p))),
+                        (1, Some(&(s, p, _))) => (s | !(u32::MAX << (32 - p))).wrapping_add(bits % 3),
+                        (2, _) => 0x0A00_0000 | (bits & 0x00FF_FFFF),
+                        _ => bits,
+                    };
+                    let ip = IpAddr::from(a.to_be_bytes());
+                    let (class, scope) = tree.classify(ip);
+                    let expected = classify::location_class(policy, &geo.lookup(ip));
+                    prop_assert_eq!(class, &expected, "class of {}", ip);
+                    prop_assert_eq!(scope, oracle(policy, &geo, &nets, a), "scope of {}", ip);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_tree_decides_as_the_lookup_does_and_answers_the_widest_scope() {
+        // Europe is 10.0.0.0/9 in two halves of different countries
+        let nets = [
+            (0x0A00_0000, 10, 0),
+            (0x0A40_0000, 10, 1),
+            (0x0A80_0000, 9, 4),
+        ];
+        let geo = database(&nets);
+        let pool = world();
+        let policy = &policies(&pool)[0];
+        let tree = &classify::build(&geo, &[policy])[0];
+        let client: IpAddr = "10.65.1.0".parse().unwrap();
+        let (class, scope) = tree.classify(client);
+        assert_eq!(scope, 9, "two /10 networks, one class: the /9");
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut ctx = Context {
+            client: Some(client),
+            client_prefix: 24,
+            location: None,
+            rng: &mut rng,
+            class: Some((class, scope)),
+        };
+        let mut out = Vec::new();
+        let d = policy.decide(&pool, &mut ctx, &mut out, None);
+        assert_eq!((d.scope, out), (9, vec![0]));
+        // the same without the tree, from the lookup: the /10's scope
+        let loc = geo.lookup(client);
+        let mut ctx = Context {
+            client: Some(client),
+            client_prefix: 24,
+            location: Some(&loc),
+            rng: &mut rng,
+            class: None,
+        };
+        let mut out = Vec::new();
+        let d = policy.decide(&pool, &mut ctx, &mut out, None);
+        assert_eq!((d.scope, out), (10, vec![0]));
+        // classes: Europe, Asia, and the rest
+        assert_eq!(tree.size().2, 3);
     }
 }

@@ -71,23 +71,29 @@ fn ask(s: &Server, name: &str, subnet: Option<&str>) -> (String, Option<String>)
 fn each_continent_gets_its_region_with_the_right_scope() {
     let s = start(&zones("enabled"));
     let g = "geo.glb.example.com";
-    // Europe: the /25 GeoIP network, capped by the /24 source
+    // Europe: the scope is the widest prefix whose every address is in
+    // Europe: 192.0.2.0/24 (two /25 networks, Ireland and Germany; the
+    // neighbours are in no continent)
     assert_eq!(
         ask(&s, g, Some("192.0.2.0/24")),
         ("192.0.2.10".into(), Some("192.0.2.0/24/24".into()))
     );
     assert_eq!(
         ask(&s, g, Some("192.0.2.128/25")).1.as_deref(),
-        Some("192.0.2.128/25/25")
+        Some("192.0.2.128/25/24"),
+        "wider than the /25 GeoIP network: the whole /24 is Europe"
     );
     assert_eq!(
         ask(&s, g, Some("192.0.2.130/32")).1.as_deref(),
-        Some("192.0.2.130/32/25"),
-        "no wider than the GeoIP network"
+        Some("192.0.2.130/32/24"),
+        "no wider than the addresses that share the answer"
     );
+    // America is answered as every client outside Europe and Asia is (the
+    // map gives both [us-east]): the scope spans all of them around it,
+    // 196.0.0.0/6 (192.0.3.0 to 203.0.112.255 share the answer)
     assert_eq!(
         ask(&s, g, Some("198.51.100.0/24")),
-        ("198.51.100.10".into(), Some("198.51.100.0/24/24".into()))
+        ("198.51.100.10".into(), Some("198.51.100.0/24/6".into()))
     );
     assert_eq!(
         ask(&s, g, Some("203.0.113.0/24")),
