@@ -210,7 +210,7 @@ pub fn decide_without(
     // others look the client up
     let tree = steered.policy.tree();
     let class = match (tree.as_deref(), client.addr) {
-        (Some(t), Some(addr)) if client.geo.is_some() => Some(t.classify(addr)),
+        (Some(t), Some(addr)) if client.geo.is_some() => t.classify(addr),
         _ => None,
     };
     let location = match (client.geo, client.addr) {

@@ -70,7 +70,7 @@ pub fn explain(
             // the class gives the scope DNS answers with; the location, the
             // notes
             let tree = st.policy.tree();
-            let class = tree.as_deref().zip(client).map(|(t, (addr, _))| t.classify(addr));
+            let class = tree.as_deref().zip(client).and_then(|(t, (addr, _))| t.classify(addr));
             let mut ctx = Context {
                 client: client.map(|c| c.0),
                 client_prefix: client.map_or(0, |c| c.1),

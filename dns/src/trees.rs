@@ -22,7 +22,9 @@ use crate::snapshot::Snapshot;
 struct Cache {
     /// The databases the trees were built from (compared by identity).
     geo: Option<Arc<GeoIp>>,
-    trees: HashMap<[u64; 2], Arc<Tree>>,
+    /// `None`: the classifier is not worth a tree (its policies look
+    /// clients up).
+    trees: HashMap<[u64; 2], Option<Arc<Tree>>>,
 }
 
 /// Builds and attaches client trees; one per snapshot handle.
@@ -87,12 +89,14 @@ fn attach(cache: &mut Cache, snap: &Snapshot, geo: Option<Arc<GeoIp>>) {
         let started = Instant::now();
         let (keys, todo): (Vec<[u64; 2]>, Vec<&Policy>) = missing.into_iter().unzip();
         let built = classify::build(&geo, &todo);
-        let memory: usize = built.iter().map(Tree::memory).sum();
+        let memory: usize = built.iter().flatten().map(Tree::memory).sum();
+        let kept = built.iter().flatten().count();
         for (k, t) in keys.into_iter().zip(built) {
-            cache.trees.insert(k, Arc::new(t));
+            cache.trees.insert(k, t.map(Arc::new));
         }
         info!(
-            trees = todo.len(),
+            classifiers = todo.len(),
+            trees = kept,
             ms = started.elapsed().as_millis() as u64,
             bytes = memory,
             "client trees built"
@@ -102,7 +106,7 @@ fn attach(cache: &mut Cache, snap: &Snapshot, geo: Option<Arc<GeoIp>>) {
     for p in policies(snap) {
         let tree = p.classifier().and_then(|c| {
             used.insert(c, ());
-            cache.trees.get(&c).cloned()
+            cache.trees.get(&c).cloned().flatten()
         });
         p.set_tree(tree);
     }

@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::geo::{GeoIp, Networks};
+use crate::geo::{GeoIp, Networks, ALIASES};
 use crate::Policy;
 
 /// What one client-dependent step decides from the client alone.
@@ -54,7 +54,8 @@ pub struct ClientClass {
 #[derive(Debug, Default)]
 struct Ranges<T> {
     starts: Vec<T>,
-    class: Vec<u32>,
+    /// Classes fit in 16 bits: a tree has at most [`MAX_CLASSES`].
+    class: Vec<u16>,
 }
 
 /// A policy's clients by network, for one GeoIP database.
@@ -65,15 +66,30 @@ pub struct Tree {
     v6: Ranges<u128>,
 }
 
+/// The most classes a tree is built for: a classifier with more (a
+/// `nearest` over many endpoints ranks clients in thousands of ways)
+/// hardly merges networks, so its tree would cost memory in proportion
+/// to the database and widen no scope.
+pub const MAX_CLASSES: usize = 1024;
+
+/// A tree is kept only when merging left at most this share of the
+/// database's networks as ranges.
+const MAX_RANGE_SHARE: f64 = 0.5;
+
+/// The class of addresses a tree leaves to a GeoIP lookup.
+const LOOK_UP: u16 = u16::MAX;
+
 /// Builds the trees of `policies` (each classifiable) from one pass over
-/// `geo`'s City database.
-pub fn build(geo: &GeoIp, policies: &[&Policy]) -> Vec<Tree> {
+/// `geo`'s City database; `None` for a policy whose clients do not merge
+/// enough to be worth a tree (see [`MAX_CLASSES`]), which keeps looking
+/// clients up.
+pub fn build(geo: &GeoIp, policies: &[&Policy]) -> Vec<Option<Tree>> {
     let networks = geo.networks();
     policies.iter().map(|p| Tree::new(&networks, p)).collect()
 }
 
 impl Tree {
-    fn new(networks: &Networks, policy: &Policy) -> Tree {
+    fn new(networks: &Networks, policy: &Policy) -> Option<Tree> {
         let mut classes = Vec::new();
         let mut index: HashMap<ClientClass, u32> = HashMap::new();
         let class_of: Vec<u32> = networks
@@ -87,21 +103,39 @@ impl Tree {
                 })
             })
             .collect();
-        Tree {
-            classes,
-            v4: ranges(&networks.v4, 32, &class_of, u128::from, |a| a as u32),
-            v6: ranges(&networks.v6, 128, &class_of, |a| a, |a| a),
+        if classes.len() > MAX_CLASSES {
+            return None;
         }
+        let v4: Vec<(u128, u8, u16)> = networks
+            .v4
+            .iter()
+            .map(|&(a, p, id)| (u128::from(a), p, class_of[id as usize] as u16))
+            .collect();
+        // the IPv6 prefixes that read the IPv4 subtree stay lookups
+        let v6: Vec<(u128, u8, u16)> = networks
+            .v6
+            .iter()
+            .map(|&(a, p, id)| (a, p, class_of[id as usize] as u16))
+            .chain(ALIASES.iter().map(|&(a, p)| (a, p, LOOK_UP)))
+            .collect();
+        let tree = Tree {
+            classes,
+            v4: ranges(v4, 32, class_of[0] as u16, |a| a as u32),
+            v6: ranges(v6, 128, class_of[0] as u16, |a| a),
+        };
+        let limit = (networks.v4.len() + networks.v6.len()) as f64 * MAX_RANGE_SHARE;
+        (tree.v4.starts.len() + tree.v6.starts.len() <= limit.max(64.0) as usize).then_some(tree)
     }
 
     /// The class of `ip`, and the widest prefix around it inside which
-    /// every address has that class.
-    pub fn classify(&self, ip: IpAddr) -> (&ClientClass, u8) {
+    /// every address has that class; `None` for addresses the tree leaves
+    /// to a GeoIP lookup (IPv6 addresses that alias IPv4 ones).
+    pub fn classify(&self, ip: IpAddr) -> Option<(&ClientClass, u8)> {
         let (i, scope) = match ip {
             IpAddr::V4(a) => find(&self.v4, u32::from(a), 32, u128::from),
             IpAddr::V6(a) => find(&self.v6, u128::from(a), 128, |v| v),
         };
-        (&self.classes[i as usize], scope)
+        self.classes.get(i as usize).map(|c| (c, scope))
     }
 
     /// How many merged ranges the tree holds (IPv4, IPv6), and how many
@@ -132,34 +166,29 @@ impl Tree {
             })
             .sum();
         self.v4.starts.capacity() * 4
-            + self.v4.class.capacity() * 4
+            + self.v4.class.capacity() * 2
             + self.v6.starts.capacity() * 16
-            + self.v6.class.capacity() * 4
+            + self.v6.class.capacity() * 2
             + self.classes.capacity() * std::mem::size_of::<ClientClass>()
             + keys
     }
 }
 
-/// The merged ranges of one family from the database's networks (first
-/// address, prefix, location index), addresses outside every network
-/// taking the class of "not in the database" (location 0).
+/// The merged ranges of one family from its networks (first address,
+/// prefix, class), addresses outside every network taking the class
+/// `unknown` (that of "not in the database").
 fn ranges<T: Copy>(
-    networks: &[(T, u8, u32)],
+    mut sorted: Vec<(u128, u8, u16)>,
     bits: u32,
-    class_of: &[u32],
-    wide: impl Fn(T) -> u128,
+    unknown: u16,
     narrow: impl Fn(u128) -> T,
 ) -> Ranges<T> {
-    let mut sorted: Vec<(u128, u8, u32)> = networks
-        .iter()
-        .map(|&(a, p, id)| (wide(a), p, id))
-        .collect();
     sorted.sort_unstable_by_key(|&(a, p, _)| (a, p));
     let mut out = Ranges {
         starts: Vec::new(),
         class: Vec::new(),
     };
-    let mut push = |start: u128, class: u32| {
+    let mut push = |start: u128, class: u16| {
         if out.class.last() != Some(&class) {
             out.starts.push(narrow(start));
             out.class.push(class);
@@ -167,15 +196,15 @@ fn ranges<T: Copy>(
     };
     // the first address not yet covered; None once the family is
     let mut next = Some(0u128);
-    for (start, prefix, id) in sorted {
+    for (start, prefix, class) in sorted {
         let Some(n) = next else { break };
         if start < n {
             continue; // inside a network already placed
         }
         if start > n {
-            push(n, class_of[0]);
+            push(n, unknown);
         }
-        push(start, class_of[id as usize]);
+        push(start, class);
         let host_bits = bits - u32::from(prefix).min(bits);
         next = 1u128
             .checked_shl(host_bits)
@@ -183,13 +212,13 @@ fn ranges<T: Copy>(
             .filter(|&end| bits == 128 || end <= u128::from(u32::MAX));
     }
     if let Some(n) = next {
-        push(n, class_of[0]);
+        push(n, unknown);
     }
     out
 }
 
 /// The range holding `a`, and the widest prefix around `a` inside it.
-fn find<T: Copy + Ord>(r: &Ranges<T>, a: T, bits: u32, wide: impl Fn(T) -> u128) -> (u32, u8) {
+fn find<T: Copy + Ord>(r: &Ranges<T>, a: T, bits: u32, wide: impl Fn(T) -> u128) -> (u16, u8) {
     let i = r.starts.partition_point(|&s| s <= a) - 1;
     let start = wide(r.starts[i]);
     let end = r

@@ -194,9 +194,8 @@ impl GeoIp {
             v6: Vec::new(),
         };
         let mut ids: std::collections::HashMap<usize, u32> = std::collections::HashMap::new();
-        let options = maxminddb::WithinOptions::default()
-            .include_networks_without_data()
-            .include_aliased_networks();
+        // aliases of the IPv4 subtree are left out: see `ALIASES`
+        let options = maxminddb::WithinOptions::default().include_networks_without_data();
         let Ok(all) = self.city.networks(options) else {
             return out;
         };
@@ -217,7 +216,9 @@ impl GeoIp {
                 IpAddr::V4(a) => out.v4.push((u32::from(a), net.prefix(), id)),
                 IpAddr::V6(a) => {
                     let start = u128::from(a);
-                    out.v6.push((start, net.prefix(), id));
+                    if !ALIASES.iter().any(|&(s, p)| within(start, s, p)) {
+                        out.v6.push((start, net.prefix(), id));
+                    }
                     // the IPv4 subtree of an IPv6 database: what IPv4
                     // lookups read
                     if start >> 32 == 0 {
@@ -259,6 +260,22 @@ fn open(
         });
     }
     Ok(reader)
+}
+
+/// IPv6 prefixes whose lookups read the IPv4 subtree (the subtree itself
+/// at ::/96, and the aliases MaxMind databases link to it: IPv4-mapped
+/// addresses, Teredo, 6to4). A client tree leaves them to GeoIP lookups.
+pub(crate) const ALIASES: [(u128, u8); 4] = [
+    (0, 96),
+    (0xFFFF << 32, 96),
+    (0x2001 << 112, 32),
+    (0x2002 << 112, 16),
+];
+
+/// Whether `a` is inside `start/prefix`.
+pub(crate) fn within(a: u128, start: u128, prefix: u8) -> bool {
+    let host = 128 - u32::from(prefix);
+    a.checked_shr(host) == start.checked_shr(host)
 }
 
 /// The City database's networks: `(first address, prefix length, index

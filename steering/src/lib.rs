@@ -300,16 +300,20 @@ impl Policy {
         if !self.classifiable() {
             return None;
         }
-        let client_stages: Vec<&Stage> = self
-            .stages
-            .iter()
-            .filter(|s| s.client_dependent())
-            .collect();
+        // each stage with the parts of the table it reads
         let t = &self.table;
-        let text = format!(
-            "{client_stages:?} {:?} {:?} {:?} {:?} {:?}",
-            t.region_names, t.region, t.unit, t.bias, t.probes
-        );
+        let mut text = String::new();
+        for stage in self.stages.iter().filter(|s| s.client_dependent()) {
+            let described = match stage {
+                Stage::Geo(g) => format!("geo {g:?} {:?}", t.region_names),
+                Stage::Nearest => format!("nearest {:?} {:?}", t.unit, t.bias),
+                Stage::Latency | Stage::Cost(_) => format!("probe {:?}", t.probes),
+                Stage::Fence(f) => format!("fence {}", f.rules_text()),
+                other => format!("{other:?}"),
+            };
+            text.push_str(&described);
+            text.push('\n');
+        }
         let hash = |salt: u64| {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             salt.hash(&mut h);

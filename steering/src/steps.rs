@@ -439,6 +439,12 @@ impl FenceStage {
                 .all(|m| m.cidrs.is_empty())
     }
 
+    /// The rules' matchers, for a classifier's identity.
+    pub fn rules_text(&self) -> String {
+        let m: Vec<_> = self.rules.iter().map(|r| (&r.allow, &r.deny)).collect();
+        format!("{m:?}")
+    }
+
     /// Each rule's (allowed, denied) for the client of `ctx`.
     pub fn verdicts(&self, ctx: &Context<'_>) -> Box<[(bool, bool)]> {
         self.rules.iter().map(|rule| rule.verdict(ctx)).collect()

@@ -864,6 +864,7 @@ mod trees {
             let refs: Vec<&Policy> = policies.iter().collect();
             let trees = classify::build(&geo, &refs);
             for (policy, tree) in policies.iter().zip(&trees) {
+                let Some(tree) = tree else { continue };
                 for &(bits, how) in &probes {
                     // inside a network, at its edges, in 10/8, anywhere
                     let a = match (how, nets.get(bits as usize % nets.len())) {
@@ -873,7 +874,7 @@ mod trees {
                         _ => bits,
                     };
                     let ip = IpAddr::from(a.to_be_bytes());
-                    let (class, scope) = tree.classify(ip);
+                    let (class, scope) = tree.classify(ip).expect("IPv4 is classified");
                     let expected = classify::location_class(policy, &geo.lookup(ip));
                     prop_assert_eq!(class, &expected, "class of {}", ip);
                     prop_assert_eq!(scope, oracle(policy, &geo, &nets, a), "scope of {}", ip);
@@ -893,9 +894,9 @@ mod trees {
         let geo = database(&nets);
         let pool = world();
         let policy = &policies(&pool)[0];
-        let tree = &classify::build(&geo, &[policy])[0];
+        let tree = classify::build(&geo, &[policy]).remove(0).expect("a tree");
         let client: IpAddr = "10.65.1.0".parse().unwrap();
-        let (class, scope) = tree.classify(client);
+        let (class, scope) = tree.classify(client).expect("classified");
         assert_eq!(scope, 9, "two /10 networks, one class: the /9");
         let mut rng = StdRng::seed_from_u64(1);
         let mut ctx = Context {
@@ -922,5 +923,27 @@ mod trees {
         assert_eq!((d.scope, out), (10, vec![0]));
         // classes: Europe, Asia, and the rest
         assert_eq!(tree.size().2, 3);
+    }
+
+    #[test]
+    fn ipv6_aliases_of_ipv4_are_left_to_lookups() {
+        use crate::geo::build::demo_places;
+        let geo = GeoIp::new(DbBytes::Owned(city_database(&demo_places()).unwrap()), None).unwrap();
+        let pool = world();
+        let policy = &policies(&pool)[0];
+        let tree = classify::build(&geo, &[policy]).remove(0).expect("a tree");
+        for alias in [
+            "::ffff:192.0.2.1",
+            "::192.0.2.1",
+            "2002:c000:201::1",
+            "2001:0:c000:201::1",
+        ] {
+            assert!(tree.classify(alias.parse().unwrap()).is_none(), "{alias}");
+        }
+        // a real IPv6 network: Japan's /48, next to America's
+        let (class, scope) = tree.classify("2001:db8:3::1".parse().unwrap()).unwrap();
+        assert_eq!(scope, 48);
+        let jp = geo.lookup("2001:db8:3::1".parse().unwrap());
+        assert_eq!(class, &classify::location_class(policy, &jp));
     }
 }
