@@ -186,15 +186,16 @@ pub struct ClusterConfig {
 pub struct ApiConfig {
     /// A resource write's body, in bytes (default 1 MiB).
     pub max_body_bytes: usize,
-    /// `POST /v1/apply`'s body, in bytes (default 16 MiB, the most a spec
+    /// `POST /v1/apply`'s body, in bytes (default 32 MiB, the most a spec
     /// may be).
     pub max_apply_bytes: usize,
     /// API requests handled at once; more get 503 (default 64).
     pub max_in_flight: usize,
 }
 
-/// The largest spec, in bytes: what a spec sent in parts may hold.
-pub const MAX_SPEC_BYTES: usize = 16 << 20;
+/// The largest spec, in bytes: what a spec sent in parts may hold. A
+/// zone of 100 000 steered records is about 18 MB.
+pub const MAX_SPEC_BYTES: usize = 32 << 20;
 
 impl Default for ApiConfig {
     fn default() -> ApiConfig {

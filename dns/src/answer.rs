@@ -36,6 +36,24 @@ pub struct Client<'a> {
     pub geo: Option<&'a GeoIp>,
 }
 
+/// An answer record: one of the snapshot's, or a steered record's (shared
+/// by every record of its pool, so owned by no name) given the name it
+/// answers for.
+#[derive(Debug)]
+pub enum Answer<'s> {
+    Snapshot(&'s SizedRecord),
+    Owned(SizedRecord),
+}
+
+impl Answer<'_> {
+    pub fn sized(&self) -> &SizedRecord {
+        match self {
+            Answer::Snapshot(r) => r,
+            Answer::Owned(r) => r,
+        }
+    }
+}
+
 /// The plan for one response.
 #[derive(Debug)]
 pub struct Reply<'s> {
@@ -44,7 +62,7 @@ pub struct Reply<'s> {
     /// Leading bits of the client address the answer depended on: the ECS
     /// scope (0 when no steered record looked at the client).
     pub scope: u8,
-    pub answers: Vec<&'s SizedRecord>,
+    pub answers: Vec<Answer<'s>>,
     /// An answer made for this query (the RFC 8482 HINFO).
     pub synthesized: Option<SizedRecord>,
     pub authority: Vec<&'s SizedRecord>,
@@ -77,7 +95,7 @@ impl<'s> Reply<'s> {
     pub fn answer_records(&self) -> impl Iterator<Item = &Record> + Send {
         self.answers
             .iter()
-            .map(|r| &r.record)
+            .map(|a| &a.sized().record)
             .chain(self.synthesized.iter().map(|r| &r.record))
     }
 
@@ -85,7 +103,10 @@ impl<'s> Reply<'s> {
     /// compression counted).
     pub fn records_len(&self, with_additional: bool) -> usize {
         let sum = |v: &[&SizedRecord]| v.iter().map(|r| r.wire_len).sum::<usize>();
-        sum(&self.answers)
+        self.answers
+            .iter()
+            .map(|a| a.sized().wire_len)
+            .sum::<usize>()
             + self.synthesized.as_ref().map_or(0, |r| r.wire_len)
             + sum(&self.authority)
             + if with_additional {
@@ -141,18 +162,20 @@ pub fn resolve<'s>(
             return reply;
         }
         if let Some(set) = node.set(qtype) {
-            reply.answers.extend(set.records.iter());
+            reply
+                .answers
+                .extend(set.records.iter().map(Answer::Snapshot));
             reply.additional.extend(set.additional.iter());
             return reply;
         }
         if let Some(steered) = node.steered(qtype) {
-            if !steer(&mut reply, steered, st, usize::MAX) {
+            if !steer(&mut reply, steered, &name, st, usize::MAX) {
                 reply.authority.push(&zone.negative_soa);
             }
             return reply;
         }
         if qtype != RecordType::CNAME {
-            if let Some(target) = cname(&mut reply, node, st) {
+            if let Some(target) = cname(&mut reply, node, &name, st) {
                 if !zone.origin.zone_of(&target) {
                     return reply;
                 }
@@ -234,12 +257,20 @@ pub fn decide_without(
 fn steer<'s>(
     reply: &mut Reply<'s>,
     steered: &'s Steered,
+    name: &LowerName,
     st: &mut Steering<'_, '_>,
     limit: usize,
 ) -> bool {
+    let owned = |r: &SizedRecord| {
+        let mut record = r.record.clone();
+        record.name = Name::from(name.clone());
+        Answer::Owned(SizedRecord::new(record))
+    };
     // the HTTP fallback steers each client itself: the same for everyone
     if steered.always_fallback {
-        reply.answers.extend(steered.fallback.iter().take(limit));
+        reply
+            .answers
+            .extend(steered.fallback.iter().take(limit).map(owned));
         return !steered.fallback.is_empty();
     }
     let decision = decide(steered, st);
@@ -250,16 +281,20 @@ fn steer<'s>(
                 st.scratch
                     .iter()
                     .take(limit)
-                    .map(|&i| &steered.answers[usize::from(i)]),
+                    .map(|&i| owned(&steered.answers[usize::from(i)])),
             );
             true
         }
         Outcome::Sorry => {
-            reply.answers.extend(steered.sorry.iter().take(limit));
+            reply
+                .answers
+                .extend(steered.sorry.iter().take(limit).map(owned));
             true
         }
         Outcome::NoData if steered.fallback_when_down => {
-            reply.answers.extend(steered.fallback.iter().take(limit));
+            reply
+                .answers
+                .extend(steered.fallback.iter().take(limit).map(owned));
             !steered.fallback.is_empty()
         }
         Outcome::NoData => false,
@@ -271,20 +306,21 @@ fn steer<'s>(
 fn cname<'s>(
     reply: &mut Reply<'s>,
     node: &'s Node,
+    name: &LowerName,
     st: &mut Steering<'_, '_>,
 ) -> Option<LowerName> {
     let before = reply.answers.len();
     if let Some(set) = node.set(RecordType::CNAME) {
-        reply.answers.push(set.records.first()?);
+        reply.answers.push(Answer::Snapshot(set.records.first()?));
     } else if let Some(steered) = node.steered(RecordType::CNAME) {
         // a name holds one CNAME: the steering's first choice
-        if !steer(reply, steered, st, 1) {
+        if !steer(reply, steered, name, st, 1) {
             return None;
         }
     } else {
         return None;
     }
-    match reply.answers.get(before).map(|r| &r.record.data) {
+    match reply.answers.get(before).map(|a| &a.sized().record.data) {
         Some(RData::CNAME(c)) => Some(LowerName::from(&c.0)),
         _ => None,
     }

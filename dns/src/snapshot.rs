@@ -21,11 +21,10 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, NULL, SOA, SRV, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use meridian_config::zone::{
-    Endpoint, EndpointAddress, ProbeRegion, RecordData, RecordType as ConfigType, SteeredRecord,
-    Zone,
+    Endpoint, EndpointAddress, RecordData, RecordType as ConfigType, SteeredRecord, Zone,
 };
 use meridian_config::{DomainName, ZoneSpec};
-use meridian_steering::{Observations, Observed, Policy};
+use meridian_steering::{Observations, Policy, PoolTable};
 
 use crate::handler::GeoHandle;
 use crate::hot::{HotIndex, SoaWire};
@@ -100,13 +99,15 @@ pub struct Steered {
     pub policy: Policy,
     /// The pool's endpoints, in pool order.
     pub endpoints: Arc<[Endpoint]>,
-    /// One answer record per endpoint, same order.
-    pub answers: Vec<SizedRecord>,
-    /// Answer records for the sorry set.
-    pub sorry: Vec<SizedRecord>,
+    /// One answer record per endpoint, same order. Shared by the pool's
+    /// records of the same type and TTL, so owned by the root name: the
+    /// hot path writes the question's name, the hickory path sets it.
+    pub answers: Arc<[SizedRecord]>,
+    /// Answer records for the sorry set (shared the same way).
+    pub sorry: Arc<[SizedRecord]>,
     /// The HTTP fallback's addresses of this record's family, as answer
-    /// records with a short TTL.
-    pub fallback: Vec<SizedRecord>,
+    /// records with a short TTL (shared the same way).
+    pub fallback: Arc<[SizedRecord]>,
     /// `mode: http_fallback`: always answer `fallback`.
     pub always_fallback: bool,
     /// `on_all_down: http_fallback`: answer `fallback` when the pipeline
@@ -217,13 +218,16 @@ impl Snapshot {
             .iter()
             .map(|(name, p)| {
                 let seen = observed.get(name).map_or(&[][..], Vec::as_slice);
-                (name.as_str(), (Arc::from(p.endpoints.clone()), seen))
+                let endpoints: Arc<[Endpoint]> = Arc::from(p.endpoints.clone());
+                let table = PoolTable::new(&endpoints, seen, &spec.regions);
+                (name.as_str(), (endpoints, table))
             })
             .collect();
+        let mut shared = Shared::default();
         let zones = spec
             .zones
             .iter()
-            .map(|z| build_zone(z, serial, &pools, &spec.regions, fallback))
+            .map(|z| build_zone(z, serial, &pools, fallback, &mut shared))
             .collect::<Result<_, _>>()?;
         let mut snapshot = Snapshot {
             version,
@@ -330,16 +334,38 @@ fn endpoint_rdata(a: &EndpointAddress) -> Result<RData, BuildError> {
     })
 }
 
-/// A pool's endpoints, shared by its steered records, and what probes
-/// observed of them.
-type Pool<'o> = (Arc<[Endpoint]>, &'o [Observed]);
+/// A pool's endpoints and tables, shared by its steered records.
+type Pool = (Arc<[Endpoint]>, PoolTable);
+
+/// Answer records shared across steered records: by pool, type and TTL;
+/// by sorry set and TTL; by fallback family and TTL.
+#[derive(Default)]
+struct Shared {
+    sets: HashMap<String, Arc<[SizedRecord]>>,
+}
+
+impl Shared {
+    /// The records under `key`, made by `make` the first time.
+    fn get(
+        &mut self,
+        key: String,
+        make: impl FnOnce() -> Result<Vec<SizedRecord>, BuildError>,
+    ) -> Result<Arc<[SizedRecord]>, BuildError> {
+        if let Some(set) = self.sets.get(&key) {
+            return Ok(Arc::clone(set));
+        }
+        let set: Arc<[SizedRecord]> = make()?.into();
+        self.sets.insert(key, Arc::clone(&set));
+        Ok(set)
+    }
+}
 
 fn build_zone(
     z: &Zone,
     serial: u32,
     pools: &HashMap<&str, Pool>,
-    regions: &[ProbeRegion],
     fallback: &[IpAddr],
+    shared: &mut Shared,
 ) -> Result<ZoneData, BuildError> {
     let origin = name(&z.name)?;
     let soa_rdata = SOA::new(
@@ -406,7 +432,7 @@ fn build_zone(
     }
     for s in &z.steered {
         let owner = name(&s.name)?;
-        let steered = build_steered(s, &owner, pools, regions, fallback)?;
+        let steered = build_steered(s, pools, fallback, shared)?;
         nodes
             .entry(LowerName::from(&owner))
             .or_default()
@@ -489,61 +515,51 @@ pub const FALLBACK_TTL: u32 = 30;
 
 fn build_steered(
     s: &SteeredRecord,
-    owner: &Name,
     pools: &HashMap<&str, Pool>,
-    regions: &[ProbeRegion],
     fallback: &[IpAddr],
+    shared: &mut Shared,
 ) -> Result<Steered, BuildError> {
-    let (endpoints, observed) = pools
+    let (endpoints, table) = pools
         .get(s.pool.as_str())
-        .cloned()
         .ok_or_else(|| BuildError::MissingPool(s.pool.clone()))?;
-    let answers: Vec<SizedRecord> = endpoints
-        .iter()
-        .map(|e| {
-            Ok(SizedRecord::new(Record::from_rdata(
-                owner.clone(),
-                s.ttl,
-                endpoint_rdata(&e.address)?,
-            )))
-        })
-        .collect::<Result<_, BuildError>>()?;
-    let policy = Policy::compile(&s.steps, &s.on_all_down, &endpoints, observed, regions);
-    let sorry: Vec<SizedRecord> = policy
-        .sorry()
-        .iter()
-        .map(|a| {
-            Ok(SizedRecord::new(Record::from_rdata(
-                owner.clone(),
-                s.ttl,
-                endpoint_rdata(a)?,
-            )))
-        })
-        .collect::<Result<_, BuildError>>()?;
+    // records shared by name: owned by the root, see `Steered::answers`
+    let record = |ttl: u32, a: &EndpointAddress| {
+        Ok(SizedRecord::new(Record::from_rdata(
+            Name::root(),
+            ttl,
+            endpoint_rdata(a)?,
+        )))
+    };
+    let answers = shared.get(format!("pool {} {:?} {}", s.pool, s.rtype, s.ttl), || {
+        endpoints
+            .iter()
+            .map(|e| record(s.ttl, &e.address))
+            .collect()
+    })?;
+    let policy = Policy::compile_for(&s.steps, &s.on_all_down, endpoints, table);
+    let sorry = shared.get(format!("sorry {:?} {}", policy.sorry(), s.ttl), || {
+        policy.sorry().iter().map(|a| record(s.ttl, a)).collect()
+    })?;
     // the fallback's addresses of this record's family, with a TTL short
     // enough that clients come back to DNS soon after endpoints do
     let want_v4 = s.rtype == meridian_config::zone::SteeredType::A;
-    let fallback: Vec<SizedRecord> = fallback
-        .iter()
-        .filter(|ip| {
-            ip.is_ipv4() == want_v4 && s.rtype != meridian_config::zone::SteeredType::Cname
-        })
-        .map(|ip| {
-            Ok(SizedRecord::new(Record::from_rdata(
-                owner.clone(),
-                s.ttl.min(FALLBACK_TTL),
-                endpoint_rdata(&EndpointAddress::Ip(*ip))?,
-            )))
-        })
-        .collect::<Result<_, BuildError>>()?;
+    let cname = s.rtype == meridian_config::zone::SteeredType::Cname;
+    let ttl = s.ttl.min(FALLBACK_TTL);
+    let fallback = shared.get(format!("fallback {want_v4} {cname} {ttl}"), || {
+        fallback
+            .iter()
+            .filter(|ip| ip.is_ipv4() == want_v4 && !cname)
+            .map(|ip| record(ttl, &EndpointAddress::Ip(*ip)))
+            .collect()
+    })?;
     let wire_ready = [&answers, &sorry, &fallback]
         .iter()
-        .all(|set: &&Vec<SizedRecord>| set.iter().all(|r| r.tail.is_some()));
+        .all(|set| set.iter().all(|r| r.tail.is_some()));
     Ok(Steered {
         wire_ready,
         rtype: record_type(s.rtype.as_record_type()),
         policy,
-        endpoints,
+        endpoints: Arc::clone(endpoints),
         answers,
         sorry,
         fallback,

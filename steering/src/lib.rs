@@ -195,12 +195,27 @@ impl Effects<'_> {
     }
 }
 
+/// What a pool's policies share, worked out once per snapshot: region
+/// indices, coordinates as unit vectors, bias factors, the RTT matrix and
+/// the sticky hash seeds of its endpoints.
+#[derive(Debug, Clone)]
+pub struct PoolTable(Arc<Table>);
+
+impl PoolTable {
+    /// The tables of `pool` with what probes `observed` of it (aligned
+    /// with `pool`) and the probe `regions`.
+    pub fn new(pool: &[Endpoint], observed: &[Observed], regions: &[ProbeRegion]) -> PoolTable {
+        PoolTable(Arc::new(Table::new(pool, observed, regions)))
+    }
+}
+
 /// A steered record's pipeline, compiled against its pool.
 #[derive(Debug)]
 pub struct Policy {
     stages: Vec<Stage>,
     on_all_down: OnAllDown,
-    table: Table,
+    /// Shared by every policy of the pool in a snapshot.
+    table: Arc<Table>,
     needs_location: bool,
     /// What decides the client's class, hashed: policies with the same
     /// one can share a [`Tree`]. `None` when the policy is not classified.
@@ -233,7 +248,23 @@ impl Policy {
         observed: &[Observed],
         regions: &[ProbeRegion],
     ) -> Policy {
-        let table = Table::new(pool, observed, regions);
+        Policy::compile_for(
+            steps,
+            on_all_down,
+            pool,
+            &PoolTable::new(pool, observed, regions),
+        )
+    }
+
+    /// [`Policy::compile`] with the pool's tables built once for all its
+    /// records ([`PoolTable::new`]).
+    pub fn compile_for(
+        steps: &[Step],
+        on_all_down: &OnAllDown,
+        pool: &[Endpoint],
+        table: &PoolTable,
+    ) -> Policy {
+        let table = Arc::clone(&table.0);
         let stages: Vec<Stage> = steps
             .iter()
             .enumerate()
