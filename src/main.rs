@@ -27,6 +27,11 @@
 
 use std::process::ExitCode;
 
+/// mimalloc: it hands freed memory back to the system soon after a large
+/// spec's transient structures are dropped, and allocates faster.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 /// Prints a line to stdout; a closed pipe (`meridian cluster status |
@@ -71,6 +76,12 @@ fn main() -> ExitCode {
     // every binary installs the rustls provider before anything uses TLS
     let _ = rustls::crypto::ring::default_provider().install_default();
     raise_fd_limit();
+    // no transparent huge pages: each would be zeroed whole on first touch
+    // and counted whole in memory, for a heap of many small structures
+    // that loading a large spec allocates and frees (measured in
+    // BENCHMARKS.md, scale)
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_thp_disable(true);
     let args = cli::Cli::parse();
     match args.command {
         cli::Command::Serve { config, seed } => serve::run_from_file(&config, seed.as_deref()),

@@ -132,6 +132,9 @@ enum Frame {
 /// Builds [`Positions`] from yaml-rust2's marked events, and notes duplicate
 /// keys with the position of the second occurrence.
 struct Indexer {
+    /// Whether to record positions and paths; without, only the checks
+    /// (nesting, aliases, duplicate keys) run, and cheaply.
+    record: bool,
     stack: Vec<Frame>,
     positions: Positions,
     duplicates: Vec<(String, Pos, Pos)>,
@@ -140,18 +143,30 @@ struct Indexer {
 }
 
 impl Indexer {
-    /// Path for the node that starts now, and advances the parent.
+    /// Path for the node that starts now (empty when not recording), and
+    /// advances the parent.
     fn next_path(&mut self) -> Option<String> {
+        let record = self.record;
         match self.stack.last_mut() {
             None => Some(String::new()),
             Some(Frame::Seq { path, next }) => {
-                let p = index_segment(path, *next);
+                let p = if record {
+                    index_segment(path, *next)
+                } else {
+                    String::new()
+                };
                 *next += 1;
                 Some(p)
             }
             Some(Frame::Map {
                 path, pending_key, ..
-            }) => pending_key.take().map(|k| key_segment(path, &k)),
+            }) => pending_key.take().map(|k| {
+                if record {
+                    key_segment(path, &k)
+                } else {
+                    String::new()
+                }
+            }),
         }
     }
 
@@ -191,11 +206,12 @@ impl MarkedEventReceiver for Indexer {
                     seen,
                 }) = self.stack.last_mut()
                 {
-                    let full = key_segment(path, &text);
                     if let Some(first) = seen.insert(text.clone(), pos) {
-                        self.duplicates.push((full.clone(), first, pos));
+                        self.duplicates.push((key_segment(path, &text), first, pos));
                     }
-                    self.positions.keys.insert(full, pos);
+                    if self.record {
+                        self.positions.keys.insert(key_segment(path, &text), pos);
+                    }
                     *pending_key = Some(text);
                 }
             }
@@ -204,12 +220,16 @@ impl MarkedEventReceiver for Indexer {
             }
             Event::Scalar(..) | Event::Alias(..) => {
                 if let Some(p) = self.next_path() {
-                    self.positions.values.entry(p).or_insert(pos);
+                    if self.record {
+                        self.positions.values.entry(p).or_insert(pos);
+                    }
                 }
             }
             Event::MappingStart(..) => {
                 let path = self.next_path().unwrap_or_default();
-                self.positions.values.entry(path.clone()).or_insert(pos);
+                if self.record {
+                    self.positions.values.entry(path.clone()).or_insert(pos);
+                }
                 self.stack.push(Frame::Map {
                     path,
                     pending_key: None,
@@ -218,7 +238,9 @@ impl MarkedEventReceiver for Indexer {
             }
             Event::SequenceStart(..) => {
                 let path = self.next_path().unwrap_or_default();
-                self.positions.values.entry(path.clone()).or_insert(pos);
+                if self.record {
+                    self.positions.values.entry(path.clone()).or_insert(pos);
+                }
                 self.stack.push(Frame::Seq { path, next: 0 });
             }
             Event::MappingEnd | Event::SequenceEnd => {
@@ -308,32 +330,46 @@ fn index_events<T: Iterator<Item = char>>(
 pub struct Document {
     pub file: String,
     pub value: Value,
-    pub positions: Positions,
+    /// The text, kept to index positions the first time a diagnostic
+    /// needs one: a valid document never pays for the index.
+    source: Option<String>,
+    positions: std::sync::OnceLock<Positions>,
+}
+
+/// Reads `text`'s events through an [`Indexer`], recording positions or
+/// only checking.
+fn index(text: &str, record: bool) -> Result<Indexer, (Marker, String)> {
+    let mut indexer = Indexer {
+        record,
+        stack: Vec::new(),
+        positions: Positions::default(),
+        duplicates: Vec::new(),
+        skip_depth: 0,
+    };
+    let mut parser = Parser::new_from_str(text);
+    index_events(&mut parser, &mut indexer)?;
+    Ok(indexer)
 }
 
 impl Document {
     /// Parses `text` (named `file` in messages). Syntax errors and duplicate
     /// keys are reported here; nothing is typed yet.
     pub fn parse(file: &str, text: &str) -> Result<Document, Diagnostics> {
-        let mut indexer = Indexer {
-            stack: Vec::new(),
-            positions: Positions::default(),
-            duplicates: Vec::new(),
-            skip_depth: 0,
-        };
-        let mut parser = Parser::new_from_str(text);
-        if let Err((m, info)) = index_events(&mut parser, &mut indexer) {
-            return Err(Diagnostics(vec![Diagnostic {
+        let syntax = |(m, info): (Marker, String)| {
+            Diagnostics(vec![Diagnostic {
                 file: file.to_string(),
                 line: m.line(),
                 column: m.col() + 1,
                 path: String::new(),
                 message: format!("invalid YAML: {info}"),
-            }]));
-        }
-        if !indexer.duplicates.is_empty() {
+            }])
+        };
+        let mut checked = index(text, false).map_err(syntax)?;
+        if !checked.duplicates.is_empty() {
+            // again, with the paths the report names
+            checked = index(text, true).map_err(syntax)?;
             return Err(Diagnostics(
-                indexer
+                checked
                     .duplicates
                     .into_iter()
                     .map(|(path, first, second)| Diagnostic {
@@ -366,7 +402,36 @@ impl Document {
         Ok(Document {
             file: file.to_string(),
             value,
-            positions: indexer.positions,
+            source: Some(text.to_string()),
+            positions: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Checks `text` as [`Document::parse`] does (syntax, nesting,
+    /// aliases, duplicate keys) without building its value tree: a
+    /// document for diagnostics whose value is empty, or `None` when the
+    /// text is empty (the value-tree path reads that as an empty map).
+    pub fn checked(file: &str, text: &str) -> Result<Option<Document>, Diagnostics> {
+        match index(text, false) {
+            Ok(i) if i.duplicates.is_empty() && !text.trim().is_empty() => Ok(Some(Document {
+                file: file.to_string(),
+                value: Value::Null,
+                source: Some(text.to_string()),
+                positions: std::sync::OnceLock::new(),
+            })),
+            // the full parse reports what is wrong
+            Ok(_) | Err(_) => Document::parse(file, text).map(|_| None),
+        }
+    }
+
+    /// Where each field is, indexed on first use.
+    pub fn positions(&self) -> &Positions {
+        self.positions.get_or_init(|| {
+            self.source
+                .as_deref()
+                .and_then(|t| index(t, true).ok())
+                .map(|i| i.positions)
+                .unwrap_or_default()
         })
     }
 
@@ -379,13 +444,14 @@ impl Document {
         Document {
             file: file.to_string(),
             value,
-            positions: Positions::default(),
+            source: None,
+            positions: std::sync::OnceLock::new(),
         }
     }
 
     /// A diagnostic at the value of `path`.
     pub fn error(&self, path: &str, message: impl Into<String>) -> Diagnostic {
-        let pos = self.positions.value(path);
+        let pos = self.positions().value(path);
         Diagnostic {
             file: self.file.clone(),
             line: pos.line,
@@ -397,7 +463,7 @@ impl Document {
 
     /// A diagnostic at the key of `path` (for unknown or duplicate keys).
     pub fn key_error(&self, path: &str, message: impl Into<String>) -> Diagnostic {
-        let pos = self.positions.key(path);
+        let pos = self.positions().key(path);
         Diagnostic {
             file: self.file.clone(),
             line: pos.line,
@@ -546,7 +612,7 @@ mod tests {
         let text = "pools:\n  web:\n    endpoints:\n      - id: a\n        weight: 3\n      - id: b\n        weight: heavy\nzones:\n  glb.example.com:\n    ttl: 5\n";
         let doc = Document::parse("z.yaml", text).unwrap();
         let p = |s: &str| {
-            let p = doc.positions.value(s);
+            let p = doc.positions().value(s);
             (p.line, p.column)
         };
         assert_eq!(p("pools.web.endpoints[1].weight"), (7, 17));
@@ -554,7 +620,7 @@ mod tests {
         assert_eq!(p("zones.\"glb.example.com\".ttl"), (10, 10));
         // a path that does not exist falls back to its nearest ancestor
         assert_eq!(p("pools.web.endpoints[1].nope").0, 6);
-        let k = doc.positions.key("zones.\"glb.example.com\".ttl");
+        let k = doc.positions().key("zones.\"glb.example.com\".ttl");
         assert_eq!((k.line, k.column), (10, 5));
     }
 

@@ -421,20 +421,37 @@ pub const DEFAULT_STEERED_TTL: u32 = 30;
 
 /// Parses and validates a zone spec. `file` names the source in messages.
 pub fn parse(file: &str, text: &str) -> Result<ZoneSpec, Diagnostics> {
-    parse_document(&Document::parse(file, text)?)
+    // the quick way for a file that parses: its text straight into the
+    // typed structs, positions indexed only if a rule fails
+    if let Some(doc) = Document::checked(file, text)? {
+        if let Ok(raw) = serde_yaml::from_str::<raw::ZoneSpec>(text) {
+            return checked(&doc, raw);
+        }
+    }
+    // else through the value tree, which reports every error in place
+    parse_document(Document::parse(file, text)?)
 }
 
 /// Validates a spec given as a value (no positions: diagnostics carry the
 /// field path, at line 1).
 fn parse_value(file: &str, value: serde_yaml::Value) -> Result<ZoneSpec, Diagnostics> {
-    parse_document(&Document::from_value(file, value))
+    parse_document(Document::from_value(file, value))
 }
 
-fn parse_document(doc: &Document) -> Result<ZoneSpec, Diagnostics> {
-    let raw: raw::ZoneSpec = match crate::yaml::parse_value(doc.value.clone()) {
+fn parse_document(mut doc: Document) -> Result<ZoneSpec, Diagnostics> {
+    // the typed structs take the value tree over; the document keeps what
+    // diagnostics need
+    let value = std::mem::take(&mut doc.value);
+    let doc = &doc;
+    let raw: raw::ZoneSpec = match crate::yaml::parse_value(value) {
         Ok(r) => r,
         Err(f) => return Err(Diagnostics(vec![doc.parse_error("", &f)])),
     };
+    checked(doc, raw)
+}
+
+/// Validates the typed structs of `doc`, then the rules.
+fn checked(doc: &Document, raw: raw::ZoneSpec) -> Result<ZoneSpec, Diagnostics> {
     let spec = validate(doc, raw)?;
     // the typed rules every spec passes, however it arrives
     match rules::check(&spec) {

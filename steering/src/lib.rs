@@ -335,10 +335,11 @@ impl Policy {
         let t = &self.table;
         let mut text = String::new();
         for stage in self.stages.iter().filter(|s| s.client_dependent()) {
+            let sig = t.signature;
             let described = match stage {
-                Stage::Geo(g) => format!("geo {g:?} {:?}", t.region_names),
-                Stage::Nearest => format!("nearest {:?} {:?}", t.unit, t.bias),
-                Stage::Latency | Stage::Cost(_) => format!("probe {:?}", t.probes),
+                Stage::Geo(g) => format!("geo {g:?} {}", sig.regions),
+                Stage::Nearest => format!("nearest {}", sig.places),
+                Stage::Latency | Stage::Cost(_) => format!("probe {}", sig.probes),
                 Stage::Fence(f) => format!("fence {}", f.rules_text()),
                 other => format!("{other:?}"),
             };

@@ -27,6 +27,26 @@ pub(crate) struct Table {
     pub rtt: Vec<Vec<Option<f64>>>,
     /// Endpoint → whether probes have it in service (true when unchecked).
     pub up: Vec<bool>,
+    /// Hashes of what client classes read: the region names (`geo`), the
+    /// positions and biases (`nearest`), the probe regions (`latency`,
+    /// `cost`); worked out once per pool for [`crate::Policy::classifier`].
+    pub signature: Signature,
+}
+
+/// See [`Table::signature`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Signature {
+    pub regions: u64,
+    pub places: u64,
+    pub probes: u64,
+}
+
+/// A hash of `value`'s debug form.
+pub(crate) fn hash_of(value: &impl std::fmt::Debug) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!("{value:?}").hash(&mut h);
+    h.finish()
 }
 
 impl Table {
@@ -46,7 +66,7 @@ impl Table {
                 i as u16
             })
             .collect();
-        Table {
+        let mut table = Table {
             region_names,
             region,
             unit: pool
@@ -86,7 +106,14 @@ impl Table {
             up: (0..pool.len())
                 .map(|i| observed.get(i).is_none_or(|o| o.in_service))
                 .collect(),
-        }
+            signature: Signature::default(),
+        };
+        table.signature = Signature {
+            regions: hash_of(&table.region_names),
+            places: hash_of(&(&table.unit, &table.bias)),
+            probes: hash_of(&table.probes),
+        };
+        table
     }
 
     pub fn region_index(&self, name: &str) -> Option<u16> {
