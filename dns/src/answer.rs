@@ -42,7 +42,7 @@ pub struct Client<'a> {
 #[derive(Debug)]
 pub enum Answer<'s> {
     Snapshot(&'s SizedRecord),
-    Owned(SizedRecord),
+    Owned(Box<SizedRecord>),
 }
 
 impl Answer<'_> {
@@ -264,7 +264,7 @@ fn steer<'s>(
     let owned = |r: &SizedRecord| {
         let mut record = r.record.clone();
         record.name = Name::from(name.clone());
-        Answer::Owned(SizedRecord::new(record))
+        Answer::Owned(Box::new(SizedRecord::new(record)))
     };
     // the HTTP fallback steers each client itself: the same for everyone
     if steered.always_fallback {
