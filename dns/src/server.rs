@@ -383,12 +383,6 @@ fn answer(
     if src.port() == 0 {
         return false;
     }
-    let Ok(header) = Header::read(&mut BinDecoder::new(packet)) else {
-        return false;
-    };
-    if header.metadata.message_type == MessageType::Response {
-        return false;
-    }
     // the unit tests' stand-in for a bug: a query for this name panics
     #[cfg(test)]
     if packet.windows(12).any(|w| w == b"\x0bpanic-query") {
@@ -399,6 +393,8 @@ fn answer(
     // record get FORMERR with the question and an OPT (RFC 6891 §7, RFC
     // 7871 §6)
     match crate::wire::parse(packet) {
+        // shorter than a header, or a response
+        crate::wire::Parsed::Drop => return false,
         crate::wire::Parsed::FormErr(f) => {
             f.reply(handler.max_udp_payload(), out);
             return true;
@@ -410,7 +406,13 @@ fn answer(
                 return true;
             }
         }
-        crate::wire::Parsed::Other | crate::wire::Parsed::Drop => {}
+        crate::wire::Parsed::Other => {}
+    }
+    let Ok(header) = Header::read(&mut BinDecoder::new(packet)) else {
+        return false;
+    };
+    if header.metadata.message_type == MessageType::Response {
+        return false;
     }
     match Request::from_bytes(packet.to_vec(), src, protocol) {
         Ok(request) => handler.respond(&request, out).is_ok(),

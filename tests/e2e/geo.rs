@@ -231,10 +231,15 @@ fn malformed_ecs_gets_formerr() {
     // (RFC 6891 §7)
     let extra =
         udp_exchange(s.addr, &with_ecs(q.clone(), 1, 24, 0, &[192, 0, 2, 0])).expect("reply");
+    let fewer = udp_exchange(s.addr, &with_ecs(q.clone(), 1, 24, 0, &[192, 0])).expect("reply");
     let mut trailing = with_ecs(q.clone(), 1, 24, 0, &[192, 0, 2]);
     trailing.push(0);
     let trailing = udp_exchange(s.addr, &trailing).expect("reply");
-    for r in [&extra, &trailing] {
+    // an OPT record whose RDLENGTH runs past the datagram
+    let mut past = with_ecs(q.clone(), 1, 24, 0, &[192, 0, 2]);
+    past[q.len() + 10] += 4;
+    let past = udp_exchange(s.addr, &past).expect("reply");
+    for r in [&extra, &fewer, &trailing, &past] {
         assert_eq!(rcode(r), 1, "FORMERR: {r:?}");
         assert_eq!(&r[..2], &21u16.to_be_bytes(), "same id");
         assert_eq!(&r[4..6], &[0, 1], "the question echoed");
@@ -242,10 +247,29 @@ fn malformed_ecs_gets_formerr() {
         assert_eq!(&r[12..q.len()], &q[12..], "the question as asked");
         assert_eq!(&r[q.len()..q.len() + 3], &[0, 0, 41], "OPT at the root");
     }
+    // shorter than a header, or a response: dropped, nothing sent
+    assert_eq!(udp_exchange(s.addr, &q[..11]), None);
+    let mut response = q.clone();
+    response[2] |= 0x80;
+    assert_eq!(udp_exchange(s.addr, &response), None);
     assert_eq!(
         ask(&s, "geo.glb.example.com", Some("192.0.2.0/24")).0,
         "192.0.2.10"
     );
+}
+
+#[test]
+fn answers_point_at_the_question_and_keep_its_case() {
+    let s = start(&zones("enabled"));
+    let q = query_bytes(7, "GeO.Glb.Example.COM", 1, 0, 1);
+    let r = udp_exchange(s.addr, &with_ecs(q.clone(), 1, 24, 0, &[192, 0, 2])).expect("reply");
+    assert_eq!(rcode(&r), 0);
+    assert_eq!(&r[6..8], &[0, 1], "one answer");
+    assert_eq!(&r[12..q.len()], &q[12..], "the question as asked");
+    // the answer's owner is a pointer to the question's name; then A, IN
+    let answer = &r[q.len()..];
+    assert_eq!(&answer[..6], &[0xC0, 12, 0, 1, 0, 1]);
+    assert_eq!(&answer[10..16], &[0, 4, 192, 0, 2, 10]);
 }
 
 #[test]
