@@ -19,3 +19,4 @@ bench:
 	./bench/fallback.sh
 	./bench/proxy.sh
 	./bench/scale.sh
+	cargo bench -p meridian-steering --bench trees
