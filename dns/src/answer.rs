@@ -176,7 +176,14 @@ pub fn resolve<'s>(
         }
         if qtype != RecordType::CNAME {
             if let Some(target) = cname(&mut reply, node, &name, st) {
-                if !zone.origin.zone_of(&target) {
+                // a target answered by another zone (outside this one, or
+                // a zone of its own below it): the answer ends at the
+                // CNAME and the resolver follows it, rather than an
+                // NXDOMAIN from the wrong zone
+                let same_zone = snap
+                    .find_zone(&target)
+                    .is_some_and(|z| std::ptr::eq(z, zone));
+                if !same_zone {
                     return reply;
                 }
                 name = target;
@@ -350,6 +357,7 @@ zones:
       - {name: www, type: A, value: 192.0.2.1}
       - {name: loop1, type: CNAME, value: loop2}
       - {name: loop2, type: CNAME, value: loop1}
+      - {name: tochild, type: CNAME, value: www.child}
       - {name: x.y.z, type: TXT, value: deep}
       - {name: sub, type: NS, value: ns.sub}
       - {name: ns.sub, type: A, value: 192.0.2.60}
@@ -431,6 +439,23 @@ pools:
         assert_eq!(
             ask(&s, "z.example.test.", RecordType::TXT).0,
             ResponseCode::NoError
+        );
+    }
+
+    #[test]
+    fn a_cname_into_another_zone_ends_the_answer() {
+        let s = snapshot();
+        // www.child is answered by the child zone, not the parent: the
+        // answer is the CNAME, NOERROR, and the resolver follows it
+        let (rcode, aa, answers, authority) = ask(&s, "tochild.example.test.", RecordType::A);
+        assert_eq!(
+            (rcode, aa, answers, authority),
+            (
+                ResponseCode::NoError,
+                true,
+                vec!["www.child.example.test.".to_string()],
+                0
+            )
         );
     }
 

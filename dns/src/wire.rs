@@ -94,6 +94,8 @@ pub struct FormErr<'a> {
     pub question: Option<(&'a [u8], u16, u16)>,
     /// The query had an OPT record (so the reply carries one).
     pub edns: bool,
+    /// Its DO bit, copied into the reply's OPT (RFC 3225 §3).
+    pub dnssec_ok: bool,
     /// What was wrong, for logs and tests.
     pub why: &'static str,
 }
@@ -113,12 +115,13 @@ pub fn parse(packet: &[u8]) -> Parsed<'_> {
     if opcode != 0 || qd != 1 || an != 0 || ns != 0 || ar > 1 {
         return Parsed::Other;
     }
-    let bad = |question, edns, why| {
+    let bad = |question, edns, dnssec_ok, why| {
         Parsed::FormErr(FormErr {
             id,
             flags,
             question,
             edns,
+            dnssec_ok,
             why,
         })
     };
@@ -126,14 +129,19 @@ pub fn parse(packet: &[u8]) -> Parsed<'_> {
     let mut i = 12;
     loop {
         let Some(&len) = packet.get(i) else {
-            return bad(None, false, "the question's name runs past the end");
+            return bad(None, false, false, "the question's name runs past the end");
         };
         if len & 0xC0 != 0 {
             return Parsed::Other; // compression (or a reserved label type)
         }
         i += 1 + usize::from(len);
         if i - 12 > 255 {
-            return bad(None, false, "the question's name is longer than 255 octets");
+            return bad(
+                None,
+                false,
+                false,
+                "the question's name is longer than 255 octets",
+            );
         }
         if len == 0 {
             break;
@@ -141,7 +149,7 @@ pub fn parse(packet: &[u8]) -> Parsed<'_> {
     }
     let qname = &packet[12..i];
     let Some(tail) = packet.get(i..i + 4) else {
-        return bad(None, false, "the question has no type and class");
+        return bad(None, false, false, "the question has no type and class");
     };
     let qtype = u16::from_be_bytes([tail[0], tail[1]]);
     let qclass = u16::from_be_bytes([tail[2], tail[3]]);
@@ -149,14 +157,19 @@ pub fn parse(packet: &[u8]) -> Parsed<'_> {
     let question = Some((qname, qtype, qclass));
     let edns = if ar == 0 {
         if packet.len() != question_end {
-            return bad(question, false, "bytes after the last record");
+            return bad(question, false, false, "bytes after the last record");
         }
         None
     } else {
         match opt_record(packet, question_end) {
             Ok(Some(edns)) => Some(edns),
             Ok(None) => return Parsed::Other,
-            Err((had_opt, why)) => return bad(question, had_opt, why),
+            Err((had_opt, why)) => {
+                // the DO bit, when the OPT record's fixed part was read
+                let dnssec_ok =
+                    had_opt && packet.get(question_end + 7).is_some_and(|b| b & 0x80 != 0);
+                return bad(question, had_opt, dnssec_ok, why);
+            }
         }
     };
     Parsed::Hot(Query {
@@ -234,8 +247,9 @@ impl FormErr<'_> {
     pub fn reply(&self, udp_size: u16, out: &mut Vec<u8>) {
         out.clear();
         out.extend_from_slice(&self.id.to_be_bytes());
-        // QR, opcode and RD kept; AA, TC, RA, Z, AD, CD clear; RCODE 1
-        let flags = 0x8000 | (self.flags & 0x7900) | 1;
+        // QR, opcode, RD and CD kept, as in every other reply; AA, TC,
+        // RA, Z, AD clear; RCODE 1
+        let flags = 0x8000 | (self.flags & 0x7910) | 1;
         out.extend_from_slice(&flags.to_be_bytes());
         let qd = u16::from(self.question.is_some());
         let ar = u16::from(self.edns);
@@ -252,7 +266,8 @@ impl FormErr<'_> {
             // no flags, no options
             out.extend_from_slice(&[0, 0, 41]);
             out.extend_from_slice(&udp_size.max(512).to_be_bytes());
-            out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+            let dnssec_ok = if self.dnssec_ok { 0x80 } else { 0 };
+            out.extend_from_slice(&[0, 0, dnssec_ok, 0, 0, 0]);
         }
     }
 }
@@ -515,7 +530,8 @@ mod tests {
         f.reply(1232, &mut out);
         let mut want = vec![0x12, 0x34, 0x81, 0x01, 0, 1, 0, 0, 0, 0, 0, 1];
         want.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
-        want.extend_from_slice(&[0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, 0]);
+        // the query's DO bit copied (RFC 3225 §3)
+        want.extend_from_slice(&[0, 0, 41, 0x04, 0xD0, 0, 0, 0x80, 0, 0, 0]);
         assert_eq!(out, want);
         // without a question or an OPT: the header alone
         let q = query("www.example.com", 1, None);

@@ -114,7 +114,8 @@ pub enum Outcome {
 pub struct Decision {
     pub outcome: Outcome,
     /// Leading bits of the client address the answer depended on (0: the
-    /// same for every client), at most [`Context::client_prefix`].
+    /// same for every client); longer than [`Context::client_prefix`] when
+    /// the known bits did not settle the answer.
     pub scope: u8,
 }
 
@@ -486,9 +487,12 @@ impl Policy {
                 });
             }
         }
-        // with a class, the answer is the same across its widest prefix
+        // with a class, the answer is the same across its widest prefix.
+        // Not capped by the client's known bits: a scope longer than an
+        // ECS source prefix says the prefix was not specific enough (RFC
+        // 7871 §7.2.1), where a capped one would claim the answer for
+        // addresses inside it that get another
         let scope = ctx.class.map_or(scope, |(_, widest)| widest);
-        let scope = scope.min(ctx.client_prefix);
         if !out.is_empty() {
             return Decision {
                 outcome: Outcome::Endpoints,

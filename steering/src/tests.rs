@@ -364,7 +364,10 @@ fn geo_follows_the_fallback_chain() {
     r.prefix = 24;
     let (d, ids) = r.decide();
     assert_eq!(ids, ["eu-1", "eu-2"]);
-    assert_eq!(d.scope, 24, "geo network /25 capped by the source /24");
+    assert_eq!(
+        d.scope, 25,
+        "the geo network /25: longer than the source /24, which did not settle it"
+    );
     r.prefix = 32;
     assert_eq!(r.decide().0.scope, 25);
 
@@ -473,7 +476,11 @@ fn fence_by_geography_asn_and_cidr() {
     let (d, ids) = r.decide();
     assert_eq!((ids.len(), d.scope), (3, 24));
     r.prefix = 16;
-    assert_eq!(r.decide().0.scope, 16);
+    assert_eq!(
+        r.decide().0.scope,
+        24,
+        "the /16 source was not specific enough"
+    );
     assert_eq!(
         r.ids().len(),
         4,
@@ -662,7 +669,7 @@ fn codes_and_combinations() {
     let (d, ids) = r.decide();
     assert_eq!(ids.len(), 2);
     assert!(ids.iter().all(|i| i.starts_with("eu-")), "{ids:?}");
-    assert_eq!(d.scope, 24);
+    assert_eq!(d.scope, 25, "the geo network's /25 beats sticky's /24");
 }
 
 mod sticky_properties {

@@ -88,6 +88,13 @@ fn each_continent_gets_its_region_with_the_right_scope() {
         Some("192.0.2.130/32/24"),
         "no wider than the addresses that share the answer"
     );
+    // a /16 holding Europe's /24 and others: the scope of its first
+    // address's block, longer than the source (RFC 7871 §7.2.1), never
+    // the /16
+    assert_eq!(
+        ask(&s, g, Some("192.0.0.0/16")),
+        ("198.51.100.10".into(), Some("192.0.0.0/16/23".into()))
+    );
     // America is answered as every client outside Europe and Asia is (the
     // map gives both [us-east]): the scope spans all of them around it,
     // 196.0.0.0/6 (192.0.3.0 to 203.0.112.255 share the answer)
