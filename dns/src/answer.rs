@@ -138,6 +138,8 @@ pub fn resolve<'s>(
     };
     let mut reply = Reply::new(ResponseCode::NoError, true);
     let mut name = qname.clone();
+    // the names whose CNAME is in the answer already
+    let mut chain: Vec<LowerName> = Vec::new();
     for hop in 0..MAX_CHAIN {
         if zone.has_cuts {
             if let Some((cut_name, cut)) = find_cut(zone, &name) {
@@ -158,7 +160,13 @@ pub fn resolve<'s>(
             return reply;
         };
         if qtype == RecordType::ANY {
-            reply.synthesized = Some(hinfo(&name, zone.default_ttl));
+            // the CNAME is the answer to ANY where there is one (RFC 8482
+            // §4.2 allows the synthesized HINFO only without one)
+            if node.has_cname() {
+                cname(&mut reply, node, &name, st);
+            } else {
+                reply.synthesized = Some(hinfo(&name, zone.default_ttl));
+            }
             return reply;
         }
         if let Some(set) = node.set(qtype) {
@@ -169,7 +177,14 @@ pub fn resolve<'s>(
             return reply;
         }
         if let Some(steered) = node.steered(qtype) {
-            if !steer(&mut reply, steered, &name, st, usize::MAX) {
+            // a name holds one CNAME (RFC 2181 §10.1), whatever the steps
+            // leave
+            let limit = if qtype == RecordType::CNAME {
+                1
+            } else {
+                usize::MAX
+            };
+            if !steer(&mut reply, steered, &name, st, limit) {
                 reply.authority.push(&zone.negative_soa);
             }
             return reply;
@@ -183,10 +198,13 @@ pub fn resolve<'s>(
                 let same_zone = snap
                     .find_zone(&target)
                     .is_some_and(|z| std::ptr::eq(z, zone));
-                if !same_zone {
+                // a loop: each record once, and the chain stops there
+                // (RFC 1034 §3.6.2, RFC 2181 §5)
+                let looped = target == name || chain.contains(&target);
+                if !same_zone || looped {
                     return reply;
                 }
-                name = target;
+                chain.push(std::mem::replace(&mut name, target));
                 continue;
             }
         }
@@ -358,12 +376,24 @@ zones:
       - {name: loop1, type: CNAME, value: loop2}
       - {name: loop2, type: CNAME, value: loop1}
       - {name: tochild, type: CNAME, value: www.child}
+      - {name: self, type: CNAME, value: self}
+      - {name: c0, type: CNAME, value: c1}
+      - {name: c1, type: CNAME, value: c2}
+      - {name: c2, type: CNAME, value: c3}
+      - {name: c3, type: CNAME, value: c4}
+      - {name: c4, type: CNAME, value: c5}
+      - {name: c5, type: CNAME, value: c6}
+      - {name: c6, type: CNAME, value: c7}
+      - {name: c7, type: CNAME, value: c8}
+      - {name: c8, type: CNAME, value: c9}
+      - {name: c9, type: A, value: 192.0.2.9}
       - {name: x.y.z, type: TXT, value: deep}
       - {name: sub, type: NS, value: ns.sub}
       - {name: ns.sub, type: A, value: 192.0.2.60}
     steered:
       - {name: down, type: A, pool: off, steps: [health], on_all_down: nodata}
       - {name: sorry, type: A, pool: off, steps: [health], on_all_down: {sorry: [192.0.2.99]}}
+      - {name: cdn, type: CNAME, pool: hosts, steps: [health, weighted]}
   child.example.test:
     soa: {rname: h.example.test.}
     ns: [{name: ns.example.net.}]
@@ -373,6 +403,11 @@ pools:
   off:
     endpoints:
       - {id: a, address: 192.0.2.7, region: r, state: disabled}
+  hosts:
+    endpoints:
+      - {id: a, address: a.example.net., region: r}
+      - {id: b, address: b.example.net., region: r}
+      - {id: c, address: c.example.net., region: r}
 "#;
 
     fn snapshot() -> Snapshot {
@@ -460,11 +495,42 @@ pools:
     }
 
     #[test]
-    fn cname_loops_stop() {
+    fn cname_loops_stop_with_each_record_once() {
         let s = snapshot();
         let (rcode, _, answers, _) = ask(&s, "loop1.example.test.", RecordType::A);
         assert_eq!(rcode, ResponseCode::NoError);
+        assert_eq!(answers, ["loop2.example.test.", "loop1.example.test."]);
+        let (_, _, answers, _) = ask(&s, "self.example.test.", RecordType::A);
+        assert_eq!(answers, ["self.example.test."]);
+        // a long chain without a loop still stops at MAX_CHAIN links
+        let (_, _, answers, _) = ask(&s, "c0.example.test.", RecordType::A);
         assert_eq!(answers.len(), MAX_CHAIN);
+    }
+
+    #[test]
+    fn a_steered_cname_answers_one_cname() {
+        let s = snapshot();
+        // the steps leave all three hosts; a name holds one CNAME
+        for t in [RecordType::CNAME, RecordType::A] {
+            let (rcode, _, answers, _) = ask(&s, "cdn.example.test.", t);
+            assert_eq!((rcode, answers.len()), (ResponseCode::NoError, 1), "{t}");
+        }
+    }
+
+    #[test]
+    fn any_at_a_cname_answers_the_cname() {
+        let s = snapshot();
+        let (rcode, _, answers, _) = ask(&s, "loop1.example.test.", RecordType::ANY);
+        assert_eq!(
+            (rcode, answers),
+            (
+                ResponseCode::NoError,
+                vec!["loop2.example.test.".to_string()]
+            )
+        );
+        // elsewhere, the RFC 8482 HINFO
+        let (_, _, answers, _) = ask(&s, "www.example.test.", RecordType::ANY);
+        assert_eq!(answers, ["RFC8482 "]);
     }
 
     #[test]

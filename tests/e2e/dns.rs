@@ -23,6 +23,8 @@ pub fn zones() -> String {
       - {{name: alias, type: CNAME, value: www}}
       - {{name: out, type: CNAME, value: target.example.net.}}
       - {{name: dangling, type: CNAME, value: missing}}
+      - {{name: loop1, type: CNAME, value: loop2}}
+      - {{name: loop2, type: CNAME, value: loop1}}
       - {{name: "@", type: MX, value: "10 mail"}}
       - {{name: mail, type: A, value: 192.0.2.25}}
       - {{name: "@", type: TXT, value: "hello world"}}
@@ -293,6 +295,25 @@ fn any_gets_a_minimal_answer() {
     assert_eq!(d.answer[0].rtype, "HINFO");
     assert_eq!(d.answer[0].data, "\"RFC8482\" \"\"");
     assert_eq!(s.dig(&["nope.glb.example.com", "ANY"]).status, "NXDOMAIN");
+    // at a name with a CNAME, the CNAME (RFC 8482 §4.2)
+    let c = s.dig(&["alias.glb.example.com", "ANY"]);
+    assert_eq!(c.status, "NOERROR");
+    assert_eq!(c.answers("CNAME"), ["www.glb.example.com."]);
+    assert_eq!(c.answer.len(), 1, "{}", c.raw);
+}
+
+#[test]
+fn a_cname_loop_answers_each_record_once() {
+    let s = Server::start(&zones());
+    let d = s.dig(&["loop1.glb.example.com", "A"]);
+    assert_eq!(d.status, "NOERROR");
+    assert_eq!(
+        d.answers("CNAME"),
+        ["loop1.glb.example.com.", "loop2.glb.example.com."],
+        "{}",
+        d.raw
+    );
+    assert_eq!(d.answer.len(), 2);
 }
 
 #[test]
