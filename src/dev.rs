@@ -114,6 +114,7 @@ pub fn run(listen: SocketAddr, api: SocketAddr, http: SocketAddr) -> ExitCode {
             udp_sockets: None,
             max_udp_payload: DEFAULT_MAX_UDP_PAYLOAD,
             tcp_idle_timeout_secs: 10,
+            nsid: None,
         },
         data_dir: data.path().to_path_buf(),
         geoip: GeoIpConfig::default(),

@@ -228,7 +228,14 @@ pub fn run(
         http: http_addrs,
     });
 
-    let handler = Handler::new(handle.clone(), geo.clone(), node.dns.max_udp_payload);
+    // NSID: the configured name, else the cluster node id
+    let nsid = node
+        .dns
+        .nsid
+        .clone()
+        .unwrap_or_else(|| node.cluster.as_ref().map_or(1, |c| c.id).to_string());
+    let handler = Handler::new(handle.clone(), geo.clone(), node.dns.max_udp_payload)
+        .with_nsid(nsid.as_bytes());
     let timeout = Duration::from_secs(node.dns.tcp_idle_timeout_secs);
     let agent = match &node.probe.region {
         Some(region) => match Prober::new(Some(region), node.probe.policy.clone()) {

@@ -193,6 +193,9 @@ pub struct ApiConfig {
     pub max_in_flight: usize,
 }
 
+/// The longest NSID a node answers with, in bytes.
+pub const MAX_NSID: usize = 128;
+
 /// The largest spec, in bytes: what a spec sent in parts may hold. A
 /// zone of 100 000 steered records is about 18 MB.
 pub const MAX_SPEC_BYTES: usize = 32 << 20;
@@ -241,6 +244,9 @@ pub struct DnsConfig {
     pub max_udp_payload: u16,
     /// Idle TCP connections are closed after this many seconds.
     pub tcp_idle_timeout_secs: u64,
+    /// What this node answers an NSID query with (RFC 5001); `None`: its
+    /// cluster node id.
+    pub nsid: Option<String>,
 }
 
 /// Optional MaxMind databases.
@@ -384,6 +390,7 @@ mod raw {
         pub udp_sockets: Option<U16>,
         pub max_udp_payload: Option<U16>,
         pub tcp_idle_timeout_secs: Option<U16>,
+        pub nsid: Option<String>,
     }
 
     #[derive(Debug, Deserialize, Default)]
@@ -578,6 +585,7 @@ impl NodeConfig {
             udp_sockets: None,
             max_udp_payload: DEFAULT_MAX_UDP_PAYLOAD,
             tcp_idle_timeout_secs: 10,
+            nsid: None,
         };
         if let Some(d) = dns {
             if let Some(listen) = d.listen {
@@ -610,6 +618,16 @@ impl NodeConfig {
                         .push(doc.error("dns.tcp_idle_timeout_secs", "expected at least 1 second"));
                 }
                 dns_config.tcp_idle_timeout_secs = t.0.into();
+            }
+            if let Some(n) = d.nsid {
+                let printable = n.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+                if n.is_empty() || n.len() > MAX_NSID || !printable {
+                    errors.push(doc.error(
+                        "dns.nsid",
+                        format!("expected 1 to {MAX_NSID} printable ASCII characters"),
+                    ));
+                }
+                dns_config.nsid = Some(n);
             }
         }
         let level = log.level.unwrap_or_else(|| "info".into());
@@ -907,6 +925,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("missing field `zones`"));
+        // an NSID must be printable and short
+        let long = "x".repeat(MAX_NSID + 1);
+        for bad in ["\"\"", "\"a\\u0001\"", long.as_str()] {
+            let err = parse(&format!("dns:\n  nsid: {bad}\nzones: z\n")).unwrap_err();
+            assert!(err.to_string().contains("dns.nsid: expected 1 to 128"), "{err}");
+        }
+        let ok = parse("dns:\n  nsid: ns-a.example\nzones: z\n").unwrap();
+        assert_eq!(ok.dns.nsid.as_deref(), Some("ns-a.example"));
     }
 
     #[test]

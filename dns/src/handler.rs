@@ -30,7 +30,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
-use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption, NSIDPayload};
 use meridian_steering::GeoIp;
 
 use crate::answer::{resolve, Client, Reply, Steering};
@@ -60,6 +60,9 @@ pub struct Handler {
     snapshots: SnapshotHandle,
     geo: GeoHandle,
     max_udp_payload: u16,
+    /// What a query with an NSID option learns (RFC 5001); `None`: it
+    /// learns nothing.
+    nsid: Option<Arc<[u8]>>,
 }
 
 impl Handler {
@@ -74,7 +77,14 @@ impl Handler {
             snapshots,
             geo,
             max_udp_payload: max_udp_payload.max(512),
+            nsid: None,
         }
+    }
+
+    /// The handler answering NSID queries with `nsid` (the node's name).
+    pub fn with_nsid(mut self, nsid: &[u8]) -> Handler {
+        self.nsid = Some(Arc::from(nsid));
+        self
     }
 }
 
@@ -164,6 +174,18 @@ impl Handler {
             ecs_len = 4 + usize::from(answer.len());
             e.options_mut().insert(EdnsOption::Subnet(answer));
         }
+        // NSID when asked and this node has one (RFC 5001)
+        let mut nsid_len = 0;
+        let asked_nsid = request
+            .edns
+            .as_ref()
+            .is_some_and(|e| e.option(EdnsCode::NSID).is_some());
+        if let (Some(e), Some(nsid), true) = (edns.as_mut(), &self.nsid, asked_nsid) {
+            if let Ok(payload) = NSIDPayload::new(nsid.to_vec()) {
+                nsid_len = 4 + nsid.len();
+                e.options_mut().insert(EdnsOption::NSID(payload));
+            }
+        }
         meta.response_code = reply.rcode;
         meta.authoritative = reply.authoritative;
 
@@ -176,7 +198,7 @@ impl Handler {
         };
         let fixed = HEADER_LEN
             + request.queries.as_bytes().len()
-            + edns.as_ref().map_or(0, |_| OPT_LEN + ecs_len);
+            + edns.as_ref().map_or(0, |_| OPT_LEN + ecs_len + nsid_len);
         // the uncompressed bound settles almost every answer without a
         // trial encoding
         let fit = if fixed + reply.records_len(true) <= limit
@@ -275,6 +297,7 @@ impl Handler {
             source,
             udp,
             self.max_udp_payload,
+            self.nsid.as_deref(),
             local,
             out,
         )

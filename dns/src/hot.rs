@@ -194,6 +194,7 @@ pub(crate) fn answer(
     source: IpAddr,
     udp: bool,
     max_udp: u16,
+    nsid: Option<&[u8]>,
     local: &mut Local,
     out: &mut Vec<u8>,
 ) -> bool {
@@ -320,7 +321,11 @@ pub(crate) fn answer(
         (true, None) => 512,
         (false, _) => usize::from(u16::MAX),
     };
-    let opt_len = edns.map_or(0, |_| 11 + ecs.map_or(0, |cs| 8 + ecs_octets(cs.source)));
+    // the node's NSID, when asked for and configured (RFC 5001)
+    let nsid = nsid.filter(|_| edns.is_some_and(|e| e.nsid));
+    let opt_len = edns.map_or(0, |_| {
+        11 + ecs.map_or(0, |cs| 8 + ecs_octets(cs.source)) + nsid.map_or(0, |n| 4 + n.len())
+    });
     if out.len() + opt_len > limit {
         // truncated: the header, the question and the OPT record
         out.truncate(question_end);
@@ -331,25 +336,28 @@ pub(crate) fn answer(
         out.extend_from_slice(&[0, 0, 41]);
         out.extend_from_slice(&max_udp.max(512).to_be_bytes());
         out.extend_from_slice(&[rcode.high(), 0, if e.dnssec_ok { 0x80 } else { 0 }, 0]);
-        match ecs {
-            Some(cs) => {
-                let octets = ecs_octets(cs.source);
-                out.extend_from_slice(&(8 + octets as u16).to_be_bytes());
-                out.extend_from_slice(&[0, 8]);
-                out.extend_from_slice(&(4 + octets as u16).to_be_bytes());
-                let scope = if cs.source == 0 { 0 } else { scope };
-                match cs.addr {
-                    IpAddr::V4(a) => {
-                        out.extend_from_slice(&[0, 1, cs.source, scope]);
-                        out.extend_from_slice(&a.octets()[..octets]);
-                    }
-                    IpAddr::V6(a) => {
-                        out.extend_from_slice(&[0, 2, cs.source, scope]);
-                        out.extend_from_slice(&a.octets()[..octets]);
-                    }
+        let rdlength = opt_len - 11;
+        out.extend_from_slice(&(rdlength as u16).to_be_bytes());
+        if let Some(cs) = ecs {
+            let octets = ecs_octets(cs.source);
+            out.extend_from_slice(&[0, 8]);
+            out.extend_from_slice(&(4 + octets as u16).to_be_bytes());
+            let scope = if cs.source == 0 { 0 } else { scope };
+            match cs.addr {
+                IpAddr::V4(a) => {
+                    out.extend_from_slice(&[0, 1, cs.source, scope]);
+                    out.extend_from_slice(&a.octets()[..octets]);
+                }
+                IpAddr::V6(a) => {
+                    out.extend_from_slice(&[0, 2, cs.source, scope]);
+                    out.extend_from_slice(&a.octets()[..octets]);
                 }
             }
-            None => out.extend_from_slice(&[0, 0]),
+        }
+        if let Some(n) = nsid {
+            out.extend_from_slice(&[0, 3]);
+            out.extend_from_slice(&(n.len() as u16).to_be_bytes());
+            out.extend_from_slice(n);
         }
     }
     true
@@ -524,6 +532,7 @@ pools:
             Arc::new(ArcSwapOption::from_pointee(geo)),
             1232,
         )
+        .with_nsid(b"node-7")
     }
 
     /// A query: its name (each letter's case from `case`), type, flags,
@@ -536,6 +545,8 @@ pools:
         flags: u16,
         /// UDP size, DO, and an ECS option.
         edns: Option<(u16, bool, Option<Subnet>)>,
+        /// An NSID option in the OPT record.
+        nsid: bool,
     }
 
     /// An ECS option: IPv4 or not, the source prefix, the address's bits.
@@ -561,31 +572,32 @@ pools:
             p.extend_from_slice(&[0, 0, 41]);
             p.extend_from_slice(&size.to_be_bytes());
             p.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0]);
-            match ecs {
-                Some((v4, source, bits)) => {
-                    let (family, max, addr) = if v4 {
-                        (1u16, 32, (bits as u32).to_be_bytes().to_vec())
-                    } else {
-                        (2, 128, bits.to_be_bytes().to_vec())
-                    };
-                    let source = source % (max + 1);
-                    let mut addr = addr;
-                    // keep the source prefix's bits, clear the rest
-                    for (i, b) in addr.iter_mut().enumerate() {
-                        let keep = (usize::from(source)).saturating_sub(i * 8).min(8);
-                        *b &= !(0xFFu8.checked_shr(keep as u32).unwrap_or(0));
-                    }
-                    let octets = usize::from(source).div_ceil(8);
-                    let len = 4 + octets as u16;
-                    p.extend_from_slice(&(4 + len).to_be_bytes());
-                    p.extend_from_slice(&[0, 8]);
-                    p.extend_from_slice(&len.to_be_bytes());
-                    p.extend_from_slice(&family.to_be_bytes());
-                    p.extend_from_slice(&[source, 0]);
-                    p.extend_from_slice(&addr[..octets]);
+            let mut opts = Vec::new();
+            if let Some((v4, source, bits)) = ecs {
+                let (family, max, addr) = if v4 {
+                    (1u16, 32, (bits as u32).to_be_bytes().to_vec())
+                } else {
+                    (2, 128, bits.to_be_bytes().to_vec())
+                };
+                let source = source % (max + 1);
+                let mut addr = addr;
+                // keep the source prefix's bits, clear the rest
+                for (i, b) in addr.iter_mut().enumerate() {
+                    let keep = (usize::from(source)).saturating_sub(i * 8).min(8);
+                    *b &= !(0xFFu8.checked_shr(keep as u32).unwrap_or(0));
                 }
-                None => p.extend_from_slice(&[0, 0]),
+                let octets = usize::from(source).div_ceil(8);
+                opts.extend_from_slice(&[0, 8]);
+                opts.extend_from_slice(&(4 + octets as u16).to_be_bytes());
+                opts.extend_from_slice(&family.to_be_bytes());
+                opts.extend_from_slice(&[source, 0]);
+                opts.extend_from_slice(&addr[..octets]);
             }
+            if a.nsid {
+                opts.extend_from_slice(&[0, 3, 0, 0]);
+            }
+            p.extend_from_slice(&(opts.len() as u16).to_be_bytes());
+            p.extend_from_slice(&opts);
         }
         p
     }
@@ -625,13 +637,15 @@ pools:
             // RD and CD as asked, sometimes other bits a query may set
             prop_oneof![Just(0x0100u16), Just(0), Just(0x0110), Just(0x0130)],
             edns,
+            any::<bool>(),
         )
-            .prop_map(|(name, case, qtype, flags, edns)| Ask {
+            .prop_map(|(name, case, qtype, flags, edns, nsid)| Ask {
                 name,
                 case,
                 qtype,
                 flags,
                 edns,
+                nsid,
             })
     }
 
@@ -716,6 +730,7 @@ pools:
             qtype,
             flags: 0x0100,
             edns: Some((1232, false, ecs)),
+            nsid: true,
         };
         let eu = Some((true, 24, 0xC000_0200));
         let hot = [
@@ -752,7 +767,10 @@ pools:
         }
         // the geo answer and its scope: Europe's endpoint, the network's /25
         let (_, hot) = both(h, &ask("geo.example.test", 1, eu), 7);
-        let m = Message::from_bytes(&hot.unwrap()).unwrap();
+        let hot = hot.unwrap();
+        let m = Message::from_bytes(&hot).unwrap();
         assert_eq!(m.answers[0].data.to_string(), "192.0.2.10");
+        // the node's NSID, asked for, after the ECS option
+        assert!(hot.ends_with(b"\x00\x03\x00\x06node-7"), "{hot:x?}");
     }
 }

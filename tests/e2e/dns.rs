@@ -303,6 +303,28 @@ fn any_gets_a_minimal_answer() {
 }
 
 #[test]
+fn nsid_names_the_node() {
+    // by default, the cluster node id (1 for a node without a cluster)
+    let s = Server::start(&zones());
+    let d = s.dig(&["www.glb.example.com", "A", "+nsid"]);
+    assert!(d.raw.contains("; NSID: 31 (\"1\")"), "{}", d.raw);
+    // not without asking
+    let plain = s.dig(&["www.glb.example.com", "A"]);
+    assert!(!plain.raw.contains("NSID"), "{}", plain.raw);
+    // or the configured name, on the hickory path too (MX has additional
+    // records, which the own path leaves to it)
+    let s = Server::start_with(
+        &zones(),
+        "  listen: [\"127.0.0.1:0\"]\n  udp_sockets: 1\n  nsid: ns-a.example\n",
+    );
+    for q in [["www.glb.example.com", "A"], ["glb.example.com", "MX"]] {
+        let d = s.dig(&[q[0], q[1], "+nsid"]);
+        assert_eq!(d.status, "NOERROR");
+        assert!(d.raw.contains("(\"ns-a.example\")"), "{}", d.raw);
+    }
+}
+
+#[test]
 fn a_cname_loop_answers_each_record_once() {
     let s = Server::start(&zones());
     let d = s.dig(&["loop1.glb.example.com", "A"]);
