@@ -929,7 +929,10 @@ mod tests {
         let long = "x".repeat(MAX_NSID + 1);
         for bad in ["\"\"", "\"a\\u0001\"", long.as_str()] {
             let err = parse(&format!("dns:\n  nsid: {bad}\nzones: z\n")).unwrap_err();
-            assert!(err.to_string().contains("dns.nsid: expected 1 to 128"), "{err}");
+            assert!(
+                err.to_string().contains("dns.nsid: expected 1 to 128"),
+                "{err}"
+            );
         }
         let ok = parse("dns:\n  nsid: ns-a.example\nzones: z\n").unwrap();
         assert_eq!(ok.dns.nsid.as_deref(), Some("ns-a.example"));

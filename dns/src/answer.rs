@@ -34,6 +34,9 @@ pub struct Client<'a> {
     /// GeoIP databases, when loaded; looked up only for policies that need
     /// the client's location.
     pub geo: Option<&'a GeoIp>,
+    /// The query carried an ECS subnet (with a source prefix): a static
+    /// CNAME to a steered name is then answered alone, see [`resolve`].
+    pub ecs: bool,
 }
 
 /// An answer record: one of the snapshot's, or a steered record's (shared
@@ -201,7 +204,18 @@ pub fn resolve<'s>(
                 // a loop: each record once, and the chain stops there
                 // (RFC 1034 §3.6.2, RFC 2181 §5)
                 let looped = target == name || chain.contains(&target);
-                if !same_zone || looped {
+                // with ECS, a static CNAME to a steered name is answered
+                // alone (RFC 7871 §7.2.1): the resolver caches it for
+                // every client and asks for the steered part per subnet,
+                // where one scope over both would tie the static part to
+                // a subnet
+                let static_to_steered = st.client.ecs
+                    && node.set(RecordType::CNAME).is_some()
+                    && zone
+                        .nodes
+                        .get(&target)
+                        .is_some_and(|t| !t.steered.is_empty());
+                if !same_zone || looped || static_to_steered {
                     return reply;
                 }
                 chain.push(std::mem::replace(&mut name, target));
@@ -376,6 +390,7 @@ zones:
       - {name: loop1, type: CNAME, value: loop2}
       - {name: loop2, type: CNAME, value: loop1}
       - {name: tochild, type: CNAME, value: www.child}
+      - {name: tosorry, type: CNAME, value: sorry}
       - {name: self, type: CNAME, value: self}
       - {name: c0, type: CNAME, value: c1}
       - {name: c1, type: CNAME, value: c2}
@@ -421,6 +436,7 @@ pools:
                 addr: None,
                 prefix: 0,
                 geo: None,
+                ecs: false,
             },
             rng,
             scratch: Vec::new(),
@@ -505,6 +521,24 @@ pools:
         // a long chain without a loop still stops at MAX_CHAIN links
         let (_, _, answers, _) = ask(&s, "c0.example.test.", RecordType::A);
         assert_eq!(answers.len(), MAX_CHAIN);
+    }
+
+    #[test]
+    fn with_ecs_a_static_cname_to_a_steered_name_is_answered_alone() {
+        let s = snapshot();
+        let name = LowerName::from_str("tosorry.example.test.").unwrap();
+        let answers = |ecs| {
+            let mut rng = StdRng::seed_from_u64(1);
+            let mut st = steering(&mut rng);
+            st.client.ecs = ecs;
+            let r = resolve(&s, &name, RecordType::A, &mut st);
+            assert_eq!(r.rcode, ResponseCode::NoError);
+            r.answer_records()
+                .map(|rec| rec.data.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(answers(false), ["sorry.example.test.", "192.0.2.99"]);
+        assert_eq!(answers(true), ["sorry.example.test."]);
     }
 
     #[test]

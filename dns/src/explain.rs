@@ -110,6 +110,8 @@ pub fn explain(
             addr: client.map(|c| c.0),
             prefix: client.map_or(0, |c| c.1),
             geo,
+            // the answer a query from that subnet gets with ECS
+            ecs: client.is_some(),
         },
         rng: &mut rng,
         scratch: Vec::new(),

@@ -72,6 +72,7 @@ pub fn choose<'s>(
             addr: Some(client),
             prefix: if client.is_ipv4() { 32 } else { 128 },
             geo,
+            ecs: false,
         },
         rng,
         scratch: std::mem::take(scratch),

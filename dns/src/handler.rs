@@ -155,6 +155,7 @@ impl Handler {
                 addr: Some(client.0),
                 prefix: client.1,
                 geo,
+                ecs: subnet.as_ref().is_some_and(|cs| cs.source_prefix() > 0),
             },
             rng,
             scratch: std::mem::take(scratch),

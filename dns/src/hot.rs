@@ -251,6 +251,7 @@ pub(crate) fn answer(
                         addr: Some(addr),
                         prefix,
                         geo,
+                        ecs: ecs.is_some_and(|cs| cs.source > 0),
                     },
                     rng,
                     scratch: std::mem::take(scratch),

@@ -14,6 +14,8 @@ zones:
   glb.example.com:
     soa: {{rname: hostmaster.example.com.}}
     ns: [{{name: ns.example.net.}}]
+    records:
+      - {{name: togeo, type: CNAME, value: geo}}
     steered:
       - name: geo
         type: A
@@ -263,6 +265,22 @@ fn malformed_ecs_gets_formerr() {
         ask(&s, "geo.glb.example.com", Some("192.0.2.0/24")).0,
         "192.0.2.10"
     );
+}
+
+#[test]
+fn with_ecs_a_static_cname_to_a_steered_name_is_answered_alone() {
+    let s = start(&zones("enabled"));
+    // without ECS: the chain, followed
+    let d = s.dig(&["togeo.glb.example.com", "A"]);
+    assert_eq!(d.answers("CNAME"), ["geo.glb.example.com."], "{}", d.raw);
+    assert_eq!(d.answers("A").len(), 1, "{}", d.raw);
+    // with ECS: the CNAME alone, valid for every client (scope 0); the
+    // resolver asks for geo with the subnet (RFC 7871 §7.2.1)
+    let e = s.dig(&["togeo.glb.example.com", "A", "+subnet=192.0.2.0/24"]);
+    assert_eq!(e.status, "NOERROR");
+    assert_eq!(e.answers("CNAME"), ["geo.glb.example.com."], "{}", e.raw);
+    assert!(e.answers("A").is_empty(), "{}", e.raw);
+    assert_eq!(e.ecs.as_deref(), Some("192.0.2.0/24/0"));
 }
 
 #[test]
