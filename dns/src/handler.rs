@@ -34,6 +34,7 @@ use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption, NSIDPayl
 use meridian_steering::GeoIp;
 
 use crate::answer::{resolve, Client, Reply, Steering};
+use crate::hot::Incoming;
 use crate::snapshot::{Snapshot, SnapshotHandle};
 
 /// Size of a header.
@@ -265,26 +266,14 @@ impl Handler {
     /// Answers a query of the hot shape by [`crate::hot`] into `out`;
     /// false when it is not one that path answers (`out` is then the
     /// caller's to fill by [`Handler::respond`]).
-    pub fn answer_hot(
-        &self,
-        query: &crate::wire::Query<'_>,
-        packet: &[u8],
-        source: IpAddr,
-        udp: bool,
-        out: &mut Vec<u8>,
-    ) -> bool {
-        LOCAL.with(|local| {
-            self.answer_hot_with(query, packet, source, udp, out, &mut local.borrow_mut())
-        })
+    pub fn answer_hot(&self, incoming: &Incoming<'_>, out: &mut Vec<u8>) -> bool {
+        LOCAL.with(|local| self.answer_hot_with(incoming, out, &mut local.borrow_mut()))
     }
 
     /// [`Handler::answer_hot`] with this randomness and scratch space.
     pub(crate) fn answer_hot_with(
         &self,
-        query: &crate::wire::Query<'_>,
-        packet: &[u8],
-        source: IpAddr,
-        udp: bool,
+        incoming: &Incoming<'_>,
         out: &mut Vec<u8>,
         local: &mut Local,
     ) -> bool {
@@ -293,10 +282,7 @@ impl Handler {
         crate::hot::answer(
             &snapshot,
             geo.as_deref(),
-            query,
-            packet,
-            source,
-            udp,
+            incoming,
             self.max_udp_payload,
             self.nsid.as_deref(),
             local,

@@ -180,24 +180,36 @@ enum Answers<'s> {
     Chosen(&'s Steered),
 }
 
-/// Answers `query` (of the datagram `packet`, from `source`) into `out`,
-/// as the hickory path would; false when the query is not of a shape this
-/// path answers, with `out` left for the caller to fill. `limit` is the
-/// largest message the transport allows (65 535 over TCP), `max_udp` the
-/// UDP payload this server offers.
-#[allow(clippy::too_many_arguments)]
+/// A query of the hot shape as it arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'q> {
+    pub query: &'q Query<'q>,
+    /// The whole message (the answer echoes its question).
+    pub packet: &'q [u8],
+    pub source: IpAddr,
+    /// Over UDP (answers are bounded by the requester's size), else TCP.
+    pub udp: bool,
+}
+
+/// Answers `incoming` into `out`, as the hickory path would; false when
+/// the query is not of a shape this path answers, with `out` left for the
+/// caller to fill. `max_udp` is the UDP payload this server offers,
+/// `nsid` what an NSID query learns.
 pub(crate) fn answer(
     snap: &Snapshot,
     geo: Option<&GeoIp>,
-    query: &Query<'_>,
-    packet: &[u8],
-    source: IpAddr,
-    udp: bool,
+    incoming: &Incoming<'_>,
     max_udp: u16,
     nsid: Option<&[u8]>,
     local: &mut Local,
     out: &mut Vec<u8>,
 ) -> bool {
+    let Incoming {
+        query,
+        packet,
+        source,
+        udp,
+    } = *incoming;
     let edns = query.edns.as_ref();
     if query.qclass != 1
         || matches!(query.qtype, 41 | 251 | 252 | 255)
@@ -426,6 +438,7 @@ mod tests {
     use rand::rngs::SmallRng;
     use rand::SeedableRng;
 
+    use super::Incoming;
     use crate::wire::{parse, Parsed};
     use crate::{Handler, Snapshot, SnapshotHandle};
 
@@ -660,7 +673,13 @@ pools:
         };
         let mut local = (SmallRng::seed_from_u64(seed), Vec::new());
         let mut hot = Vec::new();
-        let answered = h.answer_hot_with(&q, &p, src.ip(), true, &mut hot, &mut local);
+        let incoming = Incoming {
+            query: &q,
+            packet: &p,
+            source: src.ip(),
+            udp: true,
+        };
+        let answered = h.answer_hot_with(&incoming, &mut hot, &mut local);
         let request = Request::from_bytes(p.clone(), src, Protocol::Udp).expect("decodes");
         let mut local = (SmallRng::seed_from_u64(seed), Vec::new());
         let mut slow = Vec::new();

@@ -402,7 +402,13 @@ fn answer(
         // the common query: answered from pre-encoded records
         crate::wire::Parsed::Hot(q) => {
             let udp = matches!(protocol, xfer::Protocol::Udp);
-            if handler.answer_hot(&q, packet, src.ip(), udp, out) {
+            let incoming = crate::hot::Incoming {
+                query: &q,
+                packet,
+                source: src.ip(),
+                udp,
+            };
+            if handler.answer_hot(&incoming, out) {
                 return true;
             }
         }

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
+use meridian_dns::hot::Incoming;
 use meridian_dns::wire::{parse, Parsed};
 use meridian_dns::{Handler, Snapshot, SnapshotHandle};
 use meridian_steering::geo::build::{city_database, demo_places};
@@ -129,7 +130,15 @@ fn answering_on_the_hot_path_allocates_nothing() {
             panic!("a query of the hot shape")
         };
         assert!(
-            handler.answer_hot(&h, q, source, true, out),
+            handler.answer_hot(
+                &Incoming {
+                    query: &h,
+                    packet: q,
+                    source,
+                    udp: true,
+                },
+                out
+            ),
             "answered on the hot path"
         );
     };
