@@ -46,19 +46,7 @@ pub fn choose<'s>(
     exclude: &[meridian_steering::Candidate],
     scratch: &mut Vec<meridian_steering::Candidate>,
 ) -> Choice<'s> {
-    // the index's keys are lower case without the final dot
-    let host = host.strip_suffix('.').unwrap_or(host);
-    let lowered;
-    let key = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        lowered = host.to_ascii_lowercase();
-        lowered.as_str()
-    } else {
-        host
-    };
-    let Some((zone, name)) = snap.steered_hosts.get(key) else {
-        return Choice::Unknown;
-    };
-    let Some(node) = snap.zones.get(*zone).and_then(|z| z.nodes.get(name)) else {
+    let Some(node) = snap.hot.host(host) else {
         return Choice::Unknown;
     };
     let Some(steered) = [RecordType::A, RecordType::AAAA, RecordType::CNAME]

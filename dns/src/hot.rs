@@ -78,6 +78,27 @@ impl HotIndex {
     fn get(&self, name: &[u8]) -> Option<&HotName> {
         self.names.get(name)
     }
+
+    /// The node of a host name as HTTP gives it (any case, with or
+    /// without the final dot), without parsing it into a DNS name; `None`
+    /// when no zone of ours holds it, or it is no DNS name.
+    pub fn host(&self, host: &str) -> Option<&Node> {
+        let host = host.strip_suffix('.').unwrap_or(host);
+        let mut wire = [0u8; MAX_NAME];
+        let mut at = 0;
+        for label in host.split('.') {
+            let end = at + 1 + label.len();
+            if label.is_empty() || label.len() > 63 || end >= MAX_NAME {
+                return None;
+            }
+            wire[at] = label.len() as u8;
+            for (w, b) in wire[at + 1..end].iter_mut().zip(label.bytes()) {
+                *w = b.to_ascii_lowercase();
+            }
+            at = end;
+        }
+        self.get(&wire[..=at]).map(|h| &*h.node)
+    }
 }
 
 /// `name` in wire form, lower case.

@@ -21,7 +21,7 @@ use std::time::Duration;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use hickory_proto::op::{Header, MessageType, ResponseCode};
+use hickory_proto::op::{Header, ResponseCode};
 use hickory_proto::rr::RecordType;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
 use hickory_server::net::xfer;
@@ -414,12 +414,11 @@ fn answer(
         }
         crate::wire::Parsed::Other => {}
     }
+    // `wire::parse` dropped short messages and responses; the header is
+    // read again for the FORMERR of a message hickory cannot decode
     let Ok(header) = Header::read(&mut BinDecoder::new(packet)) else {
         return false;
     };
-    if header.metadata.message_type == MessageType::Response {
-        return false;
-    }
     match Request::from_bytes(packet.to_vec(), src, protocol) {
         Ok(request) => handler.respond(&request, out).is_ok(),
         Err(_) => {

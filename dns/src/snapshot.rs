@@ -172,12 +172,8 @@ pub struct Snapshot {
     /// SOA serial of every zone in this snapshot.
     pub serial: u32,
     pub zones: Vec<ZoneData>,
-    /// Each name with a steered A, AAAA or CNAME record, lower case
-    /// without the final dot, to the zone (its index) that answers it and
-    /// the node's name there: the HTTP fallback's lookup of a `Host`,
-    /// without parsing it into a DNS name.
-    pub steered_hosts: FxHashMap<Box<str>, (usize, LowerName)>,
-    /// Every name by its lower-case wire form, for [`crate::hot`].
+    /// Every name by its lower-case wire form, for [`crate::hot`] and the
+    /// HTTP fallback's lookup of a `Host` ([`HotIndex::host`]).
     pub hot: HotIndex,
 }
 
@@ -188,7 +184,6 @@ impl Snapshot {
             version: 0,
             serial: 0,
             zones: Vec::new(),
-            steered_hosts: FxHashMap::default(),
             hot: HotIndex::default(),
         }
     }
@@ -233,32 +228,10 @@ impl Snapshot {
             version,
             serial,
             zones,
-            steered_hosts: FxHashMap::default(),
             hot: HotIndex::default(),
         };
-        snapshot.steered_hosts = snapshot.index_steered_hosts();
         snapshot.hot = HotIndex::build(&snapshot);
         Ok(snapshot)
-    }
-
-    /// The [`Snapshot::steered_hosts`] of this snapshot: only names that
-    /// [`Snapshot::find_zone`] would look up in the zone that holds them.
-    fn index_steered_hosts(&self) -> FxHashMap<Box<str>, (usize, LowerName)> {
-        let mut hosts = FxHashMap::default();
-        for (i, zone) in self.zones.iter().enumerate() {
-            for (name, node) in &zone.nodes {
-                let steered = [RecordType::A, RecordType::AAAA, RecordType::CNAME]
-                    .into_iter()
-                    .any(|t| node.steered(t).is_some());
-                let answered_here = self.find_zone(name).is_some_and(|z| std::ptr::eq(z, zone));
-                if steered && answered_here {
-                    let text = name.to_string().to_ascii_lowercase();
-                    let key = text.strip_suffix('.').unwrap_or(&text);
-                    hosts.insert(Box::from(key), (i, name.clone()));
-                }
-            }
-        }
-        hosts
     }
 
     /// The zone with the longest origin that contains `name`.
