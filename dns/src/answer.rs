@@ -252,8 +252,6 @@ fn referral<'s>(reply: &mut Reply<'s>, cut: &'s Node) {
     }
 }
 
-/// Runs a steered record's policy and adds at most `limit` answers. Returns
-/// false when the answer is NODATA.
 /// Runs `steered`'s pipeline for `st`'s client: the candidates, best
 /// first, are left in `st.scratch` (indices into the pool). The one place
 /// a steered record decides, for DNS and for the HTTP fallback.
@@ -293,6 +291,44 @@ pub fn decide_without(
         .decide_without(&steered.endpoints, &mut ctx, &mut st.scratch, None, exclude)
 }
 
+/// What a steered record answers a client with.
+pub(crate) enum SteeredAnswer<'s> {
+    /// Its endpoints' records, for the candidates the pipeline left in
+    /// [`Steering::scratch`], best first.
+    Endpoints,
+    /// A fixed set: the sorry set, or the HTTP fallback's addresses.
+    Set(&'s [SizedRecord]),
+    /// Nothing: NODATA.
+    NoData,
+}
+
+/// Runs `steered` for `st`'s client: what it answers, and the ECS scope.
+/// The one mapping from a decision to records, for the hot path and this
+/// one.
+pub(crate) fn steered_answer<'s>(
+    steered: &'s Steered,
+    st: &mut Steering<'_, '_>,
+) -> (SteeredAnswer<'s>, u8) {
+    let fallback = || match &*steered.fallback {
+        [] => SteeredAnswer::NoData,
+        set => SteeredAnswer::Set(set),
+    };
+    // the HTTP fallback steers each client itself: the same for everyone
+    if steered.always_fallback {
+        return (fallback(), 0);
+    }
+    let decision = decide(steered, st);
+    let answer = match decision.outcome {
+        Outcome::Endpoints => SteeredAnswer::Endpoints,
+        Outcome::Sorry => SteeredAnswer::Set(&steered.sorry),
+        Outcome::NoData if steered.fallback_when_down => fallback(),
+        Outcome::NoData => SteeredAnswer::NoData,
+    };
+    (answer, decision.scope)
+}
+
+/// Runs a steered record for `name` and adds at most `limit` answers.
+/// Returns false when the answer is NODATA.
 fn steer<'s>(
     reply: &mut Reply<'s>,
     steered: &'s Steered,
@@ -300,43 +336,26 @@ fn steer<'s>(
     st: &mut Steering<'_, '_>,
     limit: usize,
 ) -> bool {
+    // shared records, given the name they answer for
     let owned = |r: &SizedRecord| {
         let mut record = r.record.clone();
         record.name = Name::from(name.clone());
         Answer::Owned(Box::new(SizedRecord::new(record)))
     };
-    // the HTTP fallback steers each client itself: the same for everyone
-    if steered.always_fallback {
-        reply
-            .answers
-            .extend(steered.fallback.iter().take(limit).map(owned));
-        return !steered.fallback.is_empty();
-    }
-    let decision = decide(steered, st);
-    reply.scope = reply.scope.max(decision.scope);
-    match decision.outcome {
-        Outcome::Endpoints => {
-            reply.answers.extend(
-                st.scratch
-                    .iter()
-                    .take(limit)
-                    .map(|&i| owned(&steered.answers[usize::from(i)])),
-            );
+    let (answer, scope) = steered_answer(steered, st);
+    reply.scope = reply.scope.max(scope);
+    match answer {
+        SteeredAnswer::Endpoints => {
+            let chosen = st.scratch.iter().take(limit);
+            let records = chosen.map(|&i| owned(&steered.answers[usize::from(i)]));
+            reply.answers.extend(records);
             true
         }
-        Outcome::Sorry => {
-            reply
-                .answers
-                .extend(steered.sorry.iter().take(limit).map(owned));
+        SteeredAnswer::Set(set) => {
+            reply.answers.extend(set.iter().take(limit).map(owned));
             true
         }
-        Outcome::NoData if steered.fallback_when_down => {
-            reply
-                .answers
-                .extend(steered.fallback.iter().take(limit).map(owned));
-            !steered.fallback.is_empty()
-        }
-        Outcome::NoData => false,
+        SteeredAnswer::NoData => false,
     }
 }
 

@@ -26,10 +26,10 @@ use std::sync::Arc;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{Name, RecordType};
-use meridian_steering::{GeoIp, Outcome};
+use meridian_steering::GeoIp;
 use rustc_hash::FxHashMap;
 
-use crate::answer::{decide, find_cut, Client, Steering};
+use crate::answer::{find_cut, steered_answer, Client, SteeredAnswer, Steering};
 use crate::handler::Local;
 use crate::snapshot::{Node, SizedRecord, Snapshot, Steered};
 use crate::wire::Query;
@@ -270,13 +270,13 @@ pub(crate) fn answer(
         Some(h) => {
             let node = &*h.node;
             if let Some(set) = node.set(qtype) {
-                if !set.additional.is_empty() || set.records.iter().any(|r| r.tail.is_none()) {
+                if !set.wire_ready {
                     return false;
                 }
                 Plan::Answers(Answers::Set(&set.records), 0)
             } else if let Some(steered) = node.steered(qtype) {
-                if !steered.wire_ready || !matches!(steered.rtype, RecordType::A | RecordType::AAAA)
-                {
+                // a steered CNAME's records hold names: never wire-ready
+                if !steered.wire_ready {
                     return false;
                 }
                 let mut st = Steering {
@@ -416,26 +416,13 @@ fn write_records<'r>(records: impl Iterator<Item = &'r SizedRecord>, out: &mut V
     n
 }
 
-/// A steered record's plan, as [`crate::answer::resolve`] makes it.
+/// A steered record's plan, from the same mapping the hickory path uses.
 fn steer<'s>(steered: &'s Steered, st: &mut Steering<'_, '_>, zone: usize) -> Plan<'s> {
-    let negative = |scope| Plan::Negative(ResponseCode::NoError, zone, scope);
-    let fallback = |scope| {
-        if steered.fallback.is_empty() {
-            negative(scope)
-        } else {
-            Plan::Answers(Answers::Set(&steered.fallback), scope)
-        }
-    };
-    if steered.always_fallback {
-        return fallback(0);
-    }
-    let decision = decide(steered, st);
-    let scope = decision.scope;
-    match decision.outcome {
-        Outcome::Endpoints => Plan::Answers(Answers::Chosen(steered), scope),
-        Outcome::Sorry => Plan::Answers(Answers::Set(&steered.sorry), scope),
-        Outcome::NoData if steered.fallback_when_down => fallback(scope),
-        Outcome::NoData => negative(scope),
+    let (answer, scope) = steered_answer(steered, st);
+    match answer {
+        SteeredAnswer::Endpoints => Plan::Answers(Answers::Chosen(steered), scope),
+        SteeredAnswer::Set(set) => Plan::Answers(Answers::Set(set), scope),
+        SteeredAnswer::NoData => Plan::Negative(ResponseCode::NoError, zone, scope),
     }
 }
 

@@ -90,6 +90,10 @@ pub struct RecordSet {
     pub records: Vec<SizedRecord>,
     /// Addresses of in-zone targets (NS glue, MX and SRV targets).
     pub additional: Vec<SizedRecord>,
+    /// Every record has a wire tail and nothing goes in the additional
+    /// section: [`crate::hot`] answers the set (worked out once, when the
+    /// zone is built).
+    pub wire_ready: bool,
 }
 
 /// A steered record ready to answer.
@@ -371,6 +375,7 @@ fn build_zone(
                 rtype: t,
                 records: vec![SizedRecord::new(rec)],
                 additional: Vec::new(),
+                wire_ready: false,
             }),
         }
     };
@@ -476,7 +481,16 @@ fn build_zone(
         origin: origin_lower,
         soa: SizedRecord::new(soa),
         negative_soa: SizedRecord::new(negative_soa),
-        nodes: nodes.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+        nodes: nodes
+            .into_iter()
+            .map(|(k, mut v)| {
+                for set in &mut v.sets {
+                    set.wire_ready =
+                        set.additional.is_empty() && set.records.iter().all(|r| r.tail.is_some());
+                }
+                (k, Arc::new(v))
+            })
+            .collect(),
         has_cuts,
         default_ttl: z.default_ttl,
         negative_wire,
