@@ -67,12 +67,12 @@ pub struct Handler {
 }
 
 impl Handler {
-    /// `max_udp_payload` caps what a requester may ask for over UDP.
     /// The largest UDP payload this server offers.
     pub fn max_udp_payload(&self) -> u16 {
         self.max_udp_payload
     }
 
+    /// `max_udp_payload` caps what a requester may ask for over UDP.
     pub fn new(snapshots: SnapshotHandle, geo: GeoHandle, max_udp_payload: u16) -> Handler {
         Handler {
             snapshots,

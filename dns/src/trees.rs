@@ -7,7 +7,7 @@
 //! for a health change (every few seconds) reuses every tree and builds
 //! none. Trees no snapshot uses any more are dropped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -102,13 +102,13 @@ fn attach(cache: &mut Cache, snap: &Snapshot, geo: Option<Arc<GeoIp>>) {
             "client trees built"
         );
     }
-    let mut used: HashMap<[u64; 2], ()> = HashMap::new();
+    let mut used: HashSet<[u64; 2]> = HashSet::new();
     for p in policies(snap) {
         let tree = p.classifier().and_then(|c| {
-            used.insert(c, ());
+            used.insert(c);
             cache.trees.get(&c).cloned().flatten()
         });
         p.set_tree(tree);
     }
-    cache.trees.retain(|k, _| used.contains_key(k));
+    cache.trees.retain(|k, _| used.contains(k));
 }

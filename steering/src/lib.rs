@@ -224,19 +224,6 @@ pub struct Policy {
     tree: ArcSwapOption<Tree>,
 }
 
-impl Clone for Policy {
-    fn clone(&self) -> Policy {
-        Policy {
-            stages: self.stages.clone(),
-            on_all_down: self.on_all_down.clone(),
-            table: self.table.clone(),
-            needs_location: self.needs_location,
-            classifier: self.classifier,
-            tree: ArcSwapOption::new(self.tree.load_full()),
-        }
-    }
-}
-
 impl Policy {
     /// Compiles configured steps for `pool`, with what probes observed of
     /// it (`observed`, aligned with `pool`; empty when nothing is checked)

@@ -588,47 +588,55 @@ impl GeoStage {
         fx: &mut Effects<'_>,
     ) {
         if let (None, Some(StageKey::Regions(regions))) = (ctx.location, key) {
-            for &r in regions.iter() {
-                if list.iter().any(|&c| table.region[usize::from(c)] == r) {
-                    list.retain(|&c| table.region[usize::from(c)] == r);
-                    fx.note(|| {
-                        format!(
-                            "the client's class: region {}",
-                            table.region_names[usize::from(r)]
-                        )
-                    });
-                    return;
-                }
+            let tried = regions.iter().map(|&r| ("the client's class", r));
+            match keep_first_region(table, list, tried) {
+                Some((_, r)) => fx.note(|| {
+                    let name = &table.region_names[usize::from(r)];
+                    format!("the client's class: region {name}")
+                }),
+                None => fx.note(|| {
+                    "the client's class: no mapped region has candidates, all kept".into()
+                }),
             }
-            fx.note(|| "the client's class: no mapped region has candidates, all kept".into());
             return;
         }
         let loc = ctx.location.copied().unwrap_or_default();
         if let Some(l) = ctx.location {
             fx.depends(l.network_prefix);
         }
-        for (level, regions) in self.chain(&loc) {
-            for &r in regions.unwrap_or(&[]) {
-                if list.iter().any(|&c| table.region[usize::from(c)] == r) {
-                    list.retain(|&c| table.region[usize::from(c)] == r);
-                    fx.note(|| {
-                        format!(
-                            "{}: {level} rule, region {}",
-                            describe_client(ctx),
-                            table.region_names[usize::from(r)]
-                        )
-                    });
-                    return;
-                }
-            }
+        let chain = self.chain(&loc);
+        let tried = chain
+            .iter()
+            .flat_map(|&(level, regions)| regions.unwrap_or(&[]).iter().map(move |&r| (level, r)));
+        match keep_first_region(table, list, tried) {
+            Some((level, r)) => fx.note(|| {
+                let name = &table.region_names[usize::from(r)];
+                format!("{}: {level} rule, region {name}", describe_client(ctx))
+            }),
+            None => fx.note(|| {
+                format!(
+                    "{}: no mapped region has candidates, all kept",
+                    describe_client(ctx)
+                )
+            }),
         }
-        fx.note(|| {
-            format!(
-                "{}: no mapped region has candidates, all kept",
-                describe_client(ctx)
-            )
-        });
     }
+}
+
+/// Keeps the candidates of the first region in `tried` that has any, and
+/// says which (with the rule that named it); `None`, the list untouched,
+/// when none has.
+fn keep_first_region<'l>(
+    table: &Table,
+    list: &mut Vec<Candidate>,
+    tried: impl IntoIterator<Item = (&'l str, u16)>,
+) -> Option<(&'l str, u16)> {
+    let in_region = |c: Candidate, r: u16| table.region[usize::from(c)] == r;
+    let (level, r) = tried
+        .into_iter()
+        .find(|&(_, r)| list.iter().any(|&c| in_region(c, r)))?;
+    list.retain(|&c| in_region(c, r));
+    Some((level, r))
 }
 
 /// The regions mapped to `key`.
