@@ -732,9 +732,14 @@ pub fn check(config: Option<&Path>, zones: Option<&Path>) -> ExitCode {
         }
     }
     for z in &zone_files {
-        match meridian_config::load_zones(z) {
-            Ok(spec) => match meridian_config::policy::spec_targets(&spec, &policy) {
-                Ok(()) => println!("{}: ok ({})", z.display(), summary(&spec)),
+        match meridian_config::load_zones_warned(z) {
+            Ok((spec, warnings)) => match meridian_config::policy::spec_targets(&spec, &policy) {
+                Ok(()) => {
+                    for w in &warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    println!("{}: ok ({})", z.display(), summary(&spec));
+                }
                 Err(v) => {
                     eprintln!(
                         "{}: checks may not connect where this spec says:\n{v}",

@@ -90,6 +90,17 @@ pub fn load_zones(path: &std::path::Path) -> Result<ZoneSpec, ConfigError> {
     Ok(zone::parse(&path.display().to_string(), &text)?)
 }
 
+/// [`load_zones`], with what `meridian check` warns about in the file.
+pub fn load_zones_warned(
+    path: &std::path::Path,
+) -> Result<(ZoneSpec, Vec<Diagnostic>), ConfigError> {
+    let text = read(path)?;
+    let file = path.display().to_string();
+    let spec = zone::parse(&file, &text)?;
+    let warnings = zone::warnings(&file, &text, &spec);
+    Ok((spec, warnings))
+}
+
 fn read(path: &std::path::Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.display().to_string(),

@@ -60,6 +60,11 @@ impl Positions {
         }
     }
 
+    /// Whether the document has a value at `path`.
+    pub fn has(&self, path: &str) -> bool {
+        self.values.contains_key(path)
+    }
+
     /// Position of the key of the map entry at `path`, else as [`Self::value`].
     pub fn key(&self, path: &str) -> Pos {
         self.keys

@@ -432,6 +432,23 @@ pub fn parse(file: &str, text: &str) -> Result<ZoneSpec, Diagnostics> {
     parse_document(Document::parse(file, text)?)
 }
 
+/// What `meridian check` warns about in `spec`, parsed from `text` (see
+/// [`rules::warnings`]), each placed on its line.
+pub fn warnings(file: &str, text: &str, spec: &ZoneSpec) -> Vec<Diagnostic> {
+    let found = rules::warnings(spec);
+    if found.is_empty() {
+        return Vec::new();
+    }
+    let doc = Document::parse(file, text)
+        .unwrap_or_else(|_| Document::from_value(file, Default::default()));
+    let mut found = found
+        .into_iter()
+        .map(|v| doc.error(&in_file(&doc, &v.path), v.message))
+        .collect::<Vec<_>>();
+    found.sort_by_key(|d| (d.line, d.column));
+    found
+}
+
 /// Validates a spec given as a value (no positions: diagnostics carry the
 /// field path, at line 1).
 fn parse_value(file: &str, value: serde_yaml::Value) -> Result<ZoneSpec, Diagnostics> {
@@ -458,10 +475,28 @@ fn checked(doc: &Document, raw: raw::ZoneSpec) -> Result<ZoneSpec, Diagnostics> 
         Ok(()) => Ok(spec),
         Err(v) => Err(Diagnostics(
             v.0.into_iter()
-                .map(|v| doc.error(&v.path, v.message))
+                .map(|v| doc.error(&in_file(doc, &v.path), v.message))
                 .collect(),
         )),
     }
+}
+
+/// A typed rule's field path as the file spells it: the rules name a zone
+/// by its absolute name (`zones."example.com."`), the file may key it
+/// without the final dot.
+fn in_file(doc: &Document, path: &str) -> String {
+    let Some(rest) = path.strip_prefix("zones.\"") else {
+        return path.to_string();
+    };
+    let Some(end) = rest.find('"') else {
+        return path.to_string();
+    };
+    let (name, tail) = (&rest[..end], &rest[end + 1..]);
+    [name, name.trim_end_matches('.')]
+        .into_iter()
+        .map(|n| key_segment("zones", n))
+        .find(|p| doc.positions().has(p))
+        .map_or_else(|| path.to_string(), |p| format!("{p}{tail}"))
 }
 
 /// Collects diagnostics against one document.
@@ -519,11 +554,17 @@ impl Checker<'_> {
             format!("{text}.{zone}")
         };
         match DomainName::parse(&full) {
-            Ok(n) if n.is_within(zone) => Some(n),
-            Ok(n) => {
+            Ok(n) if !n.is_within(zone) => {
                 self.err(path, format!("{n} is outside its zone {zone}"));
                 None
             }
+            Ok(n) => match rules::wildcard_problem(n.as_str()) {
+                Some(m) => {
+                    self.err(path, m);
+                    None
+                }
+                None => Some(n),
+            },
             Err(e) => {
                 self.err(path, e);
                 None
@@ -839,6 +880,13 @@ fn validate_zone(
         }
         if r.rtype == RecordType::Cname && texts.len() > 1 {
             c.err(&r_path, "a CNAME has exactly one value");
+        }
+        if r.rtype == RecordType::Ns && owner.as_str().starts_with("*.") {
+            c.err(
+                &format!("{r_path}.type"),
+                "a wildcard cannot delegate (RFC 4592 §4.2): name each delegated child",
+            );
+            continue;
         }
         if r.rtype == RecordType::Ns && owner.key() == name.key() {
             c.err(

@@ -8,6 +8,8 @@
 //!   authority, glue in additional), except DS at the cut itself;
 //! - a missing name is NXDOMAIN, a name without the type NODATA, both with
 //!   the SOA in authority at TTL min(SOA TTL, minimum);
+//! - a missing name is synthesized from the wildcard at its closest
+//!   encloser, if there is one (RFC 4592), with the name asked as owner;
 //! - CNAMEs are followed inside the zone, at most [`MAX_CHAIN`] links;
 //! - ANY gets one synthesized HINFO (RFC 8482).
 
@@ -19,7 +21,7 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use meridian_steering::{Candidate, Context, GeoIp, Outcome};
 use rand::RngCore;
 
-use crate::snapshot::{Node, SizedRecord, Snapshot, Steered, ZoneData};
+use crate::snapshot::{Found, Node, SizedRecord, Snapshot, Steered, ZoneData};
 
 /// CNAME links followed within a zone before giving up.
 pub const MAX_CHAIN: usize = 8;
@@ -157,25 +159,35 @@ pub fn resolve<'s>(
                 }
             }
         }
-        let Some(node) = zone.nodes.get(&name) else {
-            reply.rcode = ResponseCode::NXDomain;
-            reply.authority.push(&zone.negative_soa);
-            return reply;
+        // a wildcard's records answer with the name asked as their owner
+        let (node, synthesized) = match zone.lookup(&name) {
+            Found::Name(node) => (node, false),
+            Found::Wildcard(node) => (node, true),
+            Found::Missing => {
+                reply.rcode = ResponseCode::NXDomain;
+                reply.authority.push(&zone.negative_soa);
+                return reply;
+            }
         };
         if qtype == RecordType::ANY {
             // the CNAME is the answer to ANY where there is one (RFC 8482
             // §4.2 allows the synthesized HINFO only without one)
             if node.has_cname() {
-                cname(&mut reply, node, &name, st);
+                cname(&mut reply, node, &name, synthesized, st);
             } else {
                 reply.synthesized = Some(hinfo(&name, zone.default_ttl));
             }
             return reply;
         }
         if let Some(set) = node.set(qtype) {
-            reply
-                .answers
-                .extend(set.records.iter().map(Answer::Snapshot));
+            if synthesized {
+                let records = set.records.iter().map(|r| renamed(r, &name));
+                reply.answers.extend(records);
+            } else {
+                reply
+                    .answers
+                    .extend(set.records.iter().map(Answer::Snapshot));
+            }
             reply.additional.extend(set.additional.iter());
             return reply;
         }
@@ -193,7 +205,7 @@ pub fn resolve<'s>(
             return reply;
         }
         if qtype != RecordType::CNAME {
-            if let Some(target) = cname(&mut reply, node, &name, st) {
+            if let Some(target) = cname(&mut reply, node, &name, synthesized, st) {
                 // a target answered by another zone (outside this one, or
                 // a zone of its own below it): the answer ends at the
                 // CNAME and the resolver follows it, rather than an
@@ -211,10 +223,10 @@ pub fn resolve<'s>(
                 // a subnet
                 let static_to_steered = st.client.ecs
                     && node.set(RecordType::CNAME).is_some()
-                    && zone
-                        .nodes
-                        .get(&target)
-                        .is_some_and(|t| !t.steered.is_empty());
+                    && match zone.lookup(&target) {
+                        Found::Name(t) | Found::Wildcard(t) => !t.steered.is_empty(),
+                        Found::Missing => false,
+                    };
                 if !same_zone || looped || static_to_steered {
                     return reply;
                 }
@@ -337,11 +349,7 @@ fn steer<'s>(
     limit: usize,
 ) -> bool {
     // shared records, given the name they answer for
-    let owned = |r: &SizedRecord| {
-        let mut record = r.record.clone();
-        record.name = Name::from(name.clone());
-        Answer::Owned(Box::new(SizedRecord::new(record)))
-    };
+    let owned = |r: &SizedRecord| renamed(r, name);
     let (answer, scope) = steered_answer(steered, st);
     reply.scope = reply.scope.max(scope);
     match answer {
@@ -359,17 +367,31 @@ fn steer<'s>(
     }
 }
 
-/// Adds the node's CNAME (static or steered) to the answer and returns its
-/// target.
+/// `r` answering for `name`: a steered record (shared by its pool) or a
+/// wildcard's.
+fn renamed<'s>(r: &SizedRecord, name: &LowerName) -> Answer<'s> {
+    let mut record = r.record.clone();
+    record.name = Name::from(name.clone());
+    Answer::Owned(Box::new(SizedRecord::new(record)))
+}
+
+/// Adds the node's CNAME (static or steered) to the answer, owned by
+/// `name` (a wildcard's when `synthesized`), and returns its target.
 fn cname<'s>(
     reply: &mut Reply<'s>,
     node: &'s Node,
     name: &LowerName,
+    synthesized: bool,
     st: &mut Steering<'_, '_>,
 ) -> Option<LowerName> {
     let before = reply.answers.len();
     if let Some(set) = node.set(RecordType::CNAME) {
-        reply.answers.push(Answer::Snapshot(set.records.first()?));
+        let record = set.records.first()?;
+        reply.answers.push(if synthesized {
+            renamed(record, name)
+        } else {
+            Answer::Snapshot(record)
+        });
     } else if let Some(steered) = node.steered(RecordType::CNAME) {
         // a name holds one CNAME: the steering's first choice
         if !steer(reply, steered, name, st, 1) {
@@ -424,7 +446,13 @@ zones:
       - {name: x.y.z, type: TXT, value: deep}
       - {name: sub, type: NS, value: ns.sub}
       - {name: ns.sub, type: A, value: 192.0.2.60}
+      - {name: "*.wild", type: A, value: 192.0.2.80}
+      - {name: sub.wild, type: TXT, value: real}
+      - {name: a.ent.wild, type: TXT, value: deep}
+      - {name: "*.wc", type: CNAME, value: www}
+      - {name: "*.ws", type: CNAME, value: sorry}
     steered:
+      - {name: "*.lb", type: A, pool: two, steps: [health, {first: 1}]}
       - {name: down, type: A, pool: off, steps: [health], on_all_down: nodata}
       - {name: sorry, type: A, pool: off, steps: [health], on_all_down: {sorry: [192.0.2.99]}}
       - {name: cdn, type: CNAME, pool: hosts, steps: [health, weighted]}
@@ -437,6 +465,10 @@ pools:
   off:
     endpoints:
       - {id: a, address: 192.0.2.7, region: r, state: disabled}
+  two:
+    endpoints:
+      - {id: a, address: 192.0.2.21, region: r}
+      - {id: b, address: 192.0.2.22, region: r}
   hosts:
     endpoints:
       - {id: a, address: a.example.net., region: r}
@@ -509,6 +541,91 @@ pools:
         assert_eq!(
             ask(&s, "z.example.test.", RecordType::TXT).0,
             ResponseCode::NoError
+        );
+    }
+
+    /// Owners and data of the answer records.
+    fn owned(snap: &Snapshot, name: &str, t: RecordType) -> (ResponseCode, Vec<String>) {
+        let mut rng = StdRng::seed_from_u64(1);
+        let qname = LowerName::from_str(name).unwrap();
+        let r = resolve(snap, &qname, t, &mut steering(&mut rng));
+        let records = r
+            .answer_records()
+            .map(|rec| format!("{} {}", rec.name, rec.data))
+            .collect();
+        (r.rcode, records)
+    }
+
+    #[test]
+    fn wildcards_synthesize_below_their_closest_encloser() {
+        let s = snapshot();
+        let nx = (ResponseCode::NXDomain, vec![]);
+        let a = |owner: &str| (ResponseCode::NoError, vec![format!("{owner} 192.0.2.80")]);
+        // one label or several below the closest encloser
+        assert_eq!(
+            owned(&s, "foo.wild.example.test.", RecordType::A),
+            a("foo.wild.example.test.")
+        );
+        assert_eq!(
+            owned(&s, "a.b.wild.example.test.", RecordType::A),
+            a("a.b.wild.example.test.")
+        );
+        // the wildcard itself, asked literally
+        assert_eq!(
+            owned(&s, "*.wild.example.test.", RecordType::A),
+            a("*.wild.example.test.")
+        );
+        // the wildcard has no such type: NODATA with the SOA
+        let (rcode, _, answers, authority) = ask(&s, "foo.wild.example.test.", RecordType::AAAA);
+        assert_eq!(
+            (rcode, answers.len(), authority),
+            (ResponseCode::NoError, 0, 1)
+        );
+        // an existing name is never synthesized over, nor is anything
+        // below it or below an empty non-terminal
+        assert_eq!(
+            owned(&s, "sub.wild.example.test.", RecordType::A).1.len(),
+            0
+        );
+        assert_eq!(owned(&s, "x.sub.wild.example.test.", RecordType::A), nx);
+        assert_eq!(
+            owned(&s, "ent.wild.example.test.", RecordType::A).0,
+            ResponseCode::NoError
+        );
+        assert_eq!(owned(&s, "x.ent.wild.example.test.", RecordType::A), nx);
+        // ANY at a synthesized name: the RFC 8482 HINFO, owned by the name
+        assert_eq!(
+            owned(&s, "q.wild.example.test.", RecordType::ANY).1,
+            ["q.wild.example.test. RFC8482 "]
+        );
+    }
+
+    #[test]
+    fn wildcard_cnames_and_steered_wildcards() {
+        let s = snapshot();
+        assert_eq!(
+            owned(&s, "x.wc.example.test.", RecordType::A),
+            (
+                ResponseCode::NoError,
+                vec![
+                    "x.wc.example.test. www.example.test.".to_string(),
+                    "www.example.test. 192.0.2.1".to_string()
+                ]
+            )
+        );
+        assert_eq!(
+            owned(&s, "x.ws.example.test.", RecordType::A).1,
+            [
+                "x.ws.example.test. sorry.example.test.",
+                "sorry.example.test. 192.0.2.99"
+            ]
+        );
+        let (rcode, records) = owned(&s, "edge-7.lb.example.test.", RecordType::A);
+        assert_eq!(rcode, ResponseCode::NoError);
+        assert_eq!(records.len(), 1);
+        assert!(
+            records[0].starts_with("edge-7.lb.example.test. 192.0.2.2"),
+            "{records:?}"
         );
     }
 

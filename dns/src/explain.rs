@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::answer::{resolve, Client, Steering};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Found, Snapshot};
 
 /// Everything `explain` found out.
 #[derive(Debug)]
@@ -63,8 +63,10 @@ pub fn explain(
     };
     let steering = snap
         .find_zone(&qname)
-        .and_then(|z| z.nodes.get(&qname))
-        .and_then(|n| n.steered(rtype))
+        .and_then(|z| match z.lookup(&qname) {
+            Found::Name(n) | Found::Wildcard(n) => n.steered(rtype),
+            Found::Missing => None,
+        })
         .map(|st| {
             let mut rng = StdRng::seed_from_u64(seed);
             // the class gives the scope DNS answers with; the location, the

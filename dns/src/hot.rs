@@ -79,6 +79,35 @@ impl HotIndex {
         self.names.get(name)
     }
 
+    /// Looks a lower-case wire name up as [`crate::snapshot::ZoneData::lookup`]
+    /// does: the name, else the wildcard at its closest encloser (RFC
+    /// 4592), else the closest encloser itself (an NXDOMAIN in its zone).
+    fn find(&self, name: &[u8]) -> Lookup<'_> {
+        if let Some(h) = self.get(name) {
+            return Lookup::Name(h);
+        }
+        let mut at = 0;
+        while name[at] != 0 {
+            at += 1 + usize::from(name[at]);
+            let Some(encloser) = self.get(&name[at..]) else {
+                continue;
+            };
+            // the source of synthesis: `*` below the closest encloser
+            let suffix = &name[at..];
+            let mut wild = [0u8; MAX_NAME];
+            if encloser.delegated || suffix.len() + 2 > MAX_NAME {
+                return Lookup::Missing(encloser);
+            }
+            wild[..2].copy_from_slice(b"\x01*");
+            wild[2..2 + suffix.len()].copy_from_slice(suffix);
+            return match self.get(&wild[..2 + suffix.len()]) {
+                Some(w) => Lookup::Wildcard(w),
+                None => Lookup::Missing(encloser),
+            };
+        }
+        Lookup::Outside
+    }
+
     /// The node of a host name as HTTP gives it (any case, with or
     /// without the final dot), without parsing it into a DNS name; `None`
     /// when no zone of ours holds it, or it is no DNS name.
@@ -97,8 +126,22 @@ impl HotIndex {
             }
             at = end;
         }
-        self.get(&wire[..=at]).map(|h| &*h.node)
+        match self.find(&wire[..=at]) {
+            Lookup::Name(h) | Lookup::Wildcard(h) => Some(&*h.node),
+            Lookup::Missing(_) | Lookup::Outside => None,
+        }
     }
+}
+
+/// What [`HotIndex::find`] found for a name.
+enum Lookup<'i> {
+    Name(&'i HotName),
+    /// The wildcard that answers the name.
+    Wildcard(&'i HotName),
+    /// No such name: its closest encloser.
+    Missing(&'i HotName),
+    /// In no zone of ours.
+    Outside,
 }
 
 /// `name` in wire form, lower case.
@@ -265,9 +308,11 @@ pub(crate) fn answer(
         _ => (source, if source.is_ipv4() { 32 } else { 128 }),
     };
     let (rng, scratch) = local;
-    let plan = match snap.hot.get(lower) {
-        Some(h) if h.delegated => return false,
-        Some(h) => {
+    let plan = match snap.hot.find(lower) {
+        // a wildcard's records are written with the question's name as
+        // owner, like every record here
+        Lookup::Name(h) | Lookup::Wildcard(h) if h.delegated => return false,
+        Lookup::Name(h) | Lookup::Wildcard(h) => {
             let node = &*h.node;
             if let Some(set) = node.set(qtype) {
                 if !set.wire_ready {
@@ -299,17 +344,9 @@ pub(crate) fn answer(
             }
         }
         // the closest name that exists: NXDOMAIN in its zone, or not ours
-        None => match (1..=labels).find_map(|l| {
-            let at = starts
-                .get(l)
-                .filter(|_| l < labels)
-                .map_or(name.len() - 1, |&s| usize::from(s));
-            snap.hot.get(&lower[at..])
-        }) {
-            Some(h) if h.delegated => return false,
-            Some(h) => Plan::Negative(ResponseCode::NXDomain, h.zone, 0),
-            None => Plan::Refused,
-        },
+        Lookup::Missing(h) if h.delegated => return false,
+        Lookup::Missing(h) => Plan::Negative(ResponseCode::NXDomain, h.zone, 0),
+        Lookup::Outside => Plan::Refused,
     };
 
     let (rcode, authoritative, scope) = match &plan {
@@ -468,7 +505,18 @@ zones:
       - {name: away, type: CNAME, value: www.example.org.}
       - {name: sub, type: NS, value: ns.sub}
       - {name: ns.sub, type: A, value: 192.0.2.60}
+      - {name: "*.wild", type: A, values: [192.0.2.80, 192.0.2.81]}
+      - {name: "*.wild", type: MX, value: "10 mail"}
+      - {name: sub.wild, type: TXT, value: real}
+      - {name: "*.wc", type: CNAME, value: www}
     steered:
+      - name: "*.gw"
+        type: A
+        pool: web
+        steps:
+          - health
+          - geo: {continents: {EU: [eu], NA: [us], AS: [ap]}, default: [us]}
+          - {first: 1}
       - {name: lb, type: A, ttl: 30, pool: web, steps: [health, weighted, {first: 2}]}
       - {name: lb, type: AAAA, ttl: 30, pool: web6, steps: [health, weighted, {first: 1}]}
       - name: geo
@@ -522,6 +570,14 @@ pools:
         "sorry.example.test",
         "nope.example.test",
         "deep.nope.example.test",
+        "foo.wild.example.test",
+        "a.b.wild.example.test",
+        "*.wild.example.test",
+        "sub.wild.example.test",
+        "x.sub.wild.example.test",
+        "x.wc.example.test",
+        "edge.gw.example.test",
+        "a.b.gw.example.test",
         "child.example.test",
         "www.child.example.test",
         "nope.child.example.test",
@@ -777,6 +833,12 @@ pools:
             ask("www.child.example.test", 1, None),
             ask("nope.child.example.test", 1, None),
             ask("example.org", 1, None),
+            // wildcard synthesis: an A set, NODATA, a steered wildcard with
+            // ECS, and NXDOMAIN below an existing name
+            ask("foo.wild.example.test", 1, None),
+            ask("a.b.wild.example.test", 28, None),
+            ask("edge.gw.example.test", 1, eu),
+            ask("x.sub.wild.example.test", 1, None),
         ];
         for a in &hot {
             let (slow, hot) = both(h, a, 7);
@@ -789,6 +851,7 @@ pools:
             ask("example.test", 15, None),
             ask("example.test", 6, None),
             ask("www.example.test", 255, None),
+            ask("x.wc.example.test", 1, None),
         ];
         for a in &slow {
             assert!(both(h, a, 7).1.is_none(), "{a:?} took the hot path");

@@ -168,6 +168,47 @@ pub struct ZoneData {
     pub negative_wire: SoaWire,
 }
 
+/// Where a name of a zone is answered from (RFC 4592 §3.3.1).
+#[derive(Debug, Clone, Copy)]
+pub enum Found<'z> {
+    /// The name exists (with data, or as an empty non-terminal).
+    Name(&'z Node),
+    /// The name does not exist and the wildcard at its closest encloser
+    /// answers it: the records' owner becomes the name asked.
+    Wildcard(&'z Node),
+    /// The name does not exist and there is no wildcard to synthesize
+    /// from: NXDOMAIN.
+    Missing,
+}
+
+impl ZoneData {
+    /// Looks `name` (inside this zone) up, synthesizing from a wildcard
+    /// where RFC 4592 says to: the source of synthesis is `*` below the
+    /// closest encloser, the longest ancestor that exists. A name below
+    /// an existing name or empty non-terminal that has no `*` child is
+    /// never synthesized.
+    pub fn lookup(&self, name: &LowerName) -> Found<'_> {
+        if let Some(node) = self.nodes.get(name) {
+            return Found::Name(node);
+        }
+        let mut encloser = name.base_name();
+        while encloser.num_labels() >= self.origin.num_labels() {
+            if self.nodes.contains_key(&encloser) {
+                let source = Name::from(encloser)
+                    .prepend_label("*")
+                    .ok()
+                    .and_then(|w| self.nodes.get(&LowerName::from(w)));
+                return source.map_or(Found::Missing, |n| Found::Wildcard(n));
+            }
+            if encloser.is_root() {
+                break;
+            }
+            encloser = encloser.base_name();
+        }
+        Found::Missing
+    }
+}
+
 /// The state every query is answered from.
 #[derive(Debug)]
 pub struct Snapshot {

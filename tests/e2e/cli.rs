@@ -48,6 +48,38 @@ fn check_accepts_a_good_file() {
 }
 
 #[test]
+fn check_warns_about_what_is_served_but_probably_not_meant() {
+    let dir = tempfile::tempdir().unwrap();
+    let zones = "zones:
+  glb.example.com:
+    soa: {rname: hostmaster.example.com.}
+    ns: [{name: ns.example.net.}]
+    steered:
+      - {name: cdn, type: CNAME, pool: hosts, steps: [health], on_all_down: nodata}
+  child.glb.example.com:
+    soa: {rname: hostmaster.example.com.}
+    ns: [{name: ns.example.net.}]
+pools:
+  hosts:
+    endpoints:
+      - {id: a, address: a.example.net., region: eu}
+      - {id: b, address: b.example.net., region: eu}
+";
+    std::fs::write(dir.path().join("zones.yaml"), zones).unwrap();
+    let (code, out, err) = run(&["check", "--zones", "zones.yaml"], dir.path());
+    // served as written: a warning, not an error
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("zones.yaml: ok"), "{out}");
+    for expected in [
+        "warning: zones.yaml:6:54: zones.\"glb.example.com\".steered[0].steps: the steps can leave up to 2 hosts, but a name holds one CNAME",
+        "warning: zones.yaml:8:8: zones.\"child.glb.example.com\": child.glb.example.com. is inside the zone glb.example.com. but that zone has no NS records",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert_eq!(err.lines().count(), 2, "{err}");
+}
+
+#[test]
 fn serve_refuses_to_start_on_a_broken_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("zones.yaml"), BROKEN).unwrap();

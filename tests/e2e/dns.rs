@@ -23,6 +23,9 @@ pub fn zones() -> String {
       - {{name: alias, type: CNAME, value: www}}
       - {{name: out, type: CNAME, value: target.example.net.}}
       - {{name: dangling, type: CNAME, value: missing}}
+      - {{name: "*.wild", type: A, value: 192.0.2.80}}
+      - {{name: sub.wild, type: TXT, value: real}}
+      - {{name: "*.wc", type: CNAME, value: www}}
       - {{name: loop1, type: CNAME, value: loop2}}
       - {{name: loop2, type: CNAME, value: loop1}}
       - {{name: "@", type: MX, value: "10 mail"}}
@@ -336,6 +339,44 @@ fn a_cname_loop_answers_each_record_once() {
         d.raw
     );
     assert_eq!(d.answer.len(), 2);
+}
+
+#[test]
+fn wildcards_answer_for_missing_names_only() {
+    let s = Server::start(&zones());
+    for name in ["foo.wild.glb.example.com", "A.b.WILD.glb.example.com"] {
+        let d = s.dig(&[name, "A"]);
+        assert_eq!(d.status, "NOERROR", "{}", d.raw);
+        authoritative(&d);
+        assert_eq!(d.answers("A"), ["192.0.2.80"], "{}", d.raw);
+        // the owner is the name asked, as asked
+        assert_eq!(d.answer[0].name, format!("{name}."), "{}", d.raw);
+    }
+    // the wildcard has no AAAA: NODATA with the SOA
+    let d = s.dig(&["foo.wild.glb.example.com", "AAAA"]);
+    assert_eq!(
+        (d.status.as_str(), d.answer.len()),
+        ("NOERROR", 0),
+        "{}",
+        d.raw
+    );
+    assert_eq!(d.authority[0].rtype, "SOA", "{}", d.raw);
+    // an existing name is not synthesized over, nor is a name below it
+    let d = s.dig(&["sub.wild.glb.example.com", "A"]);
+    assert_eq!(
+        (d.status.as_str(), d.answer.len()),
+        ("NOERROR", 0),
+        "{}",
+        d.raw
+    );
+    let d = s.dig(&["x.sub.wild.glb.example.com", "A"]);
+    assert_eq!(d.status, "NXDOMAIN", "{}", d.raw);
+    // a wildcard CNAME, owned by the name asked, then followed
+    let d = s.dig(&["edge.wc.glb.example.com", "A"]);
+    assert_eq!(d.status, "NOERROR", "{}", d.raw);
+    assert_eq!(d.answer[0].name, "edge.wc.glb.example.com.", "{}", d.raw);
+    assert_eq!(d.answers("CNAME"), ["www.glb.example.com."], "{}", d.raw);
+    assert_eq!(d.answers("A"), ["192.0.2.10", "192.0.2.11"], "{}", d.raw);
 }
 
 #[test]

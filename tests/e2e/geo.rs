@@ -24,6 +24,13 @@ zones:
           - health
           - geo: {{continents: {{EU: [eu-west, us-east], NA: [us-east], AS: [ap-south, eu-west]}}, default: [us-east]}}
           - {{first: 1}}
+      - name: "*.edge"
+        type: A
+        pool: web
+        steps:
+          - health
+          - geo: {{continents: {{EU: [eu-west, us-east], NA: [us-east], AS: [ap-south, eu-west]}}, default: [us-east]}}
+          - {{first: 1}}
       - {{name: near, type: A, pool: web, steps: [health, nearest, {{first: 1}}]}}
       - {{name: fast, type: A, pool: web, steps: [health, latency, {{first: 1}}]}}
       - {{name: cheap, type: A, pool: web, steps: [health, latency, {{cost: {{margin_ms: 10}}}}, {{first: 1}}]}}
@@ -114,6 +121,24 @@ fn each_continent_gets_its_region_with_the_right_scope() {
         ("203.0.113.10".into(), Some("2001:db8:3::/56/48".into()))
     );
     assert_eq!(ask(&s, g, Some("2001:db8:1:ff00::/56")).0, "192.0.2.10");
+}
+
+#[test]
+fn a_steered_wildcard_steers_each_name_with_the_scope() {
+    let s = start(&zones("enabled"));
+    for name in ["cache-1.edge.glb.example.com", "a.b.edge.glb.example.com"] {
+        assert_eq!(
+            ask(&s, name, Some("192.0.2.0/24")),
+            ("192.0.2.10".into(), Some("192.0.2.0/24/24".into()))
+        );
+        assert_eq!(
+            ask(&s, name, Some("203.0.113.0/24")),
+            ("203.0.113.10".into(), Some("203.0.113.0/24/24".into()))
+        );
+        let d = s.dig(&[name, "A", "+subnet=198.51.100.0/24"]);
+        assert_eq!(d.answer[0].name, format!("{name}."), "{}", d.raw);
+        assert_eq!(d.ecs.as_deref(), Some("198.51.100.0/24/6"), "{}", d.raw);
+    }
 }
 
 #[test]

@@ -121,6 +121,93 @@ pub fn check(spec: &ZoneSpec) -> Result<(), Violations> {
     }
 }
 
+/// What a spec may mean but probably does not: served as it is, but
+/// `meridian check` says so.
+pub fn warnings(spec: &ZoneSpec) -> Vec<Violation> {
+    let mut f = Found(Vec::new());
+    for zone in &spec.zones {
+        let path = format!("zones.{:?}", zone.name.as_str());
+        child_is_delegated(&mut f, &path, zone, &spec.zones);
+        for (i, s) in zone.steered.iter().enumerate() {
+            if let Some(pool) = spec.pools.get(&s.pool) {
+                steered_cname_is_one(&mut f, &format!("{path}.steered[{i}]"), s, pool);
+            }
+        }
+    }
+    f.0
+}
+
+/// A zone inside another zone of the spec needs NS records at its name
+/// in the parent: resolvers that ask the parent's servers about it never
+/// learn of the child otherwise, and other servers of the parent answer
+/// NXDOMAIN for the child's names.
+fn child_is_delegated(f: &mut Found, path: &str, zone: &Zone, zones: &[Zone]) {
+    let parent = zones
+        .iter()
+        .filter(|p| p.name.key() != zone.name.key() && zone.name.is_within(&p.name))
+        .max_by_key(|p| p.name.label_count());
+    let Some(parent) = parent else {
+        return;
+    };
+    let delegated = parent
+        .records
+        .iter()
+        .any(|r| r.rtype == RecordType::Ns && r.name.key() == zone.name.key());
+    if !delegated {
+        f.at(
+            path,
+            format!(
+                "{} is inside the zone {} but that zone has no NS records at {}: \
+                 this server answers both, but resolvers that learn of it from the \
+                 parent's other servers get NXDOMAIN (delegate it in {})",
+                zone.name, parent.name, zone.name, parent.name
+            ),
+        );
+    }
+}
+
+/// A name holds one CNAME (RFC 2181 §10.1): a steered CNAME answers the
+/// first of what its steps leave, so steps that can leave more say less
+/// than they seem to.
+fn steered_cname_is_one(f: &mut Found, path: &str, s: &SteeredRecord, pool: &Pool) {
+    if s.rtype != super::SteeredType::Cname {
+        return;
+    }
+    let hosts = pool.endpoints.len();
+    let cut_to_one = s.steps.contains(&Step::First(1));
+    if hosts > 1 && !cut_to_one {
+        f.at(
+            format!("{path}.steps"),
+            format!(
+                "the steps can leave up to {hosts} hosts, but a name holds one CNAME \
+                 (RFC 2181 §10.1): only the first is answered (end the steps with `first: 1`)"
+            ),
+        );
+    }
+    let enabled = pool
+        .endpoints
+        .iter()
+        .filter(|e| e.state == super::AdminState::Enabled)
+        .count();
+    match &s.on_all_down {
+        super::OnAllDown::FailOpen if enabled > 1 => f.at(
+            format!("{path}.on_all_down"),
+            format!(
+                "with every host down, fail_open leaves all {enabled} enabled hosts: \
+                 only the first is answered as the CNAME"
+            ),
+        ),
+        super::OnAllDown::Sorry(set) if set.len() > 1 => f.at(
+            format!("{path}.on_all_down"),
+            format!(
+                "the sorry set has {} names, but a name holds one CNAME: only the first is answered",
+                set.len()
+            ),
+        ),
+        _ => {}
+    }
+}
+
 /// Latitude and longitude in range, both or neither.
 pub fn coordinates_problem(lat: Option<f64>, lon: Option<f64>) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
@@ -706,6 +793,15 @@ fn names_stand_alone(f: &mut Found, path: &str, z: &Zone) {
         .map(|r| r.name.key())
         .collect();
     for (owner, types) in &at_owner {
+        if let Some(m) = wildcard_problem(owner) {
+            f.at(path, format!("{owner}: {m}"));
+        }
+        if types.contains("NS") && owner.starts_with("*.") {
+            f.at(
+                path,
+                format!("{owner}: a wildcard cannot delegate (RFC 4592 §4.2)"),
+            );
+        }
         if types.contains("CNAME") && types.len() > 1 {
             f.at(
                 path,
@@ -731,6 +827,23 @@ fn names_stand_alone(f: &mut Found, path: &str, z: &Zone) {
             }
         }
     }
+}
+
+/// A name whose `*` would never be served as the operator means it: a
+/// wildcard is `*` as a whole first label (RFC 4592 §2.1.1); `a*b` or
+/// `x.*.y` only ever match themselves.
+pub fn wildcard_problem(name: impl AsRef<str>) -> Option<String> {
+    let name = name.as_ref();
+    let mut labels = name.trim_end_matches('.').split('.');
+    let first = labels.next().unwrap_or_default();
+    if first.contains('*') && first != "*" {
+        return Some(format!(
+            "{first:?}: a wildcard is `*` as a whole label (RFC 4592); a label with `*` among other characters matches only itself"
+        ));
+    }
+    labels.any(|l| l.contains('*')).then(|| {
+        "a wildcard is `*` as the first label only: names below a `*` label are never synthesized (RFC 4592)".to_string()
+    })
 }
 
 /// A country code: two upper-case letters.

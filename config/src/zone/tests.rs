@@ -607,3 +607,80 @@ fn check_errors_name_the_field() {
     .unwrap();
     assert_eq!(s.pools["web"].check.as_ref().unwrap().port, 0);
 }
+
+#[test]
+fn wildcards_only_as_a_whole_first_label() {
+    let ok = spec(
+        "\n      - {name: \"*.w\", type: A, value: 192.0.2.1}",
+        "\n      - {name: \"*.lb\", type: A, pool: web}",
+        "",
+    );
+    parse("zones.yaml", &ok).unwrap();
+    check_errors(
+        &spec(
+            "\n      - {name: \"a*b\", type: A, value: 192.0.2.1}",
+            "",
+            "",
+        ),
+        &["records[3].name: \"a*b\": a wildcard is `*` as a whole label"],
+    );
+    check_errors(
+        &spec(
+            "\n      - {name: \"x.*.w\", type: A, value: 192.0.2.1}",
+            "",
+            "",
+        ),
+        &["records[3].name: a wildcard is `*` as the first label only"],
+    );
+    check_errors(
+        &spec(
+            "\n      - {name: \"*.w\", type: NS, value: ns.example.net.}",
+            "",
+            "",
+        ),
+        &["records[3].type: a wildcard cannot delegate"],
+    );
+}
+
+#[test]
+fn warnings_for_an_undelegated_child_and_a_steered_cname_left_many() {
+    let text = spec(
+        "",
+        "\n      - {name: cdn, type: CNAME, pool: hosts, steps: [health]}",
+        "\n  hosts:\n    endpoints:\n      - {id: a, address: a.example.net., region: r}\n      - {id: b, address: b.example.net., region: r}",
+    )
+    .replace(
+        "pools:",
+        "  child.glb.example.com:\n    soa: {rname: h.example.com.}\n    ns: [{name: ns.other.net.}]\npools:",
+    );
+    let s = parse("zones.yaml", &text).unwrap();
+    let w: Vec<String> = warnings("zones.yaml", &text, &s)
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(w.len(), 3, "{w:#?}");
+    // in file order
+    assert!(
+        w[0].contains("steered[1].on_all_down: with every host down, fail_open leaves all 2"),
+        "{w:#?}"
+    );
+    assert!(
+        w[1].contains("steered[1].steps: the steps can leave up to 2 hosts"),
+        "{w:#?}"
+    );
+    assert!(w[2].contains("child.glb.example.com. is inside the zone glb.example.com. but that zone has no NS records"), "{w:#?}");
+    // each on the line of its field
+    assert!(w.iter().all(|l| !l.starts_with("zones.yaml:1:")), "{w:#?}");
+    // delegated, cut to one, and failing closed: nothing to say
+    let quiet = text
+        .replace(
+            "steps: [health]}",
+            "steps: [health, {first: 1}], on_all_down: nodata}",
+        )
+        .replace(
+            "value: 192.0.2.25",
+            "value: 192.0.2.25\n      - {name: child, type: NS, value: ns.other.net.}",
+        );
+    let s = parse("zones.yaml", &quiet).unwrap();
+    assert_eq!(warnings("zones.yaml", &quiet, &s), vec![]);
+}
