@@ -115,6 +115,12 @@ pub fn run(listen: SocketAddr, api: SocketAddr, http: SocketAddr) -> ExitCode {
             max_udp_payload: DEFAULT_MAX_UDP_PAYLOAD,
             tcp_idle_timeout_secs: 10,
             nsid: None,
+            // a developer's loop of dig and dnsperf is no attack: no rate
+            // limit, no amplification bound (cookies stay on)
+            rrl: None,
+            cookies: Default::default(),
+            amplification_factor: None,
+            tcp: Default::default(),
         },
         data_dir: data.path().to_path_buf(),
         geoip: GeoIpConfig::default(),

@@ -23,8 +23,10 @@ use meridian_consensus::tls::Tls;
 use meridian_consensus::{
     ClusterError, ClusterNode, Command, NodeOptions, ProbeService, ReplicatedState, Timing,
 };
-use meridian_dns::handler::GeoHandle;
-use meridian_dns::{Handler, Listeners, Snapshot, SnapshotHandle};
+use meridian_dns::cookies::Secrets;
+use meridian_dns::handler::{CookieHandle, GeoHandle};
+use meridian_dns::rrl::{Limits as RrlLimits, Rrl};
+use meridian_dns::{Handler, Listeners, Snapshot, SnapshotHandle, TcpLimits};
 use meridian_http_fallback::tls::{CertFiles, Certs};
 use meridian_probes::check::Prober;
 use meridian_probes::{Agent, AgentOptions};
@@ -183,7 +185,15 @@ pub fn run(
             return ExitCode::FAILURE;
         }
     };
-    let started = runtime.block_on(start(node, file_spec, seed_spec, geo.clone()));
+    // the cluster's cookie secrets, as its state machine applies them
+    let cookies = CookieHandle::default();
+    let started = runtime.block_on(start(
+        node,
+        file_spec,
+        seed_spec,
+        geo.clone(),
+        cookies.clone(),
+    ));
     let (cluster, handle, probes, api_addr) = match started {
         Ok(s) => s,
         Err(f) => {
@@ -234,9 +244,30 @@ pub fn run(
         .nsid
         .clone()
         .unwrap_or_else(|| node.cluster.as_ref().map_or(1, |c| c.id).to_string());
+    let rrl = node.dns.rrl.map(|r| {
+        Arc::new(Rrl::new(RrlLimits {
+            rate: r.rate,
+            slip: r.slip,
+            ipv4_prefix: r.ipv4_prefix,
+            ipv6_prefix: r.ipv6_prefix,
+            table_size: r.table_size,
+        }))
+    });
     let handler = Handler::new(handle.clone(), geo.clone(), node.dns.max_udp_payload)
-        .with_nsid(nsid.as_bytes());
-    let timeout = Duration::from_secs(node.dns.tcp_idle_timeout_secs);
+        .with_nsid(nsid.as_bytes())
+        .with_cookies(cookies)
+        .with_amplification(node.dns.amplification_factor.map(usize::from))
+        .with_rrl(rrl);
+    if node.dns.cookies.enabled {
+        let every = Duration::from_secs(node.dns.cookies.rotate_secs);
+        runtime.spawn(cluster.clone().rotate_cookie_secrets(every));
+    }
+    let tcp = TcpLimits {
+        idle_timeout: Duration::from_secs(node.dns.tcp_idle_timeout_secs),
+        max_connections: node.dns.tcp.max_connections,
+        max_per_client: node.dns.tcp.max_per_client,
+        max_queries: node.dns.tcp.max_queries,
+    };
     let agent = match &node.probe.region {
         Some(region) => match Prober::new(Some(region), node.probe.policy.clone()) {
             Ok(prober) => {
@@ -267,7 +298,7 @@ pub fn run(
             handle,
             certs,
         ));
-        let r = meridian_dns::serve(listeners, handler, timeout, shutdown_signal()).await;
+        let r = meridian_dns::serve(listeners, handler, tcp, shutdown_signal()).await;
         reloader.abort();
         watcher.abort();
         if let Some(w) = cert_watcher {
@@ -345,6 +376,7 @@ async fn start(
     file_spec: Option<ZoneSpec>,
     seed_spec: Option<ZoneSpec>,
     geo: GeoHandle,
+    cookies: CookieHandle,
 ) -> Result<
     (
         ClusterNode,
@@ -362,7 +394,7 @@ async fn start(
         .as_ref()
         .map(HttpConfig::advertised)
         .unwrap_or_default();
-    let publish = move |state: &ReplicatedState| match Snapshot::build_with(
+    let publish_snapshot = move |state: &ReplicatedState| match Snapshot::build_with(
         &state.spec,
         &state.health.observations(&state.spec),
         state.version,
@@ -376,6 +408,20 @@ async fn start(
         Err(e) => {
             error!(version = state.version, %e, "cannot index the replicated spec; still serving the previous one")
         }
+    };
+    let cookies_on = node.dns.cookies.enabled;
+    let publish = move |state: &ReplicatedState| {
+        if cookies_on {
+            let s = &state.cookies;
+            let secrets = Secrets {
+                current: s.current,
+                previous: s.previous,
+            };
+            if **cookies.load() != secrets {
+                cookies.store(Arc::new(secrets));
+            }
+        }
+        publish_snapshot(state)
     };
     match &node.cluster {
         None => {

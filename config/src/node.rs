@@ -247,6 +247,79 @@ pub struct DnsConfig {
     /// What this node answers an NSID query with (RFC 5001); `None`: its
     /// cluster node id.
     pub nsid: Option<String>,
+    /// Response rate limiting over UDP; `None`: off.
+    pub rrl: Option<RrlConfig>,
+    /// DNS Cookies (RFC 7873): server cookies given and checked.
+    pub cookies: CookiesConfig,
+    /// An unauthenticated UDP answer is at most this many times its
+    /// query's size; `None`: no bound but the requester's UDP size.
+    pub amplification_factor: Option<u16>,
+    /// Bounds on DNS over TCP.
+    pub tcp: TcpConfig,
+}
+
+/// Response rate limiting (`dns.rrl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RrlConfig {
+    /// Answers per second per client prefix and answer.
+    pub rate: u32,
+    /// Every `slip`-th limited answer is sent truncated; 0: none.
+    pub slip: u32,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// Buckets in the table (its memory: 32 bytes each).
+    pub table_size: usize,
+}
+
+impl Default for RrlConfig {
+    fn default() -> Self {
+        RrlConfig {
+            rate: 20,
+            slip: 2,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            table_size: 65_536,
+        }
+    }
+}
+
+/// DNS Cookies (`dns.cookies`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookiesConfig {
+    pub enabled: bool,
+    /// The cluster's leader replaces the secret this often.
+    pub rotate_secs: u64,
+}
+
+impl Default for CookiesConfig {
+    fn default() -> Self {
+        CookiesConfig {
+            enabled: true,
+            rotate_secs: 86_400,
+        }
+    }
+}
+
+/// DNS over TCP (`dns.tcp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpConfig {
+    /// Open connections, all clients together; when full, the connection
+    /// idle the longest is closed for a new one.
+    pub max_connections: usize,
+    /// Open connections from one client address.
+    pub max_per_client: usize,
+    /// Queries one connection may ask before it is closed.
+    pub max_queries: u32,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            max_connections: 1024,
+            max_per_client: 32,
+            max_queries: 10_000,
+        }
+    }
 }
 
 /// Optional MaxMind databases.
@@ -273,6 +346,11 @@ pub enum LogFormat {
 }
 
 pub const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
+
+/// Default bound on an unauthenticated UDP answer, in multiples of its
+/// query's size: a 40-byte query may get 400 bytes, more than a typical
+/// answer (and NXDOMAIN with its SOA) needs.
+pub const DEFAULT_AMPLIFICATION: u16 = 10;
 
 mod raw {
     use super::*;
@@ -391,6 +469,36 @@ mod raw {
         pub max_udp_payload: Option<U16>,
         pub tcp_idle_timeout_secs: Option<U16>,
         pub nsid: Option<String>,
+        pub rrl: Option<Rrl>,
+        pub cookies: Option<Cookies>,
+        pub amplification_factor: Option<U16>,
+        pub tcp: Option<Tcp>,
+    }
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Rrl {
+        pub enabled: Option<bool>,
+        pub rate: Option<u32>,
+        pub slip: Option<u32>,
+        pub ipv4_prefix: Option<u8>,
+        pub ipv6_prefix: Option<u8>,
+        pub table_size: Option<u32>,
+    }
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Cookies {
+        pub enabled: Option<bool>,
+        pub rotate_secs: Option<u64>,
+    }
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Tcp {
+        pub max_connections: Option<u32>,
+        pub max_per_client: Option<u32>,
+        pub max_queries: Option<u32>,
     }
 
     #[derive(Debug, Deserialize, Default)]
@@ -586,6 +694,10 @@ impl NodeConfig {
             max_udp_payload: DEFAULT_MAX_UDP_PAYLOAD,
             tcp_idle_timeout_secs: 10,
             nsid: None,
+            rrl: Some(RrlConfig::default()),
+            cookies: CookiesConfig::default(),
+            amplification_factor: Some(DEFAULT_AMPLIFICATION),
+            tcp: TcpConfig::default(),
         };
         if let Some(d) = dns {
             if let Some(listen) = d.listen {
@@ -628,6 +740,103 @@ impl NodeConfig {
                     ));
                 }
                 dns_config.nsid = Some(n);
+            }
+            let mut bounded = |field: &str, v: Option<u64>, lo: u64, hi: u64, default: u64| {
+                let v = v.unwrap_or(default);
+                if !(lo..=hi).contains(&v) {
+                    errors.push(doc.error(
+                        &format!("dns.{field}"),
+                        format!("expected {lo} to {hi}, got {v}"),
+                    ));
+                }
+                v
+            };
+            if let Some(r) = d.rrl {
+                let def = RrlConfig::default();
+                let rrl = RrlConfig {
+                    rate: bounded(
+                        "rrl.rate",
+                        r.rate.map(u64::from),
+                        1,
+                        1_000_000,
+                        def.rate.into(),
+                    ) as u32,
+                    slip: bounded("rrl.slip", r.slip.map(u64::from), 0, 100, def.slip.into())
+                        as u32,
+                    ipv4_prefix: bounded(
+                        "rrl.ipv4_prefix",
+                        r.ipv4_prefix.map(u64::from),
+                        8,
+                        32,
+                        def.ipv4_prefix.into(),
+                    ) as u8,
+                    ipv6_prefix: bounded(
+                        "rrl.ipv6_prefix",
+                        r.ipv6_prefix.map(u64::from),
+                        16,
+                        128,
+                        def.ipv6_prefix.into(),
+                    ) as u8,
+                    table_size: bounded(
+                        "rrl.table_size",
+                        r.table_size.map(u64::from),
+                        1024,
+                        1 << 24,
+                        def.table_size as u64,
+                    ) as usize,
+                };
+                dns_config.rrl = r.enabled.unwrap_or(true).then_some(rrl);
+            }
+            if let Some(c) = d.cookies {
+                let def = CookiesConfig::default();
+                dns_config.cookies = CookiesConfig {
+                    enabled: c.enabled.unwrap_or(def.enabled),
+                    // a server cookie lives an hour: the previous secret
+                    // must outlive it
+                    rotate_secs: bounded(
+                        "cookies.rotate_secs",
+                        c.rotate_secs,
+                        3600,
+                        30 * 86_400,
+                        def.rotate_secs,
+                    ),
+                };
+            }
+            if let Some(f) = d.amplification_factor {
+                // 0 is off; below 3 a truncated answer (a little larger
+                // than its query, with our OPT) would not fit
+                let f = if f.0 == 0 {
+                    0
+                } else {
+                    bounded("amplification_factor", Some(f.0.into()), 3, 100, 0) as u16
+                };
+                dns_config.amplification_factor = (f > 0).then_some(f);
+            }
+            if let Some(t) = d.tcp {
+                let def = TcpConfig::default();
+                dns_config.tcp = TcpConfig {
+                    max_connections: bounded(
+                        "tcp.max_connections",
+                        t.max_connections.map(u64::from),
+                        1,
+                        1_000_000,
+                        def.max_connections as u64,
+                    ) as usize,
+                    max_per_client: bounded(
+                        "tcp.max_per_client",
+                        t.max_per_client.map(u64::from),
+                        1,
+                        1_000_000,
+                        def.max_per_client as u64,
+                    ) as usize,
+                    max_queries: bounded(
+                        "tcp.max_queries",
+                        t.max_queries.map(u64::from),
+                        1,
+                        u32::MAX.into(),
+                        def.max_queries.into(),
+                    ) as u32,
+                };
             }
         }
         let level = log.level.unwrap_or_else(|| "info".into());
@@ -867,6 +1076,64 @@ mod tests {
 
     fn parse(text: &str) -> Result<NodeConfig, Diagnostics> {
         NodeConfig::parse("meridian.yaml", text, Path::new("/etc/meridian"))
+    }
+
+    #[test]
+    fn abuse_settings_default_on_and_are_bounded() {
+        let d = parse("zones: z\n").unwrap().dns;
+        assert_eq!(d.rrl, Some(RrlConfig::default()));
+        assert!(d.cookies.enabled);
+        assert_eq!(d.amplification_factor, Some(DEFAULT_AMPLIFICATION));
+        assert_eq!(d.tcp, TcpConfig::default());
+        let off = parse("dns:\n  rrl: {enabled: false}\n  amplification_factor: 0\n  cookies: {enabled: false}\nzones: z\n")
+            .unwrap()
+            .dns;
+        assert_eq!(
+            (off.rrl, off.amplification_factor, off.cookies.enabled),
+            (None, None, false)
+        );
+        let set = parse("dns:\n  rrl: {rate: 50, slip: 0, ipv4_prefix: 32, ipv6_prefix: 64, table_size: 4096}\n  tcp: {max_connections: 100, max_per_client: 4, max_queries: 7}\nzones: z\n")
+            .unwrap()
+            .dns;
+        assert_eq!(set.rrl.unwrap().rate, 50);
+        assert_eq!(set.rrl.unwrap().slip, 0);
+        assert_eq!((set.tcp.max_connections, set.tcp.max_queries), (100, 7));
+        for (bad, message) in [
+            (
+                "rrl: {rate: 0}",
+                "dns.rrl.rate: expected 1 to 1000000, got 0",
+            ),
+            (
+                "rrl: {ipv4_prefix: 40}",
+                "dns.rrl.ipv4_prefix: expected 8 to 32, got 40",
+            ),
+            (
+                "rrl: {table_size: 10}",
+                "dns.rrl.table_size: expected 1024 to 16777216, got 10",
+            ),
+            ("rrl: {burst: 3}", "unknown field `burst`"),
+            (
+                "amplification_factor: 2",
+                "dns.amplification_factor: expected 3 to 100, got 2",
+            ),
+            (
+                "cookies: {rotate_secs: 60}",
+                "dns.cookies.rotate_secs: expected 3600 to 2592000, got 60",
+            ),
+            (
+                "tcp: {max_connections: 0}",
+                "dns.tcp.max_connections: expected 1 to 1000000, got 0",
+            ),
+        ] {
+            let err = parse(&format!("dns:\n  {bad}\nzones: z\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(message), "{bad}: {err}");
+            assert!(
+                err.starts_with("meridian.yaml:2:"),
+                "{bad}: on its line: {err}"
+            );
+        }
     }
 
     #[test]

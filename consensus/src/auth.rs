@@ -529,7 +529,7 @@ fn unhex32(s: &str) -> Option<[u8; 32]> {
 }
 
 /// Random bytes from the operating system.
-fn random<const N: usize>() -> [u8; N] {
+pub(crate) fn random<const N: usize>() -> [u8; N] {
     use ring::rand::{SecureRandom, SystemRandom};
     let mut out = [0u8; N];
     SystemRandom::new()

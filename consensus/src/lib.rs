@@ -44,7 +44,7 @@ use std::io::Cursor;
 
 pub use node::{ClusterError, ClusterNode, NodeOptions, Status, Timing, Written};
 pub use probe_api::ProbeService;
-pub use state::{Command, ReplicatedState, Response};
+pub use state::{Command, CookieSecrets, ReplicatedState, Response};
 
 /// A node's id in the cluster.
 pub type NodeId = u64;

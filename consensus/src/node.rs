@@ -1203,6 +1203,44 @@ impl ClusterNode {
         }
     }
 
+    /// On the leader, replaces the DNS cookie secret when there is none
+    /// or it is `every` old, checking once a minute (and soon after
+    /// start). Every node serves the replicated secrets; a follower only
+    /// waits for them.
+    pub async fn rotate_cookie_secrets(self, every: Duration) {
+        let mut ticks = tokio::time::interval(Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        loop {
+            ticks.tick().await;
+            let s = self.status();
+            if s.leader != Some(s.id) {
+                continue;
+            }
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let cookies = self.state().cookies;
+            let due = cookies.current.is_none()
+                || now_ms.saturating_sub(cookies.rotated_at_ms) >= every.as_millis() as u64;
+            if !due {
+                continue;
+            }
+            let secret = crate::auth::random::<16>();
+            match self
+                .write(Command::RotateCookieSecret {
+                    at_ms: now_ms,
+                    secret,
+                })
+                .await
+            {
+                Ok(_) => info!("DNS cookie secret rotated"),
+                Err(e) => {
+                    warn!(%e, "cannot rotate the DNS cookie secret; trying again in a minute")
+                }
+            }
+        }
+    }
+
     pub async fn shutdown(&self) {
         let _ = self.inner.raft.shutdown().await;
     }

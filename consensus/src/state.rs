@@ -63,6 +63,26 @@ pub enum Command {
     /// A change to one resource through the REST API: checked against its
     /// precondition and every rule, audited.
     Api(Box<Change>),
+    /// A new secret for DNS server cookies, made by the leader (RFC 9018:
+    /// every node must make and check the same cookies); the current one
+    /// becomes the previous, still accepted.
+    RotateCookieSecret { at_ms: u64, secret: [u8; 16] },
+}
+
+/// The secrets DNS server cookies are made with (RFC 7873, 9018). They
+/// stay inside the cluster: no API reads them.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CookieSecrets {
+    pub current: Option<[u8; 16]>,
+    pub previous: Option<[u8; 16]>,
+    /// When `current` was made (leader's clock, ms since the Unix epoch).
+    pub rotated_at_ms: u64,
+}
+
+impl CookieSecrets {
+    pub fn is_empty(&self) -> bool {
+        self.current.is_none()
+    }
 }
 
 /// The most text a spec sent in parts may have: the API's body limit.
@@ -115,6 +135,9 @@ pub struct ReplicatedState {
     /// The number of the last audit entry ever recorded.
     #[serde(default)]
     pub audit_seq: u64,
+    /// DNS cookie secrets.
+    #[serde(default, skip_serializing_if = "CookieSecrets::is_empty")]
+    pub cookies: CookieSecrets,
 }
 
 impl ReplicatedState {
@@ -129,6 +152,18 @@ impl ReplicatedState {
                 change,
             } => return self.spec_end(*id, *parts, *seed, change.as_deref()),
             Command::Api(change) => return self.apply_change(change),
+            // changes no answer: the revision moves, the version does not
+            Command::RotateCookieSecret { at_ms, secret } => {
+                self.cookies = CookieSecrets {
+                    current: Some(*secret),
+                    previous: self.cookies.current,
+                    rotated_at_ms: *at_ms,
+                };
+                self.revision += 1;
+                return Response::Applied {
+                    version: self.version,
+                };
+            }
             _ => {}
         }
         if let Command::Observe { at_ms, report } = cmd {
@@ -168,6 +203,7 @@ impl ReplicatedState {
             Command::Observe { .. }
             | Command::SpecPart { .. }
             | Command::SpecEnd { .. }
+            | Command::RotateCookieSecret { .. }
             | Command::Api(_) => Ok(()),
         };
         match result {

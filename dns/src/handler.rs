@@ -34,7 +34,9 @@ use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption, NSIDPayl
 use meridian_steering::GeoIp;
 
 use crate::answer::{resolve, Client, Reply, Steering};
+use crate::cookies::{self, Secrets, Verdict};
 use crate::hot::Incoming;
+use crate::rrl::Rrl;
 use crate::snapshot::{Snapshot, SnapshotHandle};
 
 /// Size of a header.
@@ -64,6 +66,33 @@ pub struct Handler {
     /// What a query with an NSID option learns (RFC 5001); `None`: it
     /// learns nothing.
     nsid: Option<Arc<[u8]>>,
+    /// The cluster's cookie secrets (RFC 7873), swapped when they rotate.
+    cookies: CookieHandle,
+    /// An answer over UDP to a query without a valid server cookie is at
+    /// most this many times the query's size (else truncated); `None`:
+    /// no bound but the requester's UDP size.
+    amplification: Option<usize>,
+    /// Response rate limiting over UDP, when on.
+    rrl: Option<Arc<Rrl>>,
+}
+
+/// The cookie secrets a handler checks with, shared with whoever rotates
+/// them.
+pub type CookieHandle = Arc<arc_swap::ArcSwap<Secrets>>;
+
+/// What a response carries for its query's options, and how large it may
+/// be over UDP: worked out once per query, for both paths.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Extras<'a> {
+    /// The largest UDP payload this server offers.
+    pub max_udp: u16,
+    /// The NSID answered, when asked and configured.
+    pub nsid: Option<&'a [u8]>,
+    /// The COOKIE option answered: the client's cookie and ours.
+    pub cookie: Option<cookies::Reply>,
+    /// The amplification bound: the largest UDP answer allowed (no bound:
+    /// `usize::MAX`).
+    pub cap: usize,
 }
 
 impl Handler {
@@ -79,7 +108,63 @@ impl Handler {
             geo,
             max_udp_payload: max_udp_payload.max(512),
             nsid: None,
+            cookies: CookieHandle::default(),
+            amplification: None,
+            rrl: None,
         }
+    }
+
+    /// The handler checking and giving server cookies with `secrets`.
+    pub fn with_cookies(mut self, secrets: CookieHandle) -> Handler {
+        self.cookies = secrets;
+        self
+    }
+
+    /// The handler bounding unauthenticated UDP answers to `factor` times
+    /// their query's size.
+    pub fn with_amplification(mut self, factor: Option<usize>) -> Handler {
+        self.amplification = factor;
+        self
+    }
+
+    /// The handler limiting UDP answers with `rrl`.
+    pub fn with_rrl(mut self, rrl: Option<Arc<Rrl>>) -> Handler {
+        self.rrl = rrl;
+        self
+    }
+
+    /// Response rate limiting, when on.
+    pub fn rrl(&self) -> Option<&Rrl> {
+        self.rrl.as_deref()
+    }
+
+    /// What a response to a query from `source` with this COOKIE option
+    /// (`None`: none) and NSID request carries, and how large it may be
+    /// (`query_len`: the query's size; `udp`: over UDP). Also what the
+    /// cookie proves.
+    pub(crate) fn extras(
+        &self,
+        cookie: Option<&[u8]>,
+        nsid: bool,
+        source: IpAddr,
+        query_len: usize,
+        udp: bool,
+    ) -> (Extras<'_>, Verdict) {
+        let (verdict, cookie) = match cookie {
+            None => (Verdict::Absent, None),
+            Some(option) => self.cookies.load().check(option, source, cookies::now()),
+        };
+        let cap = match self.amplification {
+            Some(factor) if udp && verdict != Verdict::Valid => query_len.saturating_mul(factor),
+            _ => usize::MAX,
+        };
+        let extras = Extras {
+            max_udp: self.max_udp_payload,
+            nsid: self.nsid.as_deref().filter(|_| nsid),
+            cookie,
+            cap,
+        };
+        (extras, verdict)
     }
 
     /// The handler answering NSID queries with `nsid` (the node's name).
@@ -96,6 +181,8 @@ struct Prepared<'s> {
     /// `None`: no records (an error, or a truncated UDP answer).
     reply: Option<Reply<'s>>,
     with_additional: bool,
+    /// What the query's cookie proved.
+    verdict: Verdict,
 }
 
 impl Handler {
@@ -106,17 +193,48 @@ impl Handler {
     fn prepare<'s>(
         &self,
         request: &Request,
+        query_len: usize,
         snapshot: &'s Snapshot,
         geo: Option<&GeoIp>,
         local: &mut Local,
     ) -> Prepared<'s> {
+        let src = request.src().ip();
+        let udp = request.protocol() == Protocol::Udp;
+        let cookie = request
+            .edns
+            .as_ref()
+            .and_then(|e| match e.option(EdnsCode::Cookie) {
+                Some(EdnsOption::Unknown(_, data)) => Some(&data[..]),
+                _ => None,
+            });
+        // RFC 7873 §5.2: a client cookie of 8, with a server cookie of 8
+        // to 32 more
+        let bad_cookie = cookie.is_some_and(|c| !(c.len() == 8 || (16..=40).contains(&c.len())));
+        let asked_nsid = request
+            .edns
+            .as_ref()
+            .is_some_and(|e| e.option(EdnsCode::NSID).is_some());
+        let (extras, verdict) = self.extras(
+            cookie.filter(|_| !bad_cookie),
+            asked_nsid,
+            src,
+            query_len,
+            udp,
+        );
         let mut edns = request.edns.as_ref().map(|req| {
             let mut e = Edns::new();
             e.set_max_payload(self.max_udp_payload)
                 .set_version(0)
                 .set_dnssec_ok(req.flags().dnssec_ok);
+            if let Some(reply) = extras.cookie {
+                e.options_mut().insert(EdnsOption::Unknown(
+                    u16::from(EdnsCode::Cookie),
+                    reply.to_vec(),
+                ));
+            }
             e
         });
+        let cookie_len = extras.cookie.map_or(0, |c| 4 + c.len());
         let mut meta = Metadata::response_from_request(&request.metadata);
 
         let subnet = client_subnet(request);
@@ -124,7 +242,7 @@ impl Handler {
             Some(ResponseCode::BADVERS)
         } else if request.metadata.op_code != OpCode::Query {
             Some(ResponseCode::NotImp)
-        } else if request.queries.len() != 1 || subnet.is_err() {
+        } else if request.queries.len() != 1 || subnet.is_err() || bad_cookie {
             Some(ResponseCode::FormErr)
         } else {
             let q = &request.queries.queries()[0];
@@ -138,13 +256,13 @@ impl Handler {
                 edns,
                 reply: None,
                 with_additional: false,
+                verdict,
             };
         }
         let subnet = subnet.ok().flatten();
 
         // the client is the ECS subnet when there is one (RFC 7871 §7.2.1);
         // a source prefix of 0 asks for no tailoring by it
-        let src = request.src().ip();
         let client = match &subnet {
             Some(cs) if cs.source_prefix() > 0 => (cs.addr(), cs.source_prefix()),
             _ => (src, if src.is_ipv4() { 32 } else { 128 }),
@@ -178,11 +296,7 @@ impl Handler {
         }
         // NSID when asked and this node has one (RFC 5001)
         let mut nsid_len = 0;
-        let asked_nsid = request
-            .edns
-            .as_ref()
-            .is_some_and(|e| e.option(EdnsCode::NSID).is_some());
-        if let (Some(e), Some(nsid), true) = (edns.as_mut(), &self.nsid, asked_nsid) {
+        if let (Some(e), Some(nsid)) = (edns.as_mut(), extras.nsid) {
             if let Ok(payload) = NSIDPayload::new(nsid.to_vec()) {
                 nsid_len = 4 + nsid.len();
                 e.options_mut().insert(EdnsOption::NSID(payload));
@@ -197,10 +311,13 @@ impl Handler {
             }
             (Protocol::Udp, None) => 512,
             _ => usize::from(u16::MAX),
-        };
+        }
+        .min(extras.cap);
         let fixed = HEADER_LEN
             + request.queries.as_bytes().len()
-            + edns.as_ref().map_or(0, |_| OPT_LEN + ecs_len + nsid_len);
+            + edns
+                .as_ref()
+                .map_or(0, |_| OPT_LEN + ecs_len + nsid_len + cookie_len);
         // the uncompressed bound settles almost every answer without a
         // trial encoding
         let fit = if fixed + reply.records_len(true) <= limit
@@ -223,6 +340,7 @@ impl Handler {
                 edns,
                 reply: None,
                 with_additional: false,
+                verdict,
             };
         }
         Prepared {
@@ -230,26 +348,34 @@ impl Handler {
             edns,
             reply: Some(reply),
             with_additional: matches!(fit, Fit::Whole),
+            verdict,
         }
     }
 
-    /// Answers one request (UDP or TCP, as the request says): the
-    /// response's wire form goes into `out` (cleared first).
-    pub fn respond(&self, request: &Request, out: &mut Vec<u8>) -> Result<(), ProtoError> {
-        LOCAL.with(|local| self.respond_with(request, out, &mut local.borrow_mut()))
+    /// Answers one request (UDP or TCP, as the request says) of
+    /// `query_len` bytes: the response's wire form goes into `out`
+    /// (cleared first). Returns what the query's cookie proved.
+    pub fn respond(
+        &self,
+        request: &Request,
+        query_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<Verdict, ProtoError> {
+        LOCAL.with(|local| self.respond_with(request, query_len, out, &mut local.borrow_mut()))
     }
 
     /// [`Handler::respond`] with this randomness and scratch space.
     pub(crate) fn respond_with(
         &self,
         request: &Request,
+        query_len: usize,
         out: &mut Vec<u8>,
         local: &mut Local,
-    ) -> Result<(), ProtoError> {
+    ) -> Result<Verdict, ProtoError> {
         out.clear();
         let snapshot = self.snapshots.load();
         let geo = self.geo.load();
-        let p = self.prepare(request, &snapshot, geo.as_deref(), local);
+        let p = self.prepare(request, query_len, &snapshot, geo.as_deref(), local);
         let b = builder(request, p.edns.as_ref());
         let mut enc = BinEncoder::new(out);
         match &p.reply {
@@ -258,15 +384,16 @@ impl Handler {
             }
             None => b.build_no_records(p.meta).destructive_emit(&mut enc)?,
         };
-        Ok(())
+        Ok(p.verdict)
     }
 }
 
 impl Handler {
-    /// Answers a query of the hot shape by [`crate::hot`] into `out`;
-    /// false when it is not one that path answers (`out` is then the
-    /// caller's to fill by [`Handler::respond`]).
-    pub fn answer_hot(&self, incoming: &Incoming<'_>, out: &mut Vec<u8>) -> bool {
+    /// Answers a query of the hot shape by [`crate::hot`] into `out`, and
+    /// says what its cookie proved; `None` when it is not one that path
+    /// answers (`out` is then the caller's to fill by
+    /// [`Handler::respond`]).
+    pub fn answer_hot(&self, incoming: &Incoming<'_>, out: &mut Vec<u8>) -> Option<Verdict> {
         LOCAL.with(|local| self.answer_hot_with(incoming, out, &mut local.borrow_mut()))
     }
 
@@ -276,18 +403,19 @@ impl Handler {
         incoming: &Incoming<'_>,
         out: &mut Vec<u8>,
         local: &mut Local,
-    ) -> bool {
+    ) -> Option<Verdict> {
+        let edns = incoming.query.edns.as_ref();
+        let (extras, verdict) = self.extras(
+            edns.and_then(|e| e.cookie),
+            edns.is_some_and(|e| e.nsid),
+            incoming.source,
+            incoming.packet.len(),
+            incoming.udp,
+        );
         let snapshot = self.snapshots.current();
         let geo = self.geo.load();
-        crate::hot::answer(
-            &snapshot,
-            geo.as_deref(),
-            incoming,
-            self.max_udp_payload,
-            self.nsid.as_deref(),
-            local,
-            out,
-        )
+        crate::hot::answer(&snapshot, geo.as_deref(), incoming, &extras, local, out)
+            .then_some(verdict)
     }
 }
 

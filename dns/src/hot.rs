@@ -30,7 +30,7 @@ use meridian_steering::GeoIp;
 use rustc_hash::FxHashMap;
 
 use crate::answer::{find_cut, steered_answer, Client, SteeredAnswer, Steering};
-use crate::handler::Local;
+use crate::handler::{Extras, Local};
 use crate::snapshot::{Node, SizedRecord, Snapshot, Steered};
 use crate::wire::Query;
 
@@ -257,17 +257,17 @@ pub struct Incoming<'q> {
 
 /// Answers `incoming` into `out`, as the hickory path would; false when
 /// the query is not of a shape this path answers, with `out` left for the
-/// caller to fill. `max_udp` is the UDP payload this server offers,
-/// `nsid` what an NSID query learns.
+/// caller to fill. `extras` holds what the OPT record carries besides
+/// ECS and the bounds on a UDP answer's size.
 pub(crate) fn answer(
     snap: &Snapshot,
     geo: Option<&GeoIp>,
     incoming: &Incoming<'_>,
-    max_udp: u16,
-    nsid: Option<&[u8]>,
+    extras: &Extras<'_>,
     local: &mut Local,
     out: &mut Vec<u8>,
 ) -> bool {
+    let max_udp = extras.max_udp;
     let Incoming {
         query,
         packet,
@@ -391,11 +391,14 @@ pub(crate) fn answer(
         (true, Some(e)) => usize::from(e.udp_size.clamp(512, max_udp.max(512))),
         (true, None) => 512,
         (false, _) => usize::from(u16::MAX),
-    };
+    }
+    .min(extras.cap);
     // the node's NSID, when asked for and configured (RFC 5001)
-    let nsid = nsid.filter(|_| edns.is_some_and(|e| e.nsid));
+    let nsid = extras.nsid;
     let opt_len = edns.map_or(0, |_| {
-        11 + ecs.map_or(0, |cs| 8 + ecs_octets(cs.source)) + nsid.map_or(0, |n| 4 + n.len())
+        11 + ecs.map_or(0, |cs| 8 + ecs_octets(cs.source))
+            + nsid.map_or(0, |n| 4 + n.len())
+            + extras.cookie.map_or(0, |c| 4 + c.len())
     });
     if out.len() + opt_len > limit {
         // truncated: the header, the question and the OPT record
@@ -429,6 +432,11 @@ pub(crate) fn answer(
             out.extend_from_slice(&[0, 3]);
             out.extend_from_slice(&(n.len() as u16).to_be_bytes());
             out.extend_from_slice(n);
+        }
+        if let Some(c) = &extras.cookie {
+            out.extend_from_slice(&[0, 10]);
+            out.extend_from_slice(&(c.len() as u16).to_be_bytes());
+            out.extend_from_slice(c);
         }
     }
     true
@@ -743,11 +751,11 @@ pools:
             source: src.ip(),
             udp: true,
         };
-        let answered = h.answer_hot_with(&incoming, &mut hot, &mut local);
+        let answered = h.answer_hot_with(&incoming, &mut hot, &mut local).is_some();
         let request = Request::from_bytes(p.clone(), src, Protocol::Udp).expect("decodes");
         let mut local = (SmallRng::seed_from_u64(seed), Vec::new());
         let mut slow = Vec::new();
-        h.respond_with(&request, &mut slow, &mut local)
+        h.respond_with(&request, p.len(), &mut slow, &mut local)
             .expect("encodes");
         (slow, answered.then_some(hot))
     }

@@ -27,15 +27,17 @@
 #![forbid(unsafe_code)]
 
 pub mod answer;
+pub mod cookies;
 pub mod explain;
 pub mod fallback;
 pub mod handler;
 pub mod hot;
+pub mod rrl;
 pub mod server;
 pub mod snapshot;
 pub mod trees;
 pub mod wire;
 
 pub use handler::Handler;
-pub use server::{serve, Listeners};
+pub use server::{serve, Listeners, TcpLimits};
 pub use snapshot::{Snapshot, SnapshotHandle};

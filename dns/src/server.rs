@@ -31,6 +31,8 @@ use meridian_net::Gate;
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, error, info, warn};
 
+use crate::cookies::Verdict;
+use crate::rrl::Action;
 use crate::Handler;
 
 /// Receive buffer asked for on each UDP socket; the kernel caps it at
@@ -289,7 +291,20 @@ fn answer_datagram(handler: &Handler, packet: &[u8], src: SocketAddr, out: &mut 
         answer(handler, packet, src, xfer::Protocol::Udp, out)
     }));
     match answered {
-        Ok(sent) => sent,
+        // a client with a valid server cookie is no spoofed source: not
+        // rate limited
+        Ok(Some(verdict)) => match handler.rrl().filter(|_| verdict != Verdict::Valid) {
+            None => true,
+            Some(rrl) => match rrl.check(src.ip(), out, rrl.now()) {
+                Action::Send => true,
+                Action::Slip => {
+                    crate::rrl::slip(out);
+                    true
+                }
+                Action::Drop => false,
+            },
+        },
+        Ok(None) => false,
         Err(_) => {
             out.clear();
             let shape = QueryShape::of(packet);
@@ -369,19 +384,19 @@ impl std::fmt::Display for QueryShape<'_> {
     }
 }
 
-/// Works out the reply to one message into `out`; false when nothing is
-/// to be sent. Like hickory's own path: shorter than a header, a response,
-/// or from port 0 is dropped; a message that does not decode gets a
-/// header-only FORMERR.
+/// Works out the reply to one message into `out`, and what its query's
+/// cookie proved; `None` when nothing is to be sent. Like hickory's own
+/// path: shorter than a header, a response, or from port 0 is dropped; a
+/// message that does not decode gets a header-only FORMERR.
 fn answer(
     handler: &Handler,
     packet: &[u8],
     src: SocketAddr,
     protocol: xfer::Protocol,
     out: &mut Vec<u8>,
-) -> bool {
+) -> Option<Verdict> {
     if src.port() == 0 {
-        return false;
+        return None;
     }
     // the unit tests' stand-in for a bug: a query for this name panics
     #[cfg(test)]
@@ -394,10 +409,10 @@ fn answer(
     // 7871 §6)
     match crate::wire::parse(packet) {
         // shorter than a header, or a response
-        crate::wire::Parsed::Drop => return false,
+        crate::wire::Parsed::Drop => return None,
         crate::wire::Parsed::FormErr(f) => {
             f.reply(handler.max_udp_payload(), out);
-            return true;
+            return Some(Verdict::Absent);
         }
         // the common query: answered from pre-encoded records
         crate::wire::Parsed::Hot(q) => {
@@ -408,28 +423,25 @@ fn answer(
                 source: src.ip(),
                 udp,
             };
-            if handler.answer_hot(&incoming, out) {
-                return true;
+            if let Some(verdict) = handler.answer_hot(&incoming, out) {
+                return Some(verdict);
             }
         }
         crate::wire::Parsed::Other => {}
     }
     // `wire::parse` dropped short messages and responses; the header is
     // read again for the FORMERR of a message hickory cannot decode
-    let Ok(header) = Header::read(&mut BinDecoder::new(packet)) else {
-        return false;
-    };
+    let header = Header::read(&mut BinDecoder::new(packet)).ok()?;
     match Request::from_bytes(packet.to_vec(), src, protocol) {
-        Ok(request) => handler.respond(&request, out).is_ok(),
+        Ok(request) => handler.respond(&request, packet.len(), out).ok(),
         Err(_) => {
             out.clear();
             // no question can be echoed from a message that did not decode
-            let Ok(queries) = Queries::read(&mut BinDecoder::new(&[]), 0) else {
-                return false;
-            };
+            let queries = Queries::read(&mut BinDecoder::new(&[]), 0).ok()?;
             let msg = MessageResponseBuilder::new(&queries, None)
                 .error_msg(&header.metadata, ResponseCode::FormErr);
-            msg.destructive_emit(&mut BinEncoder::new(out)).is_ok()
+            let written = msg.destructive_emit(&mut BinEncoder::new(out)).is_ok();
+            written.then_some(Verdict::Absent)
         }
     }
 }
@@ -439,7 +451,7 @@ fn answer(
 pub async fn serve(
     listeners: Listeners,
     handler: Handler,
-    tcp_idle_timeout: Duration,
+    tcp: TcpLimits,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     quiet_repeated_udp_panics();
@@ -465,15 +477,17 @@ pub async fn serve(
     }
     let _udp = StopOnDrop(stop, udp_threads);
 
-    let gate = Gate::new(TCP_MAX_CONNECTIONS, TCP_MAX_PER_PEER);
+    let gate = Gate::new(tcp.max_connections, tcp.max_per_client);
+    let idle = Idle::default();
     let mut accepting = tokio::task::JoinSet::new();
-    for tcp in listeners.tcp {
-        let listener = tokio::net::TcpListener::from_std(tcp)?;
+    for listener in listeners.tcp {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         accepting.spawn(tcp_accept_loop(
             listener,
             handler.clone(),
             gate.clone(),
-            tcp_idle_timeout,
+            idle.clone(),
+            tcp,
         ));
     }
     shutdown.await;
@@ -483,26 +497,99 @@ pub async fn serve(
     Ok(())
 }
 
-/// Open DNS-over-TCP connections, at most, all clients together.
-pub const TCP_MAX_CONNECTIONS: usize = 1024;
+/// Bounds on DNS over TCP (Knot's `tcp-max-clients`, `tcp-idle-timeout`
+/// and NSD's per-connection query count).
+#[derive(Debug, Clone, Copy)]
+pub struct TcpLimits {
+    /// A connection with no query for this long is closed.
+    pub idle_timeout: Duration,
+    /// Open connections, all clients together; when every place is taken,
+    /// the connection idle the longest is closed for a new one.
+    pub max_connections: usize,
+    /// Open connections from one client (an IPv4 address, an IPv6 /64).
+    pub max_per_client: usize,
+    /// Queries one connection may ask; it is closed after the answer to
+    /// the last.
+    pub max_queries: u32,
+}
 
-/// Open DNS-over-TCP connections from one address, at most.
-pub const TCP_MAX_PER_PEER: usize = 32;
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            idle_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_per_client: 32,
+            max_queries: 10_000,
+        }
+    }
+}
+
+/// The connections waiting for their next query, in the order they
+/// began to wait: the first is the one idle the longest.
+#[derive(Clone, Default)]
+struct Idle(Arc<std::sync::Mutex<IdleInner>>);
+
+#[derive(Default)]
+struct IdleInner {
+    next: u64,
+    waiting: std::collections::BTreeMap<u64, Arc<tokio::sync::Notify>>,
+}
+
+impl Idle {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdleInner> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A connection begins to wait: its place in the order, and what tells
+    /// it to close.
+    fn enter(&self) -> (u64, Arc<tokio::sync::Notify>) {
+        let mut inner = self.lock();
+        let key = inner.next;
+        inner.next += 1;
+        let notify = Arc::new(tokio::sync::Notify::new());
+        inner.waiting.insert(key, notify.clone());
+        (key, notify)
+    }
+
+    fn leave(&self, key: u64) {
+        self.lock().waiting.remove(&key);
+    }
+
+    /// Tells the connection idle the longest to close; false when none
+    /// is idle.
+    fn evict_oldest(&self) -> bool {
+        let oldest = self.lock().waiting.pop_first();
+        match oldest {
+            Some((_, notify)) => {
+                notify.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
 
 async fn tcp_accept_loop(
     listener: tokio::net::TcpListener,
     handler: Handler,
     gate: Gate,
-    idle: Duration,
+    idle: Idle,
+    limits: TcpLimits,
 ) {
     let mut last_warning = None;
     loop {
-        let (stream, peer, admitted) =
-            meridian_net::accept(&listener, &gate, "dns-tcp", &mut last_warning).await;
-        let (handler, gate) = (handler.clone(), gate.clone());
+        let (stream, peer, admitted) = meridian_net::accept_evicting(
+            &listener,
+            |_| &gate,
+            "dns-tcp",
+            &mut last_warning,
+            || idle.evict_oldest(),
+        )
+        .await;
+        let (handler, gate, idle) = (handler.clone(), gate.clone(), idle.clone());
         tokio::spawn(async move {
             let _held = admitted;
-            if let Err(e) = tcp_connection(stream, peer, &handler, &gate, idle).await {
+            if let Err(e) = tcp_connection(stream, peer, &handler, &gate, &idle, limits).await {
                 debug!(%peer, %e, "DNS TCP connection ended");
             }
         });
@@ -528,24 +615,34 @@ async fn tcp_connection(
     peer: SocketAddr,
     handler: &Handler,
     gate: &Gate,
-    idle: Duration,
+    idle_connections: &Idle,
+    limits: TcpLimits,
 ) -> io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = stream.set_nodelay(true);
+    let idle = limits.idle_timeout;
     let mut packet = Vec::new();
     let mut out = Vec::with_capacity(4096);
-    loop {
+    for _ in 0..limits.max_queries {
         let mut len = [0u8; 2];
         let wait = if gate.busy() {
             idle.min(TCP_BUSY_IDLE)
         } else {
             idle
         };
-        match tokio::time::timeout(wait, stream.read_exact(&mut len)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Ok(()),
+        // idle until the next query's length comes: first in line to be
+        // closed when a new client finds every place taken
+        let (key, evicted) = idle_connections.enter();
+        let read = tokio::select! {
+            r = tokio::time::timeout(wait, stream.read_exact(&mut len)) => Some(r),
+            () = evicted.notified() => None,
+        };
+        idle_connections.leave(key);
+        match read {
+            Some(Ok(Ok(_))) => {}
+            Some(Ok(Err(e))) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Some(Ok(Err(e))) => return Err(e),
+            Some(Err(_)) | None => return Ok(()),
         }
         let n = usize::from(u16::from_be_bytes(len));
         packet.resize(n, 0);
@@ -555,7 +652,7 @@ async fn tcp_connection(
             Ok(Err(e)) => return Err(e),
             Err(_) => return Ok(()),
         }
-        if !answer(handler, &packet, peer, xfer::Protocol::Tcp, &mut out) {
+        if answer(handler, &packet, peer, xfer::Protocol::Tcp, &mut out).is_none() {
             // not a query (shorter than a header, or a response): hang up,
             // as NSD does
             return Ok(());
@@ -570,6 +667,8 @@ async fn tcp_connection(
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the client does not read"))??;
     }
+    // the connection's last query answered
+    Ok(())
 }
 
 #[cfg(test)]

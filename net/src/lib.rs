@@ -100,10 +100,29 @@ impl Gate {
         self.open.available_permits() < self.max / 2
     }
 
+    /// Every place is taken.
+    pub fn full(&self) -> bool {
+        self.open.available_permits() == 0
+    }
+
     /// A place for a connection from `ip`, if both caps allow one.
     pub fn admit(&self, ip: IpAddr) -> Option<Admitted> {
-        let ip = client_key(ip);
         let permit = self.open.clone().try_acquire_owned().ok()?;
+        self.admit_with(ip, permit)
+    }
+
+    /// [`Gate::admit`], waiting up to `wait` for a place in total (one
+    /// being given back).
+    pub async fn admit_within(&self, ip: IpAddr, wait: Duration) -> Option<Admitted> {
+        let permit = tokio::time::timeout(wait, self.open.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()?;
+        self.admit_with(ip, permit)
+    }
+
+    fn admit_with(&self, ip: IpAddr, permit: OwnedSemaphorePermit) -> Option<Admitted> {
+        let ip = client_key(ip);
         let mut map = self.per_peer.0.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(ip).or_insert(0);
         if *n >= self.max_per_peer {
@@ -145,6 +164,23 @@ pub async fn accept_with<'g>(
     what: &str,
     last_warning: &mut Option<Instant>,
 ) -> (TcpStream, SocketAddr, Admitted) {
+    accept_evicting(listener, gate_for, what, last_warning, || false).await
+}
+
+/// How long a new connection waits for the place of one [`accept_evicting`]
+/// asked to close.
+const EVICTION_WAIT: Duration = Duration::from_millis(200);
+
+/// [`accept_with`], where a connection that finds every place taken asks
+/// `evict` to close one (Knot's and NSD's way with idle DNS connections):
+/// when it did, the new connection waits a moment for that place.
+pub async fn accept_evicting<'g>(
+    listener: &TcpListener,
+    gate_for: impl Fn(IpAddr) -> &'g Gate,
+    what: &str,
+    last_warning: &mut Option<Instant>,
+    evict: impl Fn() -> bool,
+) -> (TcpStream, SocketAddr, Admitted) {
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(s) => s,
@@ -162,7 +198,12 @@ pub async fn accept_with<'g>(
                 continue;
             }
         };
-        match gate_for(addr.ip()).admit(addr.ip()) {
+        let gate = gate_for(addr.ip());
+        let admitted = match gate.admit(addr.ip()) {
+            None if gate.full() && evict() => gate.admit_within(addr.ip(), EVICTION_WAIT).await,
+            other => other,
+        };
+        match admitted {
             Some(admitted) => return (stream, addr, admitted),
             None => {
                 if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {

@@ -144,7 +144,7 @@ impl Cluster {
             Tls::Off => "  secret: cluster.secret\n".into(),
         };
         let config = format!(
-            "dns:\n  listen: [\"{}:0\"]\n  udp_sockets: 1\ndata_dir: data-{id}\nlog:\n  level: info\nzones: seed.yaml\ncluster:\n  id: {id}\n  listen: \"{api}\"\n{bootstrap}{tls}  tokens: tokens\n  heartbeat_ms: 100\n  election_timeout_ms: 500\n  snapshot_every: 5\n  write_timeout_ms: 2000\n",
+            "dns:\n  listen: [\"{}:0\"]\n  udp_sockets: 1\n  rrl: {{enabled: false}}\ndata_dir: data-{id}\nlog:\n  level: info\nzones: seed.yaml\ncluster:\n  id: {id}\n  listen: \"{api}\"\n{bootstrap}{tls}  tokens: tokens\n  heartbeat_ms: 100\n  election_timeout_ms: 500\n  snapshot_every: 5\n  write_timeout_ms: 2000\n",
             host(id)
         );
         let path = self.dir.path().join(format!("n{id}.yaml"));

@@ -44,11 +44,17 @@ impl std::ops::DerefMut for Server {
     }
 }
 
+/// The `dns:` section of [`Server::start`].
+pub const UNLIMITED_DNS: &str = "  listen: [\"127.0.0.1:0\"]\n  udp_sockets: 2\n  rrl: {enabled: false}\n  amplification_factor: 0\n";
+
 impl Server {
     /// Writes `zones` and a node config listening on 127.0.0.1:0 into a
-    /// temporary directory and starts `meridian serve` on them.
+    /// temporary directory and starts `meridian serve` on them. The
+    /// tests' loops of queries from one address measure answers: response
+    /// rate limiting and the amplification bound are off (their own tests
+    /// turn them on, see `abuse.rs`).
     pub fn start(zones: &str) -> Server {
-        Server::start_with(zones, "  listen: [\"127.0.0.1:0\"]\n  udp_sockets: 2\n")
+        Server::start_with(zones, UNLIMITED_DNS)
     }
 
     /// As [`Server::start`], with the given body of the `dns:` section.

@@ -2,6 +2,7 @@
 //! loopback port with a temporary config and queries it with the real `dig`
 //! (package bind9-dnsutils) or, for what dig cannot send, raw sockets.
 
+mod abuse;
 mod api;
 mod bigstate;
 mod cli;
