@@ -56,6 +56,7 @@ start_cluster() {
 dns:
   listen: ["${dnss[$((id - 1))]}"]
   udp_sockets: 1
+  rrl: {enabled: false}
 data_dir: data-$id
 log: {level: warn}
 zones: zones.yaml

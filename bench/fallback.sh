@@ -39,7 +39,7 @@ pools:
       - {id: ap, address: 203.0.113.10, region: ap, redirect_url: "https://ap.app.example.net{path}"}
 YAML
 cat > "$work/meridian.yaml" <<YAML
-dns: {listen: ["127.0.0.1:$dport"], udp_sockets: 1}
+dns: {listen: ["127.0.0.1:$dport"], udp_sockets: 1, rrl: {enabled: false}, amplification_factor: 0}
 geoip: {city: city.mmdb}
 log: {level: warn}
 zones: zones.yaml

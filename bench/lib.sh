@@ -161,6 +161,10 @@ YAML
 dns:
   listen: ["127.0.0.1:$port"]
   udp_sockets: 1
+  # dnsperf from one address measures throughput, it is no attack:
+  # bench/rrl.sh measures what rate limiting costs
+  rrl: ${MERIDIAN_RRL:-"{enabled: false}"}
+  amplification_factor: 0
 $extra
 log: {level: warn}
 zones: zones.yaml

@@ -35,7 +35,7 @@ pools:
       - {id: local, address: 127.0.0.1, region: eu, proxy_url: "http://backend.example:$bport"}
 YAML
 cat > "$work/meridian.yaml" <<YAML
-dns: {listen: ["127.0.0.1:$dport"], udp_sockets: 1}
+dns: {listen: ["127.0.0.1:$dport"], udp_sockets: 1, rrl: {enabled: false}, amplification_factor: 0}
 log: {level: warn}
 zones: zones.yaml
 http:

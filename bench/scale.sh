@@ -62,7 +62,7 @@ for n in "${sizes[@]}"; do
   port=$(free_port)
   zone "$n" 192.0.2.1 > "$work/zones.yaml"
   cat > "$work/meridian.yaml" <<YAML
-dns: {listen: ["127.0.0.1:$port"], udp_sockets: 1}
+dns: {listen: ["127.0.0.1:$port"], udp_sockets: 1, rrl: {enabled: false}, amplification_factor: 0}
 geoip: {city: geo/city.mmdb}
 log: {level: warn}
 zones: zones.yaml

@@ -26,6 +26,11 @@ use crate::snapshot::{Found, Node, SizedRecord, Snapshot, Steered, ZoneData};
 /// CNAME links followed within a zone before giving up.
 pub const MAX_CHAIN: usize = 8;
 
+/// Optional additional records (addresses of MX and SRV targets) in one
+/// answer, at most. A referral's glue is not optional and not capped
+/// (RFC 9471): it is bounded by the delegation's NS set.
+pub const MAX_ADDITIONAL: usize = 16;
+
 /// Who is asking, as far as steering may know.
 #[derive(Debug, Clone, Copy)]
 pub struct Client<'a> {
@@ -188,7 +193,8 @@ pub fn resolve<'s>(
                     .answers
                     .extend(set.records.iter().map(Answer::Snapshot));
             }
-            reply.additional.extend(set.additional.iter());
+            let room = MAX_ADDITIONAL.saturating_sub(reply.additional.len());
+            reply.additional.extend(set.additional.iter().take(room));
             return reply;
         }
         if let Some(steered) = node.steered(qtype) {
@@ -627,6 +633,28 @@ pools:
             records[0].starts_with("edge-7.lb.example.test. 192.0.2.2"),
             "{records:?}"
         );
+    }
+
+    #[test]
+    fn optional_additional_records_are_capped() {
+        let mut spec = String::from(
+            "zones:\n  example.test:\n    soa: {rname: h.example.test.}\n    ns: [{name: ns.example.net.}]\n    records:\n",
+        );
+        let targets: Vec<String> = (0..30).map(|i| format!("\"10 mx{i}\"")).collect();
+        spec += &format!(
+            "      - {{name: many, type: MX, values: [{}]}}\n",
+            targets.join(", ")
+        );
+        for i in 0..30 {
+            spec += &format!("      - {{name: mx{i}, type: A, value: 192.0.2.{i}}}\n");
+        }
+        let spec = meridian_config::zone::parse("t.yaml", &spec).expect("valid spec");
+        let snap = Snapshot::build(&spec, &Default::default(), 1, 1).expect("builds");
+        let mut rng = StdRng::seed_from_u64(1);
+        let name = LowerName::from_str("many.example.test.").unwrap();
+        let r = resolve(&snap, &name, RecordType::MX, &mut steering(&mut rng));
+        assert_eq!(r.answers.len(), 30);
+        assert_eq!(r.additional.len(), MAX_ADDITIONAL);
     }
 
     #[test]
