@@ -7,8 +7,8 @@
 #    queries per server CPU-second.
 # 2. Reflection: queries for a large TXT answer "from" a victim address
 #    (127.0.0.77, spoofed with a raw socket: needs root), at a fixed rate,
-#    to Meridian without limits, Meridian with its production defaults
-#    (RRL 20/s slip 2, the amplification bound 10x), Knot without RRL and
+#    to Meridian without limits, with RRL alone (20/s, slip 2), with its
+#    production defaults (RRL and the amplification bound 10x), Knot without RRL and
 #    Knot with its rrl module (rate-limit 20, slip 2), one after another
 #    in the same run; the bytes per second that reach the victim.
 #
@@ -62,10 +62,16 @@ zones:
     records:
       - {name: big, type: TXT, values: [$(echo "$txt" | sed 's/" "/", "/g')]}
 YAML
-mp_plain=$(free_port); mp_default=$(free_port)
+mp_plain=$(free_port); mp_default=$(free_port); mp_rrl=$(free_port)
 cat > "$ydir/plain.yaml" <<YAML
 dns: {listen: ["127.0.0.1:$mp_plain"], udp_sockets: 1, rrl: {enabled: false}, amplification_factor: 0}
 data_dir: data-plain
+log: {level: warn}
+zones: zones.yaml
+YAML
+cat > "$ydir/rrl.yaml" <<YAML
+dns: {listen: ["127.0.0.1:$mp_rrl"], udp_sockets: 1, amplification_factor: 0}
+data_dir: data-rrl
 log: {level: warn}
 zones: zones.yaml
 YAML
@@ -115,11 +121,13 @@ done
 pids+=("$!")
 ( cd "$ydir" && exec taskset -c 0 "$bin" serve --config default.yaml >/dev/null 2>default.err ) &
 pids+=("$!")
+( cd "$ydir" && exec taskset -c 0 "$bin" serve --config rrl.yaml >/dev/null 2>rrl.err ) &
+pids+=("$!")
 taskset -c 0 knotd -c "$work/knot/plain/knot.conf" 2>"$work/knot-plain.err" &
 pids+=("$!")
 taskset -c 0 knotd -c "$work/knot/rrl/knot.conf" 2>"$work/knot-rrl.err" &
 pids+=("$!")
-for p in "$mp_plain" "$mp_default" "$kp_plain" "$kp_rrl"; do
+for p in "$mp_plain" "$mp_default" "$mp_rrl" "$kp_plain" "$kp_rrl"; do
   wait_ready "$p" big.bench.example.com || { cat "$work"/*.err "$ydir"/*.err >&2; exit 1; }
 done
 
@@ -178,6 +186,7 @@ echo
 echo "Reflection: big.bench.example.com TXT (about 1 KB) with EDNS 4096, 10 000 spoofed queries/s from 127.0.0.77 for ${secs}s each"
 printf '%-18s%10s%12s%12s%14s%10s\n' server "sent q/s" "sent kB/s" "victim p/s" "victim kB/s" "factor"
 reflect "meridian-no-limit" "$mp_plain"
+reflect "meridian-rrl" "$mp_rrl"
 reflect "meridian-defaults" "$mp_default"
 reflect "knot-no-rrl" "$kp_plain"
 reflect "knot-rrl" "$kp_rrl"

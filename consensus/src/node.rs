@@ -1204,14 +1204,17 @@ impl ClusterNode {
     }
 
     /// On the leader, replaces the DNS cookie secret when there is none
-    /// or it is `every` old, checking once a minute (and soon after
-    /// start). Every node serves the replicated secrets; a follower only
-    /// waits for them.
+    /// or it is `every` old, checking once a second while the cluster has
+    /// none, then once a minute. Every node serves the replicated secrets;
+    /// a follower only waits for them.
     pub async fn rotate_cookie_secrets(self, every: Duration) {
-        let mut ticks = tokio::time::interval(Duration::from_secs(60));
-        tokio::time::sleep(Duration::from_secs(1)).await;
         loop {
-            ticks.tick().await;
+            let pause = if self.state().cookies.current.is_none() {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(60)
+            };
+            tokio::time::sleep(pause).await;
             let s = self.status();
             if s.leader != Some(s.id) {
                 continue;

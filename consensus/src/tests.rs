@@ -86,6 +86,27 @@ mod state_machine {
         }
     }
 
+    #[test]
+    fn a_cookie_secret_rotation_keeps_the_previous_and_moves_no_version() {
+        let mut state = crate::ReplicatedState::default();
+        let rotate = |at_ms, secret| Command::RotateCookieSecret { at_ms, secret };
+        assert_eq!(
+            state.apply(&rotate(1_000, [1; 16])),
+            Response::Applied { version: 0 }
+        );
+        state.apply(&rotate(2_000, [2; 16]));
+        let c = state.cookies;
+        assert_eq!(
+            (c.current, c.previous, c.rotated_at_ms),
+            (Some([2; 16]), Some([1; 16]), 2_000)
+        );
+        assert_eq!((state.version, state.revision), (0, 2));
+        // the secrets travel in snapshots: a node that installs one serves them
+        let json = serde_json::to_string(&state).unwrap();
+        let back: crate::ReplicatedState = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.cookies, c);
+    }
+
     #[tokio::test]
     async fn commands_apply_and_bump_the_version() {
         let dir = tempfile::tempdir().unwrap();

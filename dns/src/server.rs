@@ -32,7 +32,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, error, info, warn};
 
 use crate::cookies::Verdict;
-use crate::rrl::Action;
+use crate::rrl::{Action, Rrl};
 use crate::Handler;
 
 /// Receive buffer asked for on each UDP socket; the kernel caps it at
@@ -190,12 +190,14 @@ fn udp_loop(socket: UdpSocket, handler: Handler, stop: Arc<AtomicBool>) {
             }
         }
         dests.clear();
+        // the rate limiter's clock, read once per batch
+        let now = handler.rrl().map_or(0, Rrl::now);
         let mut ready = 0;
         for (i, (n, addr)) in got.iter().enumerate() {
             let Some(src) = socket_addr(addr) else {
                 continue;
             };
-            if answer_datagram(&handler, &bufs[i][..*n], src, &mut outs[ready]) {
+            if answer_datagram(&handler, &bufs[i][..*n], src, now, &mut outs[ready]) {
                 dests.push(Some(*addr));
                 ready += 1;
             }
@@ -273,7 +275,8 @@ fn udp_loop(socket: UdpSocket, handler: Handler, stop: Arc<AtomicBool>) {
                 continue;
             }
         };
-        if answer_datagram(&handler, &packet[..n], src, &mut out) {
+        let now = handler.rrl().map_or(0, Rrl::now);
+        if answer_datagram(&handler, &packet[..n], src, now, &mut out) {
             if let Err(e) = socket.send_to(&out, src) {
                 debug!(%e, %src, "UDP send failed");
             }
@@ -286,7 +289,13 @@ fn udp_loop(socket: UdpSocket, handler: Handler, stop: Arc<AtomicBool>) {
 /// (the first time at error level, with the query's shape) and the socket's
 /// thread goes on answering, where it used to end silently and leave the
 /// socket unserved.
-fn answer_datagram(handler: &Handler, packet: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> bool {
+fn answer_datagram(
+    handler: &Handler,
+    packet: &[u8],
+    src: SocketAddr,
+    now: u64,
+    out: &mut Vec<u8>,
+) -> bool {
     let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         answer(handler, packet, src, xfer::Protocol::Udp, out)
     }));
@@ -295,7 +304,7 @@ fn answer_datagram(handler: &Handler, packet: &[u8], src: SocketAddr, out: &mut 
         // rate limited
         Ok(Some(verdict)) => match handler.rrl().filter(|_| verdict != Verdict::Valid) {
             None => true,
-            Some(rrl) => match rrl.check(src.ip(), out, rrl.now()) {
+            Some(rrl) => match rrl.check(src.ip(), out, now) {
                 Action::Send => true,
                 Action::Slip => {
                     crate::rrl::slip(out);

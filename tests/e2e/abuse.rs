@@ -19,7 +19,7 @@ const ZONES: &str = r#"zones:
 "#;
 
 /// `query` with an OPT record (UDP size 1232) carrying a COOKIE option.
-fn with_cookie(mut query: Vec<u8>, cookie: &[u8]) -> Vec<u8> {
+pub fn with_cookie(mut query: Vec<u8>, cookie: &[u8]) -> Vec<u8> {
     query[11] = 1;
     query.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
     query.extend_from_slice(&(4 + cookie.len() as u16).to_be_bytes());
@@ -31,7 +31,7 @@ fn with_cookie(mut query: Vec<u8>, cookie: &[u8]) -> Vec<u8> {
 
 /// The COOKIE option's data in a reply, if any (the OPT is the last
 /// record; its options are searched for code 10).
-fn cookie_of(reply: &[u8]) -> Option<Vec<u8>> {
+pub fn cookie_of(reply: &[u8]) -> Option<Vec<u8>> {
     let at = reply.windows(3).rposition(|w| w == [0, 0, 41])?;
     let mut i = at + 11;
     while i + 4 <= reply.len() {
@@ -53,13 +53,14 @@ fn truncated(reply: &[u8]) -> bool {
     reply[2] & 0x02 != 0
 }
 
-/// A server cookie for `client` from `s`, once the cluster has made its
-/// secret (the leader does so about a second after start).
-fn learn_cookie(s: &Server, client: &[u8; 8]) -> Vec<u8> {
+/// A server cookie for `client` (asking for `name`) from the server at
+/// `addr`, once the cluster has made its secret (the leader does so about
+/// a second after start).
+pub fn learn_cookie_at(addr: SocketAddr, name: &str, client: &[u8; 8]) -> Vec<u8> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let q = with_cookie(query_bytes(1, "www.glb.example.com", 1, 0, 1), client);
-        if let Some(c) = udp_exchange(s.addr, &q).as_deref().and_then(cookie_of) {
+        let q = with_cookie(query_bytes(1, name, 1, 0, 1), client);
+        if let Some(c) = udp_exchange(addr, &q).as_deref().and_then(cookie_of) {
             assert_eq!(c.len(), 24, "client and server cookie");
             assert_eq!(&c[..8], client, "our client cookie comes back");
             return c;
@@ -67,6 +68,10 @@ fn learn_cookie(s: &Server, client: &[u8; 8]) -> Vec<u8> {
         assert!(Instant::now() < deadline, "no server cookie within 15 s");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+fn learn_cookie(s: &Server, client: &[u8; 8]) -> Vec<u8> {
+    learn_cookie_at(s.addr, "www.glb.example.com", client)
 }
 
 fn start(dns: &str) -> Server {

@@ -451,6 +451,27 @@ fn three_nodes_replicate_and_survive_a_killed_leader() {
         c.wait_answer(id, 1);
     }
 
+    // a server cookie one node gave is valid at the others (returned as
+    // it came; an invalid one would be replaced): the secret is the
+    // cluster's, replicated through the log
+    let client = [0x33u8; 8];
+    let name = "www.glb.example.com";
+    let cookie = crate::abuse::learn_cookie_at(c.node(1).dns(), name, &client);
+    for id in [2, 3] {
+        let q = crate::abuse::with_cookie(crate::harness::query_bytes(2, name, 1, 0, 1), &cookie);
+        let back = (0..50)
+            .filter_map(|_| {
+                std::thread::sleep(Duration::from_millis(100));
+                crate::harness::udp_exchange(c.node(id).dns(), &q)
+            })
+            .filter_map(|r| crate::abuse::cookie_of(&r))
+            .find(|back| *back == cookie);
+        assert!(
+            back.is_some(),
+            "node {id} did not take node 1's cookie as valid"
+        );
+    }
+
     // kill -9 the leader while the survivors are queried continuously
     let survivors: Vec<u64> = [1, 2, 3].into_iter().filter(|i| *i != leader).collect();
     let queriers: Vec<Querier> = survivors
