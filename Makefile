@@ -1,7 +1,8 @@
 # The README's commands. `make test` installs what the tests need and runs
 # them all; `make lint` is what CI checks besides; `make bench` runs the
-# benchmarks recorded in BENCHMARKS.md.
-.PHONY: test lint bench
+# benchmarks recorded in BENCHMARKS.md; `make fuzz` the fuzzing run (opt-in,
+# about a minute).
+.PHONY: test lint bench fuzz
 
 test:
 	./scripts/test.sh
@@ -20,3 +21,7 @@ bench:
 	./bench/proxy.sh
 	./bench/scale.sh
 	cargo bench -p meridian-steering --bench trees
+	./bench/rrl.sh
+
+fuzz:
+	./scripts/fuzz.sh

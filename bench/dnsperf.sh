@@ -33,32 +33,9 @@ meridian_files "$mport" "[health, weighted, {first: 1}]"
 
 # Knot: the same names as static records with one address each.
 kport=$(free_port)
-mkdir -p "$work/knot"
-{
-  echo '$ORIGIN bench.example.com.'
-  echo '$TTL 300'
-  echo '@ IN SOA ns1 hostmaster.example.com. 1 3600 600 1209600 60'
-  echo '@ IN NS ns1'
-  echo 'ns1 IN A 127.0.0.1'
-  for i in $(seq 0 9); do echo "s$i 30 IN A 192.0.2.10"; done
-} > "$work/knot/bench.example.com.zone"
-cat > "$work/knot/knot.conf" <<CONF
-server:
-    rundir: "$work/knot"
-    listen: 127.0.0.1@$kport
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-database:
-    storage: "$work/knot/db"
-log:
-  - target: stderr
-    any: warning
-zone:
-  - domain: bench.example.com
-    storage: "$work/knot"
-    file: "bench.example.com.zone"
-CONF
+mapfile -t statics < <(for i in $(seq 0 9); do echo "s$i 30 IN A 192.0.2.10"; done)
+knot_zone "${statics[@]}"
+knot_conf "$work/knot" "$kport"
 
 : > "$work/results.tsv"
 ( cd "$work" && exec taskset -c 0 "$OLDPWD/target/release/meridian" serve --config meridian.yaml >/dev/null 2>"$work/meridian.err" ) &

@@ -171,6 +171,43 @@ zones: zones.yaml
 YAML
 }
 
+# Knot DNS serving bench.example.com from $work/knot: the zone file with
+# the apex records and the given lines, and a config in DIR listening on
+# PORT with one worker of each kind (and MODULE's lines, e.g. mod-rrl).
+knot_zone() { # record-line...
+  mkdir -p "$work/knot"
+  {
+    echo '$ORIGIN bench.example.com.'
+    echo '$TTL 300'
+    echo '@ IN SOA ns1 hostmaster.example.com. 1 3600 600 1209600 60'
+    echo '@ IN NS ns1'
+    echo 'ns1 IN A 127.0.0.1'
+    printf '%s\n' "$@"
+  } > "$work/knot/bench.example.com.zone"
+}
+
+knot_conf() { # dir port [module]
+  mkdir -p "$1"
+  cat > "$1/knot.conf" <<CONF
+server:
+    rundir: "$1"
+    listen: 127.0.0.1@$2
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "$1/db"
+log:
+  - target: stderr
+    any: warning
+${3:-}
+zone:
+  - domain: bench.example.com
+    storage: "$work/knot"
+    file: "bench.example.com.zone"
+CONF
+}
+
 machine_line() {
   echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), kernel $(uname -r)"
 }

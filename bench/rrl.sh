@@ -81,42 +81,10 @@ data_dir: data-default
 log: {level: warn}
 zones: zones.yaml
 YAML
-mkdir -p "$work/knot"
-{
-  echo '$ORIGIN bench.example.com.'
-  echo '$TTL 300'
-  echo '@ IN SOA ns1 hostmaster.example.com. 1 3600 600 1209600 60'
-  echo '@ IN NS ns1'
-  echo 'ns1 IN A 127.0.0.1'
-  echo "big IN TXT $txt"
-} > "$work/knot/bench.example.com.zone"
+knot_zone "big IN TXT $txt"
 kp_plain=$(free_port); kp_rrl=$(free_port)
-for v in plain rrl; do
-  port=$kp_plain; module=""
-  if [ "$v" = rrl ]; then
-    port=$kp_rrl
-    module=$'mod-rrl:\n  - id: limit\n    rate-limit: 20\n    slip: 2\ntemplate:\n  - id: default\n    global-module: mod-rrl/limit'
-  fi
-  mkdir -p "$work/knot/$v"
-  cat > "$work/knot/$v/knot.conf" <<CONF
-server:
-    rundir: "$work/knot/$v"
-    listen: 127.0.0.1@$port
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-database:
-    storage: "$work/knot/$v/db"
-log:
-  - target: stderr
-    any: warning
-$module
-zone:
-  - domain: bench.example.com
-    storage: "$work/knot"
-    file: "bench.example.com.zone"
-CONF
-done
+knot_conf "$work/knot/plain" "$kp_plain"
+knot_conf "$work/knot/rrl" "$kp_rrl" $'mod-rrl:\n  - id: limit\n    rate-limit: 20\n    slip: 2\ntemplate:\n  - id: default\n    global-module: mod-rrl/limit'
 ( cd "$ydir" && exec taskset -c 0 "$bin" serve --config plain.yaml >/dev/null 2>plain.err ) &
 pids+=("$!")
 ( cd "$ydir" && exec taskset -c 0 "$bin" serve --config default.yaml >/dev/null 2>default.err ) &
