@@ -6,12 +6,13 @@ use meridian_config::node::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. hickory logs every query at `info`, and
+/// a malformed one at `warn` (a line per packet anyone can send), and
 /// openraft each step of its protocol; those lines are filtered out unless
 /// the filter names the crate itself.
 pub fn init(config: &LogConfig) {
     let mut filter = config.level.clone();
     if !filter.contains("hickory") {
-        filter.push_str(",hickory_server=warn,hickory_proto=warn,hickory_net=warn");
+        filter.push_str(",hickory_server=error,hickory_proto=error,hickory_net=error");
     }
     if !filter.contains("openraft") {
         filter.push_str(",openraft=warn");

@@ -21,6 +21,7 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use meridian_steering::{Candidate, Context, GeoIp, Outcome};
 use rand::RngCore;
 
+use crate::rrl::Subject;
 use crate::snapshot::{Found, Node, SizedRecord, Snapshot, Steered, ZoneData};
 
 /// CNAME links followed within a zone before giving up.
@@ -80,6 +81,9 @@ pub struct Reply<'s> {
     /// Additional records are glue a referral needs: the message must carry
     /// them or be truncated.
     pub additional_required: bool,
+    /// What the answer is about for rate limiting: the wildcard it was
+    /// synthesized from, or the delegation of a referral.
+    pub subject: Subject,
 }
 
 impl<'s> Reply<'s> {
@@ -93,6 +97,7 @@ impl<'s> Reply<'s> {
             authority: Vec::new(),
             additional: Vec::new(),
             additional_required: false,
+            subject: Subject::Question,
         }
     }
 
@@ -143,11 +148,26 @@ pub fn resolve<'s>(
     qtype: RecordType,
     st: &mut Steering<'_, '_>,
 ) -> Reply<'s> {
+    resolve_asked(snap, qname, &Name::from(qname.clone()), qtype, st)
+}
+
+/// [`resolve`], with the question's name as it was asked (`asked`, any
+/// case): records made for it (steered, synthesized from a wildcard) are
+/// owned by it, so they keep its case and compress against it.
+pub fn resolve_asked<'s>(
+    snap: &'s Snapshot,
+    qname: &LowerName,
+    asked: &Name,
+    qtype: RecordType,
+    st: &mut Steering<'_, '_>,
+) -> Reply<'s> {
     let Some(zone) = snap.find_zone(qname) else {
         return Reply::refused();
     };
     let mut reply = Reply::new(ResponseCode::NoError, true);
     let mut name = qname.clone();
+    // the owner of records made for `name`
+    let mut owner = asked.clone();
     // the names whose CNAME is in the answer already
     let mut chain: Vec<LowerName> = Vec::new();
     for hop in 0..MAX_CHAIN {
@@ -167,7 +187,12 @@ pub fn resolve<'s>(
         // a wildcard's records answer with the name asked as their owner
         let (node, synthesized) = match zone.lookup(&name) {
             Found::Name(node) => (node, false),
-            Found::Wildcard(node) => (node, true),
+            Found::Wildcard(node) => {
+                if hop == 0 {
+                    reply.subject = Subject::node(node);
+                }
+                (node, true)
+            }
             Found::Missing => {
                 reply.rcode = ResponseCode::NXDomain;
                 reply.authority.push(&zone.negative_soa);
@@ -178,15 +203,15 @@ pub fn resolve<'s>(
             // the CNAME is the answer to ANY where there is one (RFC 8482
             // §4.2 allows the synthesized HINFO only without one)
             if node.has_cname() {
-                cname(&mut reply, node, &name, synthesized, st);
+                cname(&mut reply, node, &owner, synthesized, st);
             } else {
-                reply.synthesized = Some(hinfo(&name, zone.default_ttl));
+                reply.synthesized = Some(hinfo(&owner, zone.default_ttl));
             }
             return reply;
         }
         if let Some(set) = node.set(qtype) {
             if synthesized {
-                let records = set.records.iter().map(|r| renamed(r, &name));
+                let records = set.records.iter().map(|r| renamed(r, &owner));
                 reply.answers.extend(records);
             } else {
                 reply
@@ -205,13 +230,13 @@ pub fn resolve<'s>(
             } else {
                 usize::MAX
             };
-            if !steer(&mut reply, steered, &name, st, limit) {
+            if !steer(&mut reply, steered, &owner, st, limit) {
                 reply.authority.push(&zone.negative_soa);
             }
             return reply;
         }
         if qtype != RecordType::CNAME {
-            if let Some(target) = cname(&mut reply, node, &name, synthesized, st) {
+            if let Some(target) = cname(&mut reply, node, &owner, synthesized, st) {
                 // a target answered by another zone (outside this one, or
                 // a zone of its own below it): the answer ends at the
                 // CNAME and the resolver follows it, rather than an
@@ -236,6 +261,7 @@ pub fn resolve<'s>(
                 if !same_zone || looped || static_to_steered {
                     return reply;
                 }
+                owner = Name::from(target.clone());
                 chain.push(std::mem::replace(&mut name, target));
                 continue;
             }
@@ -263,6 +289,7 @@ pub(crate) fn find_cut<'z>(zone: &'z ZoneData, name: &LowerName) -> Option<(Lowe
 
 fn referral<'s>(reply: &mut Reply<'s>, cut: &'s Node) {
     reply.authoritative = false;
+    reply.subject = Subject::node(cut);
     if let Some(ns) = cut.set(RecordType::NS) {
         reply.authority.extend(ns.records.iter());
         reply.additional.extend(ns.additional.iter());
@@ -350,12 +377,12 @@ pub(crate) fn steered_answer<'s>(
 fn steer<'s>(
     reply: &mut Reply<'s>,
     steered: &'s Steered,
-    name: &LowerName,
+    owner: &Name,
     st: &mut Steering<'_, '_>,
     limit: usize,
 ) -> bool {
     // shared records, given the name they answer for
-    let owned = |r: &SizedRecord| renamed(r, name);
+    let owned = |r: &SizedRecord| renamed(r, owner);
     let (answer, scope) = steered_answer(steered, st);
     reply.scope = reply.scope.max(scope);
     match answer {
@@ -373,20 +400,20 @@ fn steer<'s>(
     }
 }
 
-/// `r` answering for `name`: a steered record (shared by its pool) or a
+/// `r` answering for `owner`: a steered record (shared by its pool) or a
 /// wildcard's.
-fn renamed<'s>(r: &SizedRecord, name: &LowerName) -> Answer<'s> {
+fn renamed<'s>(r: &SizedRecord, owner: &Name) -> Answer<'s> {
     let mut record = r.record.clone();
-    record.name = Name::from(name.clone());
+    record.name = owner.clone();
     Answer::Owned(Box::new(SizedRecord::new(record)))
 }
 
 /// Adds the node's CNAME (static or steered) to the answer, owned by
-/// `name` (a wildcard's when `synthesized`), and returns its target.
+/// `owner` (a wildcard's when `synthesized`), and returns its target.
 fn cname<'s>(
     reply: &mut Reply<'s>,
     node: &'s Node,
-    name: &LowerName,
+    owner: &Name,
     synthesized: bool,
     st: &mut Steering<'_, '_>,
 ) -> Option<LowerName> {
@@ -394,13 +421,13 @@ fn cname<'s>(
     if let Some(set) = node.set(RecordType::CNAME) {
         let record = set.records.first()?;
         reply.answers.push(if synthesized {
-            renamed(record, name)
+            renamed(record, owner)
         } else {
             Answer::Snapshot(record)
         });
     } else if let Some(steered) = node.steered(RecordType::CNAME) {
         // a name holds one CNAME: the steering's first choice
-        if !steer(reply, steered, name, st, 1) {
+        if !steer(reply, steered, owner, st, 1) {
             return None;
         }
     } else {
@@ -412,9 +439,9 @@ fn cname<'s>(
     }
 }
 
-fn hinfo(name: &LowerName, ttl: u32) -> SizedRecord {
+fn hinfo(owner: &Name, ttl: u32) -> SizedRecord {
     SizedRecord::new(Record::from_rdata(
-        Name::from(name.clone()),
+        owner.clone(),
         ttl,
         RData::HINFO(HINFO::new("RFC8482".into(), String::new())),
     ))

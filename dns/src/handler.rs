@@ -33,10 +33,10 @@ use arc_swap::ArcSwapOption;
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption, NSIDPayload};
 use meridian_steering::GeoIp;
 
-use crate::answer::{resolve, Client, Reply, Steering};
+use crate::answer::{resolve_asked, Client, Reply, Steering};
 use crate::cookies::{self, Secrets, Verdict};
 use crate::hot::Incoming;
-use crate::rrl::Rrl;
+use crate::rrl::{Rrl, Subject};
 use crate::snapshot::{Snapshot, SnapshotHandle};
 
 /// Size of a header.
@@ -74,6 +74,14 @@ pub struct Handler {
     amplification: Option<usize>,
     /// Response rate limiting over UDP, when on.
     rrl: Option<Arc<Rrl>>,
+}
+
+/// What the UDP loop needs to know of an answer written: what the query's
+/// cookie proved, and what the answer is about (for rate limiting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answered {
+    pub verdict: Verdict,
+    pub subject: Subject,
 }
 
 /// The cookie secrets a handler checks with, shared with whoever rotates
@@ -181,8 +189,8 @@ struct Prepared<'s> {
     /// `None`: no records (an error, or a truncated UDP answer).
     reply: Option<Reply<'s>>,
     with_additional: bool,
-    /// What the query's cookie proved.
-    verdict: Verdict,
+    /// What the query's cookie proved, and what the answer is about.
+    answered: Answered,
 }
 
 impl Handler {
@@ -242,6 +250,9 @@ impl Handler {
             Some(ResponseCode::BADVERS)
         } else if request.metadata.op_code != OpCode::Query {
             Some(ResponseCode::NotImp)
+        } else if request.queries.is_empty() && cookie.is_some() && !bad_cookie {
+            // a query for a server cookie alone (RFC 7873 §5.4)
+            Some(ResponseCode::NoError)
         } else if request.queries.len() != 1 || subnet.is_err() || bad_cookie {
             Some(ResponseCode::FormErr)
         } else {
@@ -256,7 +267,10 @@ impl Handler {
                 edns,
                 reply: None,
                 with_additional: false,
-                verdict,
+                answered: Answered {
+                    verdict,
+                    subject: Subject::Question,
+                },
             };
         }
         let subnet = subnet.ok().flatten();
@@ -279,7 +293,13 @@ impl Handler {
             rng,
             scratch: std::mem::take(scratch),
         };
-        let reply = resolve(snapshot, query.name(), query.query_type(), &mut steering);
+        let reply = resolve_asked(
+            snapshot,
+            query.name(),
+            query.original().name(),
+            query.query_type(),
+            &mut steering,
+        );
         *scratch = steering.scratch;
         // ECS in the answer: the query's family, source prefix and address,
         // and the scope the decision needed (0: valid for every client)
@@ -333,6 +353,10 @@ impl Handler {
             Fit::Truncated
         };
         debug!(?fit, rcode = %reply.rcode, "answer");
+        let answered = Answered {
+            verdict,
+            subject: reply.subject,
+        };
         if let Fit::Truncated = fit {
             meta.truncation = true;
             return Prepared {
@@ -340,7 +364,7 @@ impl Handler {
                 edns,
                 reply: None,
                 with_additional: false,
-                verdict,
+                answered,
             };
         }
         Prepared {
@@ -348,7 +372,7 @@ impl Handler {
             edns,
             reply: Some(reply),
             with_additional: matches!(fit, Fit::Whole),
-            verdict,
+            answered,
         }
     }
 
@@ -360,7 +384,7 @@ impl Handler {
         request: &Request,
         query_len: usize,
         out: &mut Vec<u8>,
-    ) -> Result<Verdict, ProtoError> {
+    ) -> Result<Answered, ProtoError> {
         LOCAL.with(|local| self.respond_with(request, query_len, out, &mut local.borrow_mut()))
     }
 
@@ -371,7 +395,7 @@ impl Handler {
         query_len: usize,
         out: &mut Vec<u8>,
         local: &mut Local,
-    ) -> Result<Verdict, ProtoError> {
+    ) -> Result<Answered, ProtoError> {
         out.clear();
         let snapshot = self.snapshots.load();
         let geo = self.geo.load();
@@ -384,7 +408,7 @@ impl Handler {
             }
             None => b.build_no_records(p.meta).destructive_emit(&mut enc)?,
         };
-        Ok(p.verdict)
+        Ok(p.answered)
     }
 }
 
@@ -393,7 +417,7 @@ impl Handler {
     /// says what its cookie proved; `None` when it is not one that path
     /// answers (`out` is then the caller's to fill by
     /// [`Handler::respond`]).
-    pub fn answer_hot(&self, incoming: &Incoming<'_>, out: &mut Vec<u8>) -> Option<Verdict> {
+    pub fn answer_hot(&self, incoming: &Incoming<'_>, out: &mut Vec<u8>) -> Option<Answered> {
         LOCAL.with(|local| self.answer_hot_with(incoming, out, &mut local.borrow_mut()))
     }
 
@@ -403,7 +427,7 @@ impl Handler {
         incoming: &Incoming<'_>,
         out: &mut Vec<u8>,
         local: &mut Local,
-    ) -> Option<Verdict> {
+    ) -> Option<Answered> {
         let edns = incoming.query.edns.as_ref();
         let (extras, verdict) = self.extras(
             edns.and_then(|e| e.cookie),
@@ -415,7 +439,7 @@ impl Handler {
         let snapshot = self.snapshots.current();
         let geo = self.geo.load();
         crate::hot::answer(&snapshot, geo.as_deref(), incoming, &extras, local, out)
-            .then_some(verdict)
+            .map(|subject| Answered { verdict, subject })
     }
 }
 

@@ -31,6 +31,7 @@ use rustc_hash::FxHashMap;
 
 use crate::answer::{find_cut, steered_answer, Client, SteeredAnswer, Steering};
 use crate::handler::{Extras, Local};
+use crate::rrl::Subject;
 use crate::snapshot::{Node, SizedRecord, Snapshot, Steered};
 use crate::wire::Query;
 
@@ -255,10 +256,11 @@ pub struct Incoming<'q> {
     pub udp: bool,
 }
 
-/// Answers `incoming` into `out`, as the hickory path would; false when
-/// the query is not of a shape this path answers, with `out` left for the
-/// caller to fill. `extras` holds what the OPT record carries besides
-/// ECS and the bounds on a UDP answer's size.
+/// Answers `incoming` into `out`, as the hickory path would, and returns
+/// what the answer is about (for rate limiting); `None` when the query is
+/// not of a shape this path answers, with `out` left for the caller to
+/// fill. `extras` holds what the OPT record carries besides ECS and the
+/// bounds on a UDP answer's size.
 pub(crate) fn answer(
     snap: &Snapshot,
     geo: Option<&GeoIp>,
@@ -266,7 +268,7 @@ pub(crate) fn answer(
     extras: &Extras<'_>,
     local: &mut Local,
     out: &mut Vec<u8>,
-) -> bool {
+) -> Option<Subject> {
     let max_udp = extras.max_udp;
     let Incoming {
         query,
@@ -279,7 +281,7 @@ pub(crate) fn answer(
         || matches!(query.qtype, 41 | 251 | 252 | 255)
         || edns.is_some_and(|e| e.version != 0)
     {
-        return false;
+        return None;
     }
     // the name in lower case, and where each label starts
     let mut lower = [0u8; MAX_NAME];
@@ -308,21 +310,27 @@ pub(crate) fn answer(
         _ => (source, if source.is_ipv4() { 32 } else { 128 }),
     };
     let (rng, scratch) = local;
-    let plan = match snap.hot.find(lower) {
+    let found = snap.hot.find(lower);
+    // random names under one wildcard share its rate-limit bucket
+    let subject = match &found {
+        Lookup::Wildcard(h) => Subject::node(&*h.node),
+        _ => Subject::Question,
+    };
+    let plan = match found {
         // a wildcard's records are written with the question's name as
         // owner, like every record here
-        Lookup::Name(h) | Lookup::Wildcard(h) if h.delegated => return false,
+        Lookup::Name(h) | Lookup::Wildcard(h) if h.delegated => return None,
         Lookup::Name(h) | Lookup::Wildcard(h) => {
             let node = &*h.node;
             if let Some(set) = node.set(qtype) {
                 if !set.wire_ready {
-                    return false;
+                    return None;
                 }
                 Plan::Answers(Answers::Set(&set.records), 0)
             } else if let Some(steered) = node.steered(qtype) {
                 // a steered CNAME's records hold names: never wire-ready
                 if !steered.wire_ready {
-                    return false;
+                    return None;
                 }
                 let mut st = Steering {
                     client: Client {
@@ -338,13 +346,13 @@ pub(crate) fn answer(
                 *scratch = st.scratch;
                 plan
             } else if node.has_cname() {
-                return false;
+                return None;
             } else {
                 Plan::Negative(ResponseCode::NoError, h.zone, 0)
             }
         }
         // the closest name that exists: NXDOMAIN in its zone, or not ours
-        Lookup::Missing(h) if h.delegated => return false,
+        Lookup::Missing(h) if h.delegated => return None,
         Lookup::Missing(h) => Plan::Negative(ResponseCode::NXDomain, h.zone, 0),
         Lookup::Outside => Plan::Refused,
     };
@@ -439,7 +447,7 @@ pub(crate) fn answer(
             out.extend_from_slice(c);
         }
     }
-    true
+    Some(subject)
 }
 
 /// Octets of an ECS address with `source` known bits.

@@ -44,6 +44,25 @@ pub struct Limits {
     pub table_size: usize,
 }
 
+/// What an answer is about, for its bucket: the question's name, or one
+/// node of a zone that answers many names alike (the wildcard a name was
+/// synthesized from, the delegation a referral is for), by identity, so
+/// that random names under it share one bucket (as BIND keys them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Subject {
+    #[default]
+    Question,
+    Node(usize),
+}
+
+impl Subject {
+    /// The subject that is `node` (by its address: a node lives as long as
+    /// its snapshot).
+    pub fn node<T>(node: &T) -> Subject {
+        Subject::Node(node as *const T as usize)
+    }
+}
+
 /// What to do with one answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -138,10 +157,10 @@ impl Rrl {
         self.start.elapsed().as_millis() as u64
     }
 
-    /// What to do with `response` (a complete message this server wrote)
-    /// to `client` at `now` ([`Rrl::now`]).
-    pub fn check(&self, client: IpAddr, response: &[u8], now: u64) -> Action {
-        let Some(key) = self.key(client, response) else {
+    /// What to do with `response` (a complete message this server wrote,
+    /// about `subject`) to `client` at `now` ([`Rrl::now`]).
+    pub fn check(&self, client: IpAddr, response: &[u8], subject: Subject, now: u64) -> Action {
+        let Some(key) = self.key(client, response, subject) else {
             return Action::Send;
         };
         let index = (key % (self.per_shard * SHARDS) as u64) as usize;
@@ -183,11 +202,15 @@ impl Rrl {
 
     /// The bucket key of `response` to `client`; `None` for a message
     /// too short to be one of ours.
-    fn key(&self, client: IpAddr, response: &[u8]) -> Option<u64> {
+    fn key(&self, client: IpAddr, response: &[u8], subject: Subject) -> Option<u64> {
         let header = response.get(..12)?;
-        let rcode = header[3] & 0x0F;
-        let class = match rcode {
-            0 => Class::Answer,
+        let word = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
+        let (answers, authority) = (word(6), word(8));
+        let class = match header[3] & 0x0F {
+            // records, NODATA (the SOA in authority) or a referral (the
+            // NS set); a NOERROR with neither is an error in an OPT's
+            // extended RCODE (BADVERS)
+            0 if answers > 0 || authority > 0 => Class::Answer,
             3 => Class::NxDomain,
             _ => Class::Error,
         };
@@ -207,7 +230,9 @@ impl Rrl {
                 h.write_u128(u128::from(a) & mask);
             }
         }
-        if class == Class::Answer && u16::from_be_bytes([header[4], header[5]]) == 1 {
+        if let (Class::Answer, Subject::Node(id)) = (class, subject) {
+            h.write_usize(id);
+        } else if class == Class::Answer && word(4) == 1 {
             // the question's name in lower case and its type, hashed in one
             // write (per-byte writes cost more than the rest of the check)
             let mut name = [0u8; 255 + 2];
@@ -224,7 +249,12 @@ impl Rrl {
                 at += label.len();
                 i += label.len();
             }
-            let qtype = response.get(i + 1..i + 3).unwrap_or_default();
+            // the type only for answers with records: NODATA for random
+            // types at one name is one bucket
+            let qtype = match answers {
+                0 => &[][..],
+                _ => response.get(i + 1..i + 3).unwrap_or_default(),
+            };
             name[at..at + qtype.len()].copy_from_slice(qtype);
             h.write(&name[..at + qtype.len()]);
         }
@@ -237,7 +267,14 @@ impl Rrl {
 /// with a valid server cookie).
 pub fn slip(response: &mut Vec<u8>) {
     let Some(parts) = sections(response) else {
-        response.truncate(12.min(response.len()));
+        // not one of ours: the header alone, truncated
+        if response.len() >= 12 {
+            response.truncate(12);
+            response[2] |= 0x02;
+            response[4..12].fill(0);
+        } else {
+            response.clear();
+        }
         return;
     };
     let opt = parts.opt.map(|r| response[r].to_vec());
@@ -326,7 +363,7 @@ mod tests {
         let ip: IpAddr = client.parse().unwrap();
         let mut counts = (0, 0, 0);
         for _ in 0..n {
-            match rrl.check(ip, r, now) {
+            match rrl.check(ip, r, Subject::Question, now) {
                 Action::Send => counts.0 += 1,
                 Action::Slip => counts.1 += 1,
                 Action::Drop => counts.2 += 1,
@@ -381,6 +418,42 @@ mod tests {
     }
 
     #[test]
+    fn random_names_under_one_node_and_random_types_share_a_bucket() {
+        let rrl = Rrl::new(limits(5, 0));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let wildcard = Subject::Node(0x1000);
+        let sent = (0..20)
+            .filter(|i| {
+                let r = response(&format!("r{i}.wild.example.com"), 0);
+                rrl.check(ip, &r, wildcard, 0) == Action::Send
+            })
+            .count();
+        assert_eq!(sent, 5, "synthesized names share their wildcard's bucket");
+        // NODATA (no answers, the SOA in authority) for random types
+        let mut nodata = response("www.example.com", 0);
+        nodata[7] = 0; // ANCOUNT 0
+        nodata[9] = 1; // NSCOUNT 1
+        let sent = (0..20u16)
+            .filter(|t| {
+                let mut r = nodata.clone();
+                let at = 12 + 17;
+                r[at..at + 2].copy_from_slice(&(1000 + t).to_be_bytes());
+                rrl.check(ip, &r, Subject::Question, 0) == Action::Send
+            })
+            .count();
+        assert_eq!(sent, 5, "NODATA is keyed by the name alone");
+        // a header-only NOERROR (BADVERS lives in the OPT) is an error
+        let sent = (0..20)
+            .filter(|i| {
+                let mut r = response(&format!("b{i}.example.com"), 0);
+                r[7] = 0;
+                rrl.check(ip, &r, Subject::Question, 0) == Action::Send
+            })
+            .count();
+        assert_eq!(sent, 5, "errors share one bucket per prefix");
+    }
+
+    #[test]
     fn memory_is_the_table_whatever_the_sources() {
         let rrl = Rrl::new(limits(1, 1));
         let www = response("www.example.com", 0);
@@ -388,7 +461,7 @@ mod tests {
         // fresh key finds a bucket it may take or share
         for i in 0..100_000u32 {
             let ip = IpAddr::from((0x0A00_0000 + (i << 8)).to_be_bytes());
-            rrl.check(ip, &www, 0);
+            rrl.check(ip, &www, Subject::Question, 0);
         }
         assert_eq!(rrl.shards.len() * rrl.per_shard, 1024);
     }
@@ -403,6 +476,9 @@ mod tests {
         assert_eq!(&r[r.len() - 15..r.len() - 12], &[0, 0, 41]);
         let mut junk = vec![0, 1, 0x84, 0, 0, 9];
         slip(&mut junk);
-        assert!(junk.len() <= 12);
+        assert!(junk.is_empty());
+        let mut junk = vec![0, 1, 0x84, 0, 0, 9, 0, 0, 0, 0, 0, 0, 7];
+        slip(&mut junk);
+        assert_eq!(junk, [0, 1, 0x86, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     }
 }

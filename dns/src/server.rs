@@ -32,7 +32,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, error, info, warn};
 
 use crate::cookies::Verdict;
-use crate::rrl::{Action, Rrl};
+use crate::handler::Answered;
+use crate::rrl::{Action, Rrl, Subject};
 use crate::Handler;
 
 /// Receive buffer asked for on each UDP socket; the kernel caps it at
@@ -302,9 +303,9 @@ fn answer_datagram(
     match answered {
         // a client with a valid server cookie is no spoofed source: not
         // rate limited
-        Ok(Some(verdict)) => match handler.rrl().filter(|_| verdict != Verdict::Valid) {
+        Ok(Some(answered)) => match handler.rrl().filter(|_| answered.verdict != Verdict::Valid) {
             None => true,
-            Some(rrl) => match rrl.check(src.ip(), out, now) {
+            Some(rrl) => match rrl.check(src.ip(), out, answered.subject, now) {
                 Action::Send => true,
                 Action::Slip => {
                     crate::rrl::slip(out);
@@ -394,7 +395,7 @@ impl std::fmt::Display for QueryShape<'_> {
 }
 
 /// Works out the reply to one message into `out`, and what its query's
-/// cookie proved; `None` when nothing is to be sent. Like hickory's own
+/// cookie proved and what it is about; `None` when nothing is to be sent. Like hickory's own
 /// path: shorter than a header, a response, or from port 0 is dropped; a
 /// message that does not decode gets a header-only FORMERR.
 fn answer(
@@ -403,7 +404,7 @@ fn answer(
     src: SocketAddr,
     protocol: xfer::Protocol,
     out: &mut Vec<u8>,
-) -> Option<Verdict> {
+) -> Option<Answered> {
     if src.port() == 0 {
         return None;
     }
@@ -421,7 +422,10 @@ fn answer(
         crate::wire::Parsed::Drop => return None,
         crate::wire::Parsed::FormErr(f) => {
             f.reply(handler.max_udp_payload(), out);
-            return Some(Verdict::Absent);
+            return Some(Answered {
+                verdict: Verdict::Absent,
+                subject: Subject::Question,
+            });
         }
         // the common query: answered from pre-encoded records
         crate::wire::Parsed::Hot(q) => {
@@ -432,8 +436,8 @@ fn answer(
                 source: src.ip(),
                 udp,
             };
-            if let Some(verdict) = handler.answer_hot(&incoming, out) {
-                return Some(verdict);
+            if let Some(answered) = handler.answer_hot(&incoming, out) {
+                return Some(answered);
             }
         }
         crate::wire::Parsed::Other => {}
@@ -450,7 +454,10 @@ fn answer(
             let msg = MessageResponseBuilder::new(&queries, None)
                 .error_msg(&header.metadata, ResponseCode::FormErr);
             let written = msg.destructive_emit(&mut BinEncoder::new(out)).is_ok();
-            written.then_some(Verdict::Absent)
+            written.then_some(Answered {
+                verdict: Verdict::Absent,
+                subject: Subject::Question,
+            })
         }
     }
 }
@@ -487,7 +494,7 @@ pub async fn serve(
     let _udp = StopOnDrop(stop, udp_threads);
 
     let gate = Gate::new(tcp.max_connections, tcp.max_per_client);
-    let idle = Idle::default();
+    let connections = Connections::default();
     let mut accepting = tokio::task::JoinSet::new();
     for listener in listeners.tcp {
         let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -495,7 +502,7 @@ pub async fn serve(
             listener,
             handler.clone(),
             gate.clone(),
-            idle.clone(),
+            connections.clone(),
             tcp,
         ));
     }
@@ -533,41 +540,53 @@ impl Default for TcpLimits {
     }
 }
 
-/// The connections waiting for their next query, in the order they
-/// began to wait: the first is the one idle the longest.
+/// Every open connection, in the order of its last progress (accepted,
+/// or a query answered): the first is the one that has done nothing for
+/// the longest, idle or stuck part-way through a message or an answer,
+/// and is closed first when a new client finds every place taken.
 #[derive(Clone, Default)]
-struct Idle(Arc<std::sync::Mutex<IdleInner>>);
+struct Connections(Arc<std::sync::Mutex<ConnectionsInner>>);
 
 #[derive(Default)]
-struct IdleInner {
+struct ConnectionsInner {
     next: u64,
-    waiting: std::collections::BTreeMap<u64, Arc<tokio::sync::Notify>>,
+    open: std::collections::BTreeMap<u64, Arc<tokio::sync::Notify>>,
 }
 
-impl Idle {
-    fn lock(&self) -> std::sync::MutexGuard<'_, IdleInner> {
+impl Connections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ConnectionsInner> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A connection begins to wait: its place in the order, and what tells
-    /// it to close.
+    /// A connection opens: its place in the order, and what tells it to
+    /// close.
     fn enter(&self) -> (u64, Arc<tokio::sync::Notify>) {
         let mut inner = self.lock();
         let key = inner.next;
         inner.next += 1;
         let notify = Arc::new(tokio::sync::Notify::new());
-        inner.waiting.insert(key, notify.clone());
+        inner.open.insert(key, notify.clone());
         (key, notify)
     }
 
-    fn leave(&self, key: u64) {
-        self.lock().waiting.remove(&key);
+    /// The connection at `key` made progress: to the back of the order.
+    fn touch(&self, key: &mut u64) {
+        let mut inner = self.lock();
+        if let Some(notify) = inner.open.remove(key) {
+            *key = inner.next;
+            inner.next += 1;
+            inner.open.insert(*key, notify);
+        }
     }
 
-    /// Tells the connection idle the longest to close; false when none
-    /// is idle.
+    fn leave(&self, key: u64) {
+        self.lock().open.remove(&key);
+    }
+
+    /// Tells the connection that has made no progress for the longest to
+    /// close; false when there is none.
     fn evict_oldest(&self) -> bool {
-        let oldest = self.lock().waiting.pop_first();
+        let oldest = self.lock().open.pop_first();
         match oldest {
             Some((_, notify)) => {
                 notify.notify_one();
@@ -582,7 +601,7 @@ async fn tcp_accept_loop(
     listener: tokio::net::TcpListener,
     handler: Handler,
     gate: Gate,
-    idle: Idle,
+    connections: Connections,
     limits: TcpLimits,
 ) {
     let mut last_warning = None;
@@ -592,13 +611,29 @@ async fn tcp_accept_loop(
             |_| &gate,
             "dns-tcp",
             &mut last_warning,
-            || idle.evict_oldest(),
+            || connections.evict_oldest(),
         )
         .await;
-        let (handler, gate, idle) = (handler.clone(), gate.clone(), idle.clone());
+        let (handler, gate) = (handler.clone(), gate.clone());
+        let connections = connections.clone();
         tokio::spawn(async move {
             let _held = admitted;
-            if let Err(e) = tcp_connection(stream, peer, &handler, &gate, &idle, limits).await {
+            let (mut key, evicted) = connections.enter();
+            let served = tcp_connection(
+                stream,
+                peer,
+                &handler,
+                &gate,
+                &connections,
+                &mut key,
+                limits,
+            );
+            let ended = tokio::select! {
+                r = served => r,
+                () = evicted.notified() => Ok(()),
+            };
+            connections.leave(key);
+            if let Err(e) = ended {
                 debug!(%peer, %e, "DNS TCP connection ended");
             }
         });
@@ -615,6 +650,10 @@ const TCP_MESSAGE_TIMEOUT: Duration = Duration::from_secs(2);
 /// silent connections cannot hold every place (RFC 7766 §6.2.3).
 const TCP_BUSY_IDLE: Duration = Duration::from_millis(200);
 
+/// How long the rest of a message, or the writing of an answer, may take
+/// while the listener is more than half full (Knot's `tcp-io-timeout`).
+const TCP_BUSY_IO: Duration = Duration::from_millis(500);
+
 /// Answers the queries of one connection in order (RFC 7766 pipelining),
 /// until the client closes it, sends something that is not a query, is
 /// idle for `idle` between queries (less while the listener is busy), or
@@ -624,7 +663,8 @@ async fn tcp_connection(
     peer: SocketAddr,
     handler: &Handler,
     gate: &Gate,
-    idle_connections: &Idle,
+    connections: &Connections,
+    key: &mut u64,
     limits: TcpLimits,
 ) -> io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -639,23 +679,20 @@ async fn tcp_connection(
         } else {
             idle
         };
-        // idle until the next query's length comes: first in line to be
-        // closed when a new client finds every place taken
-        let (key, evicted) = idle_connections.enter();
-        let read = tokio::select! {
-            r = tokio::time::timeout(wait, stream.read_exact(&mut len)) => Some(r),
-            () = evicted.notified() => None,
-        };
-        idle_connections.leave(key);
-        match read {
-            Some(Ok(Ok(_))) => {}
-            Some(Ok(Err(e))) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-            Some(Ok(Err(e))) => return Err(e),
-            Some(Err(_)) | None => return Ok(()),
+        match tokio::time::timeout(wait, stream.read_exact(&mut len)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(()),
         }
+        let io = if gate.busy() {
+            TCP_BUSY_IO
+        } else {
+            TCP_MESSAGE_TIMEOUT
+        };
         let n = usize::from(u16::from_be_bytes(len));
         packet.resize(n, 0);
-        let rest = idle.min(TCP_MESSAGE_TIMEOUT);
+        let rest = idle.min(io);
         match tokio::time::timeout(rest, stream.read_exact(&mut packet)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e),
@@ -672,9 +709,11 @@ async fn tcp_connection(
         let mut frame = Vec::with_capacity(2 + out.len());
         frame.extend_from_slice(&reply_len.to_be_bytes());
         frame.extend_from_slice(&out);
-        tokio::time::timeout(idle, stream.write_all(&frame))
+        let write = if gate.busy() { TCP_BUSY_IO } else { idle };
+        tokio::time::timeout(write, stream.write_all(&frame))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the client does not read"))??;
+        connections.touch(key);
     }
     // the connection's last query answered
     Ok(())

@@ -100,6 +100,13 @@ impl Gate {
         self.open.available_permits() < self.max / 2
     }
 
+    /// Whether the per-client cap would admit one more connection from
+    /// `ip`.
+    pub fn has_room_for(&self, ip: IpAddr) -> bool {
+        let map = self.per_peer.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&client_key(ip)).copied().unwrap_or(0) < self.max_per_peer
+    }
+
     /// Every place is taken.
     pub fn full(&self) -> bool {
         self.open.available_permits() == 0
@@ -200,7 +207,11 @@ pub async fn accept_evicting<'g>(
         };
         let gate = gate_for(addr.ip());
         let admitted = match gate.admit(addr.ip()) {
-            None if gate.full() && evict() => gate.admit_within(addr.ip(), EVICTION_WAIT).await,
+            // only for a client the per-client cap would take: else the
+            // place freed would go to nobody
+            None if gate.full() && gate.has_room_for(addr.ip()) && evict() => {
+                gate.admit_within(addr.ip(), EVICTION_WAIT).await
+            }
             other => other,
         };
         match admitted {

@@ -15,6 +15,9 @@ const ZONES: &str = r#"zones:
     ns: [{name: ns.example.net.}]
     records:
       - {name: www, type: A, value: 192.0.2.10}
+      - {name: "*.wild", type: A, value: 192.0.2.80}
+      - {name: deleg, type: NS, value: ns.deleg}
+      - {name: ns.deleg, type: A, value: 192.0.2.60}
       - {name: big, type: A, values: [192.0.2.1, 192.0.2.2, 192.0.2.3, 192.0.2.4, 192.0.2.5, 192.0.2.6, 192.0.2.7, 192.0.2.8, 192.0.2.9, 192.0.2.10, 192.0.2.11, 192.0.2.12, 192.0.2.13, 192.0.2.14, 192.0.2.15, 192.0.2.16, 192.0.2.17, 192.0.2.18, 192.0.2.19, 192.0.2.20]}
 "#;
 
@@ -109,6 +112,15 @@ fn a_cookie_round_trip_and_bad_cookies() {
     let q = with_cookie(query_bytes(4, "www.glb.example.com", 1, 0, 1), &client);
     let r = crate::harness::tcp_exchange(s.addr, &q).expect("reply");
     assert_eq!(cookie_of(&r).map(|c| c.len()), Some(24));
+    // a query for a server cookie alone, with no question (RFC 7873 §5.4)
+    let mut only = query_bytes(6, "www.glb.example.com", 1, 0, 0);
+    only.truncate(12);
+    let r = udp_exchange(s.addr, &with_cookie(only, &client)).expect("reply");
+    assert_eq!((rcode(&r), answers(&r)), (0, 0), "NOERROR");
+    assert_eq!(
+        cookie_of(&r).map(|c| c[..8].to_vec()),
+        Some(client.to_vec())
+    );
     // malformed COOKIE options get FORMERR (RFC 7873 §5.2.2): a client
     // cookie of the wrong length, a server cookie too short or too long
     for len in [7usize, 9, 15, 41] {
@@ -198,6 +210,28 @@ fn rrl_drops_and_slips_while_a_cookie_client_passes() {
 }
 
 #[test]
+fn random_names_under_a_wildcard_or_a_delegation_share_a_bucket() {
+    let s = start("  rrl: {rate: 5, slip: 0}\n");
+    for (parent, qtype) in [("wild", 1u16), ("deleg", 1), ("www", 0)] {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..60u16 {
+            // random names under one node, or random types at one name
+            let (name, t) = match qtype {
+                0 => ("www.glb.example.com".to_string(), 1000 + i),
+                t => (format!("r{i}.{parent}.glb.example.com"), t),
+            };
+            sock.send_to(&query_bytes(i, &name, t, 0, 1), s.addr)
+                .unwrap();
+        }
+        sock.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let answered = std::iter::from_fn(|| sock.recv(&mut buf).ok()).count();
+        assert!(answered <= 8, "{parent}: {answered} of 60 answered");
+    }
+}
+
+#[test]
 fn unauthenticated_udp_answers_are_bounded_by_the_query_size() {
     let s = start("  amplification_factor: 3\n");
     let client = [0x22; 8];
@@ -240,6 +274,7 @@ fn two_thousand_idle_tcp_connections_do_not_stop_a_new_client() {
     let s = start("  tcp_idle_timeout_secs: 60\n  tcp: {max_connections: 1024, max_per_client: 32, max_queries: 3}\n");
     // 2 000 idle connections from 100 loopback addresses (20 each, under
     // the per-client cap): more than the server holds
+    // every tenth stops part-way through a message: no less evictable
     let mut idle = Vec::new();
     for i in 0..2000u32 {
         let local: SocketAddr = format!("127.0.{}.{}:0", 1 + i / 20 / 250, 1 + (i / 20) % 250)
@@ -250,7 +285,11 @@ fn two_thousand_idle_tcp_connections_do_not_stop_a_new_client() {
         sock.bind(&local.into()).unwrap();
         sock.connect_timeout(&s.addr.into(), Duration::from_secs(5))
             .expect("connect");
-        idle.push(TcpStream::from(sock));
+        let mut stream = TcpStream::from(sock);
+        if i % 10 == 5 {
+            let _ = stream.write_all(&[1, 0, 0]);
+        }
+        idle.push(stream);
     }
     // a new client is answered: the connection idle the longest made room
     let mut fresh = TcpStream::connect(s.addr).unwrap();

@@ -371,10 +371,10 @@ fn wildcards_answer_for_missing_names_only() {
     );
     let d = s.dig(&["x.sub.wild.glb.example.com", "A"]);
     assert_eq!(d.status, "NXDOMAIN", "{}", d.raw);
-    // a wildcard CNAME, owned by the name asked, then followed
-    let d = s.dig(&["edge.wc.glb.example.com", "A"]);
+    // a wildcard CNAME, owned by the name asked (in its case), then followed
+    let d = s.dig(&["EDGE.wc.glb.example.com", "A"]);
     assert_eq!(d.status, "NOERROR", "{}", d.raw);
-    assert_eq!(d.answer[0].name, "edge.wc.glb.example.com.", "{}", d.raw);
+    assert_eq!(d.answer[0].name, "EDGE.wc.glb.example.com.", "{}", d.raw);
     assert_eq!(d.answers("CNAME"), ["www.glb.example.com."], "{}", d.raw);
     assert_eq!(d.answers("A"), ["192.0.2.10", "192.0.2.11"], "{}", d.raw);
 }
