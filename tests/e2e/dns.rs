@@ -380,6 +380,34 @@ fn wildcards_answer_for_missing_names_only() {
 }
 
 #[test]
+fn a_cname_into_a_nested_zone_ends_at_the_cname() {
+    // child.glb.example.com is a zone of its own, not delegated in its
+    // parent: the parent's CNAME into it never gets the parent's NXDOMAIN
+    let zones = "zones:
+  glb.example.com:
+    soa: {rname: hostmaster.example.com.}
+    ns: [{name: ns.example.net.}]
+    records:
+      - {name: tochild, type: CNAME, value: www.child}
+  child.glb.example.com:
+    soa: {rname: hostmaster.example.com.}
+    ns: [{name: ns.example.net.}]
+    records:
+      - {name: www, type: A, value: 198.51.100.1}
+";
+    let s = Server::start(zones);
+    let d = s.dig(&["tochild.glb.example.com", "A"]);
+    assert_eq!(d.status, "NOERROR", "{}", d.raw);
+    authoritative(&d);
+    assert_eq!(d.answers("CNAME"), ["www.child.glb.example.com."], "{}", d.raw);
+    assert_eq!(d.answer.len(), 1, "the answer ends at the CNAME:\n{}", d.raw);
+    // which the resolver follows into the child zone
+    let d = s.dig(&["www.child.glb.example.com", "A"]);
+    assert_eq!(d.answers("A"), ["198.51.100.1"], "{}", d.raw);
+    authoritative(&d);
+}
+
+#[test]
 fn zone_transfers_are_refused() {
     let s = Server::start(&zones());
     let axfr =
