@@ -399,8 +399,18 @@ fn a_cname_into_a_nested_zone_ends_at_the_cname() {
     let d = s.dig(&["tochild.glb.example.com", "A"]);
     assert_eq!(d.status, "NOERROR", "{}", d.raw);
     authoritative(&d);
-    assert_eq!(d.answers("CNAME"), ["www.child.glb.example.com."], "{}", d.raw);
-    assert_eq!(d.answer.len(), 1, "the answer ends at the CNAME:\n{}", d.raw);
+    assert_eq!(
+        d.answers("CNAME"),
+        ["www.child.glb.example.com."],
+        "{}",
+        d.raw
+    );
+    assert_eq!(
+        d.answer.len(),
+        1,
+        "the answer ends at the CNAME:\n{}",
+        d.raw
+    );
     // which the resolver follows into the child zone
     let d = s.dig(&["www.child.glb.example.com", "A"]);
     assert_eq!(d.answers("A"), ["198.51.100.1"], "{}", d.raw);
