@@ -56,6 +56,7 @@ mod explain;
 mod geoip;
 mod keys;
 mod logging;
+mod metrics;
 mod probe;
 mod serve;
 

@@ -187,12 +187,22 @@ pub fn run(
     };
     // the cluster's cookie secrets, as its state machine applies them
     let cookies = CookieHandle::default();
+    let rrl = node.dns.rrl.map(|r| {
+        Arc::new(Rrl::new(RrlLimits {
+            rate: r.rate,
+            slip: r.slip,
+            ipv4_prefix: r.ipv4_prefix,
+            ipv6_prefix: r.ipv6_prefix,
+            table_size: r.table_size,
+        }))
+    });
     let started = runtime.block_on(start(
         node,
         file_spec,
         seed_spec,
         geo.clone(),
         cookies.clone(),
+        rrl.clone(),
     ));
     let (cluster, handle, probes, api_addr) = match started {
         Ok(s) => s,
@@ -244,15 +254,6 @@ pub fn run(
         .nsid
         .clone()
         .unwrap_or_else(|| node.cluster.as_ref().map_or(1, |c| c.id).to_string());
-    let rrl = node.dns.rrl.map(|r| {
-        Arc::new(Rrl::new(RrlLimits {
-            rate: r.rate,
-            slip: r.slip,
-            ipv4_prefix: r.ipv4_prefix,
-            ipv6_prefix: r.ipv6_prefix,
-            table_size: r.table_size,
-        }))
-    });
     let handler = Handler::new(handle.clone(), geo.clone(), node.dns.max_udp_payload)
         .with_nsid(nsid.as_bytes())
         .with_cookies(cookies)
@@ -377,6 +378,7 @@ async fn start(
     seed_spec: Option<ZoneSpec>,
     geo: GeoHandle,
     cookies: CookieHandle,
+    rrl: Option<Arc<Rrl>>,
 ) -> Result<
     (
         ClusterNode,
@@ -491,7 +493,17 @@ async fn start(
                     max_in_flight: c.api.max_in_flight,
                 },
             );
-            cluster.serve(api, probes.routes().merge(rest));
+            let metrics = crate::metrics::routes(
+                crate::metrics::Sources {
+                    cluster: cluster.clone(),
+                    snapshots: handle.clone(),
+                    rrl: rrl.clone(),
+                    ready_stale: Duration::from_millis(c.api.ready_stale_ms),
+                    started: std::time::Instant::now(),
+                },
+                c.api.open_health,
+            );
+            cluster.serve(api, probes.routes().merge(rest).merge(metrics));
             println!("meridian: API listening on {api_addr}");
             info!(id = c.id, %api_addr, advertise = %c.advertise, "cluster node started");
             match &c.bootstrap {

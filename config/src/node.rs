@@ -191,6 +191,12 @@ pub struct ApiConfig {
     pub max_apply_bytes: usize,
     /// API requests handled at once; more get 503 (default 64).
     pub max_in_flight: usize,
+    /// `/healthz` and `/readyz` without a credential, for probes that
+    /// cannot send one (default: false, they need the `read` scope).
+    pub open_health: bool,
+    /// `/readyz` says not ready when the node's state is staler than this
+    /// (default 10 s).
+    pub ready_stale_ms: u64,
 }
 
 /// The longest NSID a node answers with, in bytes.
@@ -206,6 +212,8 @@ impl Default for ApiConfig {
             max_body_bytes: 1 << 20,
             max_apply_bytes: MAX_SPEC_BYTES,
             max_in_flight: 64,
+            open_health: false,
+            ready_stale_ms: 10_000,
         }
     }
 }
@@ -459,6 +467,8 @@ mod raw {
         pub max_body_bytes: Option<usize>,
         pub max_apply_bytes: Option<usize>,
         pub max_in_flight: Option<usize>,
+        pub open_health: Option<bool>,
+        pub ready_stale_ms: Option<usize>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -976,11 +986,23 @@ fn cluster_config(
         max_in_flight: api
             .and_then(|a| a.max_in_flight)
             .unwrap_or(defaults.max_in_flight),
+        open_health: api
+            .and_then(|a| a.open_health)
+            .unwrap_or(defaults.open_health),
+        ready_stale_ms: api
+            .and_then(|a| a.ready_stale_ms)
+            .map_or(defaults.ready_stale_ms, |v| v as u64),
     };
     for (field, value, low, high) in [
         ("max_body_bytes", api.max_body_bytes, 1024, 64 << 20),
         ("max_apply_bytes", api.max_apply_bytes, 1024, MAX_SPEC_BYTES),
         ("max_in_flight", api.max_in_flight, 1, 100_000),
+        (
+            "ready_stale_ms",
+            api.ready_stale_ms as usize,
+            100,
+            86_400_000,
+        ),
     ] {
         if !(low..=high).contains(&value) {
             errors.push(doc.error(

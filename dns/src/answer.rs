@@ -23,6 +23,7 @@ use rand::RngCore;
 
 use crate::rrl::Subject;
 use crate::snapshot::{Found, Node, SizedRecord, Snapshot, Steered, ZoneData};
+use crate::stats;
 
 /// CNAME links followed within a zone before giving up.
 pub const MAX_CHAIN: usize = 8;
@@ -84,6 +85,10 @@ pub struct Reply<'s> {
     /// What the answer is about for rate limiting: the wildcard it was
     /// synthesized from, or the delegation of a referral.
     pub subject: Subject,
+    /// For the counters: the zone that answered ([`stats::zone_key`], 0
+    /// for none) and the first steered record's decision.
+    pub seen_zone: u64,
+    pub seen_steered: Option<(u64, u64)>,
 }
 
 impl<'s> Reply<'s> {
@@ -98,6 +103,8 @@ impl<'s> Reply<'s> {
             additional: Vec::new(),
             additional_required: false,
             subject: Subject::Question,
+            seen_zone: 0,
+            seen_steered: None,
         }
     }
 
@@ -165,6 +172,7 @@ pub fn resolve_asked<'s>(
         return Reply::refused();
     };
     let mut reply = Reply::new(ResponseCode::NoError, true);
+    reply.seen_zone = zone.stats_key;
     let mut name = qname.clone();
     // the owner of records made for `name`
     let mut owner = asked.clone();
@@ -347,29 +355,35 @@ pub(crate) enum SteeredAnswer<'s> {
     NoData,
 }
 
-/// Runs `steered` for `st`'s client: what it answers, and the ECS scope.
-/// The one mapping from a decision to records, for the hot path and this
-/// one.
+/// Runs `steered` for `st`'s client: what it answers, the ECS scope, and
+/// what it answered first for its counters (an endpoint's key, or
+/// [`stats::SORRY`], [`stats::NODATA`], [`stats::HTTP_FALLBACK`]). The one
+/// mapping from a decision to records, for the hot path and this one.
 pub(crate) fn steered_answer<'s>(
     steered: &'s Steered,
     st: &mut Steering<'_, '_>,
-) -> (SteeredAnswer<'s>, u8) {
+) -> (SteeredAnswer<'s>, u8, u64) {
     let fallback = || match &*steered.fallback {
-        [] => SteeredAnswer::NoData,
-        set => SteeredAnswer::Set(set),
+        [] => (SteeredAnswer::NoData, stats::NODATA),
+        set => (SteeredAnswer::Set(set), stats::HTTP_FALLBACK),
     };
     // the HTTP fallback steers each client itself: the same for everyone
     if steered.always_fallback {
-        return (fallback(), 0);
+        let (answer, what) = fallback();
+        return (answer, 0, what);
     }
     let decision = decide(steered, st);
-    let answer = match decision.outcome {
-        Outcome::Endpoints => SteeredAnswer::Endpoints,
-        Outcome::Sorry => SteeredAnswer::Set(&steered.sorry),
+    let (answer, what) = match decision.outcome {
+        Outcome::Endpoints => {
+            let first = st.scratch.first().map(|&i| usize::from(i));
+            let key = first.and_then(|i| steered.endpoint_keys.get(i).copied());
+            (SteeredAnswer::Endpoints, key.unwrap_or(stats::NODATA))
+        }
+        Outcome::Sorry => (SteeredAnswer::Set(&steered.sorry), stats::SORRY),
         Outcome::NoData if steered.fallback_when_down => fallback(),
-        Outcome::NoData => SteeredAnswer::NoData,
+        Outcome::NoData => (SteeredAnswer::NoData, stats::NODATA),
     };
-    (answer, decision.scope)
+    (answer, decision.scope, what)
 }
 
 /// Runs a steered record for `name` and adds at most `limit` answers.
@@ -383,8 +397,9 @@ fn steer<'s>(
 ) -> bool {
     // shared records, given the name they answer for
     let owned = |r: &SizedRecord| renamed(r, owner);
-    let (answer, scope) = steered_answer(steered, st);
+    let (answer, scope, what) = steered_answer(steered, st);
     reply.scope = reply.scope.max(scope);
+    reply.seen_steered.get_or_insert((steered.stats_key, what));
     match answer {
         SteeredAnswer::Endpoints => {
             let chosen = st.scratch.iter().take(limit);

@@ -38,6 +38,7 @@ use crate::cookies::{self, Secrets, Verdict};
 use crate::hot::Incoming;
 use crate::rrl::{Rrl, Subject};
 use crate::snapshot::{Snapshot, SnapshotHandle};
+use crate::stats::Seen;
 
 /// Size of a header.
 const HEADER_LEN: usize = 12;
@@ -82,6 +83,8 @@ pub struct Handler {
 pub struct Answered {
     pub verdict: Verdict,
     pub subject: Subject,
+    /// What the counters need of it.
+    pub seen: Seen,
 }
 
 /// The cookie secrets a handler checks with, shared with whoever rotates
@@ -270,6 +273,7 @@ impl Handler {
                 answered: Answered {
                     verdict,
                     subject: Subject::Question,
+                    seen: Seen::default(),
                 },
             };
         }
@@ -356,6 +360,11 @@ impl Handler {
         let answered = Answered {
             verdict,
             subject: reply.subject,
+            seen: Seen {
+                zone: reply.seen_zone,
+                steered: reply.seen_steered,
+                ecs: subnet.is_some(),
+            },
         };
         if let Fit::Truncated = fit {
             meta.truncation = true;
@@ -438,8 +447,13 @@ impl Handler {
         );
         let snapshot = self.snapshots.current();
         let geo = self.geo.load();
-        crate::hot::answer(&snapshot, geo.as_deref(), incoming, &extras, local, out)
-            .map(|subject| Answered { verdict, subject })
+        crate::hot::answer(&snapshot, geo.as_deref(), incoming, &extras, local, out).map(
+            |(subject, seen)| Answered {
+                verdict,
+                subject,
+                seen,
+            },
+        )
     }
 }
 

@@ -33,6 +33,7 @@ use crate::answer::{find_cut, steered_answer, Client, SteeredAnswer, Steering};
 use crate::handler::{Extras, Local};
 use crate::rrl::Subject;
 use crate::snapshot::{Node, SizedRecord, Snapshot, Steered};
+use crate::stats::Seen;
 use crate::wire::Query;
 
 /// Every name of a snapshot by its lower-case wire form (length-prefixed
@@ -257,7 +258,8 @@ pub struct Incoming<'q> {
 }
 
 /// Answers `incoming` into `out`, as the hickory path would, and returns
-/// what the answer is about (for rate limiting); `None` when the query is
+/// what the answer is about (for rate limiting) and what its counters
+/// need; `None` when the query is
 /// not of a shape this path answers, with `out` left for the caller to
 /// fill. `extras` holds what the OPT record carries besides ECS and the
 /// bounds on a UDP answer's size.
@@ -268,7 +270,7 @@ pub(crate) fn answer(
     extras: &Extras<'_>,
     local: &mut Local,
     out: &mut Vec<u8>,
-) -> Option<Subject> {
+) -> Option<(Subject, Seen)> {
     let max_udp = extras.max_udp;
     let Incoming {
         query,
@@ -311,6 +313,11 @@ pub(crate) fn answer(
     };
     let (rng, scratch) = local;
     let found = snap.hot.find(lower);
+    let mut seen_steered = None;
+    let zone_key = match &found {
+        Lookup::Name(h) | Lookup::Wildcard(h) | Lookup::Missing(h) => snap.zones[h.zone].stats_key,
+        Lookup::Outside => 0,
+    };
     // random names under one wildcard share its rate-limit bucket
     let subject = match &found {
         Lookup::Wildcard(h) => Subject::node(&*h.node),
@@ -342,7 +349,7 @@ pub(crate) fn answer(
                     rng,
                     scratch: std::mem::take(scratch),
                 };
-                let plan = steer(steered, &mut st, h.zone);
+                let plan = steer(steered, &mut st, h.zone, &mut seen_steered);
                 *scratch = st.scratch;
                 plan
             } else if node.has_cname() {
@@ -447,7 +454,12 @@ pub(crate) fn answer(
             out.extend_from_slice(c);
         }
     }
-    Some(subject)
+    let seen = Seen {
+        zone: zone_key,
+        steered: seen_steered,
+        ecs: ecs.is_some(),
+    };
+    Some((subject, seen))
 }
 
 /// Octets of an ECS address with `source` known bits.
@@ -470,8 +482,14 @@ fn write_records<'r>(records: impl Iterator<Item = &'r SizedRecord>, out: &mut V
 }
 
 /// A steered record's plan, from the same mapping the hickory path uses.
-fn steer<'s>(steered: &'s Steered, st: &mut Steering<'_, '_>, zone: usize) -> Plan<'s> {
-    let (answer, scope) = steered_answer(steered, st);
+fn steer<'s>(
+    steered: &'s Steered,
+    st: &mut Steering<'_, '_>,
+    zone: usize,
+    seen: &mut Option<(u64, u64)>,
+) -> Plan<'s> {
+    let (answer, scope, what) = steered_answer(steered, st);
+    *seen = Some((steered.stats_key, what));
     match answer {
         SteeredAnswer::Endpoints => Plan::Answers(Answers::Chosen(steered), scope),
         SteeredAnswer::Set(set) => Plan::Answers(Answers::Set(set), scope),

@@ -35,6 +35,7 @@ pub mod hot;
 pub mod rrl;
 pub mod server;
 pub mod snapshot;
+pub mod stats;
 pub mod trees;
 pub mod wire;
 

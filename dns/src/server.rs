@@ -16,7 +16,7 @@
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -34,6 +34,7 @@ use tracing::{debug, error, info, warn};
 use crate::cookies::Verdict;
 use crate::handler::Answered;
 use crate::rrl::{Action, Rrl, Subject};
+use crate::stats::{self, Transport};
 use crate::Handler;
 
 /// Receive buffer asked for on each UDP socket; the kernel caps it at
@@ -191,14 +192,22 @@ fn udp_loop(socket: UdpSocket, handler: Handler, stop: Arc<AtomicBool>) {
             }
         }
         dests.clear();
-        // the rate limiter's clock, read once per batch
+        // the rate limiter's clock, and the batch's arrival, read once
         let now = handler.rrl().map_or(0, Rrl::now);
+        let received = Instant::now();
         let mut ready = 0;
         for (i, (n, addr)) in got.iter().enumerate() {
             let Some(src) = socket_addr(addr) else {
                 continue;
             };
-            if answer_datagram(&handler, &bufs[i][..*n], src, now, &mut outs[ready]) {
+            if answer_datagram(
+                &handler,
+                &bufs[i][..*n],
+                src,
+                received,
+                now,
+                &mut outs[ready],
+            ) {
                 dests.push(Some(*addr));
                 ready += 1;
             }
@@ -277,7 +286,7 @@ fn udp_loop(socket: UdpSocket, handler: Handler, stop: Arc<AtomicBool>) {
             }
         };
         let now = handler.rrl().map_or(0, Rrl::now);
-        if answer_datagram(&handler, &packet[..n], src, now, &mut out) {
+        if answer_datagram(&handler, &packet[..n], src, Instant::now(), now, &mut out) {
             if let Err(e) = socket.send_to(&out, src) {
                 debug!(%e, %src, "UDP send failed");
             }
@@ -294,6 +303,7 @@ fn answer_datagram(
     handler: &Handler,
     packet: &[u8],
     src: SocketAddr,
+    received: Instant,
     now: u64,
     out: &mut Vec<u8>,
 ) -> bool {
@@ -301,19 +311,23 @@ fn answer_datagram(
         answer(handler, packet, src, xfer::Protocol::Udp, out)
     }));
     match answered {
-        // a client with a valid server cookie is no spoofed source: not
-        // rate limited
-        Ok(Some(answered)) => match handler.rrl().filter(|_| answered.verdict != Verdict::Valid) {
-            None => true,
-            Some(rrl) => match rrl.check(src.ip(), out, answered.subject, now) {
-                Action::Send => true,
-                Action::Slip => {
-                    crate::rrl::slip(out);
-                    true
-                }
-                Action::Drop => false,
-            },
-        },
+        Ok(Some(answered)) => {
+            let elapsed = received.elapsed().as_nanos() as u64;
+            stats::count(out, Transport::Udp, answered.seen, elapsed);
+            // a client with a valid server cookie is no spoofed source:
+            // not rate limited
+            match handler.rrl().filter(|_| answered.verdict != Verdict::Valid) {
+                None => true,
+                Some(rrl) => match rrl.check(src.ip(), out, answered.subject, now) {
+                    Action::Send => true,
+                    Action::Slip => {
+                        crate::rrl::slip(out);
+                        true
+                    }
+                    Action::Drop => false,
+                },
+            }
+        }
         Ok(None) => false,
         Err(_) => {
             out.clear();
@@ -425,6 +439,7 @@ fn answer(
             return Some(Answered {
                 verdict: Verdict::Absent,
                 subject: Subject::Question,
+                seen: Default::default(),
             });
         }
         // the common query: answered from pre-encoded records
@@ -457,6 +472,7 @@ fn answer(
             written.then_some(Answered {
                 verdict: Verdict::Absent,
                 subject: Subject::Question,
+                seen: Default::default(),
             })
         }
     }
@@ -698,11 +714,14 @@ async fn tcp_connection(
             Ok(Err(e)) => return Err(e),
             Err(_) => return Ok(()),
         }
-        if answer(handler, &packet, peer, xfer::Protocol::Tcp, &mut out).is_none() {
+        let received = Instant::now();
+        let Some(answered) = answer(handler, &packet, peer, xfer::Protocol::Tcp, &mut out) else {
             // not a query (shorter than a header, or a response): hang up,
             // as NSD does
             return Ok(());
-        }
+        };
+        let elapsed = received.elapsed().as_nanos() as u64;
+        stats::count(&out, Transport::Tcp, answered.seen, elapsed);
         let Ok(reply_len) = u16::try_from(out.len()) else {
             continue;
         };

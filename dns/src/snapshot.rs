@@ -120,6 +120,11 @@ pub struct Steered {
     /// Every answer, sorry and fallback record has a wire tail: the hot
     /// path can write whatever the pipeline picks.
     pub wire_ready: bool,
+    /// The key of this record's counters ([`crate::stats::steered_key`]).
+    pub stats_key: u64,
+    /// Each endpoint's key among them ([`crate::stats::endpoint_key`]),
+    /// in pool order.
+    pub endpoint_keys: Arc<[u64]>,
     /// How the HTTP fallback answers this name: redirect or proxy.
     pub http: meridian_config::zone::HttpMode,
     /// The `Host` a proxied request carries.
@@ -166,6 +171,8 @@ pub struct ZoneData {
     pub default_ttl: u32,
     /// `negative_soa` as the hot path writes it.
     pub negative_wire: SoaWire,
+    /// The key of this zone's counter ([`crate::stats::zone_key`]).
+    pub stats_key: u64,
 }
 
 /// Where a name of a zone is answered from (RFC 4592 §3.3.1).
@@ -260,7 +267,11 @@ impl Snapshot {
                 let seen = observed.get(name).map_or(&[][..], Vec::as_slice);
                 let endpoints: Arc<[Endpoint]> = Arc::from(p.endpoints.clone());
                 let table = PoolTable::new(&endpoints, seen, &spec.regions);
-                (name.as_str(), (endpoints, table))
+                let keys = endpoints
+                    .iter()
+                    .map(|e| crate::stats::endpoint_key(name, &e.id))
+                    .collect();
+                (name.as_str(), (endpoints, table, keys))
             })
             .collect();
         let mut shared = Shared::default();
@@ -353,7 +364,9 @@ fn endpoint_rdata(a: &EndpointAddress) -> Result<RData, BuildError> {
 }
 
 /// A pool's endpoints and tables, shared by its steered records.
-type Pool = (Arc<[Endpoint]>, PoolTable);
+/// A pool as steered records use it: its endpoints, its table, and each
+/// endpoint's counter key.
+type Pool = (Arc<[Endpoint]>, PoolTable, Arc<[u64]>);
 
 /// Answer records shared across steered records: by pool, type and TTL;
 /// by sorry set and TTL; by fallback family and TTL.
@@ -535,6 +548,7 @@ fn build_zone(
         has_cuts,
         default_ttl: z.default_ttl,
         negative_wire,
+        stats_key: crate::stats::zone_key(z.name.as_str()),
     })
 }
 
@@ -547,7 +561,7 @@ fn build_steered(
     fallback: &[IpAddr],
     shared: &mut Shared,
 ) -> Result<Steered, BuildError> {
-    let (endpoints, table) = pools
+    let (endpoints, table, endpoint_keys) = pools
         .get(s.pool.as_str())
         .ok_or_else(|| BuildError::MissingPool(s.pool.clone()))?;
     // records shared by name: owned by the root, see `Steered::answers`
@@ -593,6 +607,8 @@ fn build_steered(
         fallback,
         always_fallback: s.mode == meridian_config::zone::SteeredMode::HttpFallback,
         fallback_when_down: s.on_all_down == meridian_config::zone::OnAllDown::HttpFallback,
+        stats_key: crate::stats::steered_key(s.name.as_str(), s.rtype.as_record_type().as_str()),
+        endpoint_keys: Arc::clone(endpoint_keys),
         http: s.http,
         proxy_host: s.proxy_host,
     })

@@ -509,6 +509,56 @@ fn three_nodes_replicate_and_survive_a_killed_leader() {
 }
 
 #[test]
+fn readyz_flips_when_a_node_is_cut_off_and_back_when_it_returns() {
+    let mut c = Cluster::start_with(
+        3,
+        Tls::Off,
+        &spec(0),
+        "  api: {ready_stale_ms: 1000}\n",
+        &[],
+    );
+    c.wait_healthy(1);
+    let api = c.node(1).api.clone();
+    let token = crate::security::token(&c, "read.token");
+    let ready = |want: u16| {
+        let deadline = std::time::Instant::now() + BOUND;
+        loop {
+            let (status, body) = crate::harness::http_get(&api, "/readyz", Some(&token));
+            if status == want {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "/readyz never {want}: {status} {body}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let body = ready(200);
+    assert!(body.contains("\"ready\":true"), "{body}");
+    // alive, and without a credential neither says anything
+    let (status, body) = crate::harness::http_get(&api, "/healthz", Some(&token));
+    assert_eq!((status, body.as_str()), (200, "{\"alive\":true}"));
+    assert_eq!(crate::harness::http_get(&api, "/readyz", None).0, 401);
+    // node 1 alone: no leader, and its state grows stale
+    c.kill(2);
+    c.kill(3);
+    let body = ready(503);
+    let why: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(why["ready"], false);
+    let reasons = why["reasons"].to_string();
+    assert!(
+        reasons.contains("no leader") || reasons.contains("over the 1000 ms bound"),
+        "{body}"
+    );
+    // DNS answers throughout, from the last state
+    assert_eq!(c.answer(1), ["192.0.2.0"]);
+    c.restart(2);
+    c.restart(3);
+    ready(200);
+}
+
+#[test]
 fn quorum_loss_restarts_and_a_wiped_node_rejoining() {
     let mut c = Cluster::start(3, Tls::Off);
     c.wait_healthy(1);

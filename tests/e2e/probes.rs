@@ -377,9 +377,92 @@ fn a_stopped_backend_leaves_every_nodes_answers_and_returns_after_rise() {
         .as_str()
         .unwrap_or_default();
     assert!(!error.is_empty(), "the vote says why: {e0}");
+    scrape_after_a_stopped_backend(&c);
 
     a.listen();
     wait_all(&c, &["192.0.2.1", "192.0.2.2"], &dir);
+}
+
+/// Node 1's `/metrics` once e0's backend is down: the verdicts and votes,
+/// the agents' report ages, the queries the test asked and what the
+/// steered record answered, Raft's view, the process.
+fn scrape_after_a_stopped_backend(c: &Cluster) {
+    let api = &c.node(1).api;
+    let token = crate::security::token(c, "read.token");
+    // no credential, no metrics
+    assert_eq!(crate::harness::http_get(api, "/metrics", None).0, 401);
+    // ten known queries first
+    for _ in 0..10 {
+        dig(c.node(1).dns(), &["www.glb.example.com", "A"]);
+    }
+    let (status, m) = crate::harness::http_get(api, "/metrics", Some(&token));
+    assert_eq!(status, 200, "{m}");
+    let get = |name: &str, labels: &[(&str, &str)]| {
+        crate::harness::metric(&m, name, labels)
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in:\n{m}"))
+    };
+    let e0 = [("pool", "web"), ("endpoint", "e0")];
+    let e1 = [("pool", "web"), ("endpoint", "e1")];
+    assert_eq!(get("meridian_endpoint_up", &e0), 0.0);
+    assert_eq!(get("meridian_endpoint_up", &e1), 1.0);
+    assert_eq!(get("meridian_endpoint_in_service", &e0), 0.0);
+    for region in ["eu", "us", "ap"] {
+        let vote = [("endpoint", "e0"), ("probe_region", region)];
+        assert_eq!(
+            get("meridian_region_vote", &vote),
+            0.0,
+            "{region} votes e0 down"
+        );
+        let up = [("endpoint", "e1"), ("probe_region", region)];
+        assert_eq!(get("meridian_region_vote", &up), 1.0);
+        let rtt = get("meridian_endpoint_rtt_seconds", &up);
+        assert!(rtt > 0.0 && rtt < 1.0, "{region} RTT to e1: {rtt}");
+        let age = get("meridian_agent_report_age_seconds", &[("region", region)]);
+        assert!(
+            (0.0..10.0).contains(&age),
+            "{region} agent's report is {age} s old"
+        );
+    }
+    let answered = get(
+        "meridian_dns_queries_total",
+        &[("qtype", "A"), ("rcode", "NOERROR"), ("protocol", "udp")],
+    );
+    assert!(answered >= 10.0, "{answered} A queries counted");
+    let zone = get(
+        "meridian_dns_zone_queries_total",
+        &[("zone", "glb.example.com.")],
+    );
+    assert!(zone >= 10.0, "{zone} for the zone");
+    // every answer since the stop went to e1; e0 had some before it
+    let to_e1 = get(
+        "meridian_steered_answers_total",
+        &[
+            ("record", "www.glb.example.com."),
+            ("endpoint", "e1"),
+            ("region", "eu"),
+        ],
+    );
+    assert!(to_e1 >= 10.0, "{to_e1} answers led by e1");
+    let histogram = get("meridian_dns_response_seconds_count", &[]);
+    assert!(histogram >= answered, "every answer timed: {histogram}");
+    assert_eq!(get("meridian_raft_has_leader", &[]), 1.0);
+    assert_eq!(get("meridian_raft_members", &[]), 3.0);
+    assert!(get("meridian_state_version", &[]) >= 1.0);
+    assert!(get("meridian_raft_applied_index", &[]) >= 1.0);
+    assert!(get("process_resident_memory_bytes", &[]) > 1e6);
+    assert!(get("process_open_fds", &[]) > 3.0);
+    assert!(get("process_cpu_seconds_total", &[]) > 0.0);
+    // the leader sees how far each member is behind
+    let leader = c.leader(1);
+    let (_, lm) = crate::harness::http_get(&c.node(leader).api, "/metrics", Some(&token));
+    for member in ["1", "2", "3"] {
+        let lag =
+            crate::harness::metric(&lm, "meridian_raft_replication_lag", &[("member", member)]);
+        assert!(
+            lag.is_some_and(|l| l < 100.0),
+            "member {member} lag {lag:?}"
+        );
+    }
 }
 
 #[test]
