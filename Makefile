@@ -22,6 +22,7 @@ bench:
 	./bench/scale.sh
 	cargo bench -p meridian-steering --bench trees
 	./bench/rrl.sh
+	./bench/metrics.sh
 
 fuzz:
 	./scripts/fuzz.sh

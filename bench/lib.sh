@@ -165,6 +165,7 @@ dns:
   # bench/rrl.sh measures what rate limiting costs
   rrl: ${MERIDIAN_RRL:-"{enabled: false}"}
   amplification_factor: 0
+  metrics: ${MERIDIAN_METRICS:-true}
 $extra
 log: {level: warn}
 zones: zones.yaml

@@ -121,6 +121,7 @@ pub fn run(listen: SocketAddr, api: SocketAddr, http: SocketAddr) -> ExitCode {
             cookies: Default::default(),
             amplification_factor: None,
             tcp: Default::default(),
+            metrics: true,
         },
         data_dir: data.path().to_path_buf(),
         geoip: GeoIpConfig::default(),

@@ -254,6 +254,7 @@ pub fn run(
         .nsid
         .clone()
         .unwrap_or_else(|| node.cluster.as_ref().map_or(1, |c| c.id).to_string());
+    meridian_dns::stats::set_enabled(node.dns.metrics);
     let handler = Handler::new(handle.clone(), geo.clone(), node.dns.max_udp_payload)
         .with_nsid(nsid.as_bytes())
         .with_cookies(cookies)

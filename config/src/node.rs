@@ -264,6 +264,9 @@ pub struct DnsConfig {
     pub amplification_factor: Option<u16>,
     /// Bounds on DNS over TCP.
     pub tcp: TcpConfig,
+    /// Count answers for `/metrics` (default true; off only to measure
+    /// what counting costs).
+    pub metrics: bool,
 }
 
 /// Response rate limiting (`dns.rrl`).
@@ -483,6 +486,7 @@ mod raw {
         pub cookies: Option<Cookies>,
         pub amplification_factor: Option<U16>,
         pub tcp: Option<Tcp>,
+        pub metrics: Option<bool>,
     }
 
     #[derive(Debug, Deserialize, Default)]
@@ -708,6 +712,7 @@ impl NodeConfig {
             cookies: CookiesConfig::default(),
             amplification_factor: Some(DEFAULT_AMPLIFICATION),
             tcp: TcpConfig::default(),
+            metrics: true,
         };
         if let Some(d) = dns {
             if let Some(listen) = d.listen {
@@ -821,6 +826,9 @@ impl NodeConfig {
                     bounded("amplification_factor", Some(f.0.into()), 3, 100, 0) as u16
                 };
                 dns_config.amplification_factor = (f > 0).then_some(f);
+            }
+            if let Some(m) = d.metrics {
+                dns_config.metrics = m;
             }
             if let Some(t) = d.tcp {
                 let def = TcpConfig::default();

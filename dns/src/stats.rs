@@ -108,9 +108,21 @@ thread_local! {
     };
 }
 
+/// Whether answers are counted (`dns.metrics`; on unless turned off, for
+/// measuring what counting costs).
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turns counting on or off for the whole process.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
 /// Counts one answer written into `response` (a complete message), over
 /// `transport`, `elapsed_ns` after its query arrived.
 pub fn count(response: &[u8], transport: Transport, seen: Seen, elapsed_ns: u64) {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return;
+    }
     let Some(header) = response.get(..12) else {
         return;
     };

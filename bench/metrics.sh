@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# What metrics cost.
+#
+# 1. Counting: Meridian answering with `dns.metrics: true` against
+#    `false` (every answer counted into its thread's block, or not), each
+#    pinned to CPU 0 with dnsperf on CPU 1, alternating twice; queries per
+#    server CPU-second.
+# 2. A scrape at 10 000 endpoints: a one-node cluster whose spec has 100
+#    checked pools of 100 endpoints and 100 steered records; 20 scrapes of
+#    /metrics one after another; time, size, and the node's CPU per scrape.
+#
+# Usage: bench/metrics.sh [SECONDS]   (default 10 per segment)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+work=$(mktemp -d)
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+
+install_debs dnsperf bind9-dnsutils curl
+cargo build --release --quiet
+clean_on_exit
+bin="$PWD/target/release/meridian"
+
+# --- 1. counting ------------------------------------------------------
+write_queries "$work/queries.txt"
+: > "$work/results.tsv"
+on_port=$(free_port)
+meridian_files "$on_port" "[health, weighted, {first: 1}]" "data_dir: data-on"
+mv "$work/meridian.yaml" "$work/on.yaml"
+off_port=$(free_port)
+MERIDIAN_METRICS=false meridian_files "$off_port" "[health, weighted, {first: 1}]" "data_dir: data-off"
+mv "$work/meridian.yaml" "$work/off.yaml"
+( cd "$work" && exec taskset -c 0 "$bin" serve --config on.yaml >/dev/null 2>on.err ) &
+on_pid=$!; pids+=("$on_pid")
+( cd "$work" && exec taskset -c 0 "$bin" serve --config off.yaml >/dev/null 2>off.err ) &
+off_pid=$!; pids+=("$off_pid")
+wait_ready "$on_port" s0.bench.example.com
+wait_ready "$off_port" s0.bench.example.com
+for round in 1 2; do
+  measure "metrics-off-$round" "$off_port" "$off_pid"
+  measure "metrics-on-$round" "$on_port" "$on_pid"
+done
+kill "$on_pid" "$off_pid"
+
+# --- 2. a scrape at 10 000 endpoints -----------------------------------
+sdir="$work/scrape"; mkdir -p "$sdir"
+python3 - "$sdir/zones.yaml" <<'PY'
+import sys
+out = ["zones:", "  big.example.com:", "    soa: {rname: hostmaster.example.com.}",
+       "    ns: [{name: ns.example.net.}]", "    steered:"]
+for p in range(100):
+    out.append(f"      - {{name: s{p}, type: A, pool: p{p}, steps: [health, weighted, {{first: 1}}]}}")
+out.append("regions: {eu: {}, us: {}, ap: {}}")
+out.append("pools:")
+for p in range(100):
+    out.append(f"  p{p}:")
+    out.append("    check: {kind: tcp, port: 80, regions: [eu, us, ap], interval: 10s}")
+    out.append("    endpoints:")
+    for e in range(100):
+        out.append(f"      - {{id: e{e}, address: 10.{p}.{e // 250}.{e % 250 + 1}, region: eu}}")
+open(sys.argv[1], "w").write("\n".join(out) + "\n")
+PY
+dport=$(free_port); aport=$(free_port)
+( cd "$sdir" && "$bin" token secret --file cluster.secret >/dev/null && "$bin" token new --scope read --file tokens > read.token )
+cat > "$sdir/meridian.yaml" <<YAML
+dns: {listen: ["127.0.0.1:$dport"], udp_sockets: 1}
+data_dir: data
+log: {level: warn}
+zones: zones.yaml
+cluster:
+  id: 1
+  listen: "127.0.0.1:$aport"
+  members: {1: "127.0.0.1:$aport"}
+  secret: cluster.secret
+  tokens: tokens
+YAML
+( cd "$sdir" && exec "$bin" serve --config meridian.yaml >/dev/null 2>serve.err ) &
+spid=$!; pids+=("$spid")
+wait_ready "$dport" s0.big.example.com
+token=$(cat "$sdir/read.token")
+curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$aport/metrics" > "$sdir/one.txt"
+before=$(cpu_ticks "$spid"); start=$(date +%s.%N)
+for _ in $(seq 1 20); do
+  curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$aport/metrics" > /dev/null
+done
+end=$(date +%s.%N); after=$(cpu_ticks "$spid")
+
+echo
+machine_line
+echo "versions: meridian $("$bin" --version | cut -d' ' -f2), $(dnsperf -h 2>&1 | grep ^Version)"
+echo
+echo "Counting: ${secs}s segments, server on CPU 0, dnsperf on CPU 1 (-q 500)"
+report metrics-off-1
+echo
+python3 - "$start" "$end" "$before" "$after" "$(getconf CLK_TCK)" "$sdir/one.txt" <<'PY'
+import sys
+start, end, before, after, tck, one = sys.argv[1:]
+text = open(one).read()
+series = sum(1 for l in text.splitlines() if l and not l.startswith("#"))
+print("A scrape at 10 000 endpoints (100 pools of 100, 3 probe regions each, 100 steered records):")
+print(f"  {(float(end) - float(start)) / 20 * 1000:.1f} ms per scrape (wall, curl included), "
+      f"{(int(after) - int(before)) / int(tck) / 20 * 1000:.1f} ms of node CPU per scrape, "
+      f"{len(text) / 1024:.0f} KiB, {series} series")
+PY
