@@ -150,6 +150,19 @@ pub enum ClusterCommand {
         /// The zone spec (zones.yaml).
         zones: PathBuf,
     },
+    /// Print the whole replicated state (spec, health, API tokens' hashes,
+    /// audit log, cookie secrets) with its version, as JSON: keep it
+    /// where secrets are kept. Needs `admin`.
+    Backup,
+    /// Bring a cluster back to a backup: onto a cluster with no spec yet,
+    /// or any with --force. The state version moves past the backup's.
+    Restore {
+        /// A file `meridian cluster backup` wrote.
+        file: PathBuf,
+        /// Replace a cluster's state that has a spec.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `meridian ctl`: which node, with what identity, and how to print.

@@ -1,4 +1,5 @@
-//! `meridian cluster`: status, health, init, join, leave and apply, sent to one
+//! `meridian cluster`: status, health, init, join, leave, apply, backup and
+//! restore, sent to one
 //! node's API. The node forwards what belongs on the leader.
 //!
 //! Exit codes: 0 done (for `status`: the cluster is healthy), 1 the
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use meridian_config::node::TlsConfig;
 use meridian_consensus::node::{decode, InitRequest, JoinRequest, LeaveRequest};
+use meridian_consensus::state::Backup;
 use meridian_consensus::tls::{self, Tls};
 use meridian_consensus::{ClusterError, Command, NodeId, Status, Written};
 use meridian_probes::health::HealthView;
@@ -187,6 +189,53 @@ pub fn run(target: &Target, command: ClusterCommand) -> ExitCode {
                 .post::<_, ()>(&addr, "/cluster/leave", &LeaveRequest { id })
                 .await
                 .map(|()| format!("node {id} has left the cluster")),
+            ClusterCommand::Backup => {
+                return match api.get::<Backup>(&addr, "/cluster/backup").await {
+                    Ok(b) => match serde_json::to_string(&b) {
+                        Ok(text) => {
+                            out!("{text}");
+                            eprintln!(
+                                "meridian: backup of state version {} ({} zones, {} pools)",
+                                b.version,
+                                b.state.spec.zones.len(),
+                                b.state.spec.pools.len()
+                            );
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            eprintln!("meridian: cannot encode the backup: {e}");
+                            ExitCode::FAILURE
+                        }
+                    },
+                    Err(e) => {
+                        eprintln!("meridian: {e}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
+            ClusterCommand::Restore { file, force } => {
+                let backup = match std::fs::read_to_string(&file)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| Backup::parse(&t))
+                {
+                    Ok(b) => b,
+                    Err(e) => {
+                        eprintln!("meridian: {}: {e}; nothing restored", file.display());
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                };
+                let path = format!("/cluster/restore?force={force}");
+                let from = backup.version;
+                api.post::<_, Written>(&addr, &path, &backup)
+                    .await
+                    .map(|w| {
+                        format!(
+                            "restored {} (state version {from}): the cluster is at version {}",
+                            file.display(),
+                            w.version
+                        )
+                    })
+            }
             ClusterCommand::Apply { zones } => {
                 let spec = match meridian_config::load_zones(&zones) {
                     Ok(s) => s,

@@ -637,12 +637,26 @@ impl ClusterNode {
             ));
         let admin = Router::new()
             .route("/cluster/join", post(join_route))
-            .route("/cluster/leave", post(leave_route));
+            .route("/cluster/leave", post(leave_route))
+            .route("/cluster/backup", get(backup_route));
+        // a whole state may be large; only an operator restores one
+        let restore = Router::new()
+            .route("/cluster/restore", post(restore_route))
+            .layer(DefaultBodyLimit::max(WRITE_LIMIT))
+            .layer(axum::middleware::from_fn_with_state(
+                self.inner.big_writes.clone(),
+                one_big_write_at_a_time,
+            ));
         let init = Router::new().route("/cluster/init", post(init_route));
         let api = http::guarded(read, creds, Need::Scope(Scope::Read))
             .merge(http::guarded(write, creds, Need::Scope(Scope::Write)))
             .merge(http::guarded(admin, creds, Need::Scope(Scope::Admin)))
             .merge(http::guarded(init, creds, Need::ClientScope(Scope::Admin)))
+            .merge(http::guarded(
+                restore,
+                creds,
+                Need::ClientScope(Scope::Admin),
+            ))
             .layer(DefaultBodyLimit::max(API_LIMIT))
             .with_state(self.clone());
         let raft = network::routes(self.inner.raft.clone(), self.inner.contact.clone());
@@ -740,8 +754,32 @@ impl ClusterNode {
                 if text.len() > SPEC_PART_BYTES {
                     let mut end = change.clone();
                     end.op = Op::Delete;
-                    return self.write_in_parts(&text, false, Some(*end)).await;
+                    return self
+                        .write_in_parts(
+                            &text,
+                            PartsEnd::Spec {
+                                seed: false,
+                                change: Some(*end),
+                            },
+                        )
+                        .await;
                 }
+            }
+        }
+        // a backup: its spec checked as any spec is, and in parts when it
+        // is too large for one entry
+        if let Command::Restore { backup, force } = &cmd {
+            if let (true, Some(check)) = (leader, &self.inner.check_spec) {
+                check(&backup.state.spec).map_err(|e| {
+                    ClusterError::Rejected(format!("the backup's spec is invalid: {e}"))
+                })?;
+            }
+            let text = serde_json::to_string(backup)
+                .map_err(|e| ClusterError::Failed(format!("encoding the backup: {e}")))?;
+            if text.len() > SPEC_PART_BYTES {
+                return self
+                    .write_in_parts(&text, PartsEnd::Restore { force: *force })
+                    .await;
             }
         }
         // a spec too large for one entry goes in parts (see `SpecPart`)
@@ -750,7 +788,9 @@ impl ClusterNode {
             let text = serde_json::to_string(spec)
                 .map_err(|e| ClusterError::Failed(format!("encoding the spec: {e}")))?;
             if text.len() > SPEC_PART_BYTES {
-                return self.write_in_parts(&text, seed, None).await;
+                return self
+                    .write_in_parts(&text, PartsEnd::Spec { seed, change: None })
+                    .await;
             }
         }
         self.propose(cmd).await
@@ -852,12 +892,7 @@ impl ClusterNode {
     /// end that applies it. The parts change nothing until the end
     /// commits; a spec left half-sent (this leader died) is dropped when
     /// others arrive.
-    async fn write_in_parts(
-        &self,
-        text: &str,
-        seed: bool,
-        change: Option<Change>,
-    ) -> Result<Written, OpError> {
+    async fn write_in_parts(&self, text: &str, end: PartsEnd) -> Result<Written, OpError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         // one spec in parts at a time: parts of two would take turns and
         // the state keeps only a few unfinished ones
@@ -889,13 +924,20 @@ impl ClusterNode {
             seq += 1;
             rest = tail;
         }
-        self.propose(Command::SpecEnd {
-            id,
-            parts: seq,
-            seed,
-            change: change.map(Box::new),
-        })
-        .await
+        let end = match end {
+            PartsEnd::Spec { seed, change } => Command::SpecEnd {
+                id,
+                parts: seq,
+                seed,
+                change: change.map(Box::new),
+            },
+            PartsEnd::Restore { force } => Command::RestoreEnd {
+                id,
+                parts: seq,
+                force,
+            },
+        };
+        self.propose(end).await
     }
 
     /// A leader that has not heard from a majority for longer than an
@@ -1287,6 +1329,14 @@ pub const SPEC_PART_BYTES: usize = 256 * 1024;
 /// Body limit of `/cluster/write`: a whole zone spec.
 pub const WRITE_LIMIT: usize = 16 * 1024 * 1024;
 
+/// What the parts of a large write become once they are all in.
+enum PartsEnd {
+    /// A spec: seeded, replaced, or the resource of an API change.
+    Spec { seed: bool, change: Option<Change> },
+    /// A backup to restore.
+    Restore { force: bool },
+}
+
 /// Body limit of the other cluster API routes.
 const API_LIMIT: usize = 64 * 1024;
 
@@ -1405,6 +1455,35 @@ async fn status_route(State(node): State<ClusterNode>) -> Json<Status> {
     Json(node.status())
 }
 
+/// The whole state this node applied, with its version: what `meridian
+/// cluster backup` writes. It holds token hashes and the cookie secrets:
+/// admins only.
+async fn backup_route(State(node): State<ClusterNode>) -> Json<crate::state::Backup> {
+    Json(crate::state::Backup::of(&node.state(), wall_now_ms()))
+}
+
+#[derive(Debug, Deserialize)]
+struct RestoreQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+/// Restores a backup (`meridian cluster restore`): onto a cluster with no
+/// spec, or any with `?force=true`.
+async fn restore_route(
+    State(node): State<ClusterNode>,
+    axum::extract::Query(q): axum::extract::Query<RestoreQuery>,
+    body: String,
+) -> Result<Json<Written>, ClusterError> {
+    let backup = crate::state::Backup::parse(&body).map_err(ClusterError::Rejected)?;
+    node.write(Command::Restore {
+        backup: Box::new(backup),
+        force: q.force,
+    })
+    .await
+    .map(Json)
+}
+
 async fn write_route(
     State(node): State<ClusterNode>,
     Extension(principal): Extension<Principal>,
@@ -1424,12 +1503,27 @@ async fn write_route(
         }
     }
     // parts of a spec are the leader's own
-    if matches!(cmd, Command::SpecPart { .. } | Command::SpecEnd { .. }) {
+    if matches!(
+        cmd,
+        Command::SpecPart { .. } | Command::SpecEnd { .. } | Command::RestoreEnd { .. }
+    ) {
         return Err(ClusterError::Forbidden(
             "spec parts are made by the leader; send the whole spec".into(),
         ));
     }
     let forwarded = forwarded(&headers, &principal);
+    // a cookie secret is the leader's to make, a restore an admin's
+    // through /cluster/restore: here, only forwarded by a node
+    if matches!(
+        cmd,
+        Command::RotateCookieSecret { .. } | Command::Restore { .. }
+    ) && !forwarded
+    {
+        return Err(ClusterError::Forbidden(
+            "cookie secrets are made by the leader, and restores go through /cluster/restore"
+                .into(),
+        ));
+    }
     // API changes come only through /v1, which names who made them; a
     // node forwards them to the leader, which records which node did
     if matches!(cmd, Command::Api(_)) && !forwarded {

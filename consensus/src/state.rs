@@ -63,10 +63,59 @@ pub enum Command {
     /// A change to one resource through the REST API: checked against its
     /// precondition and every rule, audited.
     Api(Box<Change>),
+    /// The whole state from a backup (`meridian cluster restore`), onto a
+    /// cluster without a spec, or any with `force`.
+    Restore { backup: Box<Backup>, force: bool },
+    /// The end of a backup sent in parts (as [`Command::SpecPart`]s):
+    /// restores it as [`Command::Restore`] does.
+    RestoreEnd { id: u64, parts: u32, force: bool },
     /// A new secret for DNS server cookies, made by the leader (RFC 9018:
     /// every node must make and check the same cookies); the current one
     /// becomes the previous, still accepted.
     RotateCookieSecret { at_ms: u64, secret: [u8; 16] },
+}
+
+/// What a backup file holds: the whole replicated state at a version.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Backup {
+    /// [`BACKUP_FORMAT`].
+    pub format: String,
+    pub version: u64,
+    pub revision: u64,
+    /// When it was taken (the node's clock, ms since the Unix epoch).
+    pub taken_at_ms: u64,
+    pub state: ReplicatedState,
+}
+
+/// The format a backup declares, checked when it is restored.
+pub const BACKUP_FORMAT: &str = "meridian-backup/1";
+
+impl Backup {
+    pub fn of(state: &ReplicatedState, taken_at_ms: u64) -> Backup {
+        let mut state = state.clone();
+        // a spec half received belongs to no one after a restore
+        state.pending_specs.clear();
+        Backup {
+            format: BACKUP_FORMAT.to_string(),
+            version: state.version,
+            revision: state.revision,
+            taken_at_ms,
+            state,
+        }
+    }
+
+    /// Reads a backup file's text, checking its format.
+    pub fn parse(text: &str) -> Result<Backup, String> {
+        let b: Backup =
+            serde_json::from_str(text).map_err(|e| format!("not a Meridian backup: {e}"))?;
+        if b.format != BACKUP_FORMAT {
+            return Err(format!(
+                "a backup of format {:?}; this version reads {BACKUP_FORMAT:?}",
+                b.format
+            ));
+        }
+        Ok(b)
+    }
 }
 
 /// The secrets DNS server cookies are made with (RFC 7873, 9018). They
@@ -152,6 +201,10 @@ impl ReplicatedState {
                 change,
             } => return self.spec_end(*id, *parts, *seed, change.as_deref()),
             Command::Api(change) => return self.apply_change(change),
+            Command::Restore { backup, force } => return self.restore(backup, *force),
+            Command::RestoreEnd { id, parts, force } => {
+                return self.restore_end(*id, *parts, *force)
+            }
             // changes no answer: the revision moves, the version does not
             Command::RotateCookieSecret { at_ms, secret } => {
                 self.cookies = CookieSecrets {
@@ -204,6 +257,8 @@ impl ReplicatedState {
             | Command::SpecPart { .. }
             | Command::SpecEnd { .. }
             | Command::RotateCookieSecret { .. }
+            | Command::Restore { .. }
+            | Command::RestoreEnd { .. }
             | Command::Api(_) => Ok(()),
         };
         match result {
@@ -339,6 +394,53 @@ impl ReplicatedState {
         }
     }
 
+    /// Becomes the backup's state, its version moved past both the
+    /// backup's and the current one (the SOA serial only goes forward).
+    /// Refused onto a cluster that has a spec, unless `force`.
+    fn restore(&mut self, backup: &Backup, force: bool) -> Response {
+        if backup.format != BACKUP_FORMAT {
+            return Response::Rejected {
+                reason: format!("a backup of format {:?}", backup.format),
+            };
+        }
+        if self.version > 0 && !force {
+            return Response::Rejected {
+                reason: format!(
+                    "the cluster has a state already (version {}): restore onto an empty cluster, or force",
+                    self.version
+                ),
+            };
+        }
+        let mut state = backup.state.clone();
+        state.version = self.version.max(backup.version) + 1;
+        state.revision = self.revision.max(backup.revision) + 1;
+        state.pending_specs = std::mem::take(&mut self.pending_specs);
+        state.health.evaluate(&state.spec);
+        *self = state;
+        Response::Applied {
+            version: self.version,
+        }
+    }
+
+    fn restore_end(&mut self, id: u64, parts: u32, force: bool) -> Response {
+        let Some((seen, text)) = self.pending_specs.remove(&id) else {
+            return Response::Rejected {
+                reason: format!("backup {id}: no parts"),
+            };
+        };
+        if seen != parts {
+            return Response::Rejected {
+                reason: format!("backup {id}: {seen} of {parts} parts arrived"),
+            };
+        }
+        match Backup::parse(&text) {
+            Ok(b) => self.restore(&b, force),
+            Err(e) => Response::Rejected {
+                reason: format!("backup {id}: {e}"),
+            },
+        }
+    }
+
     fn endpoint_mut(
         &mut self,
         pool: &str,
@@ -360,7 +462,11 @@ impl ReplicatedState {
 /// tens of milliseconds for a spec of megabytes.
 fn heavy(cmd: &Command) -> bool {
     match cmd {
-        Command::ReplaceSpec(_) | Command::SeedSpec(_) | Command::SpecEnd { .. } => true,
+        Command::ReplaceSpec(_)
+        | Command::SeedSpec(_)
+        | Command::SpecEnd { .. }
+        | Command::Restore { .. }
+        | Command::RestoreEnd { .. } => true,
         Command::Api(c) => {
             !matches!(c.op, Op::PatchEndpoint { .. }) && !matches!(c.target, Target::Token { .. })
         }

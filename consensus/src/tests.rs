@@ -107,6 +107,45 @@ mod state_machine {
         assert_eq!(back.cookies, c);
     }
 
+    #[test]
+    fn a_restore_takes_the_backups_state_past_both_versions() {
+        let mut old = crate::ReplicatedState::default();
+        old.apply(&Command::ReplaceSpec(Box::new(spec())));
+        old.apply(&Command::SetWeight {
+            pool: "web".into(),
+            endpoint: "eu-1".into(),
+            weight: 9,
+        });
+        let backup = crate::state::Backup::of(&old, 1);
+        assert_eq!(backup.version, 2);
+        let text = serde_json::to_string(&backup).unwrap();
+        let backup = crate::state::Backup::parse(&text).unwrap();
+        // onto an empty state
+        let mut fresh = crate::ReplicatedState::default();
+        let restore = |force| Command::Restore {
+            backup: Box::new(backup.clone()),
+            force,
+        };
+        assert_eq!(
+            fresh.apply(&restore(false)),
+            Response::Applied { version: 3 }
+        );
+        assert_eq!(fresh.spec, old.spec);
+        // onto one with a spec: refused, unchanged, unless forced
+        let before = fresh.clone();
+        assert!(matches!(
+            fresh.apply(&restore(false)),
+            Response::Rejected { .. }
+        ));
+        assert_eq!(fresh, before);
+        assert_eq!(
+            fresh.apply(&restore(true)),
+            Response::Applied { version: 4 }
+        );
+        // a file of another format is no backup
+        assert!(crate::state::Backup::parse("{\"format\": \"x\"}").is_err());
+    }
+
     #[tokio::test]
     async fn commands_apply_and_bump_the_version() {
         let dir = tempfile::tempdir().unwrap();
