@@ -759,7 +759,7 @@ impl ClusterNode {
                             &text,
                             PartsEnd::Spec {
                                 seed: false,
-                                change: Some(*end),
+                                change: Some(end),
                             },
                         )
                         .await;
@@ -929,7 +929,7 @@ impl ClusterNode {
                 id,
                 parts: seq,
                 seed,
-                change: change.map(Box::new),
+                change,
             },
             PartsEnd::Restore { force } => Command::RestoreEnd {
                 id,
@@ -1332,7 +1332,10 @@ pub const WRITE_LIMIT: usize = 16 * 1024 * 1024;
 /// What the parts of a large write become once they are all in.
 enum PartsEnd {
     /// A spec: seeded, replaced, or the resource of an API change.
-    Spec { seed: bool, change: Option<Change> },
+    Spec {
+        seed: bool,
+        change: Option<Box<Change>>,
+    },
     /// A backup to restore.
     Restore { force: bool },
 }
