@@ -433,6 +433,14 @@ pub enum Command {
         /// Log level (a tracing filter).
         #[arg(long, default_value = "info")]
         log: String,
+        /// Serve the agent's Prometheus metrics at /metrics on this
+        /// address.
+        #[arg(long, value_name = "HOST:PORT", requires = "metrics_tokens")]
+        metrics: Option<std::net::SocketAddr>,
+        /// A token file (`meridian token new --scope read --file F`) whose
+        /// tokens may read the metrics.
+        #[arg(long, value_name = "FILE")]
+        metrics_tokens: Option<PathBuf>,
     },
     /// Create the CA and certificates a cluster's mutual TLS runs on.
     Tls {

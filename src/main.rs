@@ -103,6 +103,8 @@ fn main() -> ExitCode {
             deny,
             name,
             log,
+            metrics,
+            metrics_tokens,
         } => probe::run(probe::Args {
             region,
             cluster,
@@ -115,6 +117,7 @@ fn main() -> ExitCode {
             policy: meridian_config::policy::AddressPolicy { allow, deny },
             name,
             log,
+            metrics: metrics.zip(metrics_tokens),
         }),
         cli::Command::DemoGeoip { dir } => geoip::write_demo(&dir),
         cli::Command::Tls { command } => match command {

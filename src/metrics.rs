@@ -9,6 +9,7 @@
 //! `prometheus` crate's encoder.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,96 @@ pub struct Sources {
     /// `/readyz` says not ready past this much staleness.
     pub ready_stale: Duration,
     pub started: Instant,
+    /// The embedded probe agent's counts, once it runs.
+    pub agent: Arc<std::sync::OnceLock<AgentStats>>,
+    /// The HTTP fallback's, when it is configured.
+    pub fallback: Option<Arc<FallbackStats>>,
+}
+
+/// The HTTP fallback's counts, heard through its observer hook: answers
+/// and proxy attempts by status.
+pub struct FallbackStats {
+    /// Statuses 100..=599.
+    answered: Vec<AtomicU64>,
+    upstream: Vec<AtomicU64>,
+    /// Proxy attempts that got no response.
+    upstream_failed: AtomicU64,
+}
+
+impl Default for FallbackStats {
+    fn default() -> Self {
+        FallbackStats {
+            answered: (100..600).map(|_| AtomicU64::new(0)).collect(),
+            upstream: (100..600).map(|_| AtomicU64::new(0)).collect(),
+            upstream_failed: AtomicU64::new(0),
+        }
+    }
+}
+
+impl meridian_http_fallback::Observer for FallbackStats {
+    fn answered(&self, _host: &str, status: StatusCode, _endpoint: Option<&str>) {
+        if let Some(c) = self
+            .answered
+            .get(usize::from(status.as_u16()).wrapping_sub(100))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn upstream(&self, _endpoint: &str, _took: Duration, status: Option<StatusCode>) {
+        match status {
+            Some(s) => {
+                if let Some(c) = self.upstream.get(usize::from(s.as_u16()).wrapping_sub(100)) {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            None => {
+                self.upstream_failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn fallback(f: &mut Families, s: &FallbackStats) {
+    for (i, c) in s.answered.iter().enumerate() {
+        let n = c.load(Ordering::Relaxed);
+        if n > 0 {
+            let status = (100 + i).to_string();
+            f.counter(
+                "meridian_http_requests_total",
+                "HTTP fallback requests answered, by status.",
+                &[("status", &status)],
+                n as f64,
+            );
+        }
+    }
+    let help = "Proxy-mode attempts at endpoints, by the status they answered (none: no response).";
+    for (i, c) in s.upstream.iter().enumerate() {
+        let n = c.load(Ordering::Relaxed);
+        if n > 0 {
+            let status = (100 + i).to_string();
+            f.counter(
+                "meridian_http_upstream_total",
+                help,
+                &[("status", &status)],
+                n as f64,
+            );
+        }
+    }
+    let failed = s.upstream_failed.load(Ordering::Relaxed);
+    f.counter(
+        "meridian_http_upstream_total",
+        help,
+        &[("status", "none")],
+        failed as f64,
+    );
+}
+
+/// A probe agent's counts, by its region.
+#[derive(Clone)]
+pub struct AgentStats {
+    pub region: String,
+    pub stats: Arc<meridian_probes::agent::Stats>,
 }
 
 /// `/metrics`, `/healthz` and `/readyz`: the first behind the `read`
@@ -204,8 +295,57 @@ pub fn render(s: &Sources) -> String {
     dns(&mut f, s);
     health(&mut f, s);
     raft(&mut f, s);
-    process(&mut f, s);
+    if let Some(a) = s.agent.get() {
+        agent(&mut f, a);
+    }
+    if let Some(fb) = &s.fallback {
+        fallback(&mut f, fb);
+    }
+    process(&mut f, s.started);
     f.encode()
+}
+
+/// A standalone probe agent's scrape: its counts and its process.
+pub fn render_agent(a: &AgentStats, started: Instant) -> String {
+    let mut f = Families::default();
+    agent(&mut f, a);
+    process(&mut f, started);
+    f.encode()
+}
+
+fn agent(f: &mut Families, a: &AgentStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &a.stats;
+    let probes = s.probes.load(Relaxed);
+    let failures = s.failures.load(Relaxed);
+    let help = "Health probes this agent ran, by result.";
+    let region = a.region.as_str();
+    let ok = probes.saturating_sub(failures) as f64;
+    f.counter(
+        "meridian_probe_results_total",
+        help,
+        &[("region", region), ("result", "ok")],
+        ok,
+    );
+    f.counter(
+        "meridian_probe_results_total",
+        help,
+        &[("region", region), ("result", "fail")],
+        failures as f64,
+    );
+    let help = "Reports this agent sent to the cluster, by outcome.";
+    f.counter(
+        "meridian_probe_reports_total",
+        help,
+        &[("region", region), ("result", "sent")],
+        s.reports.load(Relaxed) as f64,
+    );
+    f.counter(
+        "meridian_probe_reports_total",
+        help,
+        &[("region", region), ("result", "failed")],
+        s.reports_failed.load(Relaxed) as f64,
+    );
 }
 
 fn dns(f: &mut Families, s: &Sources) {
@@ -483,7 +623,7 @@ fn raft(f: &mut Families, s: &Sources) {
     );
 }
 
-fn process(f: &mut Families, s: &Sources) {
+fn process(f: &mut Families, started: Instant) {
     if let Some((cpu, rss)) = proc_self() {
         f.counter(
             "process_cpu_seconds_total",
@@ -510,7 +650,7 @@ fn process(f: &mut Families, s: &Sources) {
         "meridian_uptime_seconds",
         "Since the process started serving.",
         &[],
-        s.started.elapsed().as_secs_f64(),
+        started.elapsed().as_secs_f64(),
     );
 }
 

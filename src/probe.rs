@@ -29,6 +29,8 @@ pub struct Args {
     pub policy: meridian_config::policy::AddressPolicy,
     pub name: Option<String>,
     pub log: String,
+    /// Where to serve /metrics, and the token file that may read it.
+    pub metrics: Option<(std::net::SocketAddr, PathBuf)>,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -94,6 +96,53 @@ pub fn run(args: Args) -> ExitCode {
     println!("meridian: probe agent for region {} started", args.region);
     let agent = Agent::new(cluster, opts, prober);
     let stats = agent.stats();
+    if let Some((addr, tokens)) = &args.metrics {
+        let listener = match runtime.block_on(tokio::net::TcpListener::bind(addr)) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("meridian: cannot listen on {addr} (--metrics): {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let tokens = match meridian_consensus::auth::load_tokens(tokens) {
+            Ok(t) => t,
+            Err(e) => return config_error(format!("--metrics-tokens: {e}")),
+        };
+        let creds = Arc::new(meridian_consensus::auth::Credentials::new(
+            tokens, None, false,
+        ));
+        let counts = crate::metrics::AgentStats {
+            region: args.region.clone(),
+            stats: stats.clone(),
+        };
+        let started = std::time::Instant::now();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let counts = counts.clone();
+                async move { crate::metrics::render_agent(&counts, started) }
+            }),
+        );
+        let app = meridian_consensus::http::guarded(
+            app,
+            &creds,
+            meridian_consensus::auth::Need::Scope(meridian_consensus::auth::Scope::Read),
+        );
+        let limits = meridian_consensus::http::Limits {
+            max_connections: 64,
+            max_per_peer: 8,
+            name: "metrics",
+            ..Default::default()
+        };
+        runtime.spawn(meridian_consensus::http::serve(
+            listener,
+            None,
+            app,
+            limits,
+            Arc::new(|_| false),
+        ));
+        println!("meridian: metrics on {addr}");
+    }
     runtime.block_on(async move {
         tokio::select! {
             () = agent.run() => {}

@@ -196,6 +196,13 @@ pub fn run(
             table_size: r.table_size,
         }))
     });
+    // the embedded probe agent's counts, for /metrics once it runs, and
+    // the HTTP fallback's
+    let agent_stats = Arc::new(std::sync::OnceLock::new());
+    let fallback_stats = node
+        .http
+        .as_ref()
+        .map(|_| Arc::new(crate::metrics::FallbackStats::default()));
     let started = runtime.block_on(start(
         node,
         file_spec,
@@ -203,6 +210,8 @@ pub fn run(
         geo.clone(),
         cookies.clone(),
         rrl.clone(),
+        agent_stats.clone(),
+        fallback_stats.clone(),
     ));
     let (cluster, handle, probes, api_addr) = match started {
         Ok(s) => s,
@@ -217,13 +226,15 @@ pub fn run(
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     // the HTTP fallback is bound before DNS says it is up
     let (http_addrs, certs) = match &node.http {
-        Some(http) => match runtime.block_on(start_fallback(http, &handle, &geo)) {
-            Ok(started) => started,
-            Err(e) => {
-                eprintln!("meridian: {e}");
-                return ExitCode::FAILURE;
+        Some(http) => {
+            match runtime.block_on(start_fallback(http, &handle, &geo, fallback_stats.clone())) {
+                Ok(started) => started,
+                Err(e) => {
+                    eprintln!("meridian: {e}");
+                    return ExitCode::FAILURE;
+                }
             }
-        },
+        }
         None => (Vec::new(), None),
     };
     let listeners = match Listeners::bind(&node.dns.listen, udp_sockets) {
@@ -275,6 +286,10 @@ pub fn run(
             Ok(prober) => {
                 info!(%region, "running an embedded probe agent");
                 let agent = Agent::new(Arc::new(probes), AgentOptions::new(region), prober);
+                let _ = agent_stats.set(crate::metrics::AgentStats {
+                    region: region.clone(),
+                    stats: agent.stats(),
+                });
                 Some(runtime.spawn(agent.run()))
             }
             Err(e) => {
@@ -380,6 +395,8 @@ async fn start(
     geo: GeoHandle,
     cookies: CookieHandle,
     rrl: Option<Arc<Rrl>>,
+    agent_stats: Arc<std::sync::OnceLock<crate::metrics::AgentStats>>,
+    fallback_stats: Option<Arc<crate::metrics::FallbackStats>>,
 ) -> Result<
     (
         ClusterNode,
@@ -501,6 +518,8 @@ async fn start(
                     rrl: rrl.clone(),
                     ready_stale: Duration::from_millis(c.api.ready_stale_ms),
                     started: std::time::Instant::now(),
+                    agent: agent_stats.clone(),
+                    fallback: fallback_stats.clone(),
                 },
                 c.api.open_health,
             );
@@ -672,9 +691,11 @@ async fn start_fallback(
     http: &HttpConfig,
     handle: &SnapshotHandle,
     geo: &GeoHandle,
+    stats: Option<Arc<crate::metrics::FallbackStats>>,
 ) -> Result<(Vec<SocketAddr>, Option<Arc<Certs>>), String> {
-    let fallback =
+    let mut fallback =
         meridian_http_fallback::Fallback::new(handle.clone(), geo.clone(), http.clone())?;
+    fallback.observer = stats.map(|s| s as Arc<dyn meridian_http_fallback::Observer>);
     let certs = match &http.tls {
         Some(t) => Some(
             Certs::load(

@@ -228,16 +228,38 @@ impl Agent {
         // each agent its own region's token, made with the cluster
         let token = cluster.dir.path().join(format!("probe-{region}.token"));
         let log = std::fs::File::create(dir.join(format!("agent-{region}.log"))).expect("log");
+        // the eu agent serves its metrics, to the cluster's read token
+        let metrics: Vec<String> = match region {
+            "eu" => vec![
+                "--metrics".into(),
+                eu_metrics(cluster),
+                "--metrics-tokens".into(),
+                cluster.dir.path().join("tokens").display().to_string(),
+            ],
+            _ => vec![],
+        };
         let child = Command::new(BIN)
             .args(["probe", "--region", region, "--cluster", &urls.join(",")])
             .arg("--token-file")
             .arg(&token)
+            .args(&metrics)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start meridian probe");
         Agent { child }
     }
+}
+
+/// Where the eu agent serves its metrics: a port fixed per cluster.
+fn eu_metrics(c: &Cluster) -> String {
+    let file = c.dir.path().join("eu-metrics.addr");
+    if let Ok(addr) = std::fs::read_to_string(&file) {
+        return addr;
+    }
+    let addr = format!("127.0.0.1:{}", crate::cluster::free_port("127.0.0.1"));
+    std::fs::write(&file, &addr).expect("write");
+    addr
 }
 
 impl Agent {
@@ -452,6 +474,25 @@ fn scrape_after_a_stopped_backend(c: &Cluster) {
     assert!(get("process_resident_memory_bytes", &[]) > 1e6);
     assert!(get("process_open_fds", &[]) > 3.0);
     assert!(get("process_cpu_seconds_total", &[]) > 0.0);
+    // the standalone eu agent's own metrics: its probes and reports
+    let (status, am) = crate::harness::http_get(&eu_metrics(c), "/metrics", Some(&token));
+    assert_eq!(status, 200, "{am}");
+    let ok = crate::harness::metric(
+        &am,
+        "meridian_probe_results_total",
+        &[("region", "eu"), ("result", "ok")],
+    );
+    let fail = crate::harness::metric(&am, "meridian_probe_results_total", &[("result", "fail")]);
+    assert!(
+        ok.is_some_and(|n| n > 0.0) && fail.is_some_and(|n| n > 0.0),
+        "{am}"
+    );
+    let sent = crate::harness::metric(&am, "meridian_probe_reports_total", &[("result", "sent")]);
+    assert!(sent.is_some_and(|n| n > 0.0), "{am}");
+    assert_eq!(
+        crate::harness::http_get(&eu_metrics(c), "/metrics", None).0,
+        401
+    );
     // the leader sees how far each member is behind
     let leader = c.leader(1);
     let (_, lm) = crate::harness::http_get(&c.node(leader).api, "/metrics", Some(&token));
