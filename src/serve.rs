@@ -208,10 +208,12 @@ pub fn run(
         file_spec,
         seed_spec,
         geo.clone(),
-        cookies.clone(),
-        rrl.clone(),
-        agent_stats.clone(),
-        fallback_stats.clone(),
+        Shared {
+            cookies: cookies.clone(),
+            rrl: rrl.clone(),
+            agent_stats: agent_stats.clone(),
+            fallback_stats: fallback_stats.clone(),
+        },
     ));
     let (cluster, handle, probes, api_addr) = match started {
         Ok(s) => s,
@@ -386,6 +388,15 @@ fn limits(c: &ClusterConfig) -> Limits {
     }
 }
 
+/// What the node's parts share with its Raft member and API: the cookie
+/// secrets it publishes, and the counts `/metrics` reads.
+struct Shared {
+    cookies: CookieHandle,
+    rrl: Option<Arc<Rrl>>,
+    agent_stats: Arc<std::sync::OnceLock<crate::metrics::AgentStats>>,
+    fallback_stats: Option<Arc<crate::metrics::FallbackStats>>,
+}
+
 /// Starts this node's Raft member and returns it with the DNS snapshot
 /// handle its state machine publishes to, and its probe service.
 async fn start(
@@ -393,10 +404,7 @@ async fn start(
     file_spec: Option<ZoneSpec>,
     seed_spec: Option<ZoneSpec>,
     geo: GeoHandle,
-    cookies: CookieHandle,
-    rrl: Option<Arc<Rrl>>,
-    agent_stats: Arc<std::sync::OnceLock<crate::metrics::AgentStats>>,
-    fallback_stats: Option<Arc<crate::metrics::FallbackStats>>,
+    shared: Shared,
 ) -> Result<
     (
         ClusterNode,
@@ -429,6 +437,12 @@ async fn start(
             error!(version = state.version, %e, "cannot index the replicated spec; still serving the previous one")
         }
     };
+    let Shared {
+        cookies,
+        rrl,
+        agent_stats,
+        fallback_stats,
+    } = shared;
     let cookies_on = node.dns.cookies.enabled;
     let publish = move |state: &ReplicatedState| {
         if cookies_on {
