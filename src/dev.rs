@@ -169,6 +169,7 @@ pub fn run(listen: SocketAddr, api: SocketAddr, http: SocketAddr) -> ExitCode {
             advertise: Vec::new(),
             proxy: Default::default(),
         }),
+        metrics: None,
     };
     logging::init(&node.log);
     serve::run(

@@ -131,9 +131,12 @@ pub struct AgentStats {
 }
 
 /// `/metrics`, `/healthz` and `/readyz`: the first behind the `read`
-/// scope, the others too unless `open_health`.
-pub fn routes(sources: Sources, open_health: bool) -> Router {
-    let creds = sources.cluster.credentials().clone();
+/// scope of `creds`, the others too unless `open_health`.
+pub fn routes(
+    sources: Sources,
+    creds: Arc<meridian_consensus::auth::Credentials>,
+    open_health: bool,
+) -> Router {
     let metrics = Router::new().route("/metrics", get(metrics_route));
     let health = Router::new()
         .route("/healthz", get(healthz_route))
@@ -146,6 +149,52 @@ pub fn routes(sources: Sources, open_health: bool) -> Router {
         meridian_consensus::http::guarded(health, &creds, read)
     };
     guarded.merge(health).with_state(sources)
+}
+
+/// Serves the routes on the `metrics` section's own listener, with its
+/// token file (or none, `insecure`).
+pub async fn listen(
+    config: &meridian_config::node::MetricsConfig,
+    sources: Sources,
+) -> Result<(), String> {
+    let tokens = match &config.tokens {
+        Some(path) => meridian_consensus::auth::load_tokens(path)
+            .map_err(|e| format!("metrics.tokens: {e}"))?,
+        None => Vec::new(),
+    };
+    if config.insecure {
+        tracing::warn!(listen = %config.listen, "metrics.insecure: anyone may read /metrics");
+    }
+    let creds = Arc::new(meridian_consensus::auth::Credentials::new(
+        tokens,
+        None,
+        config.insecure,
+    ));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {} (metrics.listen): {e}", config.listen))?;
+    let at = listener.local_addr().map_err(|e| e.to_string())?;
+    serve_small(listener, routes(sources, creds, config.open_health));
+    println!("meridian: metrics listening on {at}");
+    Ok(())
+}
+
+/// Serves `app` on `listener` with the bounds a scrape needs: a few
+/// connections, the API's header and request timeouts.
+pub fn serve_small(listener: tokio::net::TcpListener, app: Router) {
+    let limits = meridian_consensus::http::Limits {
+        max_connections: 64,
+        max_per_peer: 8,
+        name: "metrics",
+        ..Default::default()
+    };
+    tokio::spawn(meridian_consensus::http::serve(
+        listener,
+        None,
+        app,
+        limits,
+        Arc::new(|_| false),
+    ));
 }
 
 async fn metrics_route(State(s): State<Sources>) -> Response {

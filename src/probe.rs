@@ -128,19 +128,8 @@ pub fn run(args: Args) -> ExitCode {
             &creds,
             meridian_consensus::auth::Need::Scope(meridian_consensus::auth::Scope::Read),
         );
-        let limits = meridian_consensus::http::Limits {
-            max_connections: 64,
-            max_per_peer: 8,
-            name: "metrics",
-            ..Default::default()
-        };
-        runtime.spawn(meridian_consensus::http::serve(
-            listener,
-            None,
-            app,
-            limits,
-            Arc::new(|_| false),
-        ));
+        let _entered = runtime.enter();
+        crate::metrics::serve_small(listener, app);
         println!("meridian: metrics on {addr}");
     }
     runtime.block_on(async move {

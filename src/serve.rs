@@ -222,6 +222,21 @@ pub fn run(
             return f.code;
         }
     };
+    if let Some(m) = &node.metrics {
+        let sources = crate::metrics::Sources {
+            cluster: cluster.clone(),
+            snapshots: handle.clone(),
+            rrl: rrl.clone(),
+            ready_stale: Duration::from_millis(m.ready_stale_ms),
+            started: std::time::Instant::now(),
+            agent: agent_stats.clone(),
+            fallback: fallback_stats.clone(),
+        };
+        if let Err(e) = runtime.block_on(crate::metrics::listen(m, sources)) {
+            eprintln!("meridian: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
     let udp_sockets = node
         .dns
         .udp_sockets
@@ -535,6 +550,7 @@ async fn start(
                     agent: agent_stats.clone(),
                     fallback: fallback_stats.clone(),
                 },
+                cluster.credentials().clone(),
                 c.api.open_health,
             );
             cluster.serve(api, probes.routes().merge(rest).merge(metrics));

@@ -27,6 +27,24 @@ pub struct NodeConfig {
     pub probe: ProbeConfig,
     /// The HTTP fallback: `None` serves none.
     pub http: Option<HttpConfig>,
+    /// A listener of its own for `/metrics`, `/healthz` and `/readyz`
+    /// (`metrics`): how a node without a `cluster` section shows them.
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// The metrics listener (`metrics`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfig {
+    pub listen: SocketAddr,
+    /// Token file (`meridian token new --scope read --file F`) of who may
+    /// read them; `None` only with `insecure`.
+    pub tokens: Option<PathBuf>,
+    /// `/healthz` and `/readyz` without a credential.
+    pub open_health: bool,
+    /// `/readyz` says not ready past this much staleness (ms).
+    pub ready_stale_ms: u64,
+    /// No credential checked at all (logged at start).
+    pub insecure: bool,
 }
 
 /// The HTTP fallback (`http`): where it listens and how it redirects.
@@ -383,6 +401,20 @@ mod raw {
         pub probe: Option<Lenient<Probe>>,
         #[serde(default)]
         pub http: Option<Lenient<Http>>,
+        #[serde(default)]
+        pub metrics: Option<Lenient<Metrics>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Metrics {
+        pub listen: SocketAddr,
+        pub tokens: Option<PathBuf>,
+        #[serde(default)]
+        pub open_health: bool,
+        pub ready_stale_ms: Option<u64>,
+        #[serde(default)]
+        pub insecure: bool,
     }
 
     #[derive(Debug, Deserialize, Default)]
@@ -545,6 +577,28 @@ impl NodeConfig {
         let geoip = section(&doc, &mut errors, "geoip", raw.geoip).unwrap_or_default();
         let log = section(&doc, &mut errors, "log", raw.log).unwrap_or_default();
         let probe = section(&doc, &mut errors, "probe", raw.probe).unwrap_or_default();
+        let metrics = section(&doc, &mut errors, "metrics", raw.metrics).map(|m| {
+            if m.tokens.is_none() && !m.insecure {
+                errors.push(doc.error(
+                    "metrics.tokens",
+                    "the metrics listener needs a token file (meridian token new --scope read --file tokens), or insecure: true",
+                ));
+            }
+            let ready_stale_ms = m.ready_stale_ms.unwrap_or(10_000);
+            if !(100..=86_400_000).contains(&ready_stale_ms) {
+                errors.push(doc.error(
+                    "metrics.ready_stale_ms",
+                    format!("expected 100 to 86400000, got {ready_stale_ms}"),
+                ));
+            }
+            MetricsConfig {
+                listen: m.listen,
+                tokens: m.tokens.map(|t| base.join(t)),
+                open_health: m.open_health,
+                ready_stale_ms,
+                insecure: m.insecure,
+            }
+        });
         let http = section(&doc, &mut errors, "http", raw.http).map(|h| {
             if h.listen.is_empty() && h.tls.as_ref().is_none_or(|t| t.listen.is_empty()) {
                 errors.push(doc.error(
@@ -886,6 +940,7 @@ impl NodeConfig {
                 },
             },
             http,
+            metrics,
         })
     }
 }

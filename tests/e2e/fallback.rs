@@ -79,8 +79,17 @@ fn get(host: &str, path: &str, extra: &str) -> String {
 fn redirects_send_each_client_to_its_own_region() {
     let port = free_port("127.0.0.1");
     let http = format!("127.0.0.1:{port}");
+    // a node without a cluster section shows its metrics on a listener of
+    // its own, to a read token
+    let metrics = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let creds = tempfile::tempdir().expect("tempdir");
+    let read = crate::cluster::meridian(
+        creds.path(),
+        &["token", "new", "--scope", "read", "--file", "tokens"],
+    );
+    let tokens = std::fs::read(creds.path().join("tokens")).expect("tokens");
     let config = format!(
-        "dns: {{listen: [\"127.0.0.1:0\"], udp_sockets: 1}}\ngeoip: {{city: city.mmdb, asn: asn.mmdb}}\nlog: {{level: info}}\nzones: zones.yaml\nhttp:\n  listen: [\"{http}\"]\n  trusted_proxies: [127.0.0.1/32]\n  unavailable_page: sorry.html\n"
+        "dns: {{listen: [\"127.0.0.1:0\"], udp_sockets: 1}}\ngeoip: {{city: city.mmdb, asn: asn.mmdb}}\nlog: {{level: info}}\nzones: zones.yaml\nhttp:\n  listen: [\"{http}\"]\n  trusted_proxies: [127.0.0.1/32]\n  unavailable_page: sorry.html\nmetrics: {{listen: \"{metrics}\", tokens: tokens}}\n"
     );
     let server = Server::start_files(
         ZONES,
@@ -89,6 +98,7 @@ fn redirects_send_each_client_to_its_own_region() {
             ("city.mmdb", city_database(&demo_places()).unwrap()),
             ("asn.mmdb", asn_database(&demo_asns()).unwrap()),
             ("sorry.html", b"<h1>Back soon</h1>\n".to_vec()),
+            ("tokens", tokens),
         ],
     );
     let odd = "/a%20b/%E2%82%AC;x=1?q=1&r=%0D%0A&s=%22%3C";
@@ -264,6 +274,14 @@ fn redirects_send_each_client_to_its_own_region() {
         server.dig(&["handover.app.example", "A"]).answers("A"),
         ["192.0.2.11"]
     );
+    // what the fallback answered, counted by status
+    let (status, m) = crate::harness::http_get(&metrics, "/metrics", Some(read.trim()));
+    assert_eq!(status, 200, "{m}");
+    let redirects =
+        crate::harness::metric(&m, "meridian_http_requests_total", &[("status", "307")]);
+    assert!(redirects.is_some_and(|n| n >= 3.0), "{m}");
+    assert!(crate::harness::metric(&m, "meridian_dns_queries_total", &[("qtype", "A")]).is_some());
+    assert_eq!(crate::harness::http_get(&metrics, "/metrics", None).0, 401);
     let (closed, after, reply) = slow.join().expect("slowloris thread");
     assert!(
         closed && after < Duration::from_secs(25),
