@@ -1,8 +1,8 @@
 # The README's commands. `make test` installs what the tests need and runs
 # them all; `make lint` is what CI checks besides; `make bench` runs the
 # benchmarks recorded in BENCHMARKS.md; `make fuzz` the fuzzing run (opt-in,
-# about a minute).
-.PHONY: test lint bench fuzz
+# about a minute); `make check-deploy` the files in deploy/.
+.PHONY: test lint bench fuzz check-deploy
 
 test:
 	./scripts/test.sh
@@ -26,3 +26,6 @@ bench:
 
 fuzz:
 	./scripts/fuzz.sh
+
+check-deploy:
+	./scripts/check-deploy.sh
