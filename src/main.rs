@@ -59,6 +59,7 @@ mod logging;
 mod metrics;
 mod probe;
 mod serve;
+mod status;
 
 /// The configuration was invalid (sysexits' EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;

@@ -1,5 +1,6 @@
 //! What a node shows its operators: Prometheus metrics at `/metrics`,
-//! `/healthz` and `/readyz`, on the cluster API's listener and behind its
+//! `/healthz` and `/readyz` (and the status page, `crate::status`), on
+//! the cluster API's listener and behind its
 //! credentials (the `read` scope; `cluster.api.open_health` opens the two
 //! health routes for probes that cannot send a token).
 //!
@@ -148,7 +149,9 @@ pub fn routes(
     } else {
         meridian_consensus::http::guarded(health, &creds, read)
     };
-    guarded.merge(health).with_state(sources)
+    // the status page, whose data is behind the same token
+    let page = crate::status::routes(sources.clone(), creds);
+    guarded.merge(health).with_state(sources).merge(page)
 }
 
 /// Serves the routes on the `metrics` section's own listener, with its

@@ -493,6 +493,29 @@ fn scrape_after_a_stopped_backend(c: &Cluster) {
         crate::harness::http_get(&eu_metrics(c), "/metrics", None).0,
         401
     );
+    // the status page: the page for anyone, its data for the token
+    let (status, page) = crate::harness::http_get(api, "/", None);
+    assert!(status == 200 && page.contains("status.json"), "{status}");
+    assert_eq!(crate::harness::http_get(api, "/status.json", None).0, 401);
+    let (status, body) = crate::harness::http_get(api, "/status.json", Some(&token));
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(v["members"].as_array().map(Vec::len), Some(3), "{v}");
+    let rows = &v["pools"][0]["endpoints"];
+    assert_eq!(
+        (rows[0]["endpoint"].as_str(), rows[0]["up"].as_bool()),
+        (Some("e0"), Some(false)),
+        "{v}"
+    );
+    assert_eq!(rows[1]["up"], true, "{v}");
+    assert_eq!(rows[0]["cells"][0]["up"], false, "{v}");
+    assert!(rows[1]["cells"][0]["rtt_ms"].as_f64().is_some(), "{v}");
+    assert!(
+        v["changes"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["endpoint"] == "e0" && c["up"] == false)),
+        "{v}"
+    );
     // the leader sees how far each member is behind
     let leader = c.leader(1);
     let (_, lm) = crate::harness::http_get(&c.node(leader).api, "/metrics", Some(&token));

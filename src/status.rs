@@ -1,0 +1,249 @@
+//! The status page: `/` is a page of plain HTML with a little JavaScript
+//! (no build step) that reads `/status.json` every two seconds with a
+//! `read` token and draws the cluster, each pool as a region × endpoint
+//! matrix, recent health changes and each steered record's answer shares.
+//!
+//! The page itself holds no data and is served to anyone; everything it
+//! shows comes from `/status.json`, behind the token. The token is typed
+//! into the page once and kept in the tab's session storage; it never
+//! goes in a URL.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use meridian_consensus::auth::{Need, Scope};
+use meridian_dns::stats::{self, Key};
+use serde::Serialize;
+
+use crate::metrics::Sources;
+
+/// `/` (open) and `/status.json` (the `read` scope of `creds`).
+pub fn routes(
+    sources: Sources,
+    creds: std::sync::Arc<meridian_consensus::auth::Credentials>,
+) -> Router {
+    let data = Router::new().route("/status.json", get(status_route));
+    let data = meridian_consensus::http::guarded(data, &creds, Need::Scope(Scope::Read));
+    Router::new()
+        .route("/", get(page))
+        .merge(data)
+        .with_state(sources)
+}
+
+async fn page() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:",
+            ),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        PAGE,
+    )
+}
+
+/// What the page shows, as of one moment.
+#[derive(Debug, Serialize)]
+pub struct StatusView {
+    pub node: u64,
+    pub role: String,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub version: u64,
+    pub stale_ms: Option<u64>,
+    pub members: Vec<MemberView>,
+    pub pools: Vec<PoolView>,
+    /// Endpoints whose verdict changed, the latest first.
+    pub changes: Vec<ChangeView>,
+    /// Each steered record's answers so far, by what they led with (the
+    /// page takes differences between polls for its shares).
+    pub answers: Vec<RecordAnswers>,
+    /// The cluster's clock (ms since the Unix epoch).
+    pub now_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemberView {
+    pub id: u64,
+    pub addr: String,
+    pub voter: bool,
+    /// On the leader: log entries it is behind.
+    pub lag: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PoolView {
+    pub pool: String,
+    /// The probe regions, in the check's order.
+    pub regions: Vec<String>,
+    pub endpoints: Vec<EndpointRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EndpointRow {
+    pub endpoint: String,
+    pub region: String,
+    pub up: bool,
+    pub in_service: bool,
+    /// One cell per probe region: its vote (`None`: none yet), whether
+    /// it is fresh, the RTT in ms.
+    pub cells: Vec<Cell>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Cell {
+    pub up: Option<bool>,
+    pub fresh: bool,
+    pub rtt_ms: Option<f64>,
+    pub age_ms: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChangeView {
+    pub pool: String,
+    pub endpoint: String,
+    pub up: bool,
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecordAnswers {
+    pub record: String,
+    pub rtype: String,
+    /// (what it led with, answers so far).
+    pub counts: Vec<(String, u64)>,
+}
+
+/// The view from `s` now.
+pub fn view(s: &Sources) -> StatusView {
+    let st = s.cluster.status();
+    let state = s.cluster.state();
+    let health = state.health.view(&state.spec);
+    let last = st.last_log_index.unwrap_or(0);
+    let members = st
+        .members
+        .iter()
+        .map(|(id, m)| MemberView {
+            id: *id,
+            addr: m.addr.clone(),
+            voter: m.voter,
+            lag: st
+                .matched
+                .as_ref()
+                .and_then(|x| x.get(id))
+                .map(|m| last.saturating_sub(m.unwrap_or(0))),
+        })
+        .collect();
+    let mut pools: Vec<PoolView> = Vec::new();
+    for e in &health.endpoints {
+        if pools.last().is_none_or(|p| p.pool != e.pool) {
+            pools.push(PoolView {
+                pool: e.pool.clone(),
+                regions: e.regions.iter().map(|r| r.region.clone()).collect(),
+                endpoints: Vec::new(),
+            });
+        }
+        let region = state
+            .spec
+            .pools
+            .get(&e.pool)
+            .and_then(|p| p.endpoints.iter().find(|x| x.id == e.endpoint))
+            .map_or(String::new(), |x| x.region.clone());
+        let cells = e
+            .regions
+            .iter()
+            .map(|r| Cell {
+                up: r.vote.as_ref().map(|v| v.up),
+                fresh: r.fresh,
+                rtt_ms: r.vote.as_ref().and_then(|v| v.rtt_ms),
+                age_ms: r.age_ms,
+            })
+            .collect();
+        if let Some(p) = pools.last_mut() {
+            p.endpoints.push(EndpointRow {
+                endpoint: e.endpoint.clone(),
+                region,
+                up: e.up,
+                in_service: e.in_service,
+                cells,
+            });
+        }
+    }
+    let mut changes: Vec<ChangeView> = health
+        .endpoints
+        .iter()
+        .filter_map(|e| {
+            e.since_ms.map(|at| ChangeView {
+                pool: e.pool.clone(),
+                endpoint: e.endpoint.clone(),
+                up: e.up,
+                at_ms: at,
+            })
+        })
+        .collect();
+    changes.sort_by_key(|c| std::cmp::Reverse(c.at_ms));
+    changes.truncate(20);
+    let totals = stats::totals();
+    let mut answers = Vec::new();
+    for zone in &state.spec.zones {
+        for r in &zone.steered {
+            let rtype = r.rtype.as_record_type().as_str();
+            let key = stats::steered_key(r.name.as_str(), rtype);
+            let mut counts = Vec::new();
+            if let Some(pool) = state.spec.pools.get(&r.pool) {
+                for e in &pool.endpoints {
+                    let what = stats::endpoint_key(&r.pool, &e.id);
+                    let n = totals
+                        .keyed
+                        .get(&Key::Steered(key, what))
+                        .copied()
+                        .unwrap_or(0);
+                    counts.push((e.id.clone(), n));
+                }
+            }
+            for (what, name) in [
+                (stats::SORRY, "sorry"),
+                (stats::NODATA, "nodata"),
+                (stats::HTTP_FALLBACK, "http_fallback"),
+            ] {
+                if let Some(n) = totals.keyed.get(&Key::Steered(key, what)) {
+                    counts.push((name.to_string(), *n));
+                }
+            }
+            answers.push(RecordAnswers {
+                record: r.name.as_str().to_string(),
+                rtype: rtype.to_string(),
+                counts,
+            });
+        }
+    }
+    StatusView {
+        node: st.id,
+        role: st.role.clone(),
+        leader: st.leader,
+        term: st.term,
+        version: st.version,
+        stale_ms: st.stale_ms,
+        members,
+        pools,
+        changes,
+        answers,
+        now_ms: health.now_ms,
+    }
+}
+
+async fn status_route(State(s): State<Sources>) -> impl IntoResponse {
+    let v = tokio::task::spawn_blocking(move || view(&s)).await;
+    match v {
+        Ok(v) => ([(header::CACHE_CONTROL, "no-store")], Json(v)).into_response(),
+        Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// The page: its script polls `/status.json` and draws what it gets.
+const PAGE: &str = include_str!("status.html");
