@@ -1,8 +1,9 @@
 # The README's commands. `make test` installs what the tests need and runs
 # them all; `make lint` is what CI checks besides; `make bench` runs the
 # benchmarks recorded in BENCHMARKS.md; `make fuzz` the fuzzing run (opt-in,
-# about a minute); `make check-deploy` the files in deploy/.
-.PHONY: test lint bench fuzz check-deploy
+# about a minute); `make check-deploy` the files in deploy/; `make
+# status-page` the status page in a headless browser.
+.PHONY: test lint bench fuzz check-deploy status-page
 
 test:
 	./scripts/test.sh
@@ -29,3 +30,6 @@ fuzz:
 
 check-deploy:
 	./scripts/check-deploy.sh
+
+status-page:
+	./scripts/status-page.sh
