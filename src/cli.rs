@@ -439,7 +439,7 @@ pub enum Command {
         metrics: Option<std::net::SocketAddr>,
         /// A token file (`meridian token new --scope read --file F`) whose
         /// tokens may read the metrics.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", requires = "metrics")]
         metrics_tokens: Option<PathBuf>,
     },
     /// Create the CA and certificates a cluster's mutual TLS runs on.

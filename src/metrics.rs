@@ -43,6 +43,47 @@ pub struct Sources {
     pub agent: Arc<std::sync::OnceLock<AgentStats>>,
     /// The HTTP fallback's, when it is configured.
     pub fallback: Option<Arc<FallbackStats>>,
+    /// The last scrape and status view, shared by requests within a
+    /// second of them; one is worked out at a time.
+    pub cache: Arc<Cache>,
+}
+
+/// Bodies worked out once for every request within [`CACHE_FOR`].
+#[derive(Default)]
+pub struct Cache {
+    metrics: Slot,
+    status: Slot,
+}
+
+/// One cached body and when it was made.
+type Slot = tokio::sync::Mutex<Option<(Instant, Arc<str>)>>;
+
+/// How long a scrape or status view is reused.
+const CACHE_FOR: Duration = Duration::from_secs(1);
+
+/// The body in `slot` if it is fresh, else `make`'s, worked out off the
+/// async threads while holding the slot: concurrent requests wait for one
+/// result instead of each working it out. `None` when `make` panicked.
+pub async fn cached(
+    slot: &Slot,
+    make: impl FnOnce() -> String + Send + 'static,
+) -> Option<Arc<str>> {
+    let mut held = slot.lock().await;
+    if let Some((at, body)) = held.as_ref() {
+        if at.elapsed() < CACHE_FOR {
+            return Some(body.clone());
+        }
+    }
+    let body: Arc<str> = tokio::task::spawn_blocking(make).await.ok()?.into();
+    *held = Some((Instant::now(), body.clone()));
+    Some(body)
+}
+
+impl Cache {
+    /// The status view's slot.
+    pub fn status(&self) -> &Slot {
+        &self.status
+    }
 }
 
 /// The HTTP fallback's counts, heard through its observer hook: answers
@@ -201,19 +242,16 @@ pub fn serve_small(listener: tokio::net::TcpListener, app: Router) {
 }
 
 async fn metrics_route(State(s): State<Sources>) -> Response {
-    // the state and Raft's metrics are read in memory; /proc is small
-    let body = tokio::task::spawn_blocking(move || render(&s))
-        .await
-        .unwrap_or_default();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+    let cache = s.cache.clone();
+    match cached(&cache.metrics, move || render(&s)).await {
+        Some(body) => ([(header::CONTENT_TYPE, TEXT_FORMAT)], body.to_string()).into_response(),
+        // a scrape that failed is no empty scrape
+        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
+
+/// The Prometheus text format's content type.
+pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 async fn healthz_route() -> Json<serde_json::Value> {
     Json(serde_json::json!({"alive": true}))
@@ -241,6 +279,9 @@ pub fn readiness(cluster: &ClusterNode, snapshots: &SnapshotHandle, limit: Durat
     if serving == 0 {
         reasons.push("DNS serves no spec yet (state version 0)".to_string());
     }
+    if status.role == "shutdown" {
+        reasons.push("Raft has stopped on this node (see its log)".to_string());
+    }
     if status.leader.is_none() {
         reasons.push("the cluster has no leader".to_string());
     }
@@ -263,8 +304,26 @@ pub fn readiness(cluster: &ClusterNode, snapshots: &SnapshotHandle, limit: Durat
     }
 }
 
-async fn readyz_route(State(s): State<Sources>) -> (StatusCode, Json<Readiness>) {
-    let r = readiness(&s.cluster, &s.snapshots, s.ready_stale);
+#[derive(Debug, serde::Deserialize)]
+struct ReadyQuery {
+    /// `dns`: ready to answer DNS (a spec served, Raft running), whether
+    /// or not the cluster has a leader or this node is cut off: what a
+    /// load balancer in front of DNS should ask, so that losing quorum
+    /// does not take every node out of it.
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+async fn readyz_route(
+    State(s): State<Sources>,
+    axum::extract::Query(q): axum::extract::Query<ReadyQuery>,
+) -> (StatusCode, Json<Readiness>) {
+    let mut r = readiness(&s.cluster, &s.snapshots, s.ready_stale);
+    if q.scope.as_deref() == Some("dns") {
+        r.reasons
+            .retain(|why| why.starts_with("DNS") || why.starts_with("Raft"));
+        r.ready = r.reasons.is_empty();
+    }
     let code = if r.ready {
         StatusCode::OK
     } else {
@@ -490,24 +549,33 @@ fn dns(f: &mut Families, s: &Sources) {
         );
     }
     let help = "Steered answers by record and what was answered first: an endpoint (with its region), or sorry, nodata, http_fallback.";
+    // one series per pair that answered: records times endpoints would be
+    // millions of zeros in a large spec
+    let mut seen = std::collections::HashSet::new();
     for zone in &state.spec.zones {
         for r in &zone.steered {
             let record = r.name.as_str();
             let rtype = r.rtype.as_record_type().as_str();
             let key = stats::steered_key(record, rtype);
+            // a name in two zones of ours is answered by one of them
+            if !seen.insert(key) {
+                continue;
+            }
             let Some(pool) = state.spec.pools.get(&r.pool) else {
                 continue;
             };
             for e in &pool.endpoints {
                 let what = stats::endpoint_key(&r.pool, &e.id);
-                let n = t.keyed.get(&Key::Steered(key, what)).copied().unwrap_or(0);
+                let Some(n) = t.keyed.get(&Key::Steered(key, what)) else {
+                    continue;
+                };
                 let labels = [
                     ("record", record),
                     ("type", rtype),
                     ("endpoint", e.id.as_str()),
                     ("region", e.region.as_str()),
                 ];
-                f.counter("meridian_steered_answers_total", help, &labels, n as f64);
+                f.counter("meridian_steered_answers_total", help, &labels, *n as f64);
             }
             for (what, name) in [
                 (stats::SORRY, "sorry"),
@@ -534,13 +602,12 @@ fn health(f: &mut Families, s: &Sources) {
     let now = view.now_ms;
     // the freshest report of each agent, per region
     let mut agents: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let regions = regions_of(&state.spec);
     for e in &view.endpoints {
-        let region_of = state
-            .spec
-            .pools
-            .get(&e.pool)
-            .and_then(|p| p.endpoints.iter().find(|x| x.id == e.endpoint))
-            .map_or("", |x| x.region.as_str());
+        let region_of = regions
+            .get(&(e.pool.as_str(), e.endpoint.as_str()))
+            .copied()
+            .unwrap_or("");
         let base = [
             ("pool", e.pool.as_str()),
             ("endpoint", e.endpoint.as_str()),
@@ -600,6 +667,21 @@ fn health(f: &mut Families, s: &Sources) {
             age as f64 / 1e3,
         );
     }
+}
+
+/// Each endpoint's region, by pool and id: looked up once per endpoint
+/// of a scrape.
+pub fn regions_of(
+    spec: &meridian_config::ZoneSpec,
+) -> std::collections::HashMap<(&str, &str), &str> {
+    spec.pools
+        .iter()
+        .flat_map(|(name, p)| {
+            p.endpoints
+                .iter()
+                .map(move |e| ((name.as_str(), e.id.as_str()), e.region.as_str()))
+        })
+        .collect()
 }
 
 fn raft(f: &mut Families, s: &Sources) {

@@ -120,7 +120,15 @@ pub fn run(args: Args) -> ExitCode {
             "/metrics",
             axum::routing::get(move || {
                 let counts = counts.clone();
-                async move { crate::metrics::render_agent(&counts, started) }
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            crate::metrics::TEXT_FORMAT,
+                        )],
+                        crate::metrics::render_agent(&counts, started),
+                    )
+                }
             }),
         );
         let app = meridian_consensus::http::guarded(

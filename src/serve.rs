@@ -231,6 +231,7 @@ pub fn run(
             started: std::time::Instant::now(),
             agent: agent_stats.clone(),
             fallback: fallback_stats.clone(),
+            cache: Default::default(),
         };
         if let Err(e) = runtime.block_on(crate::metrics::listen(m, sources)) {
             eprintln!("meridian: {e}");
@@ -549,6 +550,7 @@ async fn start(
                     started: std::time::Instant::now(),
                     agent: agent_stats.clone(),
                     fallback: fallback_stats.clone(),
+                    cache: Default::default(),
                 },
                 cluster.credentials().clone(),
                 c.api.open_health,

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use meridian_consensus::auth::{Need, Scope};
 use meridian_dns::stats::{self, Key};
 use serde::Serialize;
@@ -38,9 +38,10 @@ async fn page() -> impl IntoResponse {
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:",
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
             ),
             (header::X_FRAME_OPTIONS, "DENY"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::CACHE_CONTROL, "no-store"),
         ],
         PAGE,
@@ -139,6 +140,7 @@ pub fn view(s: &Sources) -> StatusView {
                 .map(|m| last.saturating_sub(m.unwrap_or(0))),
         })
         .collect();
+    let regions = crate::metrics::regions_of(&state.spec);
     let mut pools: Vec<PoolView> = Vec::new();
     for e in &health.endpoints {
         if pools.last().is_none_or(|p| p.pool != e.pool) {
@@ -148,12 +150,9 @@ pub fn view(s: &Sources) -> StatusView {
                 endpoints: Vec::new(),
             });
         }
-        let region = state
-            .spec
-            .pools
-            .get(&e.pool)
-            .and_then(|p| p.endpoints.iter().find(|x| x.id == e.endpoint))
-            .map_or(String::new(), |x| x.region.clone());
+        let region = regions
+            .get(&(e.pool.as_str(), e.endpoint.as_str()))
+            .map_or(String::new(), |r| r.to_string());
         let cells = e
             .regions
             .iter()
@@ -196,14 +195,13 @@ pub fn view(s: &Sources) -> StatusView {
             let key = stats::steered_key(r.name.as_str(), rtype);
             let mut counts = Vec::new();
             if let Some(pool) = state.spec.pools.get(&r.pool) {
+                // what answered only: a zero for every endpoint of every
+                // record would be the whole spec again
                 for e in &pool.endpoints {
                     let what = stats::endpoint_key(&r.pool, &e.id);
-                    let n = totals
-                        .keyed
-                        .get(&Key::Steered(key, what))
-                        .copied()
-                        .unwrap_or(0);
-                    counts.push((e.id.clone(), n));
+                    if let Some(n) = totals.keyed.get(&Key::Steered(key, what)) {
+                        counts.push((e.id.clone(), *n));
+                    }
                 }
             }
             for (what, name) in [
@@ -214,6 +212,9 @@ pub fn view(s: &Sources) -> StatusView {
                 if let Some(n) = totals.keyed.get(&Key::Steered(key, what)) {
                     counts.push((name.to_string(), *n));
                 }
+            }
+            if counts.is_empty() {
+                continue;
             }
             answers.push(RecordAnswers {
                 record: r.name.as_str().to_string(),
@@ -238,10 +239,21 @@ pub fn view(s: &Sources) -> StatusView {
 }
 
 async fn status_route(State(s): State<Sources>) -> impl IntoResponse {
-    let v = tokio::task::spawn_blocking(move || view(&s)).await;
-    match v {
-        Ok(v) => ([(header::CACHE_CONTROL, "no-store")], Json(v)).into_response(),
-        Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    let cache = s.cache.clone();
+    let made = crate::metrics::cached(cache.status(), move || {
+        serde_json::to_string(&view(&s)).unwrap_or_default()
+    })
+    .await;
+    match made {
+        Some(body) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body.to_string(),
+        )
+            .into_response(),
+        None => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 

@@ -642,7 +642,7 @@ impl ClusterNode {
         // a whole state may be large; only an operator restores one
         let restore = Router::new()
             .route("/cluster/restore", post(restore_route))
-            .layer(DefaultBodyLimit::max(WRITE_LIMIT))
+            .layer(DefaultBodyLimit::max(RESTORE_LIMIT))
             .layer(axum::middleware::from_fn_with_state(
                 self.inner.big_writes.clone(),
                 one_big_write_at_a_time,
@@ -769,6 +769,16 @@ impl ClusterNode {
         // a backup: its spec checked as any spec is, and in parts when it
         // is too large for one entry
         if let Command::Restore { backup, force } = &cmd {
+            backup.check().map_err(ClusterError::Rejected)?;
+            // a clock ahead of this one would freeze every vote's age
+            let ahead = backup.state.health.now_ms.saturating_sub(wall_now_ms());
+            if ahead > 5 * 60 * 1000 {
+                return Err(ClusterError::Rejected(format!(
+                    "the backup's health clock is {} s ahead of this node's",
+                    ahead / 1000
+                ))
+                .into());
+            }
             if let (true, Some(check)) = (leader, &self.inner.check_spec) {
                 check(&backup.state.spec).map_err(|e| {
                     ClusterError::Rejected(format!("the backup's spec is invalid: {e}"))
@@ -1328,6 +1338,11 @@ pub const SPEC_PART_BYTES: usize = 256 * 1024;
 
 /// Body limit of `/cluster/write`: a whole zone spec.
 pub const WRITE_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Body limit of `/cluster/restore`: the largest spec and the rest of a
+/// state (health, tokens, the audit log). A restore this large must be
+/// sent to the leader: a follower forwards at most [`WRITE_LIMIT`].
+const RESTORE_LIMIT: usize = MAX_SPEC_TEXT + (16 << 20);
 
 /// What the parts of a large write become once they are all in.
 enum PartsEnd {

@@ -104,6 +104,33 @@ impl Backup {
         }
     }
 
+    /// What a backup must be to be restored: counters far from their
+    /// limits (each restore and change adds to them) and an audit log no
+    /// longer than one is kept.
+    pub fn check(&self) -> Result<(), String> {
+        const LIMIT: u64 = 1 << 62;
+        let s = &self.state;
+        for (field, v) in [
+            ("version", self.version),
+            ("revision", self.revision),
+            ("state.version", s.version),
+            ("state.revision", s.revision),
+            ("state.audit_seq", s.audit_seq),
+        ] {
+            if v >= LIMIT {
+                return Err(format!("{field} {v} is out of range (at most {LIMIT})"));
+            }
+        }
+        if s.audit.len() > crate::resources::AUDIT_KEEP {
+            return Err(format!(
+                "{} audit entries; a state keeps at most {}",
+                s.audit.len(),
+                crate::resources::AUDIT_KEEP
+            ));
+        }
+        Ok(())
+    }
+
     /// Reads a backup file's text, checking its format.
     pub fn parse(text: &str) -> Result<Backup, String> {
         let b: Backup =
@@ -411,10 +438,25 @@ impl ReplicatedState {
                 ),
             };
         }
+        if let Err(reason) = backup.check() {
+            return Response::Rejected { reason };
+        }
         let mut state = backup.state.clone();
-        state.version = self.version.max(backup.version) + 1;
-        state.revision = self.revision.max(backup.revision) + 1;
+        state.version = self.version.max(backup.version).saturating_add(1);
+        state.revision = self.revision.max(backup.revision).saturating_add(1);
         state.pending_specs = std::mem::take(&mut self.pending_specs);
+        // the cluster's clock never goes back
+        state.health.now_ms = state.health.now_ms.max(self.health.now_ms);
+        // onto a cluster that has API tokens of its own, they stay (what it
+        // revoked stays revoked); onto a rebuilt one, the backup's come back
+        if !self.tokens.is_empty() {
+            state.tokens = std::mem::take(&mut self.tokens);
+        }
+        // an audit log goes on: no sequence number is used twice
+        if !self.audit.is_empty() {
+            state.audit = std::mem::take(&mut self.audit);
+        }
+        state.audit_seq = self.audit_seq.max(state.audit_seq);
         state.health.evaluate(&state.spec);
         *self = state;
         Response::Applied {

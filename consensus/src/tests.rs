@@ -144,6 +144,19 @@ mod state_machine {
         );
         // a file of another format is no backup
         assert!(crate::state::Backup::parse("{\"format\": \"x\"}").is_err());
+        // counters at their limits are refused, not wrapped or overflowed
+        let mut huge = backup.clone();
+        huge.version = u64::MAX;
+        let before = fresh.clone();
+        let refused = fresh.apply(&Command::Restore {
+            backup: Box::new(huge),
+            force: true,
+        });
+        assert!(matches!(refused, Response::Rejected { .. }), "{refused:?}");
+        assert_eq!(fresh, before);
+        let mut seq = backup.clone();
+        seq.state.audit_seq = u64::MAX - 1;
+        assert!(seq.check().is_err());
     }
 
     #[tokio::test]

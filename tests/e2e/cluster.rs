@@ -551,8 +551,10 @@ fn readyz_flips_when_a_node_is_cut_off_and_back_when_it_returns() {
         reasons.contains("no leader") || reasons.contains("over the 1000 ms bound"),
         "{body}"
     );
-    // DNS answers throughout, from the last state
+    // DNS answers throughout, from the last state: ready for DNS traffic
     assert_eq!(c.answer(1), ["192.0.2.0"]);
+    let (status, body) = crate::harness::http_get(&api, "/readyz?scope=dns", Some(&token));
+    assert_eq!(status, 200, "{body}");
     c.restart(2);
     c.restart(3);
     ready(200);

@@ -399,6 +399,12 @@ fn a_stopped_backend_leaves_every_nodes_answers_and_returns_after_rise() {
         .as_str()
         .unwrap_or_default();
     assert!(!error.is_empty(), "the vote says why: {e0}");
+    // the verdict needs a quorum; the metrics check every region's vote
+    wait_health(&c, "three fresh down votes on e0", |h| {
+        ["eu", "us", "ap"]
+            .iter()
+            .all(|r| vote(h, "e0", r) == Some((false, true)))
+    });
     scrape_after_a_stopped_backend(&c);
 
     a.listen();

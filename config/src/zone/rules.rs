@@ -287,8 +287,20 @@ fn pool_holds_endpoints(f: &mut Found, path: &str, pool: &Pool, declared: &[&str
                 format!("duplicate endpoint id {:?} in pool {}", e.id, pool.name),
             );
         }
+        if RESERVED_IDS.contains(&e.id.as_str()) {
+            f.at(
+                format!("{at}.id"),
+                format!(
+                    "{:?} names what a steered record answers without an endpoint (in metrics and the status page): choose another id",
+                    e.id
+                ),
+            );
+        }
     }
 }
+
+/// Endpoint ids that name a steered record's other answers.
+pub const RESERVED_IDS: [&str; 3] = ["sorry", "nodata", "http_fallback"];
 
 /// An endpoint id: what APIs and logs name it by.
 /// Why `url` cannot be an endpoint's `redirect_url`: it must be an
