@@ -172,6 +172,32 @@ zones: zones.yaml
 YAML
 }
 
+# Two Meridian servers on the benchmark zone (s0..s9 weighted), the
+# second written with one more environment setting for meridian_files
+# (e.g. MERIDIAN_RRL=...), both pinned to CPU 0 and measured alternately,
+# twice: NAME_A-1, NAME_B-1, NAME_A-2, NAME_B-2 in results.tsv. Needs
+# `bin`, the binary.
+alternate() { # name-a name-b setting-for-b
+  local a_port b_port a_pid b_pid
+  a_port=$(free_port)
+  meridian_files "$a_port" "[health, weighted, {first: 1}]" "data_dir: data-$1"
+  mv "$work/meridian.yaml" "$work/$1.yaml"
+  b_port=$(free_port)
+  ( export "$3"; meridian_files "$b_port" "[health, weighted, {first: 1}]" "data_dir: data-$2" )
+  mv "$work/meridian.yaml" "$work/$2.yaml"
+  ( cd "$work" && exec taskset -c 0 "$bin" serve --config "$1.yaml" >/dev/null 2>"$1.err" ) &
+  a_pid=$!; pids+=("$a_pid")
+  ( cd "$work" && exec taskset -c 0 "$bin" serve --config "$2.yaml" >/dev/null 2>"$2.err" ) &
+  b_pid=$!; pids+=("$b_pid")
+  wait_ready "$a_port" s0.bench.example.com
+  wait_ready "$b_port" s0.bench.example.com
+  for round in 1 2; do
+    measure "$1-$round" "$a_port" "$a_pid"
+    measure "$2-$round" "$b_port" "$b_pid"
+  done
+  kill "$a_pid" "$b_pid"
+}
+
 # Knot DNS serving bench.example.com from $work/knot: the zone file with
 # the apex records and the given lines, and a config in DIR listening on
 # PORT with one worker of each kind (and MODULE's lines, e.g. mod-rrl).

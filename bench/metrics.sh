@@ -25,23 +25,7 @@ bin="$PWD/target/release/meridian"
 # --- 1. counting ------------------------------------------------------
 write_queries "$work/queries.txt"
 : > "$work/results.tsv"
-on_port=$(free_port)
-meridian_files "$on_port" "[health, weighted, {first: 1}]" "data_dir: data-on"
-mv "$work/meridian.yaml" "$work/on.yaml"
-off_port=$(free_port)
-MERIDIAN_METRICS=false meridian_files "$off_port" "[health, weighted, {first: 1}]" "data_dir: data-off"
-mv "$work/meridian.yaml" "$work/off.yaml"
-( cd "$work" && exec taskset -c 0 "$bin" serve --config on.yaml >/dev/null 2>on.err ) &
-on_pid=$!; pids+=("$on_pid")
-( cd "$work" && exec taskset -c 0 "$bin" serve --config off.yaml >/dev/null 2>off.err ) &
-off_pid=$!; pids+=("$off_pid")
-wait_ready "$on_port" s0.bench.example.com
-wait_ready "$off_port" s0.bench.example.com
-for round in 1 2; do
-  measure "metrics-off-$round" "$off_port" "$off_pid"
-  measure "metrics-on-$round" "$on_port" "$on_pid"
-done
-kill "$on_pid" "$off_pid"
+alternate metrics-on metrics-off MERIDIAN_METRICS=false
 
 # --- 2. a scrape at 10 000 endpoints -----------------------------------
 sdir="$work/scrape"; mkdir -p "$sdir"

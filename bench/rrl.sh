@@ -28,23 +28,7 @@ bin="$PWD/target/release/meridian"
 # --- 1. cost ---------------------------------------------------------
 write_queries "$work/queries.txt"
 : > "$work/results.tsv"
-off_port=$(free_port)
-meridian_files "$off_port" "[health, weighted, {first: 1}]" "data_dir: data-off"
-mv "$work/meridian.yaml" "$work/off.yaml"
-on_port=$(free_port)
-MERIDIAN_RRL="{rate: 1000000}" meridian_files "$on_port" "[health, weighted, {first: 1}]" "data_dir: data-on"
-mv "$work/meridian.yaml" "$work/on.yaml"
-( cd "$work" && exec taskset -c 0 "$bin" serve --config off.yaml >/dev/null 2>off.err ) &
-off_pid=$!; pids+=("$off_pid")
-( cd "$work" && exec taskset -c 0 "$bin" serve --config on.yaml >/dev/null 2>on.err ) &
-on_pid=$!; pids+=("$on_pid")
-wait_ready "$off_port" s0.bench.example.com
-wait_ready "$on_port" s0.bench.example.com
-for round in 1 2; do
-  measure "rrl-off-$round" "$off_port" "$off_pid"
-  measure "rrl-on-$round" "$on_port" "$on_pid"
-done
-kill "$off_pid" "$on_pid"
+alternate rrl-off rrl-on "MERIDIAN_RRL={rate: 1000000}"
 
 # --- 2. reflection ---------------------------------------------------
 if [ "$(id -u)" -ne 0 ]; then
