@@ -271,7 +271,14 @@ pub struct Readiness {
 
 /// Ready: DNS serves a spec (state version above 0), the cluster has a
 /// leader, and this node's state is no staler than `limit`.
-pub fn readiness(cluster: &ClusterNode, snapshots: &SnapshotHandle, limit: Duration) -> Readiness {
+/// With `dns_only`, only what answering DNS needs: a spec and Raft
+/// running, whatever the leader and the staleness.
+pub fn readiness(
+    cluster: &ClusterNode,
+    snapshots: &SnapshotHandle,
+    limit: Duration,
+    dns_only: bool,
+) -> Readiness {
     let status = cluster.status();
     let serving = snapshots.current().version;
     let limit_ms = limit.as_millis() as u64;
@@ -282,14 +289,15 @@ pub fn readiness(cluster: &ClusterNode, snapshots: &SnapshotHandle, limit: Durat
     if status.role == "shutdown" {
         reasons.push("Raft has stopped on this node (see its log)".to_string());
     }
-    if status.leader.is_none() {
+    // the leader and the staleness do not stop DNS answering
+    if !dns_only && status.leader.is_none() {
         reasons.push("the cluster has no leader".to_string());
     }
-    match status.stale_ms {
+    match status.stale_ms.filter(|_| !dns_only) {
         Some(ms) if ms > limit_ms => reasons.push(format!(
             "this node's state is {ms} ms old, over the {limit_ms} ms bound"
         )),
-        None if status.members.len() > 1 => {
+        None if !dns_only && status.members.len() > 1 => {
             reasons.push("this node has never been in contact with the cluster".to_string())
         }
         _ => {}
@@ -318,12 +326,8 @@ async fn readyz_route(
     State(s): State<Sources>,
     axum::extract::Query(q): axum::extract::Query<ReadyQuery>,
 ) -> (StatusCode, Json<Readiness>) {
-    let mut r = readiness(&s.cluster, &s.snapshots, s.ready_stale);
-    if q.scope.as_deref() == Some("dns") {
-        r.reasons
-            .retain(|why| why.starts_with("DNS") || why.starts_with("Raft"));
-        r.ready = r.reasons.is_empty();
-    }
+    let dns_only = q.scope.as_deref() == Some("dns");
+    let r = readiness(&s.cluster, &s.snapshots, s.ready_stale, dns_only);
     let code = if r.ready {
         StatusCode::OK
     } else {
@@ -549,49 +553,15 @@ fn dns(f: &mut Families, s: &Sources) {
         );
     }
     let help = "Steered answers by record and what was answered first: an endpoint (with its region), or sorry, nodata, http_fallback.";
-    // one series per pair that answered: records times endpoints would be
-    // millions of zeros in a large spec
-    let mut seen = std::collections::HashSet::new();
-    for zone in &state.spec.zones {
-        for r in &zone.steered {
-            let record = r.name.as_str();
-            let rtype = r.rtype.as_record_type().as_str();
-            let key = stats::steered_key(record, rtype);
-            // a name in two zones of ours is answered by one of them
-            if !seen.insert(key) {
-                continue;
-            }
-            let Some(pool) = state.spec.pools.get(&r.pool) else {
-                continue;
-            };
-            for e in &pool.endpoints {
-                let what = stats::endpoint_key(&r.pool, &e.id);
-                let Some(n) = t.keyed.get(&Key::Steered(key, what)) else {
-                    continue;
-                };
-                let labels = [
-                    ("record", record),
-                    ("type", rtype),
-                    ("endpoint", e.id.as_str()),
-                    ("region", e.region.as_str()),
-                ];
-                f.counter("meridian_steered_answers_total", help, &labels, *n as f64);
-            }
-            for (what, name) in [
-                (stats::SORRY, "sorry"),
-                (stats::NODATA, "nodata"),
-                (stats::HTTP_FALLBACK, "http_fallback"),
-            ] {
-                if let Some(n) = t.keyed.get(&Key::Steered(key, what)) {
-                    let labels = [
-                        ("record", record),
-                        ("type", rtype),
-                        ("endpoint", name),
-                        ("region", ""),
-                    ];
-                    f.counter("meridian_steered_answers_total", help, &labels, *n as f64);
-                }
-            }
+    for r in steered_counts(&state.spec, &t) {
+        for (what, region, n) in &r.counts {
+            let labels = [
+                ("record", r.record),
+                ("type", r.rtype),
+                ("endpoint", what),
+                ("region", region),
+            ];
+            f.counter("meridian_steered_answers_total", help, &labels, *n as f64);
         }
     }
 }
@@ -667,6 +637,61 @@ fn health(f: &mut Families, s: &Sources) {
             age as f64 / 1e3,
         );
     }
+}
+
+/// A steered record's answers so far, by what they led with.
+pub struct SteeredCounts<'s> {
+    pub record: &'s str,
+    pub rtype: &'static str,
+    /// (an endpoint id or sorry, nodata, http_fallback; its region, empty
+    /// for the others; answers).
+    pub counts: Vec<(&'s str, &'s str, u64)>,
+}
+
+/// Every steered record of `spec` that has answered, with what it
+/// answered, from the summed counters `t`: one entry per name (a name in
+/// two zones of ours is answered by one of them), and only what answered
+/// (records times endpoints of zeros would be the whole spec again).
+pub fn steered_counts<'s>(
+    spec: &'s meridian_config::ZoneSpec,
+    t: &Totals,
+) -> Vec<SteeredCounts<'s>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for r in spec.zones.iter().flat_map(|z| &z.steered) {
+        let record = r.name.as_str();
+        let rtype = r.rtype.as_record_type().as_str();
+        let key = stats::steered_key(record, rtype);
+        if !seen.insert(key) {
+            continue;
+        }
+        let count = |what| t.keyed.get(&Key::Steered(key, what)).copied();
+        let mut counts = Vec::new();
+        if let Some(pool) = spec.pools.get(&r.pool) {
+            for e in &pool.endpoints {
+                if let Some(n) = count(stats::endpoint_key(&r.pool, &e.id)) {
+                    counts.push((e.id.as_str(), e.region.as_str(), n));
+                }
+            }
+        }
+        for (what, name) in [
+            (stats::SORRY, "sorry"),
+            (stats::NODATA, "nodata"),
+            (stats::HTTP_FALLBACK, "http_fallback"),
+        ] {
+            if let Some(n) = count(what) {
+                counts.push((name, "", n));
+            }
+        }
+        if !counts.is_empty() {
+            out.push(SteeredCounts {
+                record,
+                rtype,
+                counts,
+            });
+        }
+    }
+    out
 }
 
 /// Each endpoint's region, by pool and id: looked up once per endpoint

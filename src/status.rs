@@ -14,7 +14,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use meridian_consensus::auth::{Need, Scope};
-use meridian_dns::stats::{self, Key};
+use meridian_dns::stats;
 use serde::Serialize;
 
 use crate::metrics::Sources;
@@ -206,41 +206,18 @@ pub fn view(s: &Sources) -> StatusView {
     changes.sort_by_key(|c| std::cmp::Reverse(c.at_ms));
     changes.truncate(20);
     let totals = stats::totals();
-    let mut answers = Vec::new();
-    for zone in &state.spec.zones {
-        for r in &zone.steered {
-            let rtype = r.rtype.as_record_type().as_str();
-            let key = stats::steered_key(r.name.as_str(), rtype);
-            let mut counts = Vec::new();
-            if let Some(pool) = state.spec.pools.get(&r.pool) {
-                // what answered only: a zero for every endpoint of every
-                // record would be the whole spec again
-                for e in &pool.endpoints {
-                    let what = stats::endpoint_key(&r.pool, &e.id);
-                    if let Some(n) = totals.keyed.get(&Key::Steered(key, what)) {
-                        counts.push((e.id.clone(), *n));
-                    }
-                }
-            }
-            for (what, name) in [
-                (stats::SORRY, "sorry"),
-                (stats::NODATA, "nodata"),
-                (stats::HTTP_FALLBACK, "http_fallback"),
-            ] {
-                if let Some(n) = totals.keyed.get(&Key::Steered(key, what)) {
-                    counts.push((name.to_string(), *n));
-                }
-            }
-            if counts.is_empty() {
-                continue;
-            }
-            answers.push(RecordAnswers {
-                record: r.name.as_str().to_string(),
-                rtype: rtype.to_string(),
-                counts,
-            });
-        }
-    }
+    let answers = crate::metrics::steered_counts(&state.spec, &totals)
+        .into_iter()
+        .map(|r| RecordAnswers {
+            record: r.record.to_string(),
+            rtype: r.rtype.to_string(),
+            counts: r
+                .counts
+                .into_iter()
+                .map(|(what, _, n)| (what.to_string(), n))
+                .collect(),
+        })
+        .collect();
     StatusView {
         node: st.id,
         role: st.role.clone(),

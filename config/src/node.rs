@@ -585,12 +585,7 @@ impl NodeConfig {
                 ));
             }
             let ready_stale_ms = m.ready_stale_ms.unwrap_or(10_000);
-            if !(100..=86_400_000).contains(&ready_stale_ms) {
-                errors.push(doc.error(
-                    "metrics.ready_stale_ms",
-                    format!("expected 100 to 86400000, got {ready_stale_ms}"),
-                ));
-            }
+            in_range(&doc, &mut errors, "metrics.ready_stale_ms", ready_stale_ms, 100, 86_400_000);
             MetricsConfig {
                 listen: m.listen,
                 tokens: m.tokens.map(|t| base.join(t)),
@@ -639,14 +634,8 @@ impl NodeConfig {
             let d = ProxyConfig::default();
             let p = h.proxy.unwrap_or_default();
             let mut bounded = |field: &str, v: Option<u64>, lo: u64, hi: u64, default: u64| {
-                let v = v.unwrap_or(default);
-                if !(lo..=hi).contains(&v) {
-                    errors.push(doc.error(
-                        &format!("http.proxy.{field}"),
-                        format!("expected {lo} to {hi}, got {v}"),
-                    ));
-                }
-                v
+                let path = format!("http.proxy.{field}");
+                in_range(&doc, &mut errors, &path, v.unwrap_or(default), lo, hi)
             };
             let secs = std::time::Duration::from_secs;
             let proxy = ProxyConfig {
@@ -811,14 +800,8 @@ impl NodeConfig {
                 dns_config.nsid = Some(n);
             }
             let mut bounded = |field: &str, v: Option<u64>, lo: u64, hi: u64, default: u64| {
-                let v = v.unwrap_or(default);
-                if !(lo..=hi).contains(&v) {
-                    errors.push(doc.error(
-                        &format!("dns.{field}"),
-                        format!("expected {lo} to {hi}, got {v}"),
-                    ));
-                }
-                v
+                let path = format!("dns.{field}");
+                in_range(&doc, &mut errors, &path, v.unwrap_or(default), lo, hi)
             };
             if let Some(r) = d.rrl {
                 let def = RrlConfig::default();
@@ -943,6 +926,21 @@ impl NodeConfig {
             metrics,
         })
     }
+}
+
+/// `v`, with a diagnostic at `path` when it is outside `lo..=hi`.
+fn in_range(
+    doc: &Document,
+    errors: &mut Vec<Diagnostic>,
+    path: &str,
+    v: u64,
+    lo: u64,
+    hi: u64,
+) -> u64 {
+    if !(lo..=hi).contains(&v) {
+        errors.push(doc.error(path, format!("expected {lo} to {hi}, got {v}")));
+    }
+    v
 }
 
 /// Validates the `cluster` section.

@@ -87,6 +87,19 @@ pub struct Answered {
     pub seen: Seen,
 }
 
+impl Answered {
+    /// An answer that is about the question alone and names no zone (an
+    /// error written before any lookup), for a query whose cookie proved
+    /// `verdict`.
+    pub fn bare(verdict: Verdict) -> Answered {
+        Answered {
+            verdict,
+            subject: Subject::Question,
+            seen: Seen::default(),
+        }
+    }
+}
+
 /// The cookie secrets a handler checks with, shared with whoever rotates
 /// them.
 pub type CookieHandle = Arc<arc_swap::ArcSwap<Secrets>>;
@@ -270,11 +283,7 @@ impl Handler {
                 edns,
                 reply: None,
                 with_additional: false,
-                answered: Answered {
-                    verdict,
-                    subject: Subject::Question,
-                    seen: Seen::default(),
-                },
+                answered: Answered::bare(verdict),
             };
         }
         let subnet = subnet.ok().flatten();

@@ -33,7 +33,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::cookies::Verdict;
 use crate::handler::Answered;
-use crate::rrl::{Action, Rrl, Subject};
+use crate::rrl::{Action, Rrl};
 use crate::stats::{self, Transport};
 use crate::Handler;
 
@@ -436,11 +436,7 @@ fn answer(
         crate::wire::Parsed::Drop => return None,
         crate::wire::Parsed::FormErr(f) => {
             f.reply(handler.max_udp_payload(), out);
-            return Some(Answered {
-                verdict: Verdict::Absent,
-                subject: Subject::Question,
-                seen: Default::default(),
-            });
+            return Some(Answered::bare(Verdict::Absent));
         }
         // the common query: answered from pre-encoded records
         crate::wire::Parsed::Hot(q) => {
@@ -469,11 +465,7 @@ fn answer(
             let msg = MessageResponseBuilder::new(&queries, None)
                 .error_msg(&header.metadata, ResponseCode::FormErr);
             let written = msg.destructive_emit(&mut BinEncoder::new(out)).is_ok();
-            written.then_some(Answered {
-                verdict: Verdict::Absent,
-                subject: Subject::Question,
-                seen: Default::default(),
-            })
+            written.then_some(Answered::bare(Verdict::Absent))
         }
     }
 }
