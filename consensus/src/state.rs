@@ -533,7 +533,7 @@ fn off_the_runtime<T>(heavy: bool, f: impl FnOnce() -> T) -> T {
 /// Whether snapshot bytes decode to a state machine's content: checked
 /// before a received snapshot is installed.
 pub fn check_snapshot_data(data: &[u8]) -> Result<(), String> {
-    serde_json::from_slice::<Applied>(data)
+    off_the_runtime(true, || serde_json::from_slice::<Applied>(data))
         .map(drop)
         .map_err(|e| e.to_string())
 }
@@ -542,11 +542,51 @@ pub fn check_snapshot_data(data: &[u8]) -> Result<(), String> {
 pub type Publisher = std::sync::Arc<dyn Fn(&ReplicatedState) + Send + Sync>;
 
 /// A snapshot as stored in its file.
+///
+/// On disk: [`SNAPSHOT_MAGIC`], the meta's length (`u32`, little endian),
+/// the meta as JSON, then the data as it is. Earlier releases wrote the
+/// whole struct as JSON (the data an array of numbers: four times its size,
+/// and seconds to parse at 10 MB); such a file is still read.
 #[derive(Serialize, Deserialize)]
 struct SnapshotFile {
     meta: SnapshotMeta<NodeId, BasicNode>,
     /// The serialized [`Applied`] state.
     data: Vec<u8>,
+}
+
+/// The first bytes of a snapshot file (see [`SnapshotFile`]).
+const SNAPSHOT_MAGIC: &[u8; 8] = b"MRDNSNP1";
+
+impl SnapshotFile {
+    fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let meta = serde_json::to_vec(&self.meta)?;
+        let len = u32::try_from(meta.len()).map_err(serde::ser::Error::custom)?;
+        let mut out = Vec::with_capacity(SNAPSHOT_MAGIC.len() + 4 + meta.len() + self.data.len());
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&meta);
+        out.extend_from_slice(&self.data);
+        Ok(out)
+    }
+
+    fn decode(mut bytes: Vec<u8>) -> Result<SnapshotFile, String> {
+        let Some(rest) = bytes.strip_prefix(SNAPSHOT_MAGIC) else {
+            // a file of an earlier release
+            return serde_json::from_slice(&bytes).map_err(|e| e.to_string());
+        };
+        let len = rest
+            .get(..4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or("cut short before the meta's length")?;
+        let start = SNAPSHOT_MAGIC.len() + 4;
+        let end = start
+            .checked_add(len)
+            .filter(|e| *e <= bytes.len())
+            .ok_or("cut short inside the meta")?;
+        let meta = serde_json::from_slice(&bytes[start..end]).map_err(|e| e.to_string())?;
+        let data = bytes.split_off(end);
+        Ok(SnapshotFile { meta, data })
+    }
 }
 
 /// The state machine's content, as snapshotted.
@@ -630,10 +670,11 @@ impl StateMachine {
     }
 
     fn read_snapshot_file(&self) -> Result<Option<SnapshotFile>, StorageError<NodeId>> {
-        match std::fs::read(self.path()) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StorageIOError::read_snapshot(None, &e).into()),
+        match off_the_runtime(true, || std::fs::read(self.path())) {
+            Ok(bytes) => SnapshotFile::decode(bytes).map(Some).map_err(|e| {
+                let e = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+                StorageIOError::read_snapshot(None, &e).into()
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StorageIOError::read_snapshot(None, &e).into()),
         }
@@ -643,7 +684,8 @@ impl StateMachine {
     /// renamed over the current one.
     fn write_snapshot_file(&self, file: &SnapshotFile) -> Result<(), StorageError<NodeId>> {
         let sig = Some(file.meta.signature());
-        let bytes = serde_json::to_vec(file)
+        let bytes = file
+            .encode()
             .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
         let tmp = self.dir.join("current.snapshot.tmp");
         let write = || -> std::io::Result<()> {
@@ -654,13 +696,13 @@ impl StateMachine {
             std::fs::rename(&tmp, self.path())?;
             std::fs::File::open(&self.dir)?.sync_all()
         };
-        write().map_err(|e| StorageIOError::write_snapshot(sig, &e).into())
+        off_the_runtime(true, write).map_err(|e| StorageIOError::write_snapshot(sig, &e).into())
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let data = serde_json::to_vec(&self.applied)
+        let data = off_the_runtime(true, || serde_json::to_vec(&self.applied))
             .map_err(|e| StorageIOError::read_state_machine(&e))?;
         let last = self.applied.last_applied;
         let snapshot_id = match last {
@@ -743,7 +785,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
-        let applied: Applied = serde_json::from_slice(&data)
+        let applied: Applied = off_the_runtime(true, || serde_json::from_slice(&data))
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         self.write_snapshot_file(&SnapshotFile {
             meta: meta.clone(),
@@ -752,7 +794,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.applied = applied;
         self.mark_applied();
         if let Some(f) = &self.on_change {
-            f(&self.applied.state);
+            // publishing builds the DNS snapshot: O(spec)
+            let state = &self.applied.state;
+            off_the_runtime(true, || f(state));
         }
         Ok(())
     }
@@ -764,5 +808,60 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: f.meta,
             snapshot: Box::new(Cursor::new(f.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod snapshot_file_tests {
+    use super::*;
+
+    fn file(version: u64) -> SnapshotFile {
+        let mut applied = Applied::default();
+        applied.state.version = version;
+        SnapshotFile {
+            meta: SnapshotMeta {
+                last_log_id: None,
+                last_membership: StoredMembership::default(),
+                snapshot_id: format!("empty-v{version}"),
+            },
+            data: serde_json::to_vec(&applied).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_file_decodes_to_what_was_encoded() {
+        let f = file(7);
+        let back = SnapshotFile::decode(f.encode().unwrap()).unwrap();
+        assert_eq!(back.meta, f.meta);
+        assert_eq!(back.data, f.data);
+    }
+
+    #[test]
+    fn a_file_of_an_earlier_release_still_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = serde_json::to_vec(&file(4)).unwrap();
+        std::fs::write(dir.path().join("current.snapshot"), old).unwrap();
+        let sm = StateMachine::open(dir.path()).unwrap();
+        assert_eq!(sm.state().version, 4);
+    }
+
+    #[test]
+    fn a_cut_or_damaged_file_is_an_error() {
+        let whole = file(3).encode().unwrap();
+        for cut in [
+            SNAPSHOT_MAGIC.len() + 2,
+            SNAPSHOT_MAGIC.len() + 10,
+            whole.len() - 1,
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("current.snapshot"), &whole[..cut]).unwrap();
+            assert!(StateMachine::open(dir.path()).is_err(), "cut at {cut}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut bad = whole.clone();
+        let last = bad.len() - 2;
+        bad[last] = b'#';
+        std::fs::write(dir.path().join("current.snapshot"), bad).unwrap();
+        assert!(StateMachine::open(dir.path()).is_err(), "damaged data");
     }
 }
