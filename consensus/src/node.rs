@@ -700,8 +700,10 @@ impl ClusterNode {
 
     async fn write_from(&self, cmd: Command, forwarded: bool) -> Result<Written, ClusterError> {
         let body = cmd.clone();
-        self.on_leader("/cluster/write", &body, forwarded, self.write_local(cmd))
-            .await
+        self.on_leader("/cluster/write", &body, forwarded, || {
+            self.write_local(cmd.clone())
+        })
+        .await
     }
 
     async fn write_local(&self, mut cmd: Command) -> Result<Written, OpError> {
@@ -968,41 +970,80 @@ impl ClusterNode {
     }
 
     /// Runs `local` here; if this node is not the leader, sends the request
-    /// to the leader once instead.
-    async fn on_leader<Req: Serialize, T: DeserializeOwned>(
+    /// to the leader instead. While there is no leader, or the leader it
+    /// knows cannot be connected to (the request never left), it waits up
+    /// to the write timeout for one and tries again: a command given right
+    /// after the leader stopped waits out the election instead of failing.
+    async fn on_leader<Req: Serialize, T: DeserializeOwned, F>(
         &self,
         path: &str,
         req: &Req,
         forwarded: bool,
-        local: impl Future<Output = Result<T, OpError>>,
-    ) -> Result<T, ClusterError> {
-        match local.await {
-            Ok(v) => Ok(v),
-            Err(OpError::Cluster(e)) => Err(e),
-            Err(OpError::NotLeader(_)) if forwarded => Err(ClusterError::Unavailable(
-                "leadership is changing; retry".into(),
-            )),
-            Err(OpError::NotLeader(None)) => Err(ClusterError::Unavailable(
-                "no leader: an election is under way, or a majority of the cluster is unreachable"
-                    .into(),
-            )),
-            Err(OpError::NotLeader(Some((id, addr)))) => {
-                let url = format!("{}://{addr}{path}", self.inner.scheme);
-                let sent = self
-                    .inner
-                    .client
-                    .post(url)
-                    .header(FORWARDED, "1")
-                    .timeout(self.inner.timing.write_timeout + Duration::from_secs(20))
-                    .json(req)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        ClusterError::Unavailable(format!(
-                            "the leader (node {id} at {addr}) is unreachable: {e}"
-                        ))
-                    })?;
-                decode(sent).await
+        local: impl Fn() -> F,
+    ) -> Result<T, ClusterError>
+    where
+        F: Future<Output = Result<T, OpError>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.inner.timing.write_timeout;
+        loop {
+            let failed = match local().await {
+                Ok(v) => return Ok(v),
+                Err(OpError::Cluster(e)) => return Err(e),
+                Err(OpError::NotLeader(_)) if forwarded => {
+                    return Err(ClusterError::Unavailable(
+                        "leadership is changing; retry".into(),
+                    ))
+                }
+                Err(OpError::NotLeader(None)) => (
+                    None,
+                    ClusterError::Unavailable(
+                        "no leader: an election is under way, or a majority of the cluster \
+                         is unreachable"
+                            .into(),
+                    ),
+                ),
+                Err(OpError::NotLeader(Some((id, addr)))) => {
+                    let url = format!("{}://{addr}{path}", self.inner.scheme);
+                    let sent = self
+                        .inner
+                        .client
+                        .post(url)
+                        .header(FORWARDED, "1")
+                        .timeout(self.inner.timing.write_timeout + Duration::from_secs(20))
+                        .json(req)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(sent) => return decode(sent).await,
+                        Err(e) => {
+                            let error = ClusterError::Unavailable(format!(
+                                "the leader (node {id} at {addr}) is unreachable: {e}"
+                            ));
+                            // sent, or perhaps sent: never twice
+                            if !e.is_connect() {
+                                return Err(error);
+                            }
+                            (Some(id), error)
+                        }
+                    }
+                }
+            };
+            let (gone, error) = failed;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(error);
+            }
+            let another = self
+                .inner
+                .raft
+                .wait(Some(left))
+                .metrics(
+                    |m| m.current_leader.is_some_and(|l| Some(l) != gone),
+                    "a leader to forward to",
+                )
+                .await;
+            if another.is_err() {
+                return Err(error);
             }
         }
     }
@@ -1039,8 +1080,10 @@ impl ClusterNode {
             id,
             addr: addr.clone(),
         };
-        self.on_leader("/cluster/join", &req, fwd, self.join_local(id, addr))
-            .await
+        self.on_leader("/cluster/join", &req, fwd, || {
+            self.join_local(id, addr.clone())
+        })
+        .await
     }
 
     async fn join_local(&self, id: NodeId, addr: String) -> Result<(), OpError> {
@@ -1108,12 +1151,9 @@ impl ClusterNode {
     }
 
     async fn leave_from(&self, id: NodeId, fwd: bool) -> Result<(), ClusterError> {
-        self.on_leader(
-            "/cluster/leave",
-            &LeaveRequest { id },
-            fwd,
-            self.leave_local(id),
-        )
+        self.on_leader("/cluster/leave", &LeaveRequest { id }, fwd, || {
+            self.leave_local(id)
+        })
         .await
     }
 
