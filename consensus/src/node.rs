@@ -1033,18 +1033,23 @@ impl ClusterNode {
             if left.is_zero() {
                 return Err(error);
             }
+            // a leader this node can address (a member it knows), other
+            // than the one it could not reach
             let another = self
                 .inner
                 .raft
                 .wait(Some(left))
                 .metrics(
-                    |m| m.current_leader.is_some_and(|l| Some(l) != gone),
+                    |m| leader_of(m).is_some_and(|(l, _)| Some(l) != gone),
                     "a leader to forward to",
                 )
                 .await;
             if another.is_err() {
                 return Err(error);
             }
+            // the metrics may say so before the leader knows it leads: one
+            // heartbeat between tries, so the loop never spins
+            tokio::time::sleep(self.inner.timing.heartbeat.min(left)).await;
         }
     }
 

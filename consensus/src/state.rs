@@ -584,8 +584,8 @@ impl SnapshotFile {
             .filter(|e| *e <= bytes.len())
             .ok_or("cut short inside the meta")?;
         let meta = serde_json::from_slice(&bytes[start..end]).map_err(|e| e.to_string())?;
-        let data = bytes.split_off(end);
-        Ok(SnapshotFile { meta, data })
+        bytes.drain(..end);
+        Ok(SnapshotFile { meta, data: bytes })
     }
 }
 
@@ -610,6 +610,11 @@ pub struct StateMachine {
     /// The last applied index and the version it left, updated together
     /// after every applied batch: so a reader sees a matching pair.
     applied_at: AppliedAt,
+    /// Held while the snapshot file is written, with the last log id the
+    /// file holds: a snapshot built in openraft's background task and one
+    /// installed from the leader may be written at once, and the older
+    /// must never replace the newer.
+    written: std::sync::Arc<std::sync::Mutex<Option<LogId<NodeId>>>>,
 }
 
 /// See [`StateMachine::applied_at`].
@@ -635,8 +640,10 @@ impl StateMachine {
             dir: dir.to_path_buf(),
             on_change: None,
             applied_at: Default::default(),
+            written: Default::default(),
         };
         if let Some(file) = sm.read_snapshot_file()? {
+            *sm.written.lock().unwrap_or_else(|p| p.into_inner()) = file.meta.last_log_id;
             sm.applied = serde_json::from_slice(&file.data)
                 .map_err(|e| StorageIOError::read_snapshot(Some(file.meta.signature()), &e))?;
             sm.mark_applied();
@@ -670,18 +677,19 @@ impl StateMachine {
     }
 
     fn read_snapshot_file(&self) -> Result<Option<SnapshotFile>, StorageError<NodeId>> {
-        match off_the_runtime(true, || std::fs::read(self.path())) {
-            Ok(bytes) => SnapshotFile::decode(bytes).map(Some).map_err(|e| {
-                let e = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
-                StorageIOError::read_snapshot(None, &e).into()
-            }),
+        let read = || match std::fs::read(self.path()) {
+            Ok(bytes) => SnapshotFile::decode(bytes)
+                .map(Some)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StorageIOError::read_snapshot(None, &e).into()),
-        }
+            Err(e) => Err(e),
+        };
+        off_the_runtime(true, read).map_err(|e| StorageIOError::read_snapshot(None, &e).into())
     }
 
     /// Writes the snapshot file atomically: a temporary file, synced, then
-    /// renamed over the current one.
+    /// renamed over the current one. A file already holding a later log id
+    /// is kept (one writer at a time).
     fn write_snapshot_file(&self, file: &SnapshotFile) -> Result<(), StorageError<NodeId>> {
         let sig = Some(file.meta.signature());
         let bytes = file
@@ -690,11 +698,17 @@ impl StateMachine {
         let tmp = self.dir.join("current.snapshot.tmp");
         let write = || -> std::io::Result<()> {
             use std::io::Write;
+            let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+            if *written > file.meta.last_log_id {
+                return Ok(());
+            }
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&bytes)?;
             f.sync_all()?;
             std::fs::rename(&tmp, self.path())?;
-            std::fs::File::open(&self.dir)?.sync_all()
+            std::fs::File::open(&self.dir)?.sync_all()?;
+            *written = file.meta.last_log_id;
+            Ok(())
         };
         off_the_runtime(true, write).map_err(|e| StorageIOError::write_snapshot(sig, &e).into())
     }
@@ -863,5 +877,40 @@ mod snapshot_file_tests {
         bad[last] = b'#';
         std::fs::write(dir.path().join("current.snapshot"), bad).unwrap();
         assert!(StateMachine::open(dir.path()).is_err(), "damaged data");
+    }
+}
+
+#[cfg(test)]
+mod snapshot_writer_tests {
+    use super::*;
+    use openraft::CommittedLeaderId;
+
+    fn at(index: u64) -> SnapshotFile {
+        SnapshotFile {
+            meta: SnapshotMeta {
+                last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), index)),
+                last_membership: StoredMembership::default(),
+                snapshot_id: format!("at-{index}"),
+            },
+            data: serde_json::to_vec(&Applied::default()).unwrap(),
+        }
+    }
+
+    /// A snapshot built from an older state, finishing after a newer one
+    /// was installed, leaves the newer file in place.
+    #[test]
+    fn an_older_snapshot_never_replaces_a_newer_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let sm = StateMachine::open(dir.path()).unwrap();
+        sm.write_snapshot_file(&at(9)).unwrap();
+        sm.clone().write_snapshot_file(&at(4)).unwrap();
+        let kept = sm.read_snapshot_file().unwrap().unwrap();
+        assert_eq!(kept.meta.snapshot_id, "at-9");
+        sm.write_snapshot_file(&at(12)).unwrap();
+        // and after a restart, the bar is the file's
+        let again = StateMachine::open(dir.path()).unwrap();
+        again.write_snapshot_file(&at(10)).unwrap();
+        let kept = again.read_snapshot_file().unwrap().unwrap();
+        assert_eq!(kept.meta.snapshot_id, "at-12");
     }
 }
