@@ -131,31 +131,10 @@ impl meridian_http_fallback::Observer for FallbackStats {
 }
 
 fn fallback(f: &mut Families, s: &FallbackStats) {
-    for (i, c) in s.answered.iter().enumerate() {
-        let n = c.load(Ordering::Relaxed);
-        if n > 0 {
-            let status = (100 + i).to_string();
-            f.counter(
-                "meridian_http_requests_total",
-                "HTTP fallback requests answered, by status.",
-                &[("status", &status)],
-                n as f64,
-            );
-        }
-    }
+    let requests = "HTTP fallback requests answered, by status.";
+    by_status(f, "meridian_http_requests_total", requests, &s.answered);
     let help = "Proxy-mode attempts at endpoints, by the status they answered (none: no response).";
-    for (i, c) in s.upstream.iter().enumerate() {
-        let n = c.load(Ordering::Relaxed);
-        if n > 0 {
-            let status = (100 + i).to_string();
-            f.counter(
-                "meridian_http_upstream_total",
-                help,
-                &[("status", &status)],
-                n as f64,
-            );
-        }
-    }
+    by_status(f, "meridian_http_upstream_total", help, &s.upstream);
     let failed = s.upstream_failed.load(Ordering::Relaxed);
     f.counter(
         "meridian_http_upstream_total",
@@ -163,6 +142,17 @@ fn fallback(f: &mut Families, s: &FallbackStats) {
         &[("status", "none")],
         failed as f64,
     );
+}
+
+/// One sample per HTTP status counted (`counts[i]` is status 100 + i).
+fn by_status(f: &mut Families, name: &'static str, help: &str, counts: &[AtomicU64]) {
+    for (i, c) in counts.iter().enumerate() {
+        let n = c.load(Ordering::Relaxed);
+        if n > 0 {
+            let status = (100 + i).to_string();
+            f.counter(name, help, &[("status", &status)], n as f64);
+        }
+    }
 }
 
 /// A probe agent's counts, by its region.

@@ -699,8 +699,7 @@ impl ClusterNode {
     }
 
     async fn write_from(&self, cmd: Command, forwarded: bool) -> Result<Written, ClusterError> {
-        let body = cmd.clone();
-        self.on_leader("/cluster/write", &body, forwarded, || {
+        self.on_leader("/cluster/write", &cmd, forwarded, || {
             self.write_local(cmd.clone())
         })
         .await

@@ -397,16 +397,10 @@ impl ReplicatedState {
 
     /// Applies a spec whose parts have all arrived.
     fn spec_end(&mut self, id: u64, parts: u32, seed: bool, change: Option<&Change>) -> Response {
-        let Some((seen, text)) = self.pending_specs.remove(&id) else {
-            return Response::Rejected {
-                reason: format!("spec {id}: no parts"),
-            };
+        let text = match self.take_parts("spec", id, parts) {
+            Ok(text) => text,
+            Err(refused) => return refused,
         };
-        if seen != parts {
-            return Response::Rejected {
-                reason: format!("spec {id}: {seen} of {parts} parts arrived"),
-            };
-        }
         match serde_json::from_str::<ZoneSpec>(&text) {
             Ok(spec) if change.is_some() => {
                 let mut c = change.cloned().expect("checked");
@@ -464,17 +458,28 @@ impl ReplicatedState {
         }
     }
 
-    fn restore_end(&mut self, id: u64, parts: u32, force: bool) -> Response {
+    /// The text whose `parts` parts arrived under `id` (a `what`: a spec
+    /// or a backup), taken out of the pending ones; refused when any is
+    /// missing.
+    fn take_parts(&mut self, what: &str, id: u64, parts: u32) -> Result<String, Response> {
         let Some((seen, text)) = self.pending_specs.remove(&id) else {
-            return Response::Rejected {
-                reason: format!("backup {id}: no parts"),
-            };
+            return Err(Response::Rejected {
+                reason: format!("{what} {id}: no parts"),
+            });
         };
         if seen != parts {
-            return Response::Rejected {
-                reason: format!("backup {id}: {seen} of {parts} parts arrived"),
-            };
+            return Err(Response::Rejected {
+                reason: format!("{what} {id}: {seen} of {parts} parts arrived"),
+            });
         }
+        Ok(text)
+    }
+
+    fn restore_end(&mut self, id: u64, parts: u32, force: bool) -> Response {
+        let text = match self.take_parts("backup", id, parts) {
+            Ok(text) => text,
+            Err(refused) => return refused,
+        };
         match Backup::parse(&text) {
             Ok(b) => self.restore(&b, force),
             Err(e) => Response::Rejected {

@@ -139,10 +139,6 @@ impl Rrl {
         }
     }
 
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// Answers dropped and sent truncated so far.
     pub fn counts(&self) -> (u64, u64) {
         (

@@ -8,7 +8,7 @@
 //!   descriptors, so two listeners at their caps leave room for files. A
 //!   gate more than half full is [`Gate::busy`]: servers then give new
 //!   clients less time.
-//! - [`accept`]: accepts the next connection, backing off (and saying so,
+//! - [`accept_with`]: accepts the next connection, backing off (and saying so,
 //!   at most every ten seconds) when file descriptors run out instead of
 //!   spinning on the error.
 
@@ -150,21 +150,12 @@ fn out_of_fds(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
-/// Accepts the next connection on `listener` that `gate` admits. When
-/// descriptors run out it waits 100 ms before trying again (the kernel
-/// keeps the pending connections queued) and warns at most every ten
-/// seconds; `what` names the listener in that warning.
-pub async fn accept(
-    listener: &TcpListener,
-    gate: &Gate,
-    what: &str,
-    last_warning: &mut Option<Instant>,
-) -> (TcpStream, SocketAddr, Admitted) {
-    accept_with(listener, |_| gate, what, last_warning).await
-}
-
-/// [`accept`], with the gate chosen per client address: a listener can
-/// keep places for its own peers that strangers cannot fill.
+/// Accepts the next connection on `listener` that the gate for its
+/// client address admits (a listener can keep places for its own peers
+/// that strangers cannot fill). When descriptors run out it waits 100 ms
+/// before trying again (the kernel keeps the pending connections queued)
+/// and warns at most every ten seconds; `what` names the listener in that
+/// warning.
 pub async fn accept_with<'g>(
     listener: &TcpListener,
     gate_for: impl Fn(IpAddr) -> &'g Gate,

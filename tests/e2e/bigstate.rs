@@ -6,7 +6,8 @@
 use std::time::Instant;
 
 use crate::cluster::{Cluster, Tls, BOUND};
-use crate::security::{http, token};
+use crate::harness::http;
+use crate::security::token;
 
 /// A report for region eu of `n` observations (about 90 bytes each).
 fn report(n: usize, round: usize) -> String {

@@ -437,15 +437,41 @@ where
 
 /// A GET over HTTP/1.1 with an optional bearer token: (status, body).
 pub fn http_get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
+    http(addr, "GET", path, token, "")
+}
+
+/// One HTTP/1.1 request over plain TCP: the status and the body.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let s = TcpStream::connect(addr).expect("connect");
+    http_exchange(s, addr, method, path, token, body)
+}
+
+/// Sends one request on `s` and reads the reply to its end: the status
+/// and the body (a chunked body, as axum streams one, with its chunks
+/// joined).
+pub fn http_exchange(
+    mut s: TcpStream,
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
-    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).expect("send");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let raw = String::from_utf8_lossy(&raw);
@@ -455,7 +481,6 @@ pub fn http_get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    // a chunked body, as axum streams one: the chunks joined
     let chunked = head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked");

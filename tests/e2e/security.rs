@@ -7,56 +7,12 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::cluster::{Cluster, Tls, BOUND};
-use crate::harness::dig;
-
-/// One HTTP/1.1 request over plain TCP: the status and the body.
-pub(crate) fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &str,
-) -> (u16, String) {
-    let s = TcpStream::connect(addr).expect("connect");
-    exchange(s, addr, method, path, token, body)
-}
+use crate::harness::{dig, http, http_exchange};
 
 /// A GET from the source address `from` (any 127/8 address).
 fn http_from(from: &str, addr: &str, path: &str, token: &str) -> (u16, String) {
     let s = connect_from(from, addr).expect("connect");
-    exchange(s, addr, "GET", path, Some(token), "")
-}
-
-/// Sends one request on `s` and reads the reply to its end.
-fn exchange(
-    mut s: TcpStream,
-    addr: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &str,
-) -> (u16, String) {
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut reply = String::new();
-    let _ = s.read_to_string(&mut reply);
-    let status = reply
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = reply
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
+    http_exchange(s, addr, "GET", path, Some(token), "")
 }
 
 pub(crate) fn token(c: &Cluster, name: &str) -> String {
