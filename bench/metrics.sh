@@ -6,8 +6,9 @@
 #    pinned to CPU 0 with dnsperf on CPU 1, alternating twice; queries per
 #    server CPU-second.
 # 2. A scrape at 10 000 endpoints: a one-node cluster whose spec has 100
-#    checked pools of 100 endpoints and 100 steered records; 20 scrapes of
-#    /metrics one after another; time, size, and the node's CPU per scrape.
+#    checked pools of 100 endpoints and 100 steered records; 10 scrapes of
+#    /metrics 1.1 s apart (past the one-second reuse); time, size, and the
+#    node's CPU per scrape, its idle CPU subtracted.
 #
 # Usage: bench/metrics.sh [SECONDS]   (default 10 per segment)
 set -euo pipefail

@@ -79,7 +79,7 @@ python3 -c 'import json; json.load(open("deploy/grafana/meridian.json"))' && ech
 # the compose cluster's PKI, made by its script in a copy of the folder
 cp -r deploy/compose "$work/compose"
 PATH="$(dirname "$bin"):$PATH" "$work/compose/init.sh" >/dev/null 2>&1
-for f in ca.pem n1.pem n3.key agent-eu-west.pem operator.pem tokens prometheus.token; do
+for f in ca.pem n1.pem n3.key agent-eu-west.pem operator.pem metrics-tokens prometheus.token; do
   [ -s "$work/compose/pki/$f" ] || { echo "init.sh made no pki/$f" >&2; exit 1; }
 done
 echo "deploy/compose/init.sh: ran, pki/ complete"
