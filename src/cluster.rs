@@ -226,15 +226,17 @@ pub fn run(target: &Target, command: ClusterCommand) -> ExitCode {
                 };
                 let path = format!("/cluster/restore?force={force}");
                 let from = backup.version;
-                api.post::<_, Written>(&addr, &path, &backup)
-                    .await
-                    .map(|w| {
-                        format!(
-                            "restored {} (state version {from}): the cluster is at version {}",
-                            file.display(),
-                            w.version
-                        )
-                    })
+                // straight to the leader: a follower forwards a write of at
+                // most WRITE_LIMIT bytes, and a backup of the largest spec
+                // is more (the node asked answers when the leader is unknown)
+                let to = leader_addr(&api, &addr).await.unwrap_or(addr);
+                api.post::<_, Written>(&to, &path, &backup).await.map(|w| {
+                    format!(
+                        "restored {} (state version {from}): the cluster is at version {}",
+                        file.display(),
+                        w.version
+                    )
+                })
             }
             ClusterCommand::Apply { zones } => {
                 let spec = match meridian_config::load_zones(&zones) {
@@ -363,6 +365,13 @@ pub(crate) fn print_health(view: &HealthView) {
 /// A follower that has not accepted an append for this long is out of
 /// touch (the leader sends one every heartbeat).
 const STALE_LIMIT_MS: u64 = 5000;
+
+/// The API address of the leader `addr` knows, if it knows one.
+async fn leader_addr(api: &Api, addr: &str) -> Option<String> {
+    let status: Status = api.get(addr, "/cluster/status").await.ok()?;
+    let leader = status.leader?;
+    status.members.get(&leader).map(|m| m.addr.clone())
+}
 
 /// What the members' views say about whether their states have split:
 /// a node that applied entries its leader does not have (a leader holds

@@ -1385,7 +1385,8 @@ pub const WRITE_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Body limit of `/cluster/restore`: the largest spec and the rest of a
 /// state (health, tokens, the audit log). A restore this large must be
-/// sent to the leader: a follower forwards at most [`WRITE_LIMIT`].
+/// sent to the leader (`meridian cluster restore` sends it there): a
+/// follower forwards at most [`WRITE_LIMIT`].
 const RESTORE_LIMIT: usize = MAX_SPEC_TEXT + (16 << 20);
 
 /// What the parts of a large write become once they are all in.
