@@ -884,7 +884,7 @@ fn validate_zone(
         if r.rtype == RecordType::Ns && owner.as_str().starts_with("*.") {
             c.err(
                 &format!("{r_path}.type"),
-                "a wildcard cannot delegate (RFC 4592 §4.2): name each delegated child",
+                format!("{}: name each delegated child", rules::WILDCARD_NS),
             );
             continue;
         }

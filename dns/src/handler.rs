@@ -231,9 +231,7 @@ impl Handler {
                 Some(EdnsOption::Unknown(_, data)) => Some(&data[..]),
                 _ => None,
             });
-        // RFC 7873 §5.2: a client cookie of 8, with a server cookie of 8
-        // to 32 more
-        let bad_cookie = cookie.is_some_and(|c| !(c.len() == 8 || (16..=40).contains(&c.len())));
+        let bad_cookie = cookie.is_some_and(|c| !crate::wire::cookie_len_ok(c.len()));
         let asked_nsid = request
             .edns
             .as_ref()

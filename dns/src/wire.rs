@@ -32,6 +32,12 @@ const NSID: u16 = 3;
 const ECS: u16 = 8;
 const COOKIE: u16 = 10;
 
+/// Whether a COOKIE option of `len` bytes has a cookie's length: a client
+/// cookie of 8, with a server cookie of 8 to 32 more (RFC 7873 §5.2).
+pub fn cookie_len_ok(len: usize) -> bool {
+    len == 8 || (16..=40).contains(&len)
+}
+
 /// A query of the hot shape, borrowed from its datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Query<'a> {
@@ -226,9 +232,7 @@ fn opt_record(packet: &[u8], rr: usize) -> Result<Option<Edns<'_>>, (bool, &'sta
         match code {
             ECS if edns.ecs.is_some() => return bad("two ECS options"),
             ECS => edns.ecs = Some(client_subnet(data).map_err(|why| (true, why))?),
-            // RFC 7873 §5.2: a client cookie of 8, with a server cookie of
-            // 8 to 32
-            COOKIE if !(len == 8 || (16..=40).contains(&len)) => {
+            COOKIE if !cookie_len_ok(len) => {
                 return bad("a COOKIE option of a length no cookie has")
             }
             COOKIE => edns.cookie = Some(data),

@@ -809,10 +809,7 @@ fn names_stand_alone(f: &mut Found, path: &str, z: &Zone) {
             f.at(path, format!("{owner}: {m}"));
         }
         if types.contains("NS") && owner.starts_with("*.") {
-            f.at(
-                path,
-                format!("{owner}: a wildcard cannot delegate (RFC 4592 §4.2)"),
-            );
+            f.at(path, format!("{owner}: {WILDCARD_NS}"));
         }
         if types.contains("CNAME") && types.len() > 1 {
             f.at(
@@ -840,6 +837,10 @@ fn names_stand_alone(f: &mut Found, path: &str, z: &Zone) {
         }
     }
 }
+
+/// Why NS records at a wildcard are refused: the YAML check and the typed
+/// one say it alike.
+pub const WILDCARD_NS: &str = "a wildcard cannot delegate (RFC 4592 §4.2)";
 
 /// A name whose `*` would never be served as the operator means it: a
 /// wildcard is `*` as a whole first label (RFC 4592 §2.1.1); `a*b` or
