@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -55,8 +56,9 @@ pub struct Cache {
     status: Slot,
 }
 
-/// One cached body and when it was made.
-type Slot = tokio::sync::Mutex<Option<(Instant, Arc<str>)>>;
+/// One cached body and when it was made (bytes every response shares,
+/// never copied per request).
+type Slot = tokio::sync::Mutex<Option<(Instant, Bytes)>>;
 
 /// How long a scrape or status view is reused.
 const CACHE_FOR: Duration = Duration::from_secs(1);
@@ -64,17 +66,14 @@ const CACHE_FOR: Duration = Duration::from_secs(1);
 /// The body in `slot` if it is fresh, else `make`'s, worked out off the
 /// async threads while holding the slot: concurrent requests wait for one
 /// result instead of each working it out. `None` when `make` panicked.
-pub async fn cached(
-    slot: &Slot,
-    make: impl FnOnce() -> String + Send + 'static,
-) -> Option<Arc<str>> {
+pub async fn cached(slot: &Slot, make: impl FnOnce() -> String + Send + 'static) -> Option<Bytes> {
     let mut held = slot.lock().await;
     if let Some((at, body)) = held.as_ref() {
         if at.elapsed() < CACHE_FOR {
             return Some(body.clone());
         }
     }
-    let body: Arc<str> = tokio::task::spawn_blocking(make).await.ok()?.into();
+    let body = Bytes::from(tokio::task::spawn_blocking(make).await.ok()?);
     *held = Some((Instant::now(), body.clone()));
     Some(body)
 }
@@ -185,25 +184,32 @@ pub fn routes(
     guarded.merge(health).with_state(sources).merge(page)
 }
 
+/// The credentials of a plain-HTTP metrics listener: the tokens of its
+/// own file (none: only `insecure` lets anyone in), no certificates.
+pub fn listener_credentials(
+    tokens: Option<&std::path::Path>,
+    insecure: bool,
+) -> Result<Arc<meridian_consensus::auth::Credentials>, String> {
+    let tokens = match tokens {
+        Some(path) => meridian_consensus::auth::load_tokens(path)?,
+        None => Vec::new(),
+    };
+    Ok(Arc::new(meridian_consensus::auth::Credentials::new(
+        tokens, None, insecure,
+    )))
+}
+
 /// Serves the routes on the `metrics` section's own listener, with its
 /// token file (or none, `insecure`).
 pub async fn listen(
     config: &meridian_config::node::MetricsConfig,
     sources: Sources,
 ) -> Result<(), String> {
-    let tokens = match &config.tokens {
-        Some(path) => meridian_consensus::auth::load_tokens(path)
-            .map_err(|e| format!("metrics.tokens: {e}"))?,
-        None => Vec::new(),
-    };
+    let creds = listener_credentials(config.tokens.as_deref(), config.insecure)
+        .map_err(|e| format!("metrics.tokens: {e}"))?;
     if config.insecure {
         tracing::warn!(listen = %config.listen, "metrics.insecure: anyone may read /metrics");
     }
-    let creds = Arc::new(meridian_consensus::auth::Credentials::new(
-        tokens,
-        None,
-        config.insecure,
-    ));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {} (metrics.listen): {e}", config.listen))?;
@@ -234,7 +240,7 @@ pub fn serve_small(listener: tokio::net::TcpListener, app: Router) {
 async fn metrics_route(State(s): State<Sources>) -> Response {
     let cache = s.cache.clone();
     match cached(&cache.metrics, move || render(&s)).await {
-        Some(body) => ([(header::CONTENT_TYPE, TEXT_FORMAT)], body.to_string()).into_response(),
+        Some(body) => ([(header::CONTENT_TYPE, TEXT_FORMAT)], body).into_response(),
         // a scrape that failed is no empty scrape
         None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }

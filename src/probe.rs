@@ -104,13 +104,10 @@ pub fn run(args: Args) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let tokens = match meridian_consensus::auth::load_tokens(tokens) {
-            Ok(t) => t,
+        let creds = match crate::metrics::listener_credentials(Some(tokens), false) {
+            Ok(c) => c,
             Err(e) => return config_error(format!("--metrics-tokens: {e}")),
         };
-        let creds = Arc::new(meridian_consensus::auth::Credentials::new(
-            tokens, None, false,
-        ));
         let counts = crate::metrics::AgentStats {
             region: args.region.clone(),
             stats: stats.clone(),

@@ -203,6 +203,7 @@ pub fn run(
         .http
         .as_ref()
         .map(|_| Arc::new(crate::metrics::FallbackStats::default()));
+    let scrapes = Arc::new(crate::metrics::Cache::default());
     let started = runtime.block_on(start(
         node,
         file_spec,
@@ -213,6 +214,7 @@ pub fn run(
             rrl: rrl.clone(),
             agent_stats: agent_stats.clone(),
             fallback_stats: fallback_stats.clone(),
+            scrapes: scrapes.clone(),
         },
     ));
     let (cluster, handle, probes, api_addr) = match started {
@@ -231,7 +233,7 @@ pub fn run(
             started: std::time::Instant::now(),
             agent: agent_stats.clone(),
             fallback: fallback_stats.clone(),
-            cache: Default::default(),
+            cache: scrapes.clone(),
         };
         if let Err(e) = runtime.block_on(crate::metrics::listen(m, sources)) {
             eprintln!("meridian: {e}");
@@ -411,6 +413,8 @@ struct Shared {
     rrl: Option<Arc<Rrl>>,
     agent_stats: Arc<std::sync::OnceLock<crate::metrics::AgentStats>>,
     fallback_stats: Option<Arc<crate::metrics::FallbackStats>>,
+    /// The scrape and status view both listeners reuse.
+    scrapes: Arc<crate::metrics::Cache>,
 }
 
 /// Starts this node's Raft member and returns it with the DNS snapshot
@@ -458,6 +462,7 @@ async fn start(
         rrl,
         agent_stats,
         fallback_stats,
+        scrapes,
     } = shared;
     let cookies_on = node.dns.cookies.enabled;
     let publish = move |state: &ReplicatedState| {
@@ -550,7 +555,7 @@ async fn start(
                     started: std::time::Instant::now(),
                     agent: agent_stats.clone(),
                     fallback: fallback_stats.clone(),
-                    cache: Default::default(),
+                    cache: scrapes.clone(),
                 },
                 cluster.credentials().clone(),
                 c.api.open_health,

@@ -245,7 +245,7 @@ async fn status_route(State(s): State<Sources>) -> impl IntoResponse {
                 (header::CONTENT_TYPE, "application/json"),
                 (header::CACHE_CONTROL, "no-store"),
             ],
-            body.to_string(),
+            body,
         )
             .into_response(),
         None => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
