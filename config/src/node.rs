@@ -1373,6 +1373,36 @@ mod tests {
             c.cluster.unwrap().tokens,
             Some(PathBuf::from("/etc/meridian/t"))
         );
+        // the metrics listener: a token file, or insecure said out loud
+        let err = parse("zones: z\nmetrics:\n  listen: \"127.0.0.1:9153\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("meridian.yaml:3") && err.contains("metrics.tokens"),
+            "{err}"
+        );
+        let m = parse(
+            "zones: z\nmetrics: {listen: \"127.0.0.1:9153\", insecure: true, open_health: true}\n",
+        )
+        .unwrap()
+        .metrics
+        .unwrap();
+        assert!(m.insecure && m.open_health && m.tokens.is_none());
+        assert_eq!(m.ready_stale_ms, 10_000);
+        let m = parse(
+            "zones: z\nmetrics: {listen: \"127.0.0.1:9153\", tokens: mt, ready_stale_ms: 2000}\n",
+        )
+        .unwrap()
+        .metrics
+        .unwrap();
+        assert_eq!(m.tokens, Some(PathBuf::from("/etc/meridian/mt")));
+        assert_eq!(m.ready_stale_ms, 2000);
+        let err = parse(
+            "zones: z\nmetrics: {listen: \"127.0.0.1:9153\", tokens: mt, ready_stale_ms: 5}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("metrics.ready_stale_ms"), "{err}");
         // the old plain probe tokens say where they went
         let err = parse("zones: z\nprobe: {tokens: probe.tokens}\n")
             .unwrap_err()

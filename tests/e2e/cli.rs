@@ -263,3 +263,48 @@ fn json_logs() {
         "{line}"
     );
 }
+
+/// The `metrics:` listener's two openings, each said out loud: health for
+/// anyone (`open_health`, what a kubelet needs) with the scrape still
+/// behind a token, or everything for anyone (`insecure`).
+#[test]
+fn a_metrics_listener_opens_only_what_it_is_told() {
+    use crate::cluster::free_port;
+    use crate::harness::http_get;
+    let zones = "zones:\n  glb.example.com:\n    soa: {rname: h.example.com.}\n    ns: [{name: ns.example.net.}]\n";
+    let creds = tempfile::tempdir().expect("tempdir");
+    let read = crate::cluster::meridian(
+        creds.path(),
+        &["token", "new", "--scope", "read", "--file", "tokens"],
+    );
+    let tokens = std::fs::read(creds.path().join("tokens")).expect("tokens");
+
+    let health = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let _open = crate::harness::Server::start_files(
+        zones,
+        &format!("dns: {{listen: [\"127.0.0.1:0\"]}}\nzones: zones.yaml\nmetrics: {{listen: \"{health}\", tokens: tokens, open_health: true}}\n"),
+        &[("tokens", tokens)],
+    );
+    assert_eq!(http_get(&health, "/healthz", None).0, 200);
+    let (status, body) = http_get(&health, "/readyz?scope=dns", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(http_get(&health, "/metrics", None).0, 401);
+    assert_eq!(http_get(&health, "/status.json", None).0, 401);
+    let (status, scrape) = http_get(&health, "/metrics", Some(read.trim()));
+    assert_eq!(status, 200, "{scrape}");
+    let (status, view) = http_get(&health, "/status.json", Some(read.trim()));
+    assert_eq!(status, 200, "{view}");
+    assert!(view.starts_with('{'), "{view}");
+    let (status, page) = http_get(&health, "/", None);
+    assert_eq!(status, 200);
+    assert!(page.contains("<html"), "the status page: {page}");
+
+    let all = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let _insecure = crate::harness::Server::start_config(
+        zones,
+        &format!("dns: {{listen: [\"127.0.0.1:0\"]}}\nzones: zones.yaml\nmetrics: {{listen: \"{all}\", insecure: true}}\n"),
+    );
+    let (status, scrape) = http_get(&all, "/metrics", None);
+    assert_eq!(status, 200, "{scrape}");
+    assert!(scrape.contains("meridian_uptime_seconds"), "{scrape}");
+}
