@@ -104,4 +104,10 @@ fn the_readme_cluster_walkthrough_runs_as_written() {
     assert!(out.contains("nothing changed"), "{out}");
     assert!(out.contains(r#""diff":"#), "{out}\n{err}");
     assert!(out.contains(r#""entries":"#), "{out}\n{err}");
+    // the backup section: the state taken, and brought back through a
+    // follower or the leader alike
+    assert!(
+        out.contains("restored backup.json (state version"),
+        "{out}\n{err}"
+    );
 }
