@@ -273,15 +273,17 @@ pub fn slip(response: &mut Vec<u8>) {
         }
         return;
     };
-    let opt = parts.opt.map(|r| response[r].to_vec());
-    response.truncate(parts.question_end);
+    // the OPT record moved up behind the question, in place
+    let mut end = parts.question_end;
+    if let Some(r) = &parts.opt {
+        response.copy_within(r.clone(), end);
+        end += r.len();
+    }
+    response.truncate(end);
     response[2] |= 0x02;
     response[6..10].fill(0);
-    let ar = u16::from(opt.is_some());
+    let ar = u16::from(parts.opt.is_some());
     response[10..12].copy_from_slice(&ar.to_be_bytes());
-    if let Some(o) = opt {
-        response.extend_from_slice(&o);
-    }
 }
 
 /// Where a message's question ends and where its OPT record is.
